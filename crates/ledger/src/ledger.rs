@@ -1,0 +1,607 @@
+use crate::transaction::{Account, LineAccount, Operation, PlatformAccount, Posting, Transaction};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use xiezhi_money::{Currency, MAX_AMOUNT_MINOR};
+
+/// The longest a hold may stay pending: 30 days, the usual authorization validity.
+pub const MAX_HOLD_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("credit line `{0}` does not exist")]
+    UnknownCreditLine(String),
+    #[error("hold `{0}` does not exist")]
+    UnknownHold(String),
+    #[error("`{0}` already exists")]
+    DuplicateId(String),
+    #[error("amount must be greater than zero, got {0}")]
+    NonPositiveAmount(i64),
+    #[error("amount {0} exceeds the maximum of {MAX_AMOUNT_MINOR} minor units")]
+    AmountTooLarge(i64),
+    #[error("currency {got} does not match the credit line's {expected}")]
+    CurrencyMismatch { expected: Currency, got: Currency },
+    #[error("insufficient credit: requested {requested_minor}, available {available_minor}")]
+    InsufficientCredit {
+        requested_minor: i64,
+        available_minor: i64,
+    },
+    #[error("hold is {status:?}, not pending")]
+    HoldNotPending { status: HoldStatus },
+    #[error("hold expired at {expires_at_ms}")]
+    HoldExpired { expires_at_ms: i64 },
+    #[error("hold has not expired yet (expires at {expires_at_ms})")]
+    HoldNotExpired { expires_at_ms: i64 },
+    #[error("hold expiry must be after now and within {MAX_HOLD_TTL_MS} ms")]
+    InvalidExpiry,
+    #[error("capture of {requested_minor} exceeds the held {held_minor}")]
+    CaptureExceedsHold {
+        requested_minor: i64,
+        held_minor: i64,
+    },
+    #[error("refund of {requested_minor} exceeds the refundable {refundable_minor}")]
+    RefundExceedsCaptured {
+        requested_minor: i64,
+        refundable_minor: i64,
+    },
+    #[error("repayment of {requested_minor} exceeds the outstanding {receivable_minor}")]
+    RepaymentExceedsBalance {
+        requested_minor: i64,
+        receivable_minor: i64,
+    },
+    #[error("replayed transaction {id} does not match the journal: {detail}")]
+    ReplayMismatch { id: u64, detail: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    Pending,
+    Captured,
+    Voided,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub id: String,
+    pub credit_line_id: String,
+    pub currency: Currency,
+    pub amount_minor: i64,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+    pub expires_at_ms: i64,
+    pub status: HoldStatus,
+}
+
+/// A credit line and its balances. Balances are signed account balances (debit positive);
+/// the accessors give the natural, non-negative figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditLine {
+    pub id: String,
+    pub user_id: String,
+    pub currency: Currency,
+    balances: [i64; 6],
+}
+
+impl CreditLine {
+    fn balance(&self, account: LineAccount) -> i64 {
+        self.balances[account as usize]
+    }
+    pub fn limit_minor(&self) -> i64 {
+        -self.balance(LineAccount::Limit)
+    }
+    pub fn available_minor(&self) -> i64 {
+        self.balance(LineAccount::Available)
+    }
+    pub fn held_minor(&self) -> i64 {
+        self.balance(LineAccount::Held)
+    }
+    pub fn drawn_minor(&self) -> i64 {
+        self.balance(LineAccount::Drawn)
+    }
+    pub fn receivable_minor(&self) -> i64 {
+        self.balance(LineAccount::Receivable)
+    }
+    /// Owed to the user (refunds of spending already repaid).
+    pub fn credit_balance_minor(&self) -> i64 {
+        -self.balance(LineAccount::CreditBalance)
+    }
+
+    /// The per-line invariants. Cheap enough to check after every operation.
+    fn assert_invariants(&self) {
+        let sum = self.balances[..4]
+            .iter()
+            .map(|b| i128::from(*b))
+            .sum::<i128>();
+        assert_eq!(sum, 0, "credit book of line {} does not balance", self.id);
+        assert!(
+            self.available_minor() >= 0,
+            "line {} available below zero",
+            self.id
+        );
+        assert!(self.held_minor() >= 0, "line {} held below zero", self.id);
+        assert!(self.limit_minor() >= 0, "line {} limit below zero", self.id);
+        assert_eq!(
+            self.drawn_minor(),
+            self.receivable_minor(),
+            "line {} drawn != receivable",
+            self.id
+        );
+        assert!(self.receivable_minor() >= 0 && self.credit_balance_minor() >= 0);
+    }
+}
+
+/// The whole ledger in memory. Single-threaded by design: callers serialise operations
+/// (the service does so through one writer), which is what makes "available never goes
+/// below zero" hold under any number of concurrent authorizations.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ledger {
+    lines: HashMap<String, CreditLine>,
+    holds: HashMap<String, Hold>,
+    pending_by_expiry: BTreeSet<(i64, String)>,
+    platform: BTreeMap<(Currency, PlatformAccount), i64>,
+    last_transaction_id: u64,
+}
+
+fn check_amount(amount_minor: i64) -> Result<(), LedgerError> {
+    if amount_minor <= 0 {
+        return Err(LedgerError::NonPositiveAmount(amount_minor));
+    }
+    if amount_minor > MAX_AMOUNT_MINOR {
+        return Err(LedgerError::AmountTooLarge(amount_minor));
+    }
+    Ok(())
+}
+
+fn line_posting(credit_line_id: &str, account: LineAccount, amount_minor: i64) -> Posting {
+    Posting {
+        account: Account::Line {
+            credit_line_id: credit_line_id.to_owned(),
+            account,
+        },
+        amount_minor,
+    }
+}
+
+fn platform_posting(currency: Currency, account: PlatformAccount, amount_minor: i64) -> Posting {
+    Posting {
+        account: Account::Platform { currency, account },
+        amount_minor,
+    }
+}
+
+impl Ledger {
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    pub fn credit_line(&self, id: &str) -> Option<&CreditLine> {
+        self.lines.get(id)
+    }
+
+    pub fn hold(&self, id: &str) -> Option<&Hold> {
+        self.holds.get(id)
+    }
+
+    pub fn credit_lines(&self) -> impl Iterator<Item = &CreditLine> {
+        self.lines.values()
+    }
+
+    pub fn platform_balance(&self, currency: Currency, account: PlatformAccount) -> i64 {
+        self.platform
+            .get(&(currency, account))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn last_transaction_id(&self) -> u64 {
+        self.last_transaction_id
+    }
+
+    pub fn pending_hold_count(&self) -> usize {
+        self.pending_by_expiry.len()
+    }
+
+    /// Sum of every account balance in each book; both are zero when the books balance.
+    pub fn trial_balance(&self) -> (i128, i128) {
+        let mut credit = 0i128;
+        let mut money = 0i128;
+        for line in self.lines.values() {
+            credit += line.balances[..4]
+                .iter()
+                .map(|b| i128::from(*b))
+                .sum::<i128>();
+            money += i128::from(line.balance(LineAccount::Receivable))
+                + i128::from(line.balance(LineAccount::CreditBalance));
+        }
+        money += self.platform.values().map(|b| i128::from(*b)).sum::<i128>();
+        (credit, money)
+    }
+
+    /// Executes one operation at `now_ms`, returning the balanced transaction it posted.
+    /// On error nothing changed.
+    pub fn execute(
+        &mut self,
+        operation: Operation,
+        now_ms: i64,
+    ) -> Result<Transaction, LedgerError> {
+        let (currency, postings) = self.plan(&operation, now_ms)?;
+        let transaction = Transaction {
+            id: self.last_transaction_id + 1,
+            at_ms: now_ms,
+            currency,
+            operation,
+            postings,
+        };
+        assert!(
+            transaction.is_balanced(),
+            "unbalanced transaction {transaction:?}"
+        );
+        self.commit(&transaction);
+        Ok(transaction)
+    }
+
+    /// Re-executes a journal transaction (on start-up) and checks it posts exactly what the
+    /// journal says it posted.
+    pub fn replay(&mut self, transaction: &Transaction) -> Result<(), LedgerError> {
+        let mismatch = |detail: String| LedgerError::ReplayMismatch {
+            id: transaction.id,
+            detail,
+        };
+        if transaction.id != self.last_transaction_id + 1 {
+            return Err(mismatch(format!(
+                "expected id {}",
+                self.last_transaction_id + 1
+            )));
+        }
+        if !transaction.is_balanced() {
+            return Err(mismatch("journal entry does not balance".into()));
+        }
+        let (currency, postings) = self
+            .plan(&transaction.operation, transaction.at_ms)
+            .map_err(|e| mismatch(e.to_string()))?;
+        if currency != transaction.currency || postings != transaction.postings {
+            return Err(mismatch("postings differ".into()));
+        }
+        self.commit(transaction);
+        Ok(())
+    }
+
+    /// Transactions that expire every pending hold whose expiry is at or before `now_ms`.
+    pub fn expire_due(&mut self, now_ms: i64, max: usize) -> Vec<Transaction> {
+        let due: Vec<String> = self
+            .pending_by_expiry
+            .iter()
+            .take_while(|(expires_at_ms, _)| *expires_at_ms <= now_ms)
+            .take(max)
+            .map(|(_, id)| id.clone())
+            .collect();
+        due.into_iter()
+            .map(|hold_id| {
+                self.execute(Operation::Expire { hold_id }, now_ms)
+                    .expect("due hold expires")
+            })
+            .collect()
+    }
+
+    /// Validates `operation` against the current state and computes its postings.
+    fn plan(
+        &self,
+        operation: &Operation,
+        now_ms: i64,
+    ) -> Result<(Currency, Vec<Posting>), LedgerError> {
+        match operation {
+            Operation::OpenLine {
+                credit_line_id,
+                currency,
+                limit_minor,
+                ..
+            } => {
+                if self.lines.contains_key(credit_line_id) {
+                    return Err(LedgerError::DuplicateId(credit_line_id.clone()));
+                }
+                if *limit_minor < 0 {
+                    return Err(LedgerError::NonPositiveAmount(*limit_minor));
+                }
+                if *limit_minor > MAX_AMOUNT_MINOR {
+                    return Err(LedgerError::AmountTooLarge(*limit_minor));
+                }
+                Ok((
+                    *currency,
+                    vec![
+                        line_posting(credit_line_id, LineAccount::Limit, -limit_minor),
+                        line_posting(credit_line_id, LineAccount::Available, *limit_minor),
+                    ],
+                ))
+            }
+            Operation::Authorize {
+                hold_id,
+                credit_line_id,
+                amount_minor,
+                expires_at_ms,
+            } => {
+                check_amount(*amount_minor)?;
+                if self.holds.contains_key(hold_id) {
+                    return Err(LedgerError::DuplicateId(hold_id.clone()));
+                }
+                if *expires_at_ms <= now_ms
+                    || expires_at_ms.saturating_sub(now_ms) > MAX_HOLD_TTL_MS
+                {
+                    return Err(LedgerError::InvalidExpiry);
+                }
+                let line = self.line(credit_line_id)?;
+                if line.available_minor() < *amount_minor {
+                    return Err(LedgerError::InsufficientCredit {
+                        requested_minor: *amount_minor,
+                        available_minor: line.available_minor(),
+                    });
+                }
+                Ok((
+                    line.currency,
+                    vec![
+                        line_posting(credit_line_id, LineAccount::Available, -amount_minor),
+                        line_posting(credit_line_id, LineAccount::Held, *amount_minor),
+                    ],
+                ))
+            }
+            Operation::Capture {
+                hold_id,
+                amount_minor,
+            } => {
+                check_amount(*amount_minor)?;
+                let hold = self.pending_hold(hold_id)?;
+                if now_ms >= hold.expires_at_ms {
+                    return Err(LedgerError::HoldExpired {
+                        expires_at_ms: hold.expires_at_ms,
+                    });
+                }
+                if *amount_minor > hold.amount_minor {
+                    return Err(LedgerError::CaptureExceedsHold {
+                        requested_minor: *amount_minor,
+                        held_minor: hold.amount_minor,
+                    });
+                }
+                let id = &hold.credit_line_id;
+                let mut postings = vec![line_posting(id, LineAccount::Held, -hold.amount_minor)];
+                if hold.amount_minor > *amount_minor {
+                    postings.push(line_posting(
+                        id,
+                        LineAccount::Available,
+                        hold.amount_minor - amount_minor,
+                    ));
+                }
+                postings.push(line_posting(id, LineAccount::Drawn, *amount_minor));
+                postings.push(line_posting(id, LineAccount::Receivable, *amount_minor));
+                postings.push(platform_posting(
+                    hold.currency,
+                    PlatformAccount::MerchantSettlementPayable,
+                    -amount_minor,
+                ));
+                Ok((hold.currency, postings))
+            }
+            Operation::Void { hold_id } => {
+                let hold = self.pending_hold(hold_id)?;
+                Ok((hold.currency, release(hold)))
+            }
+            Operation::Expire { hold_id } => {
+                let hold = self.pending_hold(hold_id)?;
+                if now_ms < hold.expires_at_ms {
+                    return Err(LedgerError::HoldNotExpired {
+                        expires_at_ms: hold.expires_at_ms,
+                    });
+                }
+                Ok((hold.currency, release(hold)))
+            }
+            Operation::Refund {
+                hold_id,
+                amount_minor,
+            } => {
+                check_amount(*amount_minor)?;
+                let hold = self
+                    .holds
+                    .get(hold_id)
+                    .ok_or_else(|| LedgerError::UnknownHold(hold_id.clone()))?;
+                if hold.status != HoldStatus::Captured {
+                    return Err(LedgerError::HoldNotPending {
+                        status: hold.status,
+                    });
+                }
+                let refundable_minor = hold.captured_minor - hold.refunded_minor;
+                if *amount_minor > refundable_minor {
+                    return Err(LedgerError::RefundExceedsCaptured {
+                        requested_minor: *amount_minor,
+                        refundable_minor,
+                    });
+                }
+                let line = self.line(&hold.credit_line_id)?;
+                // What the user still owes is reduced first; the rest of the refund is owed
+                // back to the user as a credit balance.
+                let against_receivable = (*amount_minor).min(line.receivable_minor());
+                let to_credit_balance = amount_minor - against_receivable;
+                let id = &hold.credit_line_id;
+                let mut postings = vec![platform_posting(
+                    hold.currency,
+                    PlatformAccount::MerchantSettlementPayable,
+                    *amount_minor,
+                )];
+                if against_receivable > 0 {
+                    postings.push(line_posting(
+                        id,
+                        LineAccount::Receivable,
+                        -against_receivable,
+                    ));
+                    postings.push(line_posting(id, LineAccount::Drawn, -against_receivable));
+                    postings.push(line_posting(id, LineAccount::Available, against_receivable));
+                }
+                if to_credit_balance > 0 {
+                    postings.push(line_posting(
+                        id,
+                        LineAccount::CreditBalance,
+                        -to_credit_balance,
+                    ));
+                }
+                Ok((hold.currency, postings))
+            }
+            Operation::Repay {
+                credit_line_id,
+                amount_minor,
+            } => {
+                check_amount(*amount_minor)?;
+                let line = self.line(credit_line_id)?;
+                if *amount_minor > line.receivable_minor() {
+                    return Err(LedgerError::RepaymentExceedsBalance {
+                        requested_minor: *amount_minor,
+                        receivable_minor: line.receivable_minor(),
+                    });
+                }
+                Ok((
+                    line.currency,
+                    vec![
+                        platform_posting(
+                            line.currency,
+                            PlatformAccount::RepaymentsReceived,
+                            *amount_minor,
+                        ),
+                        line_posting(credit_line_id, LineAccount::Receivable, -amount_minor),
+                        line_posting(credit_line_id, LineAccount::Drawn, -amount_minor),
+                        line_posting(credit_line_id, LineAccount::Available, *amount_minor),
+                    ],
+                ))
+            }
+        }
+    }
+
+    /// Applies a planned, balanced transaction. Cannot fail: everything was checked in `plan`.
+    fn commit(&mut self, transaction: &Transaction) {
+        match &transaction.operation {
+            Operation::OpenLine {
+                credit_line_id,
+                user_id,
+                currency,
+                ..
+            } => {
+                self.lines.insert(
+                    credit_line_id.clone(),
+                    CreditLine {
+                        id: credit_line_id.clone(),
+                        user_id: user_id.clone(),
+                        currency: *currency,
+                        balances: [0; 6],
+                    },
+                );
+            }
+            Operation::Authorize {
+                hold_id,
+                credit_line_id,
+                amount_minor,
+                expires_at_ms,
+            } => {
+                self.holds.insert(
+                    hold_id.clone(),
+                    Hold {
+                        id: hold_id.clone(),
+                        credit_line_id: credit_line_id.clone(),
+                        currency: transaction.currency,
+                        amount_minor: *amount_minor,
+                        captured_minor: 0,
+                        refunded_minor: 0,
+                        expires_at_ms: *expires_at_ms,
+                        status: HoldStatus::Pending,
+                    },
+                );
+                self.pending_by_expiry
+                    .insert((*expires_at_ms, hold_id.clone()));
+            }
+            Operation::Capture {
+                hold_id,
+                amount_minor,
+            } => {
+                self.settle_hold(hold_id, HoldStatus::Captured);
+                self.holds.get_mut(hold_id).expect("planned").captured_minor = *amount_minor;
+            }
+            Operation::Void { hold_id } => self.settle_hold(hold_id, HoldStatus::Voided),
+            Operation::Expire { hold_id } => self.settle_hold(hold_id, HoldStatus::Expired),
+            Operation::Refund {
+                hold_id,
+                amount_minor,
+            } => {
+                self.holds.get_mut(hold_id).expect("planned").refunded_minor += amount_minor;
+            }
+            Operation::Repay { .. } => {}
+        }
+        let mut touched_lines: Vec<&str> = Vec::with_capacity(2);
+        for posting in &transaction.postings {
+            match &posting.account {
+                Account::Line {
+                    credit_line_id,
+                    account,
+                } => {
+                    let line = self
+                        .lines
+                        .get_mut(credit_line_id)
+                        .expect("posting to a known line");
+                    let balance = &mut line.balances[*account as usize];
+                    *balance = balance
+                        .checked_add(posting.amount_minor)
+                        .expect("balances are bounded far below i64");
+                    if !touched_lines.contains(&credit_line_id.as_str()) {
+                        touched_lines.push(credit_line_id);
+                    }
+                }
+                Account::Platform { currency, account } => {
+                    let balance = self.platform.entry((*currency, *account)).or_insert(0);
+                    *balance = balance
+                        .checked_add(posting.amount_minor)
+                        .expect("platform balances are bounded");
+                }
+            }
+        }
+        for id in touched_lines {
+            self.lines[id].assert_invariants();
+        }
+        self.last_transaction_id = transaction.id;
+    }
+
+    fn settle_hold(&mut self, hold_id: &str, status: HoldStatus) {
+        let hold = self.holds.get_mut(hold_id).expect("planned");
+        assert_eq!(hold.status, HoldStatus::Pending);
+        hold.status = status;
+        let removed = self
+            .pending_by_expiry
+            .remove(&(hold.expires_at_ms, hold_id.to_owned()));
+        assert!(
+            removed,
+            "pending hold {hold_id} missing from the expiry index"
+        );
+    }
+
+    fn line(&self, id: &str) -> Result<&CreditLine, LedgerError> {
+        self.lines
+            .get(id)
+            .ok_or_else(|| LedgerError::UnknownCreditLine(id.to_owned()))
+    }
+
+    fn pending_hold(&self, id: &str) -> Result<&Hold, LedgerError> {
+        let hold = self
+            .holds
+            .get(id)
+            .ok_or_else(|| LedgerError::UnknownHold(id.to_owned()))?;
+        if hold.status != HoldStatus::Pending {
+            return Err(LedgerError::HoldNotPending {
+                status: hold.status,
+            });
+        }
+        Ok(hold)
+    }
+}
+
+fn release(hold: &Hold) -> Vec<Posting> {
+    vec![
+        line_posting(&hold.credit_line_id, LineAccount::Held, -hold.amount_minor),
+        line_posting(
+            &hold.credit_line_id,
+            LineAccount::Available,
+            hold.amount_minor,
+        ),
+    ]
+}

@@ -1,0 +1,386 @@
+//! Ledger invariants: every transaction balances in both books, available credit never goes
+//! below zero, failed operations change nothing, and replaying the journal rebuilds the same
+//! state.
+
+use proptest::prelude::*;
+use xiezhi_ledger::{
+    Book, HoldStatus, Ledger, LedgerError, Operation, PlatformAccount, Transaction,
+};
+use xiezhi_money::Currency;
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn cny() -> Currency {
+    Currency::from_code("CNY").unwrap()
+}
+
+fn open(ledger: &mut Ledger, id: &str, limit_minor: i64) -> Transaction {
+    ledger
+        .execute(
+            Operation::OpenLine {
+                credit_line_id: id.into(),
+                user_id: format!("u_{id}"),
+                currency: cny(),
+                limit_minor,
+            },
+            0,
+        )
+        .unwrap()
+}
+
+fn authorize(
+    ledger: &mut Ledger,
+    hold: &str,
+    line: &str,
+    amount_minor: i64,
+    now_ms: i64,
+) -> Result<Transaction, LedgerError> {
+    ledger.execute(
+        Operation::Authorize {
+            hold_id: hold.into(),
+            credit_line_id: line.into(),
+            amount_minor,
+            expires_at_ms: now_ms + HOUR_MS,
+        },
+        now_ms,
+    )
+}
+
+#[test]
+fn payment_lifecycle_moves_credit_and_money() {
+    let mut ledger = Ledger::new();
+    open(&mut ledger, "cl", 100_000);
+    authorize(&mut ledger, "h1", "cl", 30_000, 1).unwrap();
+    let line = ledger.credit_line("cl").unwrap();
+    assert_eq!(
+        (
+            line.available_minor(),
+            line.held_minor(),
+            line.receivable_minor()
+        ),
+        (70_000, 30_000, 0)
+    );
+
+    // Partial capture releases the rest.
+    let capture = ledger
+        .execute(
+            Operation::Capture {
+                hold_id: "h1".into(),
+                amount_minor: 25_000,
+            },
+            2,
+        )
+        .unwrap();
+    assert!(capture.is_balanced());
+    let line = ledger.credit_line("cl").unwrap();
+    assert_eq!(
+        (
+            line.available_minor(),
+            line.held_minor(),
+            line.receivable_minor()
+        ),
+        (75_000, 0, 25_000)
+    );
+    assert_eq!(
+        ledger.platform_balance(cny(), PlatformAccount::MerchantSettlementPayable),
+        -25_000
+    );
+
+    // Refund restores available credit.
+    ledger
+        .execute(
+            Operation::Refund {
+                hold_id: "h1".into(),
+                amount_minor: 5_000,
+            },
+            3,
+        )
+        .unwrap();
+    let line = ledger.credit_line("cl").unwrap();
+    assert_eq!(
+        (line.available_minor(), line.receivable_minor()),
+        (80_000, 20_000)
+    );
+    assert_eq!(
+        ledger.execute(
+            Operation::Refund {
+                hold_id: "h1".into(),
+                amount_minor: 20_001
+            },
+            4
+        ),
+        Err(LedgerError::RefundExceedsCaptured {
+            requested_minor: 20_001,
+            refundable_minor: 20_000
+        })
+    );
+
+    // Repayment.
+    assert!(matches!(
+        ledger.execute(
+            Operation::Repay {
+                credit_line_id: "cl".into(),
+                amount_minor: 20_001
+            },
+            5
+        ),
+        Err(LedgerError::RepaymentExceedsBalance { .. })
+    ));
+    ledger
+        .execute(
+            Operation::Repay {
+                credit_line_id: "cl".into(),
+                amount_minor: 20_000,
+            },
+            5,
+        )
+        .unwrap();
+    let line = ledger.credit_line("cl").unwrap();
+    assert_eq!(
+        (line.available_minor(), line.receivable_minor()),
+        (100_000, 0)
+    );
+    assert_eq!(
+        ledger.platform_balance(cny(), PlatformAccount::RepaymentsReceived),
+        20_000
+    );
+
+    // A refund after repayment becomes a credit balance owed to the user.
+    ledger
+        .execute(
+            Operation::Refund {
+                hold_id: "h1".into(),
+                amount_minor: 20_000,
+            },
+            6,
+        )
+        .unwrap();
+    let line = ledger.credit_line("cl").unwrap();
+    assert_eq!(
+        (
+            line.available_minor(),
+            line.receivable_minor(),
+            line.credit_balance_minor()
+        ),
+        (100_000, 0, 20_000)
+    );
+    assert_eq!(ledger.trial_balance(), (0, 0));
+}
+
+#[test]
+fn over_limit_is_refused_and_changes_nothing() {
+    let mut ledger = Ledger::new();
+    open(&mut ledger, "cl", 10_000);
+    authorize(&mut ledger, "h1", "cl", 9_000, 1).unwrap();
+    let before = ledger.clone();
+    assert_eq!(
+        authorize(&mut ledger, "h2", "cl", 1_001, 1),
+        Err(LedgerError::InsufficientCredit {
+            requested_minor: 1_001,
+            available_minor: 1_000
+        })
+    );
+    assert_eq!(ledger, before);
+    authorize(&mut ledger, "h2", "cl", 1_000, 1).unwrap();
+    assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 0);
+}
+
+#[test]
+fn holds_expire_void_and_refuse_late_capture() {
+    let mut ledger = Ledger::new();
+    open(&mut ledger, "cl", 10_000);
+    authorize(&mut ledger, "h1", "cl", 4_000, 0).unwrap();
+    authorize(&mut ledger, "h2", "cl", 3_000, 10).unwrap();
+    assert_eq!(ledger.expire_due(HOUR_MS - 1, 100).len(), 0);
+    let expired = ledger.expire_due(HOUR_MS, 100);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(ledger.hold("h1").unwrap().status, HoldStatus::Expired);
+    assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 7_000);
+    assert_eq!(
+        ledger.execute(
+            Operation::Capture {
+                hold_id: "h1".into(),
+                amount_minor: 1
+            },
+            HOUR_MS
+        ),
+        Err(LedgerError::HoldNotPending {
+            status: HoldStatus::Expired
+        })
+    );
+    assert_eq!(
+        ledger.execute(
+            Operation::Capture {
+                hold_id: "h2".into(),
+                amount_minor: 1
+            },
+            HOUR_MS + 10
+        ),
+        Err(LedgerError::HoldExpired {
+            expires_at_ms: HOUR_MS + 10
+        })
+    );
+    ledger
+        .execute(
+            Operation::Void {
+                hold_id: "h2".into(),
+            },
+            HOUR_MS + 10,
+        )
+        .unwrap();
+    assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 10_000);
+    assert_eq!(ledger.pending_hold_count(), 0);
+}
+
+#[test]
+fn bad_amounts_and_ids_are_typed_errors() {
+    let mut ledger = Ledger::new();
+    open(&mut ledger, "cl", 10_000);
+    assert_eq!(
+        authorize(&mut ledger, "h", "cl", 0, 0),
+        Err(LedgerError::NonPositiveAmount(0))
+    );
+    assert_eq!(
+        authorize(&mut ledger, "h", "cl", -5, 0),
+        Err(LedgerError::NonPositiveAmount(-5))
+    );
+    assert!(matches!(
+        authorize(&mut ledger, "h", "cl", i64::MAX, 0),
+        Err(LedgerError::AmountTooLarge(_))
+    ));
+    assert_eq!(
+        authorize(&mut ledger, "h", "nope", 1, 0),
+        Err(LedgerError::UnknownCreditLine("nope".into()))
+    );
+    authorize(&mut ledger, "h", "cl", 1, 0).unwrap();
+    assert_eq!(
+        authorize(&mut ledger, "h", "cl", 1, 0),
+        Err(LedgerError::DuplicateId("h".into()))
+    );
+    assert_eq!(
+        ledger.execute(
+            Operation::Capture {
+                hold_id: "h".into(),
+                amount_minor: 2
+            },
+            1
+        ),
+        Err(LedgerError::CaptureExceedsHold {
+            requested_minor: 2,
+            held_minor: 1
+        })
+    );
+    assert_eq!(
+        ledger.execute(
+            Operation::Authorize {
+                hold_id: "x".into(),
+                credit_line_id: "cl".into(),
+                amount_minor: 1,
+                expires_at_ms: 0
+            },
+            0
+        ),
+        Err(LedgerError::InvalidExpiry)
+    );
+}
+
+#[test]
+fn replay_rejects_a_tampered_journal() {
+    let mut ledger = Ledger::new();
+    let mut journal = vec![open(&mut ledger, "cl", 10_000)];
+    journal.push(authorize(&mut ledger, "h", "cl", 500, 0).unwrap());
+    let mut tampered = journal.clone();
+    tampered[1].postings[1].amount_minor = 400;
+    tampered[1].postings[0].amount_minor = -400;
+    let mut fresh = Ledger::new();
+    fresh.replay(&tampered[0]).unwrap();
+    assert!(matches!(
+        fresh.replay(&tampered[1]),
+        Err(LedgerError::ReplayMismatch { id: 2, .. })
+    ));
+    let mut out_of_order = Ledger::new();
+    assert!(matches!(
+        out_of_order.replay(&journal[1]),
+        Err(LedgerError::ReplayMismatch { .. })
+    ));
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Authorize { line: usize, amount_minor: i64 },
+    Capture { hold: usize, part_pct: i64 },
+    Void { hold: usize },
+    Refund { hold: usize, amount_minor: i64 },
+    Repay { line: usize, amount_minor: i64 },
+    Advance { ms: i64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0usize..3, -10i64..60_000).prop_map(|(line, amount_minor)| Step::Authorize { line, amount_minor }),
+        3 => (0usize..40, 0i64..=110).prop_map(|(hold, part_pct)| Step::Capture { hold, part_pct }),
+        1 => (0usize..40).prop_map(|hold| Step::Void { hold }),
+        2 => (0usize..40, 1i64..30_000).prop_map(|(hold, amount_minor)| Step::Refund { hold, amount_minor }),
+        2 => (0usize..3, 1i64..50_000).prop_map(|(line, amount_minor)| Step::Repay { line, amount_minor }),
+        1 => (0i64..2 * HOUR_MS).prop_map(|ms| Step::Advance { ms }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn invariants_hold_under_any_sequence(limits in prop::collection::vec(0i64..200_000, 3), steps in prop::collection::vec(step(), 1..120)) {
+        let mut ledger = Ledger::new();
+        let mut journal = Vec::new();
+        for (i, limit) in limits.iter().enumerate() {
+            journal.push(open(&mut ledger, &format!("cl{i}"), *limit));
+        }
+        let mut now_ms = 0i64;
+        let mut holds = 0usize;
+        for step in steps {
+            let before = ledger.clone();
+            let operation = match step {
+                Step::Advance { ms } => {
+                    now_ms += ms;
+                    journal.extend(ledger.expire_due(now_ms, usize::MAX));
+                    continue;
+                }
+                Step::Authorize { line, amount_minor } => {
+                    holds += 1;
+                    Operation::Authorize { hold_id: format!("h{holds}"), credit_line_id: format!("cl{line}"), amount_minor, expires_at_ms: now_ms + HOUR_MS }
+                }
+                Step::Capture { hold, part_pct } => {
+                    let amount = ledger.hold(&format!("h{hold}")).map_or(1, |h| h.amount_minor * part_pct / 100);
+                    Operation::Capture { hold_id: format!("h{hold}"), amount_minor: amount }
+                }
+                Step::Void { hold } => Operation::Void { hold_id: format!("h{hold}") },
+                Step::Refund { hold, amount_minor } => Operation::Refund { hold_id: format!("h{hold}"), amount_minor },
+                Step::Repay { line, amount_minor } => Operation::Repay { credit_line_id: format!("cl{line}"), amount_minor },
+            };
+            match ledger.execute(operation, now_ms) {
+                Ok(transaction) => {
+                    prop_assert_eq!(transaction.book_sum(Book::Credit), 0);
+                    prop_assert_eq!(transaction.book_sum(Book::Money), 0);
+                    journal.push(transaction);
+                }
+                Err(_) => prop_assert_eq!(&ledger, &before, "a failed operation changed the ledger"),
+            }
+            prop_assert_eq!(ledger.trial_balance(), (0, 0));
+            for line in ledger.credit_lines() {
+                prop_assert!(line.available_minor() >= 0);
+                prop_assert_eq!(line.available_minor() + line.held_minor() + line.receivable_minor(), line.limit_minor());
+            }
+        }
+        // Replaying the journal rebuilds exactly the same ledger.
+        let mut replayed = Ledger::new();
+        for transaction in &journal {
+            replayed.replay(transaction).unwrap();
+        }
+        prop_assert_eq!(&replayed, &ledger);
+        // Replaying any entry twice is refused: the journal is applied once.
+        if let Some(last) = journal.last() {
+            prop_assert!(replayed.replay(last).is_err());
+        }
+    }
+}
