@@ -1,1 +1,351 @@
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! A commit is one SQLite transaction; with WAL and FULL sync the WAL is fsynced before
+//! `COMMIT` returns, so an acknowledged batch survives a crash or power loss. Throughput
+//! comes from group commit upstream: the service's writer puts many requests in one batch,
+//! so one fsync serves them all.
+//!
+//! Each journal entry is stored twice on purpose: the whole transaction as JSON (what replay
+//! reads) and its postings as rows (what [`Store::check_books`] sums with SQL, independently
+//! of the Rust code that wrote them).
 
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use xiezhi_ledger::Transaction;
+use xiezhi_store::{
+    Batch, BooksReport, Record, RecordKind, Snapshot, Store, StoreError, MAX_BATCH_ITEMS,
+};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS postings (
+    transaction_id INTEGER NOT NULL,
+    book TEXT NOT NULL CHECK (book IN ('credit', 'money')),
+    account TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+";
+
+pub struct SqliteStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+fn io(error: rusqlite::Error) -> StoreError {
+    StoreError::Io(error.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir/xiezhi.sqlite3`.
+    pub fn open_dir(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
+        SqliteStore::open(&dir.join("xiezhi.sqlite3"))
+    }
+
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let connection = Connection::open(path).map_err(io)?;
+        // WAL: readers never block the writer and a commit is one sequential WAL append.
+        // FULL: the WAL is fsynced at every commit, so acknowledged writes are durable.
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(io)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Io(format!(
+                "could not enable WAL mode (got {mode})"
+            )));
+        }
+        connection
+            .execute_batch(
+                "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;",
+            )
+            .map_err(io)?;
+        connection.execute_batch(SCHEMA).map_err(io)?;
+        let version: Option<String> = connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(io)?;
+        match version {
+            None => {
+                connection
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                        params![SCHEMA_VERSION.to_string()],
+                    )
+                    .map_err(io)?;
+            }
+            Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "schema version {v}, this build reads {SCHEMA_VERSION}"
+                )))
+            }
+        }
+        Ok(SqliteStore {
+            connection,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn last_journal_id(&self) -> Result<u64, StoreError> {
+        let last: Option<i64> = self
+            .connection
+            .query_row("SELECT MAX(id) FROM journal", [], |row| row.get(0))
+            .map_err(io)?;
+        Ok(last.unwrap_or(0) as u64)
+    }
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let mut snapshot = Snapshot::default();
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, body FROM journal ORDER BY id")
+            .map_err(io)?;
+        let mut rows = statement.query([]).map_err(io)?;
+        while let Some(row) = rows.next().map_err(io)? {
+            let id: i64 = row.get(0).map_err(io)?;
+            let body: String = row.get(1).map_err(io)?;
+            let transaction: Transaction = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
+            if transaction.id != id as u64 {
+                return Err(StoreError::Corrupt(format!(
+                    "journal row {id} holds transaction {}",
+                    transaction.id
+                )));
+            }
+            snapshot.transactions.push(transaction);
+        }
+        drop(rows);
+        drop(statement);
+        let mut statement = self
+            .connection
+            .prepare("SELECT kind, id, body, updated_at_ms FROM records")
+            .map_err(io)?;
+        let mut rows = statement.query([]).map_err(io)?;
+        while let Some(row) = rows.next().map_err(io)? {
+            let kind: String = row.get(0).map_err(io)?;
+            let id: String = row.get(1).map_err(io)?;
+            let body: String = row.get(2).map_err(io)?;
+            let kind = RecordKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown record kind {kind}")))?;
+            let body = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
+            snapshot.records.push(Record {
+                kind,
+                id,
+                body,
+                updated_at_ms: row.get(3).map_err(io)?,
+            });
+        }
+        Ok(snapshot)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.items() > MAX_BATCH_ITEMS {
+            return Err(StoreError::BatchTooLarge {
+                items: batch.items(),
+            });
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut last = self.last_journal_id()?;
+        let tx = self.connection.transaction().map_err(io)?;
+        {
+            let mut journal = tx
+                .prepare_cached(
+                    "INSERT INTO journal (id, at_ms, currency, body) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(io)?;
+            let mut postings =
+                tx.prepare_cached("INSERT INTO postings (transaction_id, book, account, amount_minor) VALUES (?1, ?2, ?3, ?4)").map_err(io)?;
+            for transaction in &batch.transactions {
+                if transaction.id != last + 1 {
+                    // Dropping `tx` without commit rolls the whole batch back.
+                    return Err(StoreError::JournalGap {
+                        last,
+                        got: transaction.id,
+                    });
+                }
+                last = transaction.id;
+                let body = serde_json::to_string(transaction)
+                    .map_err(|e| StoreError::Io(e.to_string()))?;
+                journal
+                    .execute(params![
+                        transaction.id as i64,
+                        transaction.at_ms,
+                        transaction.currency.alpha(),
+                        body
+                    ])
+                    .map_err(io)?;
+                for posting in &transaction.postings {
+                    let book = match posting.account.book() {
+                        xiezhi_ledger::Book::Credit => "credit",
+                        xiezhi_ledger::Book::Money => "money",
+                    };
+                    postings
+                        .execute(params![
+                            transaction.id as i64,
+                            book,
+                            posting.account.name(),
+                            posting.amount_minor
+                        ])
+                        .map_err(io)?;
+                }
+            }
+            let mut records = tx
+                .prepare_cached(
+                    "INSERT INTO records (kind, id, body, updated_at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at_ms = excluded.updated_at_ms",
+                )
+                .map_err(io)?;
+            for record in &batch.records {
+                let body = serde_json::to_string(&record.body)
+                    .map_err(|e| StoreError::Io(e.to_string()))?;
+                records
+                    .execute(params![
+                        record.kind.as_str(),
+                        record.id,
+                        body,
+                        record.updated_at_ms
+                    ])
+                    .map_err(io)?;
+            }
+        }
+        tx.commit().map_err(io)
+    }
+
+    fn check_books(&mut self) -> Result<BooksReport, StoreError> {
+        let transactions: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM journal", [], |row| row.get(0))
+            .map_err(io)?;
+        let postings: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM postings", [], |row| row.get(0))
+            .map_err(io)?;
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT transaction_id FROM postings GROUP BY transaction_id, book HAVING SUM(amount_minor) != 0
+                 UNION
+                 SELECT id FROM journal WHERE id NOT IN (SELECT transaction_id FROM postings)
+                 ORDER BY 1 LIMIT 1000",
+            )
+            .map_err(io)?;
+        let unbalanced_transactions = statement
+            .query_map([], |row| row.get::<_, i64>(0))
+            .map_err(io)?
+            .map(|r| r.map(|id| id as u64))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io)?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT book, SUM(amount_minor) FROM postings GROUP BY book ORDER BY book")
+            .map_err(io)?;
+        let book_totals = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, i128::from(row.get::<_, i64>(1)?)))
+            })
+            .map_err(io)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io)?;
+        Ok(BooksReport {
+            transactions: transactions as u64,
+            postings: postings as u64,
+            unbalanced_transactions,
+            book_totals,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_store_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conformance.sqlite3");
+        xiezhi_store::conformance::run(|| SqliteStore::open(&path).unwrap());
+    }
+
+    #[test]
+    fn check_books_catches_a_tampered_posting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open_dir(dir.path()).unwrap();
+        let mut ledger = xiezhi_ledger::Ledger::new();
+        let cny = xiezhi_money::Currency::from_code("CNY").unwrap();
+        let open = ledger
+            .execute(
+                xiezhi_ledger::Operation::OpenLine {
+                    credit_line_id: "cl".into(),
+                    user_id: "u".into(),
+                    currency: cny,
+                    limit_minor: 500,
+                },
+                0,
+            )
+            .unwrap();
+        store
+            .commit(&Batch {
+                transactions: vec![open],
+                records: vec![],
+            })
+            .unwrap();
+        assert!(store.check_books().unwrap().is_balanced());
+        store
+            .connection
+            .execute(
+                "UPDATE postings SET amount_minor = amount_minor + 1 WHERE rowid = 1",
+                [],
+            )
+            .unwrap();
+        let report = store.check_books().unwrap();
+        assert_eq!(report.unbalanced_transactions, vec![1]);
+        assert!(!report.is_balanced());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        store
+            .connection
+            .execute(
+                "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        assert!(matches!(
+            SqliteStore::open_dir(dir.path()),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

@@ -1,1 +1,118 @@
+//! The storage boundary of Xiezhi.
+//!
+//! A store keeps two things: the ledger journal (balanced [`Transaction`]s in id order) and
+//! JSON records keyed by kind and id (merchants, payments, idempotency keys). It knows nothing
+//! of HTTP and nothing of what the records mean. Every implementation must pass the
+//! [`conformance`] suite.
 
+pub mod conformance;
+
+use serde::{Deserialize, Serialize};
+use xiezhi_ledger::Transaction;
+
+/// Most transactions and records one [`Store::commit`] may carry; the writer batches up to
+/// this many requests into one group commit.
+pub const MAX_BATCH_ITEMS: usize = 8_192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("batch of {items} items exceeds the limit of {MAX_BATCH_ITEMS}")]
+    BatchTooLarge { items: usize },
+    #[error("journal entry {got} does not follow {last}")]
+    JournalGap { last: u64, got: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Merchant,
+    Payment,
+    Idempotency,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 3] = [
+        RecordKind::Merchant,
+        RecordKind::Payment,
+        RecordKind::Idempotency,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Merchant => "merchant",
+            RecordKind::Payment => "payment",
+            RecordKind::Idempotency => "idempotency",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One JSON document. A later commit of the same kind and id replaces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub id: String,
+    pub body: serde_json::Value,
+    pub updated_at_ms: i64,
+}
+
+/// What one group commit writes, atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub transactions: Vec<Transaction>,
+    pub records: Vec<Record>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.transactions.is_empty() && self.records.is_empty()
+    }
+    pub fn items(&self) -> usize {
+        self.transactions.len() + self.records.len()
+    }
+}
+
+/// Everything a store holds, as read at start-up.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub transactions: Vec<Transaction>,
+    pub records: Vec<Record>,
+}
+
+/// The result of checking the stored books independently of the in-memory ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BooksReport {
+    pub transactions: u64,
+    pub postings: u64,
+    /// Journal entries whose postings do not sum to zero in some book.
+    pub unbalanced_transactions: Vec<u64>,
+    /// Sum of all postings per book ("credit", "money"); zero when the books balance.
+    pub book_totals: Vec<(String, i128)>,
+}
+
+impl BooksReport {
+    pub fn is_balanced(&self) -> bool {
+        self.unbalanced_transactions.is_empty()
+            && self.book_totals.iter().all(|(_, total)| *total == 0)
+    }
+}
+
+/// Durable storage. Implementations are used from one writer thread at a time.
+pub trait Store: Send + 'static {
+    /// Reads the whole journal in id order and the current version of every record.
+    fn load(&mut self) -> Result<Snapshot, StoreError>;
+
+    /// Writes a batch atomically; when it returns `Ok`, the batch survives a crash or power
+    /// loss. Journal ids must continue the stored journal without gaps.
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Checks that every stored transaction balances, from the stored postings alone.
+    fn check_books(&mut self) -> Result<BooksReport, StoreError>;
+}

@@ -1,0 +1,202 @@
+//! The conformance suite every [`Store`] implementation runs in its own tests:
+//! `xiezhi_store::conformance::run(|| open_the_same_store())`. `open` must open the same
+//! underlying storage each time it is called, so reopening is part of what is tested.
+
+use crate::{Batch, Record, RecordKind, Store, StoreError};
+use serde_json::json;
+use xiezhi_ledger::{Ledger, Operation, Transaction};
+use xiezhi_money::Currency;
+
+/// Runs every check against a fresh, empty store. Panics with the name of the failing check.
+pub fn run<S: Store, F: FnMut() -> S>(mut open: F) {
+    empty_store_loads_nothing(&mut open);
+    commit_survives_reopen(&mut open);
+    records_are_replaced_by_id(&mut open);
+    journal_gaps_are_refused_atomically(&mut open);
+    oversized_batches_are_refused(&mut open);
+    books_are_checked_from_postings(&mut open);
+}
+
+fn sample_journal(from_ledger: &mut Ledger, first_line: usize, count: usize) -> Vec<Transaction> {
+    let cny = Currency::from_code("CNY").expect("CNY");
+    let mut out = Vec::new();
+    for i in first_line..first_line + count {
+        let line = format!("cl_conf_{i}");
+        out.push(
+            from_ledger
+                .execute(
+                    Operation::OpenLine {
+                        credit_line_id: line.clone(),
+                        user_id: format!("u{i}"),
+                        currency: cny,
+                        limit_minor: 10_000,
+                    },
+                    1,
+                )
+                .expect("open"),
+        );
+        out.push(
+            from_ledger
+                .execute(
+                    Operation::Authorize {
+                        hold_id: format!("h_conf_{i}"),
+                        credit_line_id: line,
+                        amount_minor: 1_234,
+                        expires_at_ms: 1_000_000,
+                    },
+                    2,
+                )
+                .expect("authorize"),
+        );
+        out.push(
+            from_ledger
+                .execute(
+                    Operation::Capture {
+                        hold_id: format!("h_conf_{i}"),
+                        amount_minor: 1_000,
+                    },
+                    3,
+                )
+                .expect("capture"),
+        );
+    }
+    out
+}
+
+fn record(kind: RecordKind, id: &str, value: i64) -> Record {
+    Record {
+        kind,
+        id: id.to_owned(),
+        body: json!({ "id": id, "value": value }),
+        updated_at_ms: value,
+    }
+}
+
+fn empty_store_loads_nothing<S: Store>(open: &mut impl FnMut() -> S) {
+    let snapshot = open().load().expect("load");
+    assert!(
+        snapshot.transactions.is_empty(),
+        "empty_store_loads_nothing: journal"
+    );
+    assert!(
+        snapshot.records.is_empty(),
+        "empty_store_loads_nothing: records"
+    );
+}
+
+fn commit_survives_reopen<S: Store>(open: &mut impl FnMut() -> S) {
+    let mut ledger = Ledger::new();
+    let journal = sample_journal(&mut ledger, 0, 3);
+    {
+        let mut store = open();
+        store
+            .commit(&Batch {
+                transactions: journal.clone(),
+                records: vec![
+                    record(RecordKind::Merchant, "m1", 1),
+                    record(RecordKind::Payment, "p1", 2),
+                ],
+            })
+            .expect("commit");
+    }
+    let snapshot = open().load().expect("load");
+    assert_eq!(
+        snapshot.transactions, journal,
+        "commit_survives_reopen: journal differs"
+    );
+    let mut replayed = Ledger::new();
+    for transaction in &snapshot.transactions {
+        replayed
+            .replay(transaction)
+            .expect("commit_survives_reopen: replay");
+    }
+    assert_eq!(
+        replayed, ledger,
+        "commit_survives_reopen: replayed ledger differs"
+    );
+    assert_eq!(snapshot.records.len(), 2, "commit_survives_reopen: records");
+}
+
+fn records_are_replaced_by_id<S: Store>(open: &mut impl FnMut() -> S) {
+    let mut store = open();
+    store
+        .commit(&Batch {
+            transactions: vec![],
+            records: vec![
+                record(RecordKind::Payment, "p1", 5),
+                record(RecordKind::Idempotency, "p1", 6),
+            ],
+        })
+        .expect("commit");
+    let snapshot = open().load().expect("load");
+    let payment = snapshot
+        .records
+        .iter()
+        .find(|r| r.kind == RecordKind::Payment && r.id == "p1")
+        .expect("payment p1");
+    assert_eq!(
+        payment.body["value"], 5,
+        "records_are_replaced_by_id: not replaced"
+    );
+    assert_eq!(
+        snapshot.records.len(),
+        3,
+        "records_are_replaced_by_id: kinds must be separate key spaces"
+    );
+}
+
+fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
+    let mut store = open();
+    let before = store.load().expect("load");
+    let mut ledger = Ledger::new();
+    for transaction in &before.transactions {
+        ledger.replay(transaction).expect("replay");
+    }
+    let mut next = sample_journal(&mut ledger, 100, 1);
+    next[0].id += 10; // leaves a gap
+    let result = store.commit(&Batch {
+        transactions: next,
+        records: vec![record(RecordKind::Merchant, "gap", 9)],
+    });
+    assert!(
+        matches!(result, Err(StoreError::JournalGap { .. })),
+        "journal_gaps_are_refused_atomically: {result:?}"
+    );
+    let after = open().load().expect("load");
+    assert_eq!(
+        after.transactions.len(),
+        before.transactions.len(),
+        "journal_gaps_are_refused_atomically: journal changed"
+    );
+    assert!(
+        !after.records.iter().any(|r| r.id == "gap"),
+        "journal_gaps_are_refused_atomically: record from a failed batch is visible"
+    );
+}
+
+fn oversized_batches_are_refused<S: Store>(open: &mut impl FnMut() -> S) {
+    let records = (0..=crate::MAX_BATCH_ITEMS)
+        .map(|i| record(RecordKind::Payment, &format!("big{i}"), 0))
+        .collect();
+    let result = open().commit(&Batch {
+        transactions: vec![],
+        records,
+    });
+    assert!(
+        matches!(result, Err(StoreError::BatchTooLarge { .. })),
+        "oversized_batches_are_refused: {result:?}"
+    );
+}
+
+fn books_are_checked_from_postings<S: Store>(open: &mut impl FnMut() -> S) {
+    let report = open().check_books().expect("check_books");
+    assert!(
+        report.is_balanced(),
+        "books_are_checked_from_postings: {report:?}"
+    );
+    assert_eq!(
+        report.transactions, 9,
+        "books_are_checked_from_postings: transaction count"
+    );
+    assert!(report.postings >= 9 * 2);
+}
