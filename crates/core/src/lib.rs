@@ -1,1 +1,250 @@
+//! The payment service: merchants, credit lines, scan-to-pay payments and their lifecycle,
+//! with idempotency keys and durable group commit. No HTTP and no SQL here: the server
+//! crate speaks HTTP, a [`xiezhi_store::Store`] speaks storage.
+//!
+//! All state changes go through one writer thread ([`writer`]). Requests queue on a
+//! bounded channel; the writer takes a batch of up to `max_batch` requests, applies them to
+//! the in-memory ledger, commits everything they wrote in one storage transaction (one
+//! fsync), and only then replies. Serialising through one writer is what makes "available
+//! credit never goes below zero" hold under any concurrency, and group commit is what keeps
+//! throughput up despite an fsync per commit.
 
+mod error;
+mod model;
+mod state;
+mod writer;
+
+pub use error::CoreError;
+pub use model::*;
+pub use writer::{Clock, SystemClock, WriterStats};
+
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use xiezhi_qr::{DecodeOptions, MerchantPresentedQr};
+use xiezhi_store::Store;
+
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// A partner scheme whose QR codes Xiezhi accepts and routes to registered merchants.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcceptedScheme {
+    pub globally_unique_identifier: String,
+    /// Sub-field of the scheme's merchant account template that holds the merchant's id.
+    pub merchant_ref_field: String,
+}
+
+/// Which merchant-account identifiers are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcceptanceConfig {
+    /// Xiezhi's own globally unique identifier in template 26 of its merchants' codes.
+    pub own_guid: String,
+    pub partner_schemes: Vec<AcceptedScheme>,
+}
+
+impl Default for AcceptanceConfig {
+    fn default() -> AcceptanceConfig {
+        AcceptanceConfig {
+            own_guid: "cn.xiezhi.pay".into(),
+            partner_schemes: vec![],
+        }
+    }
+}
+
+impl AcceptanceConfig {
+    pub fn scheme(&self, guid: &str) -> Option<&AcceptedScheme> {
+        self.partner_schemes
+            .iter()
+            .find(|s| s.globally_unique_identifier.eq_ignore_ascii_case(guid))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub acceptance: AcceptanceConfig,
+    /// How long an authorization holds credit before it expires.
+    pub hold_ttl_ms: i64,
+    /// Most requests in one group commit.
+    pub max_batch: usize,
+    /// Requests that may wait for the writer; beyond this the service answers `overloaded`.
+    pub queue_capacity: usize,
+    /// Refuse QR codes with content deviations (`--strict`).
+    pub strict_qr: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig {
+            acceptance: AcceptanceConfig::default(),
+            hold_ttl_ms: 7 * 24 * 3_600_000,
+            max_batch: 1_024,
+            queue_capacity: 16_384,
+            strict_qr: false,
+        }
+    }
+}
+
+/// A payment request whose QR code has been decoded (off the writer thread).
+#[derive(Debug, Clone)]
+pub struct PreparedPayment {
+    pub request: NewPayment,
+    pub qr: MerchantPresentedQr,
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateMerchant(NewMerchant),
+    CreateCreditLine(NewCreditLine),
+    CreatePayment(Box<PreparedPayment>),
+    Capture {
+        payment_id: String,
+        amount: Option<String>,
+    },
+    Void {
+        payment_id: String,
+    },
+    Refund {
+        payment_id: String,
+        amount: String,
+    },
+    Repay {
+        credit_line_id: String,
+        amount: String,
+    },
+    IssueDynamicQr {
+        merchant_id: String,
+        amount: String,
+        bill_number: Option<String>,
+    },
+    GetMerchant {
+        id: String,
+    },
+    GetCreditLine {
+        id: String,
+    },
+    GetPayment {
+        id: String,
+    },
+}
+
+/// An idempotency key and the fingerprint (hash of method, path and body) of the request it
+/// came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+pub(crate) struct Envelope {
+    pub command: Command,
+    pub idempotency: Option<IdempotencyKey>,
+    pub reply: oneshot::Sender<Result<Reply, CoreError>>,
+}
+
+/// A handle to the running service. Cheap to clone; every clone talks to the same writer.
+#[derive(Clone)]
+pub struct Service {
+    queue: SyncSender<Envelope>,
+    strict_qr: bool,
+    stats: Arc<WriterStats>,
+}
+
+impl Service {
+    /// Loads the store, replays the journal, and starts the writer thread.
+    pub fn start(
+        store: Box<dyn Store>,
+        config: ServiceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Service, CoreError> {
+        let (queue, receiver) = sync_channel(config.queue_capacity);
+        let stats = Arc::new(WriterStats::default());
+        writer::spawn(store, &config, clock, receiver, Arc::clone(&stats))?;
+        Ok(Service {
+            queue,
+            strict_qr: config.strict_qr,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Decodes the QR code of a payment request, on the caller's thread.
+    pub fn prepare_payment(&self, request: NewPayment) -> Result<Command, CoreError> {
+        let qr = xiezhi_qr::decode(
+            request.qr_payload.trim(),
+            DecodeOptions {
+                strict: self.strict_qr,
+            },
+        )?;
+        Ok(Command::CreatePayment(Box::new(PreparedPayment {
+            request,
+            qr,
+        })))
+    }
+
+    fn envelope(
+        command: Command,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<(Envelope, oneshot::Receiver<Result<Reply, CoreError>>), CoreError> {
+        if let Some(key) = &idempotency {
+            if key.key.is_empty()
+                || key.key.len() > MAX_IDEMPOTENCY_KEY_BYTES
+                || !key.key.is_ascii()
+            {
+                return Err(CoreError::InvalidRequest {
+                    field: "Idempotency-Key".into(),
+                    message: format!(
+                        "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} ASCII characters"
+                    ),
+                });
+            }
+        }
+        let (reply, receiver) = oneshot::channel();
+        Ok((
+            Envelope {
+                command,
+                idempotency,
+                reply,
+            },
+            receiver,
+        ))
+    }
+
+    /// Runs a command; never blocks the calling task on a full queue (answers `overloaded`).
+    pub async fn execute(
+        &self,
+        command: Command,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Reply, CoreError> {
+        let (envelope, receiver) = Self::envelope(command, idempotency)?;
+        match self.queue.try_send(envelope) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("xiezhi_overloaded_total").increment(1);
+                return Err(CoreError::Overloaded);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        receiver.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Runs a command from a plain thread, waiting for queue space (benchmarks, CLI).
+    pub fn execute_blocking(
+        &self,
+        command: Command,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Reply, CoreError> {
+        let (envelope, receiver) = Self::envelope(command, idempotency)?;
+        self.queue.send(envelope).map_err(|_| stopped())?;
+        receiver.blocking_recv().unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+fn stopped() -> CoreError {
+    CoreError::StorageUnavailable {
+        message: "the writer has stopped".into(),
+    }
+}

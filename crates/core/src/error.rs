@@ -1,0 +1,108 @@
+use serde::{Deserialize, Serialize};
+
+/// Why the service refused a request. Serialisable because a refusal is part of what an
+/// idempotency key replays. `code()` is the stable machine-readable name clients rely on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum CoreError {
+    #[error("merchant `{id}` not found")]
+    MerchantNotFound { id: String },
+    #[error("credit line `{id}` not found")]
+    CreditLineNotFound { id: String },
+    #[error("payment `{id}` not found")]
+    PaymentNotFound { id: String },
+    #[error("{message}")]
+    InvalidQr {
+        qr_error: String,
+        field_id: Option<String>,
+        offset: usize,
+        message: String,
+    },
+    #[error("this QR code names no merchant that Xiezhi accepts: {reason}")]
+    MerchantNotAccepted { reason: String },
+    #[error("{message}")]
+    InvalidAmount { field: String, message: String },
+    #[error("unknown currency `{currency}`")]
+    UnknownCurrency { currency: String },
+    #[error("`amount` is required: the QR code is static and carries no amount")]
+    AmountRequired,
+    #[error("amount {requested} does not match the amount {qr_amount} in the dynamic QR code")]
+    AmountMismatch {
+        requested: String,
+        qr_amount: String,
+    },
+    #[error("currency {got} does not match {expected}")]
+    CurrencyMismatch { expected: String, got: String },
+    #[error("{message}")]
+    InvalidRequest { field: String, message: String },
+    #[error("payment is {status}: {message}")]
+    InvalidPaymentState { status: String, message: String },
+    #[error("capture of {requested} exceeds the authorized {authorized}")]
+    CaptureExceedsAuthorized {
+        requested: String,
+        authorized: String,
+    },
+    #[error("refund of {requested} exceeds the refundable {refundable}")]
+    RefundExceedsCaptured {
+        requested: String,
+        refundable: String,
+    },
+    #[error("repayment of {requested} exceeds the outstanding {outstanding}")]
+    RepaymentExceedsBalance {
+        requested: String,
+        outstanding: String,
+    },
+    #[error("the authorization expired at {expires_at}")]
+    AuthorizationExpired { expires_at: String },
+    #[error("idempotency key `{key}` was already used with a different request")]
+    IdempotencyKeyReused { key: String },
+    #[error("the service is overloaded; retry with the same idempotency key")]
+    Overloaded,
+    #[error("storage is unavailable: {message}")]
+    StorageUnavailable { message: String },
+}
+
+impl CoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::MerchantNotFound { .. } => "merchant_not_found",
+            CoreError::CreditLineNotFound { .. } => "credit_line_not_found",
+            CoreError::PaymentNotFound { .. } => "payment_not_found",
+            CoreError::InvalidQr { .. } => "invalid_qr",
+            CoreError::MerchantNotAccepted { .. } => "merchant_not_accepted",
+            CoreError::InvalidAmount { .. } => "invalid_amount",
+            CoreError::UnknownCurrency { .. } => "unknown_currency",
+            CoreError::AmountRequired => "amount_required",
+            CoreError::AmountMismatch { .. } => "amount_mismatch",
+            CoreError::CurrencyMismatch { .. } => "currency_mismatch",
+            CoreError::InvalidRequest { .. } => "invalid_request",
+            CoreError::InvalidPaymentState { .. } => "invalid_payment_state",
+            CoreError::CaptureExceedsAuthorized { .. } => "capture_exceeds_authorized",
+            CoreError::RefundExceedsCaptured { .. } => "refund_exceeds_captured",
+            CoreError::RepaymentExceedsBalance { .. } => "repayment_exceeds_balance",
+            CoreError::AuthorizationExpired { .. } => "authorization_expired",
+            CoreError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            CoreError::Overloaded => "overloaded",
+            CoreError::StorageUnavailable { .. } => "storage_unavailable",
+        }
+    }
+
+    /// Whether a retry of the same request may succeed (the idempotency record is not kept).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Overloaded | CoreError::StorageUnavailable { .. }
+        )
+    }
+}
+
+impl From<xiezhi_qr::QrError> for CoreError {
+    fn from(error: xiezhi_qr::QrError) -> CoreError {
+        CoreError::InvalidQr {
+            qr_error: error.code().to_owned(),
+            field_id: error.field_id.clone(),
+            offset: error.offset,
+            message: format!("invalid QR payload: {error}"),
+        }
+    }
+}

@@ -1,0 +1,916 @@
+//! The writer's state: the ledger plus merchants, payments and idempotency records, and the
+//! rules that turn one command into ledger transactions and records. Runs on one thread.
+
+use crate::error::CoreError;
+use crate::model::*;
+use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use xiezhi_ledger::{Ledger, LedgerError, Operation};
+use xiezhi_money::{parse_minor, Currency, Money, MoneyError, Sign, MAX_AMOUNT_MINOR};
+use xiezhi_qr::{AccountTemplate, LanguageTemplate, MerchantPresentedQr, PointOfInitiation};
+use xiezhi_store::{Batch, Record, RecordKind, Snapshot, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct IdempotencyRecord {
+    pub fingerprint: String,
+    pub outcome: Result<Reply, CoreError>,
+    pub created_at_ms: i64,
+}
+
+pub(crate) struct State {
+    pub ledger: Ledger,
+    merchants: HashMap<String, Merchant>,
+    /// (lower-cased partner GUID, merchant ref) → merchant id.
+    partner_index: HashMap<(String, String), String>,
+    payments: HashMap<String, Payment>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+    config: AcceptanceConfig,
+    hold_ttl_ms: i64,
+}
+
+fn corrupt(kind: RecordKind, id: &str, error: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("{} record {id}: {error}", kind.as_str()))
+}
+
+fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms: i64) -> Record {
+    Record {
+        kind,
+        id: id.to_owned(),
+        body: serde_json::to_value(value).expect("records serialise"),
+        updated_at_ms: now_ms,
+    }
+}
+
+fn new_id(prefix: &str, now_ms: i64) -> String {
+    format!("{prefix}_{:011x}{:08x}", now_ms.max(0), fastrand::u32(..))
+}
+
+fn amount_error(field: &str, error: MoneyError) -> CoreError {
+    match error {
+        MoneyError::UnknownCurrency { code } => CoreError::UnknownCurrency { currency: code },
+        other => CoreError::InvalidAmount {
+            field: field.to_owned(),
+            message: format!("`{field}`: {other}"),
+        },
+    }
+}
+
+fn parse_amount(field: &str, text: &str, currency: Currency, sign: Sign) -> Result<i64, CoreError> {
+    parse_minor(text, currency, sign).map_err(|e| amount_error(field, e))
+}
+
+pub(crate) fn parse_currency(field: &str, code: &str) -> Result<Currency, CoreError> {
+    // Alphabetic codes only at the API; numeric codes belong to QR payloads.
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        if let Some(currency) = Currency::from_alpha(code) {
+            return Ok(currency);
+        }
+    }
+    let _ = field;
+    Err(CoreError::UnknownCurrency {
+        currency: code.to_owned(),
+    })
+}
+
+fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
+    let length = value.chars().count();
+    if length == 0 || length > MAX_TEXT_CHARS || value.chars().any(char::is_control) {
+        return Err(CoreError::InvalidRequest {
+            field: field.to_owned(),
+            message: format!("`{field}` must be 1 to {MAX_TEXT_CHARS} printable characters"),
+        });
+    }
+    Ok(())
+}
+
+impl State {
+    pub fn load(
+        snapshot: Snapshot,
+        config: AcceptanceConfig,
+        hold_ttl_ms: i64,
+    ) -> Result<State, StoreError> {
+        let mut ledger = Ledger::new();
+        for transaction in &snapshot.transactions {
+            ledger
+                .replay(transaction)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        let mut state = State {
+            ledger,
+            merchants: HashMap::new(),
+            partner_index: HashMap::new(),
+            payments: HashMap::new(),
+            idempotency: HashMap::new(),
+            config,
+            hold_ttl_ms,
+        };
+        for record in snapshot.records {
+            match record.kind {
+                RecordKind::Merchant => {
+                    let merchant: Merchant = serde_json::from_value(record.body)
+                        .map_err(|e| corrupt(record.kind, &record.id, e))?;
+                    state.index_merchant(merchant);
+                }
+                RecordKind::Payment => {
+                    let payment: Payment = serde_json::from_value(record.body)
+                        .map_err(|e| corrupt(record.kind, &record.id, e))?;
+                    state.payments.insert(payment.id.clone(), payment);
+                }
+                RecordKind::Idempotency => {
+                    let entry: IdempotencyRecord = serde_json::from_value(record.body)
+                        .map_err(|e| corrupt(record.kind, &record.id, e))?;
+                    state.idempotency.insert(record.id, entry);
+                }
+            }
+        }
+        state.check_consistency()?;
+        Ok(state)
+    }
+
+    /// Payments and holds are written in the same commit, so they must agree.
+    fn check_consistency(&self) -> Result<(), StoreError> {
+        for payment in self.payments.values() {
+            if payment.status == PaymentStatus::Declined {
+                continue;
+            }
+            let hold = self.ledger.hold(&payment.id).ok_or_else(|| {
+                StoreError::Corrupt(format!("payment {} has no hold in the journal", payment.id))
+            })?;
+            if hold.captured_minor != payment.captured_minor
+                || hold.refunded_minor != payment.refunded_minor
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "payment {} disagrees with its hold",
+                    payment.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn index_merchant(&mut self, merchant: Merchant) {
+        for account in &merchant.partner_accounts {
+            self.partner_index.insert(
+                (
+                    account.globally_unique_identifier.to_ascii_lowercase(),
+                    account.merchant_ref.clone(),
+                ),
+                merchant.id.clone(),
+            );
+        }
+        self.merchants.insert(merchant.id.clone(), merchant);
+    }
+
+    pub fn payment_count(&self) -> usize {
+        self.payments.len()
+    }
+
+    /// Applies one command, honouring its idempotency key. Everything to persist goes into
+    /// `out`; the caller commits `out` before anyone sees the reply.
+    pub fn apply(
+        &mut self,
+        command: Command,
+        idempotency: Option<IdempotencyKey>,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        if let Some(key) = &idempotency {
+            if let Some(entry) = self.idempotency.get(&key.key) {
+                if entry.fingerprint != key.fingerprint {
+                    return Err(CoreError::IdempotencyKeyReused {
+                        key: key.key.clone(),
+                    });
+                }
+                metrics::counter!("xiezhi_idempotent_replays_total").increment(1);
+                return entry.outcome.clone();
+            }
+        }
+        let outcome = self.execute(command, now_ms, out);
+        if let Some(key) = idempotency {
+            if !matches!(&outcome, Err(e) if e.is_transient()) {
+                let entry = IdempotencyRecord {
+                    fingerprint: key.fingerprint,
+                    outcome: outcome.clone(),
+                    created_at_ms: now_ms,
+                };
+                out.records
+                    .push(record(RecordKind::Idempotency, &key.key, &entry, now_ms));
+                self.idempotency.insert(key.key, entry);
+            }
+        }
+        outcome
+    }
+
+    /// Expires due holds and marks their payments expired.
+    pub fn expire_due(&mut self, now_ms: i64, max: usize, out: &mut Batch) -> usize {
+        let expired = self.ledger.expire_due(now_ms, max);
+        let count = expired.len();
+        for transaction in expired {
+            if let Operation::Expire { hold_id } = &transaction.operation {
+                if let Some(payment) = self.payments.get_mut(hold_id) {
+                    payment.status = PaymentStatus::Expired;
+                    payment.updated_at_ms = now_ms;
+                    out.records
+                        .push(record(RecordKind::Payment, &payment.id, payment, now_ms));
+                }
+            }
+            out.transactions.push(transaction);
+        }
+        count
+    }
+
+    fn execute(
+        &mut self,
+        command: Command,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        match command {
+            Command::CreateMerchant(request) => self.create_merchant(request, now_ms, out),
+            Command::CreateCreditLine(request) => self.create_credit_line(request, now_ms, out),
+            Command::CreatePayment(prepared) => self.create_payment(*prepared, now_ms, out),
+            Command::Capture { payment_id, amount } => {
+                self.capture(&payment_id, amount.as_deref(), now_ms, out)
+            }
+            Command::Void { payment_id } => self.void(&payment_id, now_ms, out),
+            Command::Refund { payment_id, amount } => {
+                self.refund(&payment_id, &amount, now_ms, out)
+            }
+            Command::Repay {
+                credit_line_id,
+                amount,
+            } => self.repay(&credit_line_id, &amount, now_ms, out),
+            Command::IssueDynamicQr {
+                merchant_id,
+                amount,
+                bill_number,
+            } => {
+                let qr_payload = self.dynamic_qr(&merchant_id, &amount, bill_number.as_deref())?;
+                let merchant = self.merchant(&merchant_id)?;
+                let amount_minor =
+                    parse_amount("amount", &amount, merchant.currency, Sign::Positive)?;
+                Ok(Reply::DynamicQr(DynamicQrView {
+                    merchant_id,
+                    amount: decimal(amount_minor, merchant.currency),
+                    currency: merchant.currency.alpha().into(),
+                    bill_number,
+                    qr_payload,
+                }))
+            }
+            Command::GetMerchant { id } => self.merchant(&id).map(|m| Reply::Merchant(m.into())),
+            Command::GetCreditLine { id } => self.credit_line_view(&id).map(Reply::CreditLine),
+            Command::GetPayment { id } => self.payment(&id).map(|p| Reply::Payment(p.into())),
+        }
+    }
+
+    fn merchant(&self, id: &str) -> Result<&Merchant, CoreError> {
+        self.merchants
+            .get(id)
+            .ok_or_else(|| CoreError::MerchantNotFound { id: id.to_owned() })
+    }
+
+    fn payment(&self, id: &str) -> Result<&Payment, CoreError> {
+        self.payments
+            .get(id)
+            .ok_or_else(|| CoreError::PaymentNotFound { id: id.to_owned() })
+    }
+
+    fn credit_line_view(&self, id: &str) -> Result<CreditLineView, CoreError> {
+        self.ledger
+            .credit_line(id)
+            .map(CreditLineView::from)
+            .ok_or_else(|| CoreError::CreditLineNotFound { id: id.to_owned() })
+    }
+
+    fn create_merchant(
+        &mut self,
+        request: NewMerchant,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        check_text("name", &request.name)?;
+        check_text("city", &request.city)?;
+        if request.country.len() != 2 || !request.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(CoreError::InvalidRequest {
+                field: "country".into(),
+                message: "`country` must be an ISO 3166-1 alpha-2 code such as CN".into(),
+            });
+        }
+        if request.mcc.len() != 4 || !request.mcc.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CoreError::InvalidRequest {
+                field: "mcc".into(),
+                message: "`mcc` must be a four-digit merchant category code".into(),
+            });
+        }
+        let currency = parse_currency("currency", &request.currency)?;
+        if request.partner_accounts.len() > 8 {
+            return Err(CoreError::InvalidRequest {
+                field: "partner_accounts".into(),
+                message: "at most 8 partner accounts".into(),
+            });
+        }
+        for account in &request.partner_accounts {
+            check_text("partner_accounts.merchant_ref", &account.merchant_ref)?;
+            if self
+                .config
+                .scheme(&account.globally_unique_identifier)
+                .is_none()
+            {
+                return Err(CoreError::InvalidRequest {
+                    field: "partner_accounts.globally_unique_identifier".into(),
+                    message: format!(
+                        "`{}` is not an accepted partner scheme",
+                        account.globally_unique_identifier
+                    ),
+                });
+            }
+            let key = (
+                account.globally_unique_identifier.to_ascii_lowercase(),
+                account.merchant_ref.clone(),
+            );
+            if self.partner_index.contains_key(&key) {
+                return Err(CoreError::InvalidRequest {
+                    field: "partner_accounts.merchant_ref".into(),
+                    message: format!(
+                        "partner account `{}` is already registered to another merchant",
+                        account.merchant_ref
+                    ),
+                });
+            }
+        }
+        let mut id = new_id("mch", now_ms);
+        while self.merchants.contains_key(&id) {
+            id = new_id("mch", now_ms);
+        }
+        let qr = merchant_qr(&self.config.own_guid, &id, &request, currency, None, None);
+        let qr_payload = qr.encode().map_err(CoreError::from)?;
+        let merchant = Merchant {
+            id: id.clone(),
+            name: request.name,
+            city: request.city,
+            country: request.country,
+            mcc: request.mcc,
+            currency,
+            qr_payload,
+            partner_accounts: request.partner_accounts,
+            created_at_ms: now_ms,
+        };
+        out.records
+            .push(record(RecordKind::Merchant, &id, &merchant, now_ms));
+        let view = MerchantView::from(&merchant);
+        self.index_merchant(merchant);
+        Ok(Reply::Merchant(view))
+    }
+
+    fn create_credit_line(
+        &mut self,
+        request: NewCreditLine,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        check_text("user_id", &request.user_id)?;
+        let currency = parse_currency("currency", &request.currency)?;
+        let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
+        let mut id = new_id("cl", now_ms);
+        while self.ledger.credit_line(&id).is_some() {
+            id = new_id("cl", now_ms);
+        }
+        let transaction = self
+            .ledger
+            .execute(
+                Operation::OpenLine {
+                    credit_line_id: id.clone(),
+                    user_id: request.user_id,
+                    currency,
+                    limit_minor,
+                },
+                now_ms,
+            )
+            .map_err(|e| CoreError::InvalidRequest {
+                field: "limit".into(),
+                message: e.to_string(),
+            })?;
+        out.transactions.push(transaction);
+        self.credit_line_view(&id).map(Reply::CreditLine)
+    }
+
+    fn resolve_merchant(&self, qr: &MerchantPresentedQr) -> Result<&Merchant, CoreError> {
+        for account in &qr.merchant_account_information {
+            let Some(guid) = account.globally_unique_identifier.as_deref() else {
+                continue;
+            };
+            if guid.eq_ignore_ascii_case(&self.config.own_guid) {
+                let merchant_id = account.fields.get("01").map(String::as_str).unwrap_or("");
+                return self.merchants.get(merchant_id).ok_or_else(|| {
+                    CoreError::MerchantNotAccepted {
+                        reason: format!("merchant `{merchant_id}` is not registered with Xiezhi"),
+                    }
+                });
+            }
+            if let Some(scheme) = self.config.scheme(guid) {
+                let merchant_ref = account
+                    .fields
+                    .get(&scheme.merchant_ref_field)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(id) = self
+                    .partner_index
+                    .get(&(guid.to_ascii_lowercase(), merchant_ref))
+                {
+                    return self.merchant(id);
+                }
+            }
+        }
+        let seen: Vec<&str> = qr
+            .merchant_account_information
+            .iter()
+            .filter_map(|a| a.globally_unique_identifier.as_deref())
+            .collect();
+        Err(CoreError::MerchantNotAccepted {
+            reason: if seen.is_empty() {
+                "the code carries no merchant account template with a globally unique identifier"
+                    .into()
+            } else {
+                format!("no registered merchant for scheme(s) {}", seen.join(", "))
+            },
+        })
+    }
+
+    fn create_payment(
+        &mut self,
+        prepared: PreparedPayment,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        let PreparedPayment { request, qr } = prepared;
+        let currency = qr.currency().ok_or_else(|| CoreError::UnknownCurrency {
+            currency: qr.transaction_currency.clone(),
+        })?;
+        let merchant = self.resolve_merchant(&qr)?.clone();
+        let line = self
+            .ledger
+            .credit_line(&request.credit_line_id)
+            .ok_or_else(|| CoreError::CreditLineNotFound {
+                id: request.credit_line_id.clone(),
+            })?;
+        if line.currency != currency {
+            return Err(CoreError::CurrencyMismatch {
+                expected: line.currency.alpha().into(),
+                got: currency.alpha().into(),
+            });
+        }
+        let available_minor = line.available_minor();
+        let qr_amount = match &qr.transaction_amount {
+            Some(text) => Some(parse_amount(
+                "qr_payload",
+                text.trim_end_matches('.'),
+                currency,
+                Sign::Positive,
+            )?),
+            None => None,
+        };
+        let requested = match &request.amount {
+            Some(text) => Some(parse_amount("amount", text, currency, Sign::Positive)?),
+            None => None,
+        };
+        let base_minor = match (qr_amount, requested) {
+            (Some(q), Some(r)) if q != r => {
+                return Err(CoreError::AmountMismatch {
+                    requested: decimal(r, currency),
+                    qr_amount: decimal(q, currency),
+                })
+            }
+            (Some(q), _) => q,
+            (None, Some(r)) => r,
+            (None, None) => return Err(CoreError::AmountRequired),
+        };
+        let fee_minor = fee(&qr, &request, base_minor, currency)?;
+        let amount_minor = base_minor
+            .checked_add(fee_minor)
+            .filter(|a| *a <= MAX_AMOUNT_MINOR)
+            .ok_or_else(|| CoreError::InvalidAmount {
+                field: "amount".into(),
+                message: "amount with fee is too large".into(),
+            })?;
+
+        let mut id = new_id("pay", now_ms);
+        while self.payments.contains_key(&id) || self.ledger.hold(&id).is_some() {
+            id = new_id("pay", now_ms);
+        }
+        let mut payment = Payment {
+            id: id.clone(),
+            credit_line_id: request.credit_line_id.clone(),
+            merchant_id: merchant.id.clone(),
+            merchant_name: merchant.name.clone(),
+            currency,
+            amount_minor,
+            fee_minor,
+            captured_minor: 0,
+            refunded_minor: 0,
+            status: PaymentStatus::Declined,
+            decision: Decision {
+                outcome: Outcome::Decline,
+                reason_codes: vec![],
+            },
+            refunds: vec![],
+            context: request.context,
+            dynamic_qr: qr.point_of_initiation == Some(PointOfInitiation::Dynamic),
+            bill_number: qr.additional_data.bill_number.clone(),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            expires_at_ms: None,
+        };
+        if amount_minor > available_minor {
+            payment
+                .decision
+                .reason_codes
+                .push("insufficient_credit".into());
+        } else {
+            let expires_at_ms = now_ms + self.hold_ttl_ms;
+            let transaction = self
+                .ledger
+                .execute(
+                    Operation::Authorize {
+                        hold_id: id.clone(),
+                        credit_line_id: request.credit_line_id,
+                        amount_minor,
+                        expires_at_ms,
+                    },
+                    now_ms,
+                )
+                .map_err(|e| CoreError::InvalidRequest {
+                    field: "amount".into(),
+                    message: e.to_string(),
+                })?;
+            out.transactions.push(transaction);
+            payment.status = PaymentStatus::Authorized;
+            payment.decision = Decision {
+                outcome: Outcome::Approve,
+                reason_codes: vec![],
+            };
+            payment.expires_at_ms = Some(expires_at_ms);
+        }
+        metrics::counter!("xiezhi_payments_total", "outcome" => match payment.decision.outcome { Outcome::Approve => "approve", Outcome::Decline => "decline" }).increment(1);
+        out.records
+            .push(record(RecordKind::Payment, &id, &payment, now_ms));
+        let view = PaymentView::from(&payment);
+        self.payments.insert(id, payment);
+        Ok(Reply::Payment(view))
+    }
+
+    fn payment_in(
+        &self,
+        id: &str,
+        allowed: &[PaymentStatus],
+        action: &str,
+    ) -> Result<&Payment, CoreError> {
+        let payment = self.payment(id)?;
+        if !allowed.contains(&payment.status) {
+            return Err(CoreError::InvalidPaymentState {
+                status: payment.status.as_str().into(),
+                message: format!("a {} payment cannot be {action}", payment.status.as_str()),
+            });
+        }
+        Ok(payment)
+    }
+
+    fn capture(
+        &mut self,
+        id: &str,
+        amount: Option<&str>,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        let payment = self.payment_in(id, &[PaymentStatus::Authorized], "captured")?;
+        let currency = payment.currency;
+        let amount_minor = match amount {
+            Some(text) => parse_amount("amount", text, currency, Sign::Positive)?,
+            None => payment.amount_minor,
+        };
+        let transaction = self
+            .ledger
+            .execute(
+                Operation::Capture {
+                    hold_id: id.to_owned(),
+                    amount_minor,
+                },
+                now_ms,
+            )
+            .map_err(|e| ledger_error(e, currency))?;
+        out.transactions.push(transaction);
+        self.update_payment(id, now_ms, out, |p| {
+            p.status = PaymentStatus::Captured;
+            p.captured_minor = amount_minor;
+        })
+    }
+
+    fn void(&mut self, id: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+        let currency = self
+            .payment_in(id, &[PaymentStatus::Authorized], "voided")?
+            .currency;
+        let transaction = self
+            .ledger
+            .execute(
+                Operation::Void {
+                    hold_id: id.to_owned(),
+                },
+                now_ms,
+            )
+            .map_err(|e| ledger_error(e, currency))?;
+        out.transactions.push(transaction);
+        self.update_payment(id, now_ms, out, |p| p.status = PaymentStatus::Voided)
+    }
+
+    fn refund(
+        &mut self,
+        id: &str,
+        amount: &str,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        let payment = self.payment_in(
+            id,
+            &[PaymentStatus::Captured, PaymentStatus::PartiallyRefunded],
+            "refunded",
+        )?;
+        if payment.refunds.len() >= MAX_REFUNDS_PER_PAYMENT {
+            return Err(CoreError::InvalidPaymentState {
+                status: payment.status.as_str().into(),
+                message: format!("a payment can have at most {MAX_REFUNDS_PER_PAYMENT} refunds"),
+            });
+        }
+        let currency = payment.currency;
+        let amount_minor = parse_amount("amount", amount, currency, Sign::Positive)?;
+        let transaction = self
+            .ledger
+            .execute(
+                Operation::Refund {
+                    hold_id: id.to_owned(),
+                    amount_minor,
+                },
+                now_ms,
+            )
+            .map_err(|e| ledger_error(e, currency))?;
+        out.transactions.push(transaction);
+        self.update_payment(id, now_ms, out, |p| {
+            p.refunded_minor += amount_minor;
+            let refund_id = format!("{}_r{}", p.id, p.refunds.len() + 1);
+            p.refunds.push(RefundEntry {
+                id: refund_id,
+                amount_minor,
+                at_ms: now_ms,
+            });
+            p.status = if p.refunded_minor == p.captured_minor {
+                PaymentStatus::Refunded
+            } else {
+                PaymentStatus::PartiallyRefunded
+            };
+        })
+    }
+
+    fn repay(
+        &mut self,
+        credit_line_id: &str,
+        amount: &str,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        let line = self.ledger.credit_line(credit_line_id).ok_or_else(|| {
+            CoreError::CreditLineNotFound {
+                id: credit_line_id.to_owned(),
+            }
+        })?;
+        let currency = line.currency;
+        let amount_minor = parse_amount("amount", amount, currency, Sign::Positive)?;
+        let transaction = self
+            .ledger
+            .execute(
+                Operation::Repay {
+                    credit_line_id: credit_line_id.to_owned(),
+                    amount_minor,
+                },
+                now_ms,
+            )
+            .map_err(|e| ledger_error(e, currency))?;
+        let id = format!("rp_{}", transaction.id);
+        out.transactions.push(transaction);
+        Ok(Reply::Repayment(RepaymentView {
+            id,
+            amount: decimal(amount_minor, currency),
+            credit_line: self.credit_line_view(credit_line_id)?,
+            created_at: timestamp(now_ms),
+        }))
+    }
+
+    fn update_payment(
+        &mut self,
+        id: &str,
+        now_ms: i64,
+        out: &mut Batch,
+        change: impl FnOnce(&mut Payment),
+    ) -> Result<Reply, CoreError> {
+        let payment = self.payments.get_mut(id).expect("checked by the caller");
+        change(payment);
+        payment.updated_at_ms = now_ms;
+        out.records
+            .push(record(RecordKind::Payment, id, payment, now_ms));
+        Ok(Reply::Payment(PaymentView::from(&*payment)))
+    }
+}
+
+/// The tip or convenience fee a QR code adds to the amount (EMV tags 55–57).
+fn fee(
+    qr: &MerchantPresentedQr,
+    request: &NewPayment,
+    base_minor: i64,
+    currency: Currency,
+) -> Result<i64, CoreError> {
+    let indicator = qr.tip_or_convenience_indicator.as_deref();
+    if request.tip.is_some() && indicator != Some("01") {
+        return Err(CoreError::InvalidRequest {
+            field: "tip".into(),
+            message: "this QR code does not prompt for a tip".into(),
+        });
+    }
+    match indicator {
+        Some("01") => match &request.tip {
+            Some(text) => parse_amount("tip", text, currency, Sign::NonNegative),
+            None => Ok(0),
+        },
+        Some("02") => match &qr.convenience_fee_fixed {
+            Some(text) => parse_amount("qr_payload", text, currency, Sign::NonNegative),
+            None => Ok(0),
+        },
+        Some("03") => match &qr.convenience_fee_percentage {
+            Some(text) => {
+                // Percentage with up to two decimals, as basis points; rounded half up to the
+                // minor unit, in integers.
+                let basis_points = parse_minor(
+                    text,
+                    Currency::from_alpha("USD").expect("USD"),
+                    Sign::NonNegative,
+                )
+                .map_err(|e| amount_error("qr_payload", e))?;
+                if basis_points > 10_000 {
+                    return Err(CoreError::InvalidAmount {
+                        field: "qr_payload".into(),
+                        message: format!("convenience fee of {text}% is over 100%"),
+                    });
+                }
+                let fee = (i128::from(base_minor) * i128::from(basis_points) + 5_000) / 10_000;
+                Ok(i64::try_from(fee).expect("fee is at most the base amount"))
+            }
+            None => Ok(0),
+        },
+        _ => Ok(0),
+    }
+}
+
+fn ledger_error(error: LedgerError, currency: Currency) -> CoreError {
+    let d = |minor: i64| decimal(minor, currency);
+    match error {
+        LedgerError::CaptureExceedsHold {
+            requested_minor,
+            held_minor,
+        } => CoreError::CaptureExceedsAuthorized {
+            requested: d(requested_minor),
+            authorized: d(held_minor),
+        },
+        LedgerError::RefundExceedsCaptured {
+            requested_minor,
+            refundable_minor,
+        } => CoreError::RefundExceedsCaptured {
+            requested: d(requested_minor),
+            refundable: d(refundable_minor),
+        },
+        LedgerError::RepaymentExceedsBalance {
+            requested_minor,
+            receivable_minor,
+        } => CoreError::RepaymentExceedsBalance {
+            requested: d(requested_minor),
+            outstanding: d(receivable_minor),
+        },
+        LedgerError::HoldExpired { expires_at_ms } => CoreError::AuthorizationExpired {
+            expires_at: timestamp(expires_at_ms),
+        },
+        LedgerError::HoldNotPending { status } => CoreError::InvalidPaymentState {
+            status: format!("{status:?}").to_lowercase(),
+            message: "the authorization is no longer pending".into(),
+        },
+        other => CoreError::InvalidRequest {
+            field: "amount".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Builds the EMV payload for one of our merchants: template 26 with our globally unique
+/// identifier and the merchant id in sub-field 01. Names and cities that are not ASCII or
+/// are longer than the spec allows go, in full, into the language template 64.
+pub(crate) fn merchant_qr(
+    own_guid: &str,
+    merchant_id: &str,
+    merchant: &NewMerchant,
+    currency: Currency,
+    amount: Option<Money>,
+    bill_number: Option<&str>,
+) -> MerchantPresentedQr {
+    let ascii = |text: &str, max: usize| -> String {
+        let cleaned: String = text
+            .chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .take(max)
+            .collect();
+        if cleaned.trim().is_empty() {
+            "MERCHANT".into()
+        } else {
+            cleaned.trim().to_owned()
+        }
+    };
+    let needs_language = !merchant.name.is_ascii()
+        || merchant.name.chars().count() > 25
+        || !merchant.city.is_ascii();
+    MerchantPresentedQr {
+        payload_format_indicator: "01".into(),
+        point_of_initiation: Some(if amount.is_some() {
+            PointOfInitiation::Dynamic
+        } else {
+            PointOfInitiation::Static
+        }),
+        merchant_account_information: vec![AccountTemplate::template(
+            "26",
+            own_guid,
+            &[("01", merchant_id)],
+        )],
+        merchant_category_code: Some(merchant.mcc.clone()),
+        transaction_currency: currency.numeric_str(),
+        transaction_amount: amount.map(|a| a.to_decimal_string()),
+        tip_or_convenience_indicator: None,
+        convenience_fee_fixed: None,
+        convenience_fee_percentage: None,
+        country_code: Some(merchant.country.clone()),
+        merchant_name: Some(ascii(&merchant.name, 25)),
+        merchant_city: Some(ascii(&merchant.city, 15)),
+        postal_code: None,
+        additional_data: xiezhi_qr::AdditionalData {
+            bill_number: bill_number.map(str::to_owned),
+            ..Default::default()
+        },
+        merchant_information_language: needs_language.then(|| LanguageTemplate {
+            language_preference: Some(if merchant.name.is_ascii() {
+                "EN".into()
+            } else {
+                "ZH".into()
+            }),
+            merchant_name: Some(merchant.name.chars().take(25).collect()),
+            merchant_city: Some(merchant.city.chars().take(15).collect()),
+            other: Default::default(),
+        }),
+        reserved: Default::default(),
+        unreserved_templates: vec![],
+        crc: String::new(),
+        warnings: vec![],
+    }
+}
+
+impl State {
+    /// A dynamic QR code for one payment at `merchant_id`.
+    pub fn dynamic_qr(
+        &self,
+        merchant_id: &str,
+        amount: &str,
+        bill_number: Option<&str>,
+    ) -> Result<String, CoreError> {
+        let merchant = self.merchant(merchant_id)?;
+        let amount_minor = parse_amount("amount", amount, merchant.currency, Sign::Positive)?;
+        if let Some(bill) = bill_number {
+            if bill.is_empty() || bill.chars().count() > 25 || !bill.is_ascii() {
+                return Err(CoreError::InvalidRequest {
+                    field: "bill_number".into(),
+                    message: "`bill_number` must be 1 to 25 ASCII characters".into(),
+                });
+            }
+        }
+        let request = NewMerchant {
+            name: merchant.name.clone(),
+            city: merchant.city.clone(),
+            country: merchant.country.clone(),
+            mcc: merchant.mcc.clone(),
+            currency: merchant.currency.alpha().into(),
+            partner_accounts: vec![],
+        };
+        let money = Money::from_minor(amount_minor, merchant.currency)
+            .map_err(|e| amount_error("amount", e))?;
+        merchant_qr(
+            &self.config.own_guid,
+            &merchant.id,
+            &request,
+            merchant.currency,
+            Some(money),
+            bill_number,
+        )
+        .encode()
+        .map_err(CoreError::from)
+    }
+}
