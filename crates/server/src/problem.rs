@@ -1,0 +1,154 @@
+//! Errors as RFC 9457 `application/problem+json`, each with a stable `code`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use xiezhi_core::CoreError;
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_error: Option<QrErrorDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QrErrorDetail {
+    pub code: String,
+    pub field_id: Option<String>,
+    pub offset: usize,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: format!("https://xiezhi.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+            field: None,
+            qr_error: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Problem {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry = status == StatusCode::SERVICE_UNAVAILABLE;
+        let body = serde_json::to_vec(&self).expect("problems serialise");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if retry {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+pub fn status_of(error: &CoreError) -> StatusCode {
+    match error {
+        CoreError::MerchantNotFound { .. }
+        | CoreError::CreditLineNotFound { .. }
+        | CoreError::PaymentNotFound { .. } => StatusCode::NOT_FOUND,
+        CoreError::InvalidAmount { .. }
+        | CoreError::UnknownCurrency { .. }
+        | CoreError::AmountRequired
+        | CoreError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+        CoreError::InvalidQr { .. }
+        | CoreError::MerchantNotAccepted { .. }
+        | CoreError::AmountMismatch { .. }
+        | CoreError::CurrencyMismatch { .. }
+        | CoreError::CaptureExceedsAuthorized { .. }
+        | CoreError::RefundExceedsCaptured { .. }
+        | CoreError::RepaymentExceedsBalance { .. }
+        | CoreError::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        CoreError::InvalidPaymentState { .. } | CoreError::AuthorizationExpired { .. } => {
+            StatusCode::CONFLICT
+        }
+        CoreError::Overloaded | CoreError::StorageUnavailable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+impl From<CoreError> for Problem {
+    fn from(error: CoreError) -> Problem {
+        let mut problem = Problem::new(status_of(&error), error.code(), error.to_string());
+        match &error {
+            CoreError::InvalidAmount { field, .. } | CoreError::InvalidRequest { field, .. } => {
+                problem.field = Some(field.clone())
+            }
+            CoreError::AmountRequired => problem.field = Some("amount".into()),
+            CoreError::InvalidQr {
+                qr_error,
+                field_id,
+                offset,
+                ..
+            } => {
+                problem.field = Some("qr_payload".into());
+                problem.qr_error = Some(QrErrorDetail {
+                    code: qr_error.clone(),
+                    field_id: field_id.clone(),
+                    offset: *offset,
+                });
+            }
+            _ => {}
+        }
+        problem
+    }
+}
+
+/// Turns a JSON body error into a 400 that names the offending field.
+pub fn json_problem(error: serde_json::Error) -> Problem {
+    let message = error.to_string();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or("").to_owned();
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            format!("unknown field `{field}`"),
+        )
+        .with_field(field);
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("").to_owned();
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("missing field `{field}`"),
+        )
+        .with_field(field);
+    }
+    if message.contains("invalid type")
+        && (message.contains("floating point") || message.contains("integer"))
+    {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+            format!("{message}; amounts are decimal strings such as \"12.30\""),
+        );
+    }
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("request body is not valid JSON for this endpoint: {message}"),
+    )
+}
