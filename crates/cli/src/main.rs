@@ -1,1 +1,65 @@
-fn main() {}
+//! `xiezhi`: the one binary. Subcommands are thin: they parse flags and call the library
+//! crates.
+
+mod bench;
+mod demo;
+mod qr_cmd;
+mod serve;
+mod store_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "xiezhi",
+    version,
+    about = "Xiezhi (獬豸): real-time decisions and credit lines for scan-to-pay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the HTTP service on the embedded store.
+    Serve(serve::ServeArgs),
+    /// Decode, validate and encode EMV merchant-presented QR codes.
+    Qr {
+        #[command(subcommand)]
+        command: qr_cmd::QrCommand,
+    },
+    /// Inspect a data directory.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Check that the stored books balance and the journal replays; exits 1 if not.
+    Check {
+        #[arg(long, default_value = "./xiezhi-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Serve(args) => serve::run(args),
+        Commands::Qr { command } => qr_cmd::run(command),
+        Commands::Store {
+            command: StoreCommand::Check { data_dir },
+        } => store_cmd::check(&data_dir),
+        Commands::Bench { command } => bench::run(command),
+    }
+}

@@ -37,7 +37,7 @@ fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms: i64) -> R
     Record {
         kind,
         id: id.to_owned(),
-        body: serde_json::to_value(value).expect("records serialise"),
+        body: serde_json::to_string(value).expect("records serialise"),
         updated_at_ms: now_ms,
     }
 }
@@ -108,17 +108,17 @@ impl State {
         for record in snapshot.records {
             match record.kind {
                 RecordKind::Merchant => {
-                    let merchant: Merchant = serde_json::from_value(record.body)
+                    let merchant: Merchant = serde_json::from_str(&record.body)
                         .map_err(|e| corrupt(record.kind, &record.id, e))?;
                     state.index_merchant(merchant);
                 }
                 RecordKind::Payment => {
-                    let payment: Payment = serde_json::from_value(record.body)
+                    let payment: Payment = serde_json::from_str(&record.body)
                         .map_err(|e| corrupt(record.kind, &record.id, e))?;
                     state.payments.insert(payment.id.clone(), payment);
                 }
                 RecordKind::Idempotency => {
-                    let entry: IdempotencyRecord = serde_json::from_value(record.body)
+                    let entry: IdempotencyRecord = serde_json::from_str(&record.body)
                         .map_err(|e| corrupt(record.kind, &record.id, e))?;
                     state.idempotency.insert(record.id, entry);
                 }

@@ -44,6 +44,35 @@ CREATE TABLE IF NOT EXISTS records (
 pub struct SqliteStore {
     connection: Connection,
     path: PathBuf,
+    /// Dropping this stops the background checkpointer.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// How often the background thread copies the WAL back into the database.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints run on their own connection and thread (PASSIVE: they never block the
+/// writer), so a commit never pays for copying the WAL into the database file; that copy is
+/// what otherwise puts multi-millisecond stalls into the commit latency tail.
+fn spawn_checkpointer(path: &Path) -> Option<std::sync::mpsc::Sender<()>> {
+    let connection = Connection::open(path).ok()?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("xiezhi-checkpoint".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(error) =
+                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        eprintln!("xiezhi: WAL checkpoint failed: {error}");
+                    }
+                }
+                _ => return,
+            }
+        })
+        .ok()?;
+    Some(stop)
 }
 
 fn io(error: rusqlite::Error) -> StoreError {
@@ -71,9 +100,7 @@ impl SqliteStore {
             )));
         }
         connection
-            .execute_batch(
-                "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;",
-            )
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
             .map_err(io)?;
         connection.execute_batch(SCHEMA).map_err(io)?;
         let version: Option<String> = connection
@@ -100,9 +127,11 @@ impl SqliteStore {
                 )))
             }
         }
+        let checkpointer = spawn_checkpointer(path);
         Ok(SqliteStore {
             connection,
             path: path.to_owned(),
+            _checkpointer: checkpointer,
         })
     }
 

@@ -59,7 +59,8 @@ impl RecordKind {
 pub struct Record {
     pub kind: RecordKind,
     pub id: String,
-    pub body: serde_json::Value,
+    /// The document as JSON text (serialised once, by its owner).
+    pub body: String,
     pub updated_at_ms: i64,
 }
 

@@ -1,0 +1,208 @@
+//! `xiezhi bench ledger`: durable authorizations through the service and the embedded store,
+//! with group commit, from many concurrent clients.
+
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use xiezhi_core::{
+    Command, NewCreditLine, NewMerchant, NewPayment, PaymentContext, PaymentStatus, Reply, Service,
+    ServiceConfig, SystemClock,
+};
+use xiezhi_store_sqlite::SqliteStore;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Scan-to-pay authorizations (QR already decoded) committed durably to the embedded store.
+    Ledger {
+        /// Authorizations to run in total.
+        #[arg(long, default_value_t = 200_000)]
+        ops: usize,
+        /// Concurrent clients (threads), each waiting for its own durable reply.
+        #[arg(long, default_value_t = 256)]
+        clients: usize,
+        /// Credit lines the load is spread over.
+        #[arg(long, default_value_t = 10_000)]
+        lines: usize,
+        /// Most requests per group commit.
+        #[arg(long, default_value_t = 1_024)]
+        max_batch: usize,
+        /// Store directory (default: a fresh temporary directory under ./target).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: BenchCommand) -> ExitCode {
+    match command {
+        BenchCommand::Ledger {
+            ops,
+            clients,
+            lines,
+            max_batch,
+            data_dir,
+        } => match ledger(
+            ops,
+            clients.clamp(1, 4_096),
+            lines.max(1),
+            max_batch,
+            data_dir,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xiezhi bench ledger: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn ledger(
+    ops: usize,
+    clients: usize,
+    lines: usize,
+    max_batch: usize,
+    data_dir: Option<PathBuf>,
+) -> Result<(), String> {
+    let dir = match data_dir {
+        Some(dir) => dir,
+        None => {
+            let dir = PathBuf::from("target").join(format!("bench-ledger-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        }
+    };
+    let store = SqliteStore::open_dir(&dir).map_err(|e| e.to_string())?;
+    let config = ServiceConfig {
+        max_batch,
+        queue_capacity: clients * 2,
+        ..Default::default()
+    };
+    let service = Service::start(Box::new(store), config, Arc::new(SystemClock))
+        .map_err(|e| e.to_string())?;
+    let merchant = match service
+        .execute_blocking(
+            Command::CreateMerchant(NewMerchant {
+                name: "Bench Mart".into(),
+                city: "Hangzhou".into(),
+                country: "CN".into(),
+                mcc: "5411".into(),
+                currency: "CNY".into(),
+                partner_accounts: vec![],
+            }),
+            None,
+        )
+        .map_err(|e| e.to_string())?
+    {
+        Reply::Merchant(m) => m,
+        _ => return Err("unexpected reply".into()),
+    };
+    let setup = Instant::now();
+    let line_ids: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients.min(64))
+            .map(|worker| {
+                let service = service.clone();
+                scope.spawn(move || {
+                    (worker..lines)
+                        .step_by(clients.min(64))
+                        .map(|i| {
+                            let request = NewCreditLine {
+                                user_id: format!("bench-{i}"),
+                                currency: "CNY".into(),
+                                limit: "1000000.00".into(),
+                            };
+                            match service.execute_blocking(Command::CreateCreditLine(request), None)
+                            {
+                                Ok(Reply::CreditLine(l)) => l.id,
+                                other => panic!("opening a line: {other:?}"),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("setup thread"))
+            .collect()
+    });
+    eprintln!(
+        "opened {} credit lines in {:.1} s",
+        line_ids.len(),
+        setup.elapsed().as_secs_f64()
+    );
+
+    let commits_before = service
+        .stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let per_client = ops.div_ceil(clients);
+    let results: Vec<(Vec<u32>, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|client| {
+                let service = service.clone();
+                let qr = merchant.qr_payload.clone();
+                let line_ids = &line_ids;
+                scope.spawn(move || {
+                    let mut latencies_us = Vec::with_capacity(per_client);
+                    let mut approved = 0usize;
+                    for i in 0..per_client {
+                        let line = &line_ids[(client * per_client + i) % line_ids.len()];
+                        let request = NewPayment {
+                            credit_line_id: line.clone(),
+                            qr_payload: qr.clone(),
+                            amount: Some(format!("{}.{:02}", 1 + i % 50, i % 100)),
+                            tip: None,
+                            context: PaymentContext::default(),
+                        };
+                        let command = service.prepare_payment(request).expect("valid QR");
+                        let t = Instant::now();
+                        let reply = service.execute_blocking(command, None);
+                        latencies_us.push(t.elapsed().as_micros() as u32);
+                        if let Ok(Reply::Payment(p)) = reply {
+                            if p.status == PaymentStatus::Authorized {
+                                approved += 1;
+                            }
+                        }
+                    }
+                    (latencies_us, approved)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let commits = service
+        .stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - commits_before;
+    let approved: usize = results.iter().map(|(_, a)| a).sum();
+    let mut latencies: Vec<u32> = results.into_iter().flat_map(|(l, _)| l).collect();
+    latencies.sort_unstable();
+    let total = latencies.len();
+    let pct = |p: f64| latencies[((total as f64 - 1.0) * p) as usize];
+    let report = serde_json::json!({
+        "benchmark": "ledger_authorizations_durable",
+        "store": "sqlite-wal-synchronous-full",
+        "authorizations": total,
+        "approved": approved,
+        "clients": clients,
+        "credit_lines": line_ids.len(),
+        "elapsed_s": format!("{:.3}", elapsed.as_secs_f64()),
+        "authorizations_per_s": (total as f64 / elapsed.as_secs_f64()).round(),
+        "latency_us_p50": pct(0.50),
+        "latency_us_p99": pct(0.99),
+        "latency_us_max": latencies[total - 1],
+        "group_commits": commits,
+        "mean_requests_per_commit": format!("{:.1}", total as f64 / commits.max(1) as f64),
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    drop(service);
+    Ok(())
+}

@@ -1,0 +1,116 @@
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use xiezhi_core::{AcceptanceConfig, AcceptedScheme, Service, ServiceConfig, SystemClock};
+use xiezhi_store_sqlite::SqliteStore;
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the embedded store lives.
+    #[arg(long, default_value = "./xiezhi-data")]
+    pub data_dir: PathBuf,
+    /// Seed demo merchants and users and run live simulated traffic against this server.
+    #[arg(long)]
+    pub demo: bool,
+    /// Demo payments per second.
+    #[arg(long, default_value_t = 20)]
+    pub demo_rate: u32,
+    /// Refuse QR codes with content deviations from the EMV specification.
+    #[arg(long)]
+    pub strict_qr: bool,
+    /// Accept a partner scheme's codes: GUID:FIELD, where FIELD is the sub-field holding the
+    /// merchant's reference (repeatable), e.g. `--partner-scheme D15600000000:05`.
+    #[arg(long, value_parser = parse_scheme)]
+    pub partner_scheme: Vec<AcceptedScheme>,
+    /// How long an authorization holds credit before it expires, in seconds.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub hold_ttl_secs: i64,
+}
+
+fn parse_scheme(text: &str) -> Result<AcceptedScheme, String> {
+    let (guid, field) = text.split_once(':').ok_or("expected GUID:FIELD")?;
+    if guid.is_empty() || guid.len() > 32 {
+        return Err("the GUID must be 1 to 32 characters".into());
+    }
+    if field.len() != 2 || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("FIELD must be a two-digit sub-field ID".into());
+    }
+    Ok(AcceptedScheme {
+        globally_unique_identifier: guid.into(),
+        merchant_ref_field: field.into(),
+    })
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("xiezhi serve: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xiezhi serve: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let store = SqliteStore::open_dir(&args.data_dir)
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let config = ServiceConfig {
+        acceptance: AcceptanceConfig {
+            partner_schemes: args.partner_scheme.clone(),
+            ..Default::default()
+        },
+        hold_ttl_ms: args.hold_ttl_secs.clamp(1, 30 * 24 * 3600) * 1000,
+        strict_qr: args.strict_qr,
+        ..Default::default()
+    };
+    let service = Service::start(Box::new(store), config, Arc::new(SystemClock))
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = format!("http://{address}");
+    // Scripts and tests read this line to find the port.
+    println!(
+        "xiezhi listening on {base} (data in {})",
+        args.data_dir.display()
+    );
+    let router = xiezhi_server::router(service);
+    let server = tokio::spawn(xiezhi_server::serve(listener, router, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }));
+    if args.demo {
+        let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_rate);
+        tokio::spawn(async move {
+            if let Err(e) = demo.run().await {
+                tracing::error!("demo traffic stopped: {e}");
+            }
+        });
+    }
+    server
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    println!("xiezhi stopped");
+    Ok(())
+}
