@@ -18,18 +18,18 @@ const LATENCY_WINDOW: usize = 10_000;
 
 const MERCHANTS: [(&str, &str, &str, u32, u32); 12] = [
     // name, city, MCC, typical amount range in yuan
-    ("华联超市", "杭州", "5411", 20, 400),
+    ("华联超市", "Hangzhou", "5411", 20, 400),
     ("Lotus Market", "Shanghai", "5411", 15, 300),
-    ("老王面馆", "成都", "5812", 18, 80),
+    ("老王面馆", "Chengdu", "5812", 18, 80),
     ("Sunrise Coffee", "Shenzhen", "5814", 12, 45),
     ("7-Eleven Xuhui", "Shanghai", "5499", 5, 60),
     ("Metro Line 2", "Beijing", "4111", 3, 10),
-    ("万达影城", "武汉", "7832", 35, 180),
+    ("万达影城", "Wuhan", "7832", 35, 180),
     ("Jade Pharmacy", "Guangzhou", "5912", 10, 250),
     ("Sinopec Station", "Nanjing", "5541", 150, 500),
     ("Uniqlo Xidan", "Beijing", "5691", 79, 900),
     ("Suning Electronics", "Nanjing", "5732", 200, 6000),
-    ("西西弗书店", "重庆", "5942", 30, 300),
+    ("西西弗书店", "Chongqing", "5942", 30, 300),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
