@@ -28,8 +28,8 @@ pub fn check(data_dir: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let snapshot = match store.load() {
-        Ok(s) => s,
+    let journal = match store.journal() {
+        Ok(journal) => journal,
         Err(e) => {
             eprintln!("xiezhi store check: {e}");
             return ExitCode::from(2);
@@ -37,7 +37,7 @@ pub fn check(data_dir: &Path) -> ExitCode {
     };
     let mut ledger = Ledger::new();
     let mut replay_error = None;
-    for transaction in &snapshot.transactions {
+    for transaction in &journal {
         if let Err(e) = ledger.replay(transaction) {
             replay_error = Some(e.to_string());
             break;
@@ -73,7 +73,6 @@ pub fn check(data_dir: &Path) -> ExitCode {
         "replay_error": replay_error,
         "credit_lines": ledger.credit_lines().count(),
         "pending_holds": ledger.pending_hold_count(),
-        "records": snapshot.records.len(),
         "platform_balances": platform,
     });
     println!("{}", serde_json::to_string_pretty(&output).expect("json"));

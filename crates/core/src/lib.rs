@@ -71,6 +71,8 @@ pub struct ServiceConfig {
     pub queue_capacity: usize,
     /// Refuse QR codes with content deviations (`--strict`).
     pub strict_qr: bool,
+    /// How long an idempotency key is remembered.
+    pub idempotency_retention_ms: i64,
 }
 
 impl Default for ServiceConfig {
@@ -81,6 +83,7 @@ impl Default for ServiceConfig {
             max_batch: 1_024,
             queue_capacity: 16_384,
             strict_qr: false,
+            idempotency_retention_ms: 24 * 3_600_000,
         }
     }
 }

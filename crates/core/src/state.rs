@@ -6,10 +6,10 @@ use crate::model::*;
 use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use xiezhi_ledger::{Ledger, LedgerError, Operation};
+use xiezhi_ledger::{Hold, HoldStatus, Ledger, LedgerError, Operation};
 use xiezhi_money::{parse_minor, Currency, Money, MoneyError, Sign, MAX_AMOUNT_MINOR};
 use xiezhi_qr::{AccountTemplate, LanguageTemplate, MerchantPresentedQr, PointOfInitiation};
-use xiezhi_store::{Batch, Record, RecordKind, Snapshot, StoreError};
+use xiezhi_store::{Batch, Record, RecordKind, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct IdempotencyRecord {
@@ -18,15 +18,25 @@ pub(crate) struct IdempotencyRecord {
     pub created_at_ms: i64,
 }
 
+/// What the writer keeps in memory: the ledger (credit lines and pending holds) and the
+/// merchants. Payments and idempotency records live in the store and are read by id; the
+/// `dirty_*` maps hold those written by the batch being built, until it is committed.
 pub(crate) struct State {
+    store: Box<dyn Store>,
     pub ledger: Ledger,
     merchants: HashMap<String, Merchant>,
     /// (lower-cased partner GUID, merchant ref) → merchant id.
     partner_index: HashMap<(String, String), String>,
-    payments: HashMap<String, Payment>,
-    idempotency: HashMap<String, IdempotencyRecord>,
+    dirty_payments: HashMap<String, Payment>,
+    dirty_idempotency: HashMap<String, IdempotencyRecord>,
     config: AcceptanceConfig,
     hold_ttl_ms: i64,
+}
+
+fn storage(error: StoreError) -> CoreError {
+    CoreError::StorageUnavailable {
+        message: error.to_string(),
+    }
 }
 
 fn corrupt(kind: RecordKind, id: &str, error: serde_json::Error) -> StoreError {
@@ -85,68 +95,88 @@ fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
 }
 
 impl State {
+    /// Replays the journal and loads the merchants.
     pub fn load(
-        snapshot: Snapshot,
+        store: Box<dyn Store>,
         config: AcceptanceConfig,
         hold_ttl_ms: i64,
     ) -> Result<State, StoreError> {
+        let mut state = State {
+            store,
+            ledger: Ledger::new(),
+            merchants: HashMap::new(),
+            partner_index: HashMap::new(),
+            dirty_payments: HashMap::new(),
+            dirty_idempotency: HashMap::new(),
+            config,
+            hold_ttl_ms,
+        };
+        state.reload()?;
+        Ok(state)
+    }
+
+    /// Rebuilds everything in memory from the store (at start-up, and after a failed commit
+    /// left memory ahead of the disk).
+    pub fn reload(&mut self) -> Result<(), StoreError> {
         let mut ledger = Ledger::new();
-        for transaction in &snapshot.transactions {
+        for transaction in &self.store.journal()? {
             ledger
                 .replay(transaction)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         }
-        let mut state = State {
-            ledger,
-            merchants: HashMap::new(),
-            partner_index: HashMap::new(),
-            payments: HashMap::new(),
-            idempotency: HashMap::new(),
-            config,
-            hold_ttl_ms,
-        };
-        for record in snapshot.records {
-            match record.kind {
-                RecordKind::Merchant => {
-                    let merchant: Merchant = serde_json::from_str(&record.body)
-                        .map_err(|e| corrupt(record.kind, &record.id, e))?;
-                    state.index_merchant(merchant);
-                }
-                RecordKind::Payment => {
-                    let payment: Payment = serde_json::from_str(&record.body)
-                        .map_err(|e| corrupt(record.kind, &record.id, e))?;
-                    state.payments.insert(payment.id.clone(), payment);
-                }
-                RecordKind::Idempotency => {
-                    let entry: IdempotencyRecord = serde_json::from_str(&record.body)
-                        .map_err(|e| corrupt(record.kind, &record.id, e))?;
-                    state.idempotency.insert(record.id, entry);
-                }
-            }
+        ledger.evict_settled_holds();
+        self.ledger = ledger;
+        self.merchants.clear();
+        self.partner_index.clear();
+        self.dirty_payments.clear();
+        self.dirty_idempotency.clear();
+        for record in self.store.records(RecordKind::Merchant)? {
+            let merchant: Merchant = serde_json::from_str(&record.body)
+                .map_err(|e| corrupt(record.kind, &record.id, e))?;
+            self.index_merchant(merchant);
         }
-        state.check_consistency()?;
-        Ok(state)
+        self.check_consistency()
     }
 
-    /// Payments and holds are written in the same commit, so they must agree.
-    fn check_consistency(&self) -> Result<(), StoreError> {
-        for payment in self.payments.values() {
-            if payment.status == PaymentStatus::Declined {
-                continue;
-            }
-            let hold = self.ledger.hold(&payment.id).ok_or_else(|| {
-                StoreError::Corrupt(format!("payment {} has no hold in the journal", payment.id))
-            })?;
-            if hold.captured_minor != payment.captured_minor
-                || hold.refunded_minor != payment.refunded_minor
-            {
+    /// Payments and holds are written in the same commit, so every pending hold has an
+    /// authorized payment that agrees with it.
+    fn check_consistency(&mut self) -> Result<(), StoreError> {
+        let pending: Vec<(String, i64)> = self
+            .ledger
+            .pending_holds()
+            .map(|h| (h.id.clone(), h.amount_minor))
+            .collect();
+        for (id, amount_minor) in pending {
+            let record = self
+                .store
+                .record(RecordKind::Payment, &id)?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("pending hold {id} has no payment record"))
+                })?;
+            let payment: Payment =
+                serde_json::from_str(&record.body).map_err(|e| corrupt(record.kind, &id, e))?;
+            if payment.status != PaymentStatus::Authorized || payment.amount_minor != amount_minor {
                 return Err(StoreError::Corrupt(format!(
-                    "payment {} disagrees with its hold",
-                    payment.id
+                    "payment {id} disagrees with its pending hold"
                 )));
             }
         }
         Ok(())
+    }
+
+    /// Commits a batch, then forgets what no longer needs to be in memory.
+    pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        self.store.commit(batch)?;
+        self.dirty_payments.clear();
+        self.dirty_idempotency.clear();
+        self.ledger.evict_settled_holds();
+        Ok(())
+    }
+
+    /// Deletes idempotency records older than the retention period.
+    pub fn prune_idempotency(&mut self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
+        self.store
+            .delete_records_before(RecordKind::Idempotency, before_ms, max)
     }
 
     fn index_merchant(&mut self, merchant: Merchant) {
@@ -162,10 +192,6 @@ impl State {
         self.merchants.insert(merchant.id.clone(), merchant);
     }
 
-    pub fn payment_count(&self) -> usize {
-        self.payments.len()
-    }
-
     /// Applies one command, honouring its idempotency key. Everything to persist goes into
     /// `out`; the caller commits `out` before anyone sees the reply.
     pub fn apply(
@@ -176,7 +202,7 @@ impl State {
         out: &mut Batch,
     ) -> Result<Reply, CoreError> {
         if let Some(key) = &idempotency {
-            if let Some(entry) = self.idempotency.get(&key.key) {
+            if let Some(entry) = self.idempotency_record(&key.key)? {
                 if entry.fingerprint != key.fingerprint {
                     return Err(CoreError::IdempotencyKeyReused {
                         key: key.key.clone(),
@@ -196,28 +222,45 @@ impl State {
                 };
                 out.records
                     .push(record(RecordKind::Idempotency, &key.key, &entry, now_ms));
-                self.idempotency.insert(key.key, entry);
+                self.dirty_idempotency.insert(key.key, entry);
             }
         }
         outcome
     }
 
     /// Expires due holds and marks their payments expired.
-    pub fn expire_due(&mut self, now_ms: i64, max: usize, out: &mut Batch) -> usize {
+    pub fn expire_due(
+        &mut self,
+        now_ms: i64,
+        max: usize,
+        out: &mut Batch,
+    ) -> Result<usize, CoreError> {
         let expired = self.ledger.expire_due(now_ms, max);
         let count = expired.len();
         for transaction in expired {
             if let Operation::Expire { hold_id } = &transaction.operation {
-                if let Some(payment) = self.payments.get_mut(hold_id) {
-                    payment.status = PaymentStatus::Expired;
-                    payment.updated_at_ms = now_ms;
-                    out.records
-                        .push(record(RecordKind::Payment, &payment.id, payment, now_ms));
-                }
+                let hold_id = hold_id.clone();
+                self.update_payment(&hold_id, now_ms, out, |p| p.status = PaymentStatus::Expired)?;
             }
             out.transactions.push(transaction);
         }
-        count
+        Ok(count)
+    }
+
+    fn idempotency_record(&mut self, key: &str) -> Result<Option<IdempotencyRecord>, CoreError> {
+        if let Some(entry) = self.dirty_idempotency.get(key) {
+            return Ok(Some(entry.clone()));
+        }
+        match self
+            .store
+            .record(RecordKind::Idempotency, key)
+            .map_err(storage)?
+        {
+            Some(record) => serde_json::from_str(&record.body)
+                .map(Some)
+                .map_err(|e| storage(corrupt(record.kind, key, e))),
+            None => Ok(None),
+        }
     }
 
     fn execute(
@@ -260,7 +303,7 @@ impl State {
             }
             Command::GetMerchant { id } => self.merchant(&id).map(|m| Reply::Merchant(m.into())),
             Command::GetCreditLine { id } => self.credit_line_view(&id).map(Reply::CreditLine),
-            Command::GetPayment { id } => self.payment(&id).map(|p| Reply::Payment(p.into())),
+            Command::GetPayment { id } => self.payment(&id).map(|p| Reply::Payment((&p).into())),
         }
     }
 
@@ -270,10 +313,30 @@ impl State {
             .ok_or_else(|| CoreError::MerchantNotFound { id: id.to_owned() })
     }
 
-    fn payment(&self, id: &str) -> Result<&Payment, CoreError> {
-        self.payments
-            .get(id)
-            .ok_or_else(|| CoreError::PaymentNotFound { id: id.to_owned() })
+    /// A payment as of this batch: written earlier in the batch, or as stored.
+    fn payment(&mut self, id: &str) -> Result<Payment, CoreError> {
+        if let Some(payment) = self.dirty_payments.get(id) {
+            return Ok(payment.clone());
+        }
+        match self
+            .store
+            .record(RecordKind::Payment, id)
+            .map_err(storage)?
+        {
+            Some(record) => {
+                serde_json::from_str(&record.body).map_err(|e| storage(corrupt(record.kind, id, e)))
+            }
+            None => Err(CoreError::PaymentNotFound { id: id.to_owned() }),
+        }
+    }
+
+    fn payment_exists(&mut self, id: &str) -> Result<bool, CoreError> {
+        Ok(self.dirty_payments.contains_key(id)
+            || self
+                .store
+                .record(RecordKind::Payment, id)
+                .map_err(storage)?
+                .is_some())
     }
 
     fn credit_line_view(&self, id: &str) -> Result<CreditLineView, CoreError> {
@@ -495,7 +558,7 @@ impl State {
             })?;
 
         let mut id = new_id("pay", now_ms);
-        while self.payments.contains_key(&id) || self.ledger.hold(&id).is_some() {
+        while self.payment_exists(&id)? || self.ledger.hold(&id).is_some() {
             id = new_id("pay", now_ms);
         }
         let mut payment = Payment {
@@ -555,16 +618,16 @@ impl State {
         out.records
             .push(record(RecordKind::Payment, &id, &payment, now_ms));
         let view = PaymentView::from(&payment);
-        self.payments.insert(id, payment);
+        self.dirty_payments.insert(id, payment);
         Ok(Reply::Payment(view))
     }
 
     fn payment_in(
-        &self,
+        &mut self,
         id: &str,
         allowed: &[PaymentStatus],
         action: &str,
-    ) -> Result<&Payment, CoreError> {
+    ) -> Result<Payment, CoreError> {
         let payment = self.payment(id)?;
         if !allowed.contains(&payment.status) {
             return Err(CoreError::InvalidPaymentState {
@@ -599,16 +662,15 @@ impl State {
             )
             .map_err(|e| ledger_error(e, currency))?;
         out.transactions.push(transaction);
-        self.update_payment(id, now_ms, out, |p| {
+        Ok(self.save_payment(payment, now_ms, out, |p| {
             p.status = PaymentStatus::Captured;
             p.captured_minor = amount_minor;
-        })
+        }))
     }
 
     fn void(&mut self, id: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
-        let currency = self
-            .payment_in(id, &[PaymentStatus::Authorized], "voided")?
-            .currency;
+        let payment = self.payment_in(id, &[PaymentStatus::Authorized], "voided")?;
+        let currency = payment.currency;
         let transaction = self
             .ledger
             .execute(
@@ -619,7 +681,7 @@ impl State {
             )
             .map_err(|e| ledger_error(e, currency))?;
         out.transactions.push(transaction);
-        self.update_payment(id, now_ms, out, |p| p.status = PaymentStatus::Voided)
+        Ok(self.save_payment(payment, now_ms, out, |p| p.status = PaymentStatus::Voided))
     }
 
     fn refund(
@@ -642,6 +704,22 @@ impl State {
         }
         let currency = payment.currency;
         let amount_minor = parse_amount("amount", amount, currency, Sign::Positive)?;
+        if self.ledger.hold(id).is_none() {
+            // Settled holds are evicted from memory; the payment record is their durable copy.
+            let hold = Hold {
+                id: payment.id.clone(),
+                credit_line_id: payment.credit_line_id.clone(),
+                currency,
+                amount_minor: payment.amount_minor,
+                captured_minor: payment.captured_minor,
+                refunded_minor: payment.refunded_minor,
+                expires_at_ms: payment.expires_at_ms.unwrap_or(payment.created_at_ms),
+                status: HoldStatus::Captured,
+            };
+            self.ledger
+                .restore_hold(hold)
+                .map_err(|e| ledger_error(e, currency))?;
+        }
         let transaction = self
             .ledger
             .execute(
@@ -653,7 +731,7 @@ impl State {
             )
             .map_err(|e| ledger_error(e, currency))?;
         out.transactions.push(transaction);
-        self.update_payment(id, now_ms, out, |p| {
+        Ok(self.save_payment(payment, now_ms, out, |p| {
             p.refunded_minor += amount_minor;
             let refund_id = format!("{}_r{}", p.id, p.refunds.len() + 1);
             p.refunds.push(RefundEntry {
@@ -666,7 +744,7 @@ impl State {
             } else {
                 PaymentStatus::PartiallyRefunded
             };
-        })
+        }))
     }
 
     fn repay(
@@ -710,12 +788,26 @@ impl State {
         out: &mut Batch,
         change: impl FnOnce(&mut Payment),
     ) -> Result<Reply, CoreError> {
-        let payment = self.payments.get_mut(id).expect("checked by the caller");
-        change(payment);
+        let payment = self.payment(id)?;
+        Ok(self.save_payment(payment, now_ms, out, change))
+    }
+
+    /// Records a change to a payment read earlier in this command. Cannot fail, so it is
+    /// safe after the ledger has already posted the matching transaction.
+    fn save_payment(
+        &mut self,
+        mut payment: Payment,
+        now_ms: i64,
+        out: &mut Batch,
+        change: impl FnOnce(&mut Payment),
+    ) -> Reply {
+        change(&mut payment);
         payment.updated_at_ms = now_ms;
         out.records
-            .push(record(RecordKind::Payment, id, payment, now_ms));
-        Ok(Reply::Payment(PaymentView::from(&*payment)))
+            .push(record(RecordKind::Payment, &payment.id, &payment, now_ms));
+        let view = PaymentView::from(&payment);
+        self.dirty_payments.insert(payment.id.clone(), payment);
+        Reply::Payment(view)
     }
 }
 

@@ -13,6 +13,10 @@ use xiezhi_store::{Batch, Store};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Most holds expired in one sweep, so a backlog never makes one commit huge.
 const MAX_EXPIRIES_PER_SWEEP: usize = 1_000;
+/// Reload attempts after a storage failure before the writer gives up.
+const RECOVERY_ATTEMPTS: u32 = 12;
+/// Most idempotency records deleted in one sweep.
+const MAX_PRUNED_PER_SWEEP: usize = 5_000;
 
 /// Where the service reads the time. Tests and simulations pass their own clock; nothing in
 /// the service reads the wall clock directly.
@@ -34,14 +38,14 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     pub committed_requests: AtomicU64,
     pub failed_commits: AtomicU64,
+    /// Payments created since the process started.
     pub payments: AtomicU64,
     pub pending_holds: AtomicU64,
     pub healthy: AtomicBool,
-    pub ready: AtomicBool,
 }
 
 pub(crate) fn spawn(
-    mut store: Box<dyn Store>,
+    store: Box<dyn Store>,
     config: &ServiceConfig,
     clock: Arc<dyn Clock>,
     receiver: Receiver<Envelope>,
@@ -50,25 +54,23 @@ pub(crate) fn spawn(
     let unavailable = |e: xiezhi_store::StoreError| CoreError::StorageUnavailable {
         message: e.to_string(),
     };
-    let snapshot = store.load().map_err(unavailable)?;
-    let state = State::load(snapshot, config.acceptance.clone(), config.hold_ttl_ms)
-        .map_err(unavailable)?;
+    let state =
+        State::load(store, config.acceptance.clone(), config.hold_ttl_ms).map_err(unavailable)?;
     stats.healthy.store(true, Ordering::Relaxed);
-    stats.ready.store(true, Ordering::Relaxed);
+    stats
+        .pending_holds
+        .store(state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
     let max_batch = config.max_batch.clamp(1, xiezhi_store::MAX_BATCH_ITEMS / 4);
-    let acceptance = config.acceptance.clone();
-    let hold_ttl_ms = config.hold_ttl_ms;
+    let idempotency_retention_ms = config.idempotency_retention_ms;
     std::thread::Builder::new()
         .name("xiezhi-writer".into())
         .spawn(move || {
             let mut writer = Writer {
-                store,
                 state,
                 clock,
                 stats,
                 max_batch,
-                acceptance,
-                hold_ttl_ms,
+                idempotency_retention_ms,
             };
             writer.run(receiver);
         })
@@ -79,13 +81,11 @@ pub(crate) fn spawn(
 }
 
 struct Writer {
-    store: Box<dyn Store>,
     state: State,
     clock: Arc<dyn Clock>,
     stats: Arc<WriterStats>,
     max_batch: usize,
-    acceptance: crate::AcceptanceConfig,
-    hold_ttl_ms: i64,
+    idempotency_retention_ms: i64,
 }
 
 impl Writer {
@@ -123,26 +123,53 @@ impl Writer {
         let now_ms = self.clock.now_ms();
         let mut batch = Batch::default();
         if sweep {
-            self.state
-                .expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch);
+            if let Err(error) = self
+                .state
+                .expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch)
+            {
+                tracing::error!(%error, "expiring holds failed");
+                return self.recover();
+            }
+            match self
+                .state
+                .prune_idempotency(now_ms - self.idempotency_retention_ms, MAX_PRUNED_PER_SWEEP)
+            {
+                Ok(pruned) => metrics::counter!("xiezhi_idempotency_keys_pruned_total")
+                    .increment(pruned as u64),
+                Err(error) => tracing::warn!(%error, "pruning idempotency keys failed"),
+            }
         }
         let mut results: Vec<Result<Reply, CoreError>> = Vec::with_capacity(envelopes.len());
+        // A storage error while building the batch may leave memory half-way through a
+        // command; such a batch is never committed.
+        let mut poisoned = None;
         for envelope in envelopes.iter_mut() {
             let command = std::mem::replace(
                 &mut envelope.command,
                 crate::Command::GetMerchant { id: String::new() },
             );
-            results.push(self.state.apply(
-                command,
-                envelope.idempotency.take(),
-                now_ms,
-                &mut batch,
-            ));
+            let created_payment = matches!(command, crate::Command::CreatePayment(_));
+            let result = self
+                .state
+                .apply(command, envelope.idempotency.take(), now_ms, &mut batch);
+            if created_payment && result.is_ok() {
+                self.stats.payments.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Err(error @ CoreError::StorageUnavailable { .. }) = &result {
+                poisoned = Some(error.clone());
+            }
+            results.push(result);
         }
-        let mut healthy = true;
-        if !batch.is_empty() {
+        let mut needs_recovery = false;
+        if let Some(error) = poisoned {
+            tracing::error!(%error, "storage failed while building a batch; rebuilding state from the store");
+            for result in results.iter_mut() {
+                *result = Err(error.clone());
+            }
+            needs_recovery = true;
+        } else if !batch.is_empty() {
             let started = Instant::now();
-            match self.store.commit(&batch) {
+            match self.state.commit(&batch) {
                 Ok(()) => {
                     let elapsed_us = started.elapsed().as_micros() as f64;
                     metrics::histogram!("xiezhi_commit_duration_us").record(elapsed_us);
@@ -162,7 +189,7 @@ impl Writer {
                         });
                     }
                     // What was applied in memory was not persisted: start again from the store.
-                    healthy = self.reload();
+                    needs_recovery = true;
                 }
             }
         }
@@ -170,9 +197,7 @@ impl Writer {
             // The client may have gone away; the outcome is durable either way.
             let _ = envelope.reply.send(result);
         }
-        self.stats
-            .payments
-            .store(self.state.payment_count() as u64, Ordering::Relaxed);
+        let healthy = !needs_recovery || self.recover();
         self.stats.pending_holds.store(
             self.state.ledger.pending_hold_count() as u64,
             Ordering::Relaxed,
@@ -180,20 +205,26 @@ impl Writer {
         healthy
     }
 
-    fn reload(&mut self) -> bool {
-        let loaded = self
-            .store
-            .load()
-            .and_then(|snapshot| State::load(snapshot, self.acceptance.clone(), self.hold_ttl_ms));
-        match loaded {
-            Ok(state) => {
-                self.state = state;
-                true
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot reload state; the writer stops");
-                false
+    /// Rebuilds state from the store, retrying with backoff for about half a minute; new
+    /// requests wait in the queue meanwhile. Gives up (the writer stops, health turns red)
+    /// only if the store stays unreadable.
+    fn recover(&mut self) -> bool {
+        self.stats.healthy.store(false, Ordering::Relaxed);
+        let mut delay = Duration::from_millis(10);
+        for attempt in 1..=RECOVERY_ATTEMPTS {
+            match self.state.reload() {
+                Ok(()) => {
+                    self.stats.healthy.store(true, Ordering::Relaxed);
+                    return true;
+                }
+                Err(error) => {
+                    tracing::error!(%error, attempt, "cannot reload state from the store");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
         }
+        tracing::error!("the store stayed unreadable; the writer stops");
+        false
     }
 }

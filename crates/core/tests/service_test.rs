@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use xiezhi_core::*;
-use xiezhi_store::{Batch, BooksReport, Snapshot, Store, StoreError};
+use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Store, StoreError};
 use xiezhi_store_sqlite::SqliteStore;
 
 struct ManualClock(AtomicI64);
@@ -441,11 +441,29 @@ fn holds_expire_on_the_service_clock() {
 struct FlakyStore {
     inner: SqliteStore,
     fail: Arc<AtomicBool>,
+    fail_reads: Arc<AtomicBool>,
 }
 
 impl Store for FlakyStore {
-    fn load(&mut self) -> Result<Snapshot, StoreError> {
-        self.inner.load()
+    fn journal(&mut self) -> Result<Vec<xiezhi_ledger::Transaction>, StoreError> {
+        self.inner.journal()
+    }
+    fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
+        self.inner.records(kind)
+    }
+    fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("read error".into()));
+        }
+        self.inner.record(kind, id)
+    }
+    fn delete_records_before(
+        &mut self,
+        kind: RecordKind,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        self.inner.delete_records_before(kind, before_ms, max)
     }
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) {
@@ -462,9 +480,11 @@ impl Store for FlakyStore {
 fn a_failed_commit_is_reported_and_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let fail = Arc::new(AtomicBool::new(false));
+    let fail_reads = Arc::new(AtomicBool::new(false));
     let store = FlakyStore {
         inner: SqliteStore::open_dir(dir.path()).unwrap(),
         fail: fail.clone(),
+        fail_reads: fail_reads.clone(),
     };
     let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
     let service = Service::start(Box::new(store), ServiceConfig::default(), clock).unwrap();
@@ -483,6 +503,128 @@ fn a_failed_commit_is_reported_and_rolled_back() {
     );
     let p = pay(&service, &cl.id, &shop.qr_payload, Some("60")).unwrap();
     assert_eq!(p.status, PaymentStatus::Authorized);
+    // A read failure in the middle of a capture must not commit half of it.
+    fail_reads.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        run(
+            &service,
+            Command::Capture {
+                payment_id: p.id.clone(),
+                amount: None
+            }
+        ),
+        Err(CoreError::StorageUnavailable { .. })
+    ));
+    fail_reads.store(false, Ordering::SeqCst);
+    let l = get_line(&service, &cl.id);
+    assert_eq!((l.held.as_str(), l.receivable.as_str()), ("60.00", "0.00"));
+    let p = payment_of(run(
+        &service,
+        Command::Capture {
+            payment_id: p.id.clone(),
+            amount: None,
+        },
+    ));
+    assert_eq!(p.status, PaymentStatus::Captured);
+}
+
+#[test]
+fn refunds_work_after_settled_holds_leave_memory_and_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, _) = start(dir.path(), ServiceConfig::default());
+    let shop = merchant(&service, "Lotus Market");
+    let cl = line(&service, "100");
+    let p = pay(&service, &cl.id, &shop.qr_payload, Some("50")).unwrap();
+    payment_of(run(
+        &service,
+        Command::Capture {
+            payment_id: p.id.clone(),
+            amount: Some("40".into()),
+        },
+    ));
+    // Separate commits: the captured hold has been evicted by now.
+    let p1 = payment_of(run(
+        &service,
+        Command::Refund {
+            payment_id: p.id.clone(),
+            amount: "10".into(),
+        },
+    ));
+    assert_eq!(p1.status, PaymentStatus::PartiallyRefunded);
+    drop(service);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (service, _) = start(dir.path(), ServiceConfig::default());
+    assert!(matches!(
+        run(
+            &service,
+            Command::Refund {
+                payment_id: p.id.clone(),
+                amount: "30.01".into()
+            }
+        ),
+        Err(CoreError::RefundExceedsCaptured { .. })
+    ));
+    let p2 = payment_of(run(
+        &service,
+        Command::Refund {
+            payment_id: p.id.clone(),
+            amount: "30".into(),
+        },
+    ));
+    assert_eq!(
+        (p2.status, p2.refunded_amount.as_str()),
+        (PaymentStatus::Refunded, "40.00")
+    );
+    let l = get_line(&service, &cl.id);
+    assert_eq!(
+        (l.available.as_str(), l.receivable.as_str()),
+        ("100.00", "0.00")
+    );
+    assert_eq!(service.stats().pending_holds.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn idempotency_keys_expire_after_the_retention_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServiceConfig {
+        idempotency_retention_ms: 10_000,
+        ..Default::default()
+    };
+    let (service, clock) = start(dir.path(), config);
+    let cl = line(&service, "100");
+    let key = Some(IdempotencyKey {
+        key: "old".into(),
+        fingerprint: "f1".into(),
+    });
+    service
+        .execute_blocking(
+            Command::Repay {
+                credit_line_id: cl.id.clone(),
+                amount: "1".into(),
+            },
+            key.clone(),
+        )
+        .unwrap_err();
+    let other = Some(IdempotencyKey {
+        key: "old".into(),
+        fingerprint: "f2".into(),
+    });
+    assert!(matches!(
+        service.execute_blocking(Command::GetCreditLine { id: cl.id.clone() }, other.clone()),
+        Err(CoreError::IdempotencyKeyReused { .. })
+    ));
+    clock.0.fetch_add(10_001, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while service
+        .execute_blocking(Command::GetCreditLine { id: cl.id.clone() }, other.clone())
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never pruned"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 proptest! {

@@ -284,6 +284,53 @@ impl Ledger {
             .collect()
     }
 
+    /// Forgets holds that are no longer pending, so memory holds only live authorizations.
+    /// A later refund of an evicted hold needs it back through [`Ledger::restore_hold`].
+    pub fn evict_settled_holds(&mut self) -> usize {
+        let before = self.holds.len();
+        self.holds
+            .retain(|_, hold| hold.status == HoldStatus::Pending);
+        before - self.holds.len()
+    }
+
+    /// Brings back a settled hold that was evicted, from the caller's durable copy of it (the
+    /// payment record written in the same commit as the hold's last transaction). Only
+    /// settled holds can be restored: pending ones never leave memory.
+    pub fn restore_hold(&mut self, hold: Hold) -> Result<(), LedgerError> {
+        if self.holds.contains_key(&hold.id) {
+            return Ok(());
+        }
+        let line = self.line(&hold.credit_line_id)?;
+        if line.currency != hold.currency {
+            return Err(LedgerError::CurrencyMismatch {
+                expected: line.currency,
+                got: hold.currency,
+            });
+        }
+        if hold.status == HoldStatus::Pending {
+            return Err(LedgerError::HoldNotPending {
+                status: hold.status,
+            });
+        }
+        assert!(
+            hold.refunded_minor <= hold.captured_minor && hold.captured_minor <= hold.amount_minor,
+            "restored hold {hold:?} is inconsistent"
+        );
+        self.holds.insert(hold.id.clone(), hold);
+        Ok(())
+    }
+
+    /// Pending holds (always resident), in no particular order.
+    pub fn pending_holds(&self) -> impl Iterator<Item = &Hold> {
+        self.holds
+            .values()
+            .filter(|h| h.status == HoldStatus::Pending)
+    }
+
+    pub fn resident_hold_count(&self) -> usize {
+        self.holds.len()
+    }
+
     /// Validates `operation` against the current state and computes its postings.
     fn plan(
         &self,

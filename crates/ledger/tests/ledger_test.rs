@@ -384,3 +384,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn settled_holds_can_be_evicted_and_restored_for_refunds() {
+    let mut ledger = Ledger::new();
+    open(&mut ledger, "cl", 10_000);
+    authorize(&mut ledger, "h1", "cl", 4_000, 0).unwrap();
+    authorize(&mut ledger, "h2", "cl", 1_000, 0).unwrap();
+    ledger
+        .execute(
+            Operation::Capture {
+                hold_id: "h1".into(),
+                amount_minor: 3_000,
+            },
+            1,
+        )
+        .unwrap();
+    let settled = ledger.hold("h1").unwrap().clone();
+    assert_eq!(ledger.evict_settled_holds(), 1);
+    assert!(ledger.hold("h1").is_none());
+    assert!(ledger.hold("h2").is_some(), "pending holds stay resident");
+    assert_eq!(
+        ledger.execute(
+            Operation::Refund {
+                hold_id: "h1".into(),
+                amount_minor: 1
+            },
+            2
+        ),
+        Err(LedgerError::UnknownHold("h1".into()))
+    );
+    let mut pending = ledger.hold("h2").unwrap().clone();
+    pending.id = "h3".into();
+    assert!(
+        ledger.restore_hold(pending).is_err(),
+        "pending holds cannot be restored"
+    );
+    ledger.restore_hold(settled).unwrap();
+    ledger
+        .execute(
+            Operation::Refund {
+                hold_id: "h1".into(),
+                amount_minor: 3_000,
+            },
+            2,
+        )
+        .unwrap();
+    assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 9_000);
+}

@@ -12,9 +12,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use xiezhi_ledger::Transaction;
-use xiezhi_store::{
-    Batch, BooksReport, Record, RecordKind, Snapshot, Store, StoreError, MAX_BATCH_ITEMS,
-};
+use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Store, StoreError, MAX_BATCH_ITEMS};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -39,6 +37,7 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_age ON records (updated_at_ms) WHERE kind = 'idempotency';
 ";
 
 pub struct SqliteStore {
@@ -149,8 +148,8 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn load(&mut self) -> Result<Snapshot, StoreError> {
-        let mut snapshot = Snapshot::default();
+    fn journal(&mut self) -> Result<Vec<Transaction>, StoreError> {
+        let mut journal = Vec::new();
         let mut statement = self
             .connection
             .prepare("SELECT id, body FROM journal ORDER BY id")
@@ -167,31 +166,67 @@ impl Store for SqliteStore {
                     transaction.id
                 )));
             }
-            snapshot.transactions.push(transaction);
+            journal.push(transaction);
         }
-        drop(rows);
-        drop(statement);
+        Ok(journal)
+    }
+
+    fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
         let mut statement = self
             .connection
-            .prepare("SELECT kind, id, body, updated_at_ms FROM records")
+            .prepare_cached("SELECT id, body, updated_at_ms FROM records WHERE kind = ?1")
             .map_err(io)?;
-        let mut rows = statement.query([]).map_err(io)?;
-        while let Some(row) = rows.next().map_err(io)? {
-            let kind: String = row.get(0).map_err(io)?;
-            let id: String = row.get(1).map_err(io)?;
-            let body: String = row.get(2).map_err(io)?;
-            let kind = RecordKind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown record kind {kind}")))?;
-            let body = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
-            snapshot.records.push(Record {
-                kind,
-                id,
-                body,
-                updated_at_ms: row.get(3).map_err(io)?,
-            });
-        }
-        Ok(snapshot)
+        let rows = statement
+            .query_map(params![kind.as_str()], |row| {
+                Ok(Record {
+                    kind,
+                    id: row.get(0)?,
+                    body: row.get(1)?,
+                    updated_at_ms: row.get(2)?,
+                })
+            })
+            .map_err(io)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(io)
+    }
+
+    fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT body, updated_at_ms FROM records WHERE kind = ?1 AND id = ?2")
+            .map_err(io)?;
+        statement
+            .query_row(params![kind.as_str(), id], |row| {
+                Ok(Record {
+                    kind,
+                    id: id.to_owned(),
+                    body: row.get(0)?,
+                    updated_at_ms: row.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(io)
+    }
+
+    fn delete_records_before(
+        &mut self,
+        kind: RecordKind,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        // The kind is a literal so that the partial index on idempotency records applies.
+        let kind = kind.as_str();
+        let deleted = self
+            .connection
+            .execute(
+                &format!(
+                    "DELETE FROM records WHERE kind = '{kind}' AND id IN
+                       (SELECT id FROM records WHERE kind = '{kind}' AND updated_at_ms < ?1 LIMIT ?2)"
+                ),
+                params![before_ms, max],
+            )
+            .map_err(io)?;
+        Ok(deleted)
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
@@ -254,13 +289,11 @@ impl Store for SqliteStore {
                 )
                 .map_err(io)?;
             for record in &batch.records {
-                let body = serde_json::to_string(&record.body)
-                    .map_err(|e| StoreError::Io(e.to_string()))?;
                 records
                     .execute(params![
                         record.kind.as_str(),
                         record.id,
-                        body,
+                        record.body,
                         record.updated_at_ms
                     ])
                     .map_err(io)?;

@@ -9,11 +9,12 @@ use xiezhi_money::Currency;
 
 /// Runs every check against a fresh, empty store. Panics with the name of the failing check.
 pub fn run<S: Store, F: FnMut() -> S>(mut open: F) {
-    empty_store_loads_nothing(&mut open);
+    empty_store_holds_nothing(&mut open);
     commit_survives_reopen(&mut open);
     records_are_replaced_by_id(&mut open);
     journal_gaps_are_refused_atomically(&mut open);
     oversized_batches_are_refused(&mut open);
+    old_records_are_deleted_by_age(&mut open);
     books_are_checked_from_postings(&mut open);
 }
 
@@ -72,15 +73,30 @@ fn record(kind: RecordKind, id: &str, value: i64) -> Record {
     }
 }
 
-fn empty_store_loads_nothing<S: Store>(open: &mut impl FnMut() -> S) {
-    let snapshot = open().load().expect("load");
+fn value_of(record: &Record) -> i64 {
+    let body: serde_json::Value =
+        serde_json::from_str(&record.body).expect("record bodies are the JSON that was written");
+    body["value"].as_i64().expect("value")
+}
+
+fn empty_store_holds_nothing<S: Store>(open: &mut impl FnMut() -> S) {
+    let mut store = open();
     assert!(
-        snapshot.transactions.is_empty(),
-        "empty_store_loads_nothing: journal"
+        store.journal().expect("journal").is_empty(),
+        "empty_store_holds_nothing: journal"
     );
+    for kind in RecordKind::ALL {
+        assert!(
+            store.records(kind).expect("records").is_empty(),
+            "empty_store_holds_nothing: records"
+        );
+    }
     assert!(
-        snapshot.records.is_empty(),
-        "empty_store_loads_nothing: records"
+        store
+            .record(RecordKind::Payment, "p1")
+            .expect("record")
+            .is_none(),
+        "empty_store_holds_nothing: record"
     );
 }
 
@@ -99,13 +115,11 @@ fn commit_survives_reopen<S: Store>(open: &mut impl FnMut() -> S) {
             })
             .expect("commit");
     }
-    let snapshot = open().load().expect("load");
-    assert_eq!(
-        snapshot.transactions, journal,
-        "commit_survives_reopen: journal differs"
-    );
+    let mut store = open();
+    let stored = store.journal().expect("journal");
+    assert_eq!(stored, journal, "commit_survives_reopen: journal differs");
     let mut replayed = Ledger::new();
-    for transaction in &snapshot.transactions {
+    for transaction in &stored {
         replayed
             .replay(transaction)
             .expect("commit_survives_reopen: replay");
@@ -114,7 +128,23 @@ fn commit_survives_reopen<S: Store>(open: &mut impl FnMut() -> S) {
         replayed, ledger,
         "commit_survives_reopen: replayed ledger differs"
     );
-    assert_eq!(snapshot.records.len(), 2, "commit_survives_reopen: records");
+    assert_eq!(
+        store.records(RecordKind::Merchant).expect("records").len(),
+        1,
+        "commit_survives_reopen: merchants"
+    );
+    let payment = store
+        .record(RecordKind::Payment, "p1")
+        .expect("record")
+        .expect("commit_survives_reopen: payment p1 missing");
+    assert_eq!(value_of(&payment), 2);
+    assert!(
+        store
+            .record(RecordKind::Merchant, "p1")
+            .expect("record")
+            .is_none(),
+        "commit_survives_reopen: kinds are separate key spaces"
+    );
 }
 
 fn records_are_replaced_by_id<S: Store>(open: &mut impl FnMut() -> S) {
@@ -128,27 +158,37 @@ fn records_are_replaced_by_id<S: Store>(open: &mut impl FnMut() -> S) {
             ],
         })
         .expect("commit");
-    let snapshot = open().load().expect("load");
-    let payment = snapshot
-        .records
-        .iter()
-        .find(|r| r.kind == RecordKind::Payment && r.id == "p1")
+    let mut store = open();
+    let payment = store
+        .record(RecordKind::Payment, "p1")
+        .expect("record")
         .expect("payment p1");
-    let body: serde_json::Value =
-        serde_json::from_str(&payment.body).expect("records_are_replaced_by_id: body is JSON");
-    assert_eq!(body["value"], 5, "records_are_replaced_by_id: not replaced");
     assert_eq!(
-        snapshot.records.len(),
-        3,
+        value_of(&payment),
+        5,
+        "records_are_replaced_by_id: not replaced"
+    );
+    assert_eq!(
+        store.records(RecordKind::Payment).expect("records").len(),
+        1,
+        "records_are_replaced_by_id: duplicated"
+    );
+    let key = store
+        .record(RecordKind::Idempotency, "p1")
+        .expect("record")
+        .expect("idempotency p1");
+    assert_eq!(
+        value_of(&key),
+        6,
         "records_are_replaced_by_id: kinds must be separate key spaces"
     );
 }
 
 fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
     let mut store = open();
-    let before = store.load().expect("load");
+    let before = store.journal().expect("journal");
     let mut ledger = Ledger::new();
-    for transaction in &before.transactions {
+    for transaction in &before {
         ledger.replay(transaction).expect("replay");
     }
     let mut next = sample_journal(&mut ledger, 100, 1);
@@ -161,14 +201,17 @@ fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
         matches!(result, Err(StoreError::JournalGap { .. })),
         "journal_gaps_are_refused_atomically: {result:?}"
     );
-    let after = open().load().expect("load");
+    let mut store = open();
     assert_eq!(
-        after.transactions.len(),
-        before.transactions.len(),
+        store.journal().expect("journal").len(),
+        before.len(),
         "journal_gaps_are_refused_atomically: journal changed"
     );
     assert!(
-        !after.records.iter().any(|r| r.id == "gap"),
+        store
+            .record(RecordKind::Merchant, "gap")
+            .expect("record")
+            .is_none(),
         "journal_gaps_are_refused_atomically: record from a failed batch is visible"
     );
 }
@@ -184,6 +227,55 @@ fn oversized_batches_are_refused<S: Store>(open: &mut impl FnMut() -> S) {
     assert!(
         matches!(result, Err(StoreError::BatchTooLarge { .. })),
         "oversized_batches_are_refused: {result:?}"
+    );
+}
+
+fn old_records_are_deleted_by_age<S: Store>(open: &mut impl FnMut() -> S) {
+    let mut store = open();
+    let records = (0..10)
+        .map(|i| record(RecordKind::Idempotency, &format!("age{i}"), 1_000 + i))
+        .collect();
+    store
+        .commit(&Batch {
+            transactions: vec![],
+            records,
+        })
+        .expect("commit");
+    let deleted = store
+        .delete_records_before(RecordKind::Idempotency, 1_005, 3)
+        .expect("delete");
+    assert_eq!(
+        deleted, 3,
+        "old_records_are_deleted_by_age: the limit applies"
+    );
+    let deleted = store
+        .delete_records_before(RecordKind::Idempotency, 1_005, 100)
+        .expect("delete");
+    assert_eq!(
+        deleted, 3,
+        "old_records_are_deleted_by_age: p1 (6) and age0..age4 are older than 1005"
+    );
+    let mut store = open();
+    assert!(
+        store
+            .record(RecordKind::Idempotency, "age4")
+            .expect("record")
+            .is_none(),
+        "old_records_are_deleted_by_age: age4 survived"
+    );
+    assert!(
+        store
+            .record(RecordKind::Idempotency, "age5")
+            .expect("record")
+            .is_some(),
+        "old_records_are_deleted_by_age: age5 deleted"
+    );
+    assert!(
+        store
+            .record(RecordKind::Payment, "p1")
+            .expect("record")
+            .is_some(),
+        "old_records_are_deleted_by_age: other kinds untouched"
     );
 }
 

@@ -80,13 +80,6 @@ impl Batch {
     }
 }
 
-/// Everything a store holds, as read at start-up.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub transactions: Vec<Transaction>,
-    pub records: Vec<Record>,
-}
-
 /// The result of checking the stored books independently of the in-memory ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BooksReport {
@@ -106,13 +99,32 @@ impl BooksReport {
 }
 
 /// Durable storage. Implementations are used from one writer thread at a time.
+///
+/// Only what must be resident is read at start-up (the journal and the small record kinds);
+/// payments and idempotency records are read one at a time, by id, when a request needs
+/// them, so the service's memory does not grow with its history.
 pub trait Store: Send + 'static {
-    /// Reads the whole journal in id order and the current version of every record.
-    fn load(&mut self) -> Result<Snapshot, StoreError>;
+    /// The whole journal, in id order.
+    fn journal(&mut self) -> Result<Vec<Transaction>, StoreError>;
+
+    /// Every record of one kind (for kinds small enough to keep in memory, e.g. merchants).
+    fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError>;
+
+    /// One record by kind and id.
+    fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError>;
 
     /// Writes a batch atomically; when it returns `Ok`, the batch survives a crash or power
     /// loss. Journal ids must continue the stored journal without gaps.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Durably deletes up to `max` records of `kind` last updated before `before_ms`
+    /// (retention, e.g. of idempotency keys). Returns how many were deleted.
+    fn delete_records_before(
+        &mut self,
+        kind: RecordKind,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<usize, StoreError>;
 
     /// Checks that every stored transaction balances, from the stored postings alone.
     fn check_books(&mut self) -> Result<BooksReport, StoreError>;
