@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 use xiezhi_core::{
-    Command, NewCreditLine, NewMerchant, NewPayment, PaymentContext, PaymentStatus, Reply, Service,
-    ServiceConfig, SystemClock,
+    Command, NewCreditLine, NewMerchant, NewPayment, PaymentContext, PaymentStatus, Reply, Service, ServiceConfig,
+    SystemClock,
 };
 use xiezhi_store_sqlite::SqliteStore;
 
@@ -36,35 +36,19 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> ExitCode {
     match command {
-        BenchCommand::Ledger {
-            ops,
-            clients,
-            lines,
-            max_batch,
-            data_dir,
-        } => match ledger(
-            ops,
-            clients.clamp(1, 4_096),
-            lines.max(1),
-            max_batch,
-            data_dir,
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xiezhi bench ledger: {e}");
-                ExitCode::from(1)
+        BenchCommand::Ledger { ops, clients, lines, max_batch, data_dir } => {
+            match ledger(ops, clients.clamp(1, 4_096), lines.max(1), max_batch, data_dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xiezhi bench ledger: {e}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
     }
 }
 
-fn ledger(
-    ops: usize,
-    clients: usize,
-    lines: usize,
-    max_batch: usize,
-    data_dir: Option<PathBuf>,
-) -> Result<(), String> {
+fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: Option<PathBuf>) -> Result<(), String> {
     let dir = match data_dir {
         Some(dir) => dir,
         None => {
@@ -74,13 +58,8 @@ fn ledger(
         }
     };
     let store = SqliteStore::open_dir(&dir).map_err(|e| e.to_string())?;
-    let config = ServiceConfig {
-        max_batch,
-        queue_capacity: clients * 2,
-        ..Default::default()
-    };
-    let service = Service::start(Box::new(store), config, Arc::new(SystemClock))
-        .map_err(|e| e.to_string())?;
+    let config = ServiceConfig { max_batch, queue_capacity: clients * 2, ..Default::default() };
+    let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let merchant = match service
         .execute_blocking(
             Command::CreateMerchant(NewMerchant {
@@ -112,8 +91,7 @@ fn ledger(
                                 currency: "CNY".into(),
                                 limit: "1000000.00".into(),
                             };
-                            match service.execute_blocking(Command::CreateCreditLine(request), None)
-                            {
+                            match service.execute_blocking(Command::CreateCreditLine(request), None) {
                                 Ok(Reply::CreditLine(l)) => l.id,
                                 other => panic!("opening a line: {other:?}"),
                             }
@@ -122,21 +100,11 @@ fn ledger(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("setup thread"))
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().expect("setup thread")).collect()
     });
-    eprintln!(
-        "opened {} credit lines in {:.1} s",
-        line_ids.len(),
-        setup.elapsed().as_secs_f64()
-    );
+    eprintln!("opened {} credit lines in {:.1} s", line_ids.len(), setup.elapsed().as_secs_f64());
 
-    let commits_before = service
-        .stats()
-        .commits
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let commits_before = service.stats().commits.load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let per_client = ops.div_ceil(clients);
     let results: Vec<(Vec<u32>, usize)> = std::thread::scope(|scope| {
@@ -171,17 +139,10 @@ fn ledger(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client thread"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
     });
     let elapsed = started.elapsed();
-    let commits = service
-        .stats()
-        .commits
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - commits_before;
+    let commits = service.stats().commits.load(std::sync::atomic::Ordering::Relaxed) - commits_before;
     let approved: usize = results.iter().map(|(_, a)| a).sum();
     let mut latencies: Vec<u32> = results.into_iter().flat_map(|(l, _)| l).collect();
     latencies.sort_unstable();

@@ -100,9 +100,7 @@ impl Demo {
         tokio::spawn(Arc::clone(&this).report_forever());
         tokio::spawn(Arc::clone(&this).repay_forever(Arc::clone(&seed)));
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let mut ticker = tokio::time::interval(Duration::from_micros(
-            1_000_000 / u64::from(this.rate_per_s),
-        ));
+        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / u64::from(this.rate_per_s)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
@@ -142,12 +140,7 @@ impl Demo {
         );
     }
 
-    async fn post(
-        &self,
-        path: &str,
-        body: &Value,
-        key: &str,
-    ) -> Result<(StatusCode, Value), String> {
+    async fn post(&self, path: &str, body: &Value, key: &str) -> Result<(StatusCode, Value), String> {
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -157,10 +150,7 @@ impl Demo {
             .await
             .map_err(|e| format!("POST {path}: {e}"))?;
         let status = response.status();
-        let value = response
-            .json::<Value>()
-            .await
-            .map_err(|e| format!("POST {path}: {e}"))?;
+        let value = response.json::<Value>().await.map_err(|e| format!("POST {path}: {e}"))?;
         Ok((status, value))
     }
 
@@ -173,25 +163,16 @@ impl Demo {
         let path = self.data_dir.join("demo-seed.json");
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(seed) = serde_json::from_str::<Seed>(&text) {
-                if self
-                    .get_ok(&format!("/v1/merchants/{}", seed.merchants[0].id))
-                    .await
-                {
+                if self.get_ok(&format!("/v1/merchants/{}", seed.merchants[0].id)).await {
                     return Ok(seed);
                 }
             }
         }
         let mut merchants = Vec::new();
         for (i, (name, city, mcc, min_yuan, max_yuan)) in MERCHANTS.iter().enumerate() {
-            let body =
-                json!({"name": name, "city": city, "country": "CN", "mcc": mcc, "currency": "CNY"});
-            let (status, value) = self
-                .post(
-                    "/v1/merchants",
-                    &body,
-                    &format!("demo-seed-merchant-{i}-{}", std::process::id()),
-                )
-                .await?;
+            let body = json!({"name": name, "city": city, "country": "CN", "mcc": mcc, "currency": "CNY"});
+            let (status, value) =
+                self.post("/v1/merchants", &body, &format!("demo-seed-merchant-{i}-{}", std::process::id())).await?;
             if status != StatusCode::CREATED {
                 return Err(format!("seeding merchant {name}: {status} {value}"));
             }
@@ -208,13 +189,8 @@ impl Demo {
             let limit = [500, 1_000, 2_000, 5_000, 8_000, 20_000][i % 6];
             let user_id = format!("demo-user-{i:03}");
             let body = json!({"user_id": user_id, "currency": "CNY", "limit": limit.to_string()});
-            let (status, value) = self
-                .post(
-                    "/v1/credit-lines",
-                    &body,
-                    &format!("demo-seed-line-{i}-{}", std::process::id()),
-                )
-                .await?;
+            let (status, value) =
+                self.post("/v1/credit-lines", &body, &format!("demo-seed-line-{i}-{}", std::process::id())).await?;
             if status != StatusCode::CREATED {
                 return Err(format!("seeding credit line: {status} {value}"));
             }
@@ -224,10 +200,7 @@ impl Demo {
                 device_id: format!("dev-{:08x}", fastrand::u32(..)),
             });
         }
-        let seed = Seed {
-            merchants,
-            shoppers,
-        };
+        let seed = Seed { merchants, shoppers };
         let text = serde_json::to_string_pretty(&seed).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(seed)
@@ -238,18 +211,9 @@ impl Demo {
         let merchant = &seed.merchants[fastrand::usize(..seed.merchants.len())];
         let shopper = &seed.shoppers[fastrand::usize(..seed.shoppers.len())];
         let yuan = fastrand::u32(merchant.min_yuan..=merchant.max_yuan);
-        let fen = if fastrand::u8(..4) == 0 {
-            0
-        } else {
-            fastrand::u32(..100)
-        };
+        let fen = if fastrand::u8(..4) == 0 { 0 } else { fastrand::u32(..100) };
         let amount = format!("{yuan}.{fen:02}");
-        let ip = format!(
-            "100.{}.{}.{}",
-            64 + fastrand::u8(..64),
-            fastrand::u8(..),
-            fastrand::u8(1..255)
-        );
+        let ip = format!("100.{}.{}.{}", 64 + fastrand::u8(..64), fastrand::u8(..), fastrand::u8(1..255));
         let network = ["wifi", "4g", "5g"][fastrand::usize(..3)];
         // A fifth of payments scan a dynamic code the merchant issued for this bill.
         let body = if fastrand::u8(..5) == 0 {
@@ -281,10 +245,7 @@ impl Demo {
             let (_, again) = self.post("/v1/payments", &body, &key).await?;
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             if again["id"] != payment["id"] {
-                return Err(format!(
-                    "a retry created a second payment: {} vs {}",
-                    again["id"], payment["id"]
-                ));
+                return Err(format!("a retry created a second payment: {} vs {}", again["id"], payment["id"]));
             }
         }
         if payment["status"] != "authorized" {
@@ -296,47 +257,25 @@ impl Demo {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(50..1_500))).await;
         let roll = fastrand::u8(..100);
         if roll < 4 {
-            self.post(
-                &format!("/v1/payments/{id}/void"),
-                &json!({}),
-                &format!("void-{id}"),
-            )
-            .await?;
+            self.post(&format!("/v1/payments/{id}/void"), &json!({}), &format!("void-{id}")).await?;
             self.counters.voids.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         if roll < 6 {
             return Ok(()); // left pending: it expires when its hold does
         }
-        let capture = if roll < 12 {
-            json!({"amount": format!("{}.00", (yuan * 9 / 10).max(1))})
-        } else {
-            json!({})
-        };
-        let (status, captured) = self
-            .post(
-                &format!("/v1/payments/{id}/capture"),
-                &capture,
-                &format!("cap-{id}"),
-            )
-            .await?;
+        let capture = if roll < 12 { json!({"amount": format!("{}.00", (yuan * 9 / 10).max(1))}) } else { json!({}) };
+        let (status, captured) =
+            self.post(&format!("/v1/payments/{id}/capture"), &capture, &format!("cap-{id}")).await?;
         if status != StatusCode::OK {
             return Err(format!("capture: {status} {captured}"));
         }
         self.counters.captures.fetch_add(1, Ordering::Relaxed);
         if fastrand::u8(..100) < 5 {
             tokio::time::sleep(Duration::from_millis(fastrand::u64(100..2_000))).await;
-            let refund = if fastrand::bool() {
-                captured["captured_amount"].clone()
-            } else {
-                json!("1.00")
-            };
+            let refund = if fastrand::bool() { captured["captured_amount"].clone() } else { json!("1.00") };
             let (status, body) = self
-                .post(
-                    &format!("/v1/payments/{id}/refunds"),
-                    &json!({"amount": refund}),
-                    &format!("ref-{id}"),
-                )
+                .post(&format!("/v1/payments/{id}/refunds"), &json!({"amount": refund}), &format!("ref-{id}"))
                 .await?;
             if status != StatusCode::CREATED {
                 return Err(format!("refund: {status} {body}"));
@@ -352,27 +291,17 @@ impl Demo {
         loop {
             ticker.tick().await;
             let shopper = &seed.shoppers[fastrand::usize(..seed.shoppers.len())];
-            let line = match self
-                .client
-                .get(format!(
-                    "{}/v1/credit-lines/{}",
-                    self.base, shopper.credit_line_id
-                ))
-                .send()
-                .await
-            {
-                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
-                Err(_) => continue,
-            };
+            let line =
+                match self.client.get(format!("{}/v1/credit-lines/{}", self.base, shopper.credit_line_id)).send().await
+                {
+                    Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+                    Err(_) => continue,
+                };
             let owed = line["receivable"].as_str().unwrap_or("0.00").to_owned();
             if owed == "0.00" {
                 continue;
             }
-            let amount = if fastrand::bool() {
-                owed
-            } else {
-                "1.00".to_owned()
-            };
+            let amount = if fastrand::bool() { owed } else { "1.00".to_owned() };
             let key = format!("repay-{:016x}", fastrand::u64(..));
             if let Ok((StatusCode::CREATED, _)) = self
                 .post(
@@ -402,12 +331,7 @@ impl Demo {
             ticker.tick().await;
             let mut window = std::mem::take(&mut *self.latencies_us.lock().expect("latency lock"));
             window.sort_unstable();
-            let pct = |p: usize| {
-                window
-                    .get((window.len().saturating_sub(1)) * p / 100)
-                    .copied()
-                    .unwrap_or(0)
-            };
+            let pct = |p: usize| window.get((window.len().saturating_sub(1)) * p / 100).copied().unwrap_or(0);
             let c = &self.counters;
             println!(
                 "demo: payments {} (approved {}, declined {}), captures {}, voids {}, refunds {}, repayments {}, retries {}, errors {} | POST /v1/payments p50 {} µs, p99 {} µs",

@@ -12,11 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "xiezhi",
-    version,
-    about = "Xiezhi (獬豸): real-time decisions and credit lines for scan-to-pay"
-)]
+#[command(name = "xiezhi", version, about = "Xiezhi (獬豸): real-time decisions and credit lines for scan-to-pay")]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -57,9 +53,7 @@ fn main() -> ExitCode {
     match cli.command {
         Commands::Serve(args) => serve::run(args),
         Commands::Qr { command } => qr_cmd::run(command),
-        Commands::Store {
-            command: StoreCommand::Check { data_dir },
-        } => store_cmd::check(&data_dir),
+        Commands::Store { command: StoreCommand::Check { data_dir } } => store_cmd::check(&data_dir),
         Commands::Bench { command } => bench::run(command),
     }
 }

@@ -2,9 +2,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xiezhi_money::{Currency, Money, Sign};
-use xiezhi_qr::{
-    AccountTemplate, AdditionalData, DecodeOptions, MerchantPresentedQr, PointOfInitiation,
-};
+use xiezhi_qr::{AccountTemplate, AdditionalData, DecodeOptions, MerchantPresentedQr, PointOfInitiation};
 
 #[derive(Subcommand)]
 pub enum QrCommand {
@@ -86,10 +84,7 @@ fn decode(payload: &str, strict: bool) -> ExitCode {
     };
     match xiezhi_qr::decode(&payload, DecodeOptions { strict }) {
         Ok(qr) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&qr).expect("decoded payloads serialise")
-            );
+            println!("{}", serde_json::to_string_pretty(&qr).expect("decoded payloads serialise"));
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -100,12 +95,10 @@ fn decode(payload: &str, strict: bool) -> ExitCode {
 }
 
 fn encode(args: &EncodeArgs) -> Result<String, String> {
-    let currency = Currency::from_code(&args.currency)
-        .ok_or_else(|| format!("unknown currency `{}`", args.currency))?;
+    let currency =
+        Currency::from_code(&args.currency).ok_or_else(|| format!("unknown currency `{}`", args.currency))?;
     let amount = match &args.amount {
-        Some(text) => {
-            Some(Money::parse(text, currency, Sign::Positive).map_err(|e| e.to_string())?)
-        }
+        Some(text) => Some(Money::parse(text, currency, Sign::Positive).map_err(|e| e.to_string())?),
         None => None,
     };
     let qr = MerchantPresentedQr {
@@ -130,10 +123,7 @@ fn encode(args: &EncodeArgs) -> Result<String, String> {
         merchant_name: Some(args.name.clone()),
         merchant_city: Some(args.city.clone()),
         postal_code: args.postal_code.clone(),
-        additional_data: AdditionalData {
-            bill_number: args.bill_number.clone(),
-            ..Default::default()
-        },
+        additional_data: AdditionalData { bill_number: args.bill_number.clone(), ..Default::default() },
         merchant_information_language: None,
         reserved: Default::default(),
         unreserved_templates: vec![],
@@ -146,12 +136,8 @@ fn encode(args: &EncodeArgs) -> Result<String, String> {
         .map_err(|e| format!("the flags make a non-conforming code: {e}"))?;
     if let Some(out) = &args.out {
         let bytes = match out.extension().and_then(|e| e.to_str()) {
-            Some("png") => {
-                xiezhi_qr::render_png(&payload, args.module_px).map_err(|e| e.to_string())?
-            }
-            Some("svg") => xiezhi_qr::render_svg(&payload, args.module_px)
-                .map_err(|e| e.to_string())?
-                .into_bytes(),
+            Some("png") => xiezhi_qr::render_png(&payload, args.module_px).map_err(|e| e.to_string())?,
+            Some("svg") => xiezhi_qr::render_svg(&payload, args.module_px).map_err(|e| e.to_string())?.into_bytes(),
             _ => return Err(format!("{}: use a .png or .svg file name", out.display())),
         };
         std::fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;

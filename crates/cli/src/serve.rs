@@ -40,22 +40,14 @@ fn parse_scheme(text: &str) -> Result<AcceptedScheme, String> {
     if field.len() != 2 || !field.bytes().all(|b| b.is_ascii_digit()) {
         return Err("FIELD must be a two-digit sub-field ID".into());
     }
-    Ok(AcceptedScheme {
-        globally_unique_identifier: guid.into(),
-        merchant_ref_field: field.into(),
-    })
+    Ok(AcceptedScheme { globally_unique_identifier: guid.into(), merchant_ref_field: field.into() })
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("xiezhi serve: cannot start the runtime: {e}");
@@ -72,29 +64,21 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = SqliteStore::open_dir(&args.data_dir)
-        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let store = SqliteStore::open_dir(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
     let config = ServiceConfig {
-        acceptance: AcceptanceConfig {
-            partner_schemes: args.partner_scheme.clone(),
-            ..Default::default()
-        },
+        acceptance: AcceptanceConfig { partner_schemes: args.partner_scheme.clone(), ..Default::default() },
         hold_ttl_ms: args.hold_ttl_secs.clamp(1, 30 * 24 * 3600) * 1000,
         strict_qr: args.strict_qr,
         ..Default::default()
     };
-    let service = Service::start(Box::new(store), config, Arc::new(SystemClock))
-        .map_err(|e| e.to_string())?;
+    let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let base = format!("http://{address}");
     // Scripts and tests read this line to find the port.
-    println!(
-        "xiezhi listening on {base} (data in {})",
-        args.data_dir.display()
-    );
+    println!("xiezhi listening on {base} (data in {})", args.data_dir.display());
     let router = xiezhi_server::router(service);
     let server = tokio::spawn(xiezhi_server::serve(listener, router, async {
         let _ = tokio::signal::ctrl_c().await;
@@ -107,10 +91,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             }
         });
     }
-    server
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     println!("xiezhi stopped");
     Ok(())
 }

@@ -8,10 +8,7 @@ use xiezhi_store_sqlite::SqliteStore;
 /// replaying the journal through the ledger (which re-validates every operation).
 pub fn check(data_dir: &Path) -> ExitCode {
     if !data_dir.join("xiezhi.sqlite3").exists() {
-        eprintln!(
-            "xiezhi store check: {}: no store here (expected xiezhi.sqlite3)",
-            data_dir.display()
-        );
+        eprintln!("xiezhi store check: {}: no store here (expected xiezhi.sqlite3)", data_dir.display());
         return ExitCode::from(2);
     }
     let mut store = match SqliteStore::open_dir(data_dir) {
@@ -45,8 +42,7 @@ pub fn check(data_dir: &Path) -> ExitCode {
     }
     let (credit_total, money_total) = ledger.trial_balance();
     let mut platform = serde_json::Map::new();
-    let currencies: std::collections::BTreeSet<_> =
-        ledger.credit_lines().map(|l| l.currency).collect();
+    let currencies: std::collections::BTreeSet<_> = ledger.credit_lines().map(|l| l.currency).collect();
     for currency in currencies {
         for account in [
             PlatformAccount::MerchantSettlementPayable,
@@ -63,8 +59,7 @@ pub fn check(data_dir: &Path) -> ExitCode {
             );
         }
     }
-    let balanced =
-        report.is_balanced() && replay_error.is_none() && credit_total == 0 && money_total == 0;
+    let balanced = report.is_balanced() && replay_error.is_none() && credit_total == 0 && money_total == 0;
     let output = serde_json::json!({
         "balanced": balanced,
         "transactions": report.transactions,

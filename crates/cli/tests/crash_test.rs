@@ -23,9 +23,7 @@ fn serve(data_dir: &Path) -> (Child, String) {
         .spawn()
         .expect("spawn xiezhi serve");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the listening line");
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the listening line");
     let base = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -34,11 +32,7 @@ fn serve(data_dir: &Path) -> (Child, String) {
     (child, base)
 }
 
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    body: Value,
-) -> Result<(u16, Value), reqwest::Error> {
+async fn post(client: &reqwest::Client, url: String, body: Value) -> Result<(u16, Value), reqwest::Error> {
     let response = client.post(url).json(&body).send().await?;
     let status = response.status().as_u16();
     Ok((status, response.json().await?))
@@ -47,10 +41,7 @@ async fn post(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_write_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let mut acknowledged: Vec<(String, String)> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
     let mut qr = String::new();
@@ -58,7 +49,13 @@ async fn killed_mid_write_loses_nothing_acknowledged() {
     for round in 0..3 {
         let (mut child, base) = serve(dir.path());
         if round == 0 {
-            let (status, merchant) = post(&client, format!("{base}/v1/merchants"), json!({"name": "Crash Mart", "city": "Hangzhou", "country": "CN", "mcc": "5411", "currency": "CNY"})).await.unwrap();
+            let (status, merchant) = post(
+                &client,
+                format!("{base}/v1/merchants"),
+                json!({"name": "Crash Mart", "city": "Hangzhou", "country": "CN", "mcc": "5411", "currency": "CNY"}),
+            )
+            .await
+            .unwrap();
             assert_eq!(status, 201);
             qr = merchant["qr_payload"].as_str().unwrap().to_owned();
             for _ in 0..8 {
@@ -100,56 +97,25 @@ async fn killed_mid_write_loses_nothing_acknowledged() {
             acknowledged.extend(task.await.unwrap());
         }
 
-        let check = xiezhi()
-            .args(["store", "check", "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
+        let check = xiezhi().args(["store", "check", "--data-dir"]).arg(dir.path()).output().unwrap();
         let report: Value = serde_json::from_slice(&check.stdout)
             .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&check.stderr)));
-        assert!(
-            check.status.success(),
-            "books do not balance after a crash: {report}"
-        );
+        assert!(check.status.success(), "books do not balance after a crash: {report}");
         assert_eq!(report["balanced"], true);
     }
-    assert!(
-        acknowledged.len() > 50,
-        "too little traffic to mean anything: {}",
-        acknowledged.len()
-    );
+    assert!(acknowledged.len() > 50, "too little traffic to mean anything: {}", acknowledged.len());
 
     // Every acknowledged payment is there, with the outcome the client saw.
     let (mut child, base) = serve(dir.path());
     for (id, status) in &acknowledged {
-        let payment: Value = client
-            .get(format!("{base}/v1/payments/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            payment["status"].as_str(),
-            Some(status.as_str()),
-            "payment {id} after restart: {payment}"
-        );
+        let payment: Value = client.get(format!("{base}/v1/payments/{id}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(payment["status"].as_str(), Some(status.as_str()), "payment {id} after restart: {payment}");
     }
     // And no credit line is overdrawn.
     for line in &lines {
-        let line: Value = client
-            .get(format!("{base}/v1/credit-lines/{line}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(
-            !line["available"].as_str().unwrap().starts_with('-'),
-            "{line}"
-        );
+        let line: Value =
+            client.get(format!("{base}/v1/credit-lines/{line}")).send().await.unwrap().json().await.unwrap();
+        assert!(!line["available"].as_str().unwrap().starts_with('-'), "{line}");
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -12,12 +12,7 @@ pub enum CoreError {
     #[error("payment `{id}` not found")]
     PaymentNotFound { id: String },
     #[error("{message}")]
-    InvalidQr {
-        qr_error: String,
-        field_id: Option<String>,
-        offset: usize,
-        message: String,
-    },
+    InvalidQr { qr_error: String, field_id: Option<String>, offset: usize, message: String },
     #[error("this QR code names no merchant that Xiezhi accepts: {reason}")]
     MerchantNotAccepted { reason: String },
     #[error("{message}")]
@@ -27,10 +22,7 @@ pub enum CoreError {
     #[error("`amount` is required: the QR code is static and carries no amount")]
     AmountRequired,
     #[error("amount {requested} does not match the amount {qr_amount} in the dynamic QR code")]
-    AmountMismatch {
-        requested: String,
-        qr_amount: String,
-    },
+    AmountMismatch { requested: String, qr_amount: String },
     #[error("currency {got} does not match {expected}")]
     CurrencyMismatch { expected: String, got: String },
     #[error("{message}")]
@@ -38,20 +30,11 @@ pub enum CoreError {
     #[error("payment is {status}: {message}")]
     InvalidPaymentState { status: String, message: String },
     #[error("capture of {requested} exceeds the authorized {authorized}")]
-    CaptureExceedsAuthorized {
-        requested: String,
-        authorized: String,
-    },
+    CaptureExceedsAuthorized { requested: String, authorized: String },
     #[error("refund of {requested} exceeds the refundable {refundable}")]
-    RefundExceedsCaptured {
-        requested: String,
-        refundable: String,
-    },
+    RefundExceedsCaptured { requested: String, refundable: String },
     #[error("repayment of {requested} exceeds the outstanding {outstanding}")]
-    RepaymentExceedsBalance {
-        requested: String,
-        outstanding: String,
-    },
+    RepaymentExceedsBalance { requested: String, outstanding: String },
     #[error("the authorization expired at {expires_at}")]
     AuthorizationExpired { expires_at: String },
     #[error("idempotency key `{key}` was already used with a different request")]
@@ -89,10 +72,7 @@ impl CoreError {
 
     /// Whether a retry of the same request may succeed (the idempotency record is not kept).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            CoreError::Overloaded | CoreError::StorageUnavailable { .. }
-        )
+        matches!(self, CoreError::Overloaded | CoreError::StorageUnavailable { .. })
     }
 }
 

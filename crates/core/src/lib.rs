@@ -45,18 +45,13 @@ pub struct AcceptanceConfig {
 
 impl Default for AcceptanceConfig {
     fn default() -> AcceptanceConfig {
-        AcceptanceConfig {
-            own_guid: "cn.xiezhi.pay".into(),
-            partner_schemes: vec![],
-        }
+        AcceptanceConfig { own_guid: "cn.xiezhi.pay".into(), partner_schemes: vec![] }
     }
 }
 
 impl AcceptanceConfig {
     pub fn scheme(&self, guid: &str) -> Option<&AcceptedScheme> {
-        self.partner_schemes
-            .iter()
-            .find(|s| s.globally_unique_identifier.eq_ignore_ascii_case(guid))
+        self.partner_schemes.iter().find(|s| s.globally_unique_identifier.eq_ignore_ascii_case(guid))
     }
 }
 
@@ -100,35 +95,14 @@ pub enum Command {
     CreateMerchant(NewMerchant),
     CreateCreditLine(NewCreditLine),
     CreatePayment(Box<PreparedPayment>),
-    Capture {
-        payment_id: String,
-        amount: Option<String>,
-    },
-    Void {
-        payment_id: String,
-    },
-    Refund {
-        payment_id: String,
-        amount: String,
-    },
-    Repay {
-        credit_line_id: String,
-        amount: String,
-    },
-    IssueDynamicQr {
-        merchant_id: String,
-        amount: String,
-        bill_number: Option<String>,
-    },
-    GetMerchant {
-        id: String,
-    },
-    GetCreditLine {
-        id: String,
-    },
-    GetPayment {
-        id: String,
-    },
+    Capture { payment_id: String, amount: Option<String> },
+    Void { payment_id: String },
+    Refund { payment_id: String, amount: String },
+    Repay { credit_line_id: String, amount: String },
+    IssueDynamicQr { merchant_id: String, amount: String, bill_number: Option<String> },
+    GetMerchant { id: String },
+    GetCreditLine { id: String },
+    GetPayment { id: String },
 }
 
 /// An idempotency key and the fingerprint (hash of method, path and body) of the request it
@@ -155,19 +129,11 @@ pub struct Service {
 
 impl Service {
     /// Loads the store, replays the journal, and starts the writer thread.
-    pub fn start(
-        store: Box<dyn Store>,
-        config: ServiceConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Service, CoreError> {
+    pub fn start(store: Box<dyn Store>, config: ServiceConfig, clock: Arc<dyn Clock>) -> Result<Service, CoreError> {
         let (queue, receiver) = sync_channel(config.queue_capacity);
         let stats = Arc::new(WriterStats::default());
         writer::spawn(store, &config, clock, receiver, Arc::clone(&stats))?;
-        Ok(Service {
-            queue,
-            strict_qr: config.strict_qr,
-            stats,
-        })
+        Ok(Service { queue, strict_qr: config.strict_qr, stats })
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -176,16 +142,8 @@ impl Service {
 
     /// Decodes the QR code of a payment request, on the caller's thread.
     pub fn prepare_payment(&self, request: NewPayment) -> Result<Command, CoreError> {
-        let qr = xiezhi_qr::decode(
-            request.qr_payload.trim(),
-            DecodeOptions {
-                strict: self.strict_qr,
-            },
-        )?;
-        Ok(Command::CreatePayment(Box::new(PreparedPayment {
-            request,
-            qr,
-        })))
+        let qr = xiezhi_qr::decode(request.qr_payload.trim(), DecodeOptions { strict: self.strict_qr })?;
+        Ok(Command::CreatePayment(Box::new(PreparedPayment { request, qr })))
     }
 
     fn envelope(
@@ -193,35 +151,19 @@ impl Service {
         idempotency: Option<IdempotencyKey>,
     ) -> Result<(Envelope, oneshot::Receiver<Result<Reply, CoreError>>), CoreError> {
         if let Some(key) = &idempotency {
-            if key.key.is_empty()
-                || key.key.len() > MAX_IDEMPOTENCY_KEY_BYTES
-                || !key.key.is_ascii()
-            {
+            if key.key.is_empty() || key.key.len() > MAX_IDEMPOTENCY_KEY_BYTES || !key.key.is_ascii() {
                 return Err(CoreError::InvalidRequest {
                     field: "Idempotency-Key".into(),
-                    message: format!(
-                        "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} ASCII characters"
-                    ),
+                    message: format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} ASCII characters"),
                 });
             }
         }
         let (reply, receiver) = oneshot::channel();
-        Ok((
-            Envelope {
-                command,
-                idempotency,
-                reply,
-            },
-            receiver,
-        ))
+        Ok((Envelope { command, idempotency, reply }, receiver))
     }
 
     /// Runs a command; never blocks the calling task on a full queue (answers `overloaded`).
-    pub async fn execute(
-        &self,
-        command: Command,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<Reply, CoreError> {
+    pub async fn execute(&self, command: Command, idempotency: Option<IdempotencyKey>) -> Result<Reply, CoreError> {
         let (envelope, receiver) = Self::envelope(command, idempotency)?;
         match self.queue.try_send(envelope) {
             Ok(()) => {}
@@ -235,11 +177,7 @@ impl Service {
     }
 
     /// Runs a command from a plain thread, waiting for queue space (benchmarks, CLI).
-    pub fn execute_blocking(
-        &self,
-        command: Command,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<Reply, CoreError> {
+    pub fn execute_blocking(&self, command: Command, idempotency: Option<IdempotencyKey>) -> Result<Reply, CoreError> {
         let (envelope, receiver) = Self::envelope(command, idempotency)?;
         self.queue.send(envelope).map_err(|_| stopped())?;
         receiver.blocking_recv().unwrap_or_else(|_| Err(stopped()))
@@ -247,7 +185,5 @@ impl Service {
 }
 
 fn stopped() -> CoreError {
-    CoreError::StorageUnavailable {
-        message: "the writer has stopped".into(),
-    }
+    CoreError::StorageUnavailable { message: "the writer has stopped".into() }
 }

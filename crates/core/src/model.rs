@@ -10,9 +10,7 @@ pub const MAX_REFUNDS_PER_PAYMENT: usize = 100;
 pub const MAX_TEXT_CHARS: usize = 128;
 
 pub fn timestamp(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ms.to_string())
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
 }
 
 pub fn decimal(amount_minor: i64, currency: Currency) -> String {

@@ -34,9 +34,7 @@ pub(crate) struct State {
 }
 
 fn storage(error: StoreError) -> CoreError {
-    CoreError::StorageUnavailable {
-        message: error.to_string(),
-    }
+    CoreError::StorageUnavailable { message: error.to_string() }
 }
 
 fn corrupt(kind: RecordKind, id: &str, error: serde_json::Error) -> StoreError {
@@ -52,17 +50,16 @@ fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms: i64) -> R
     }
 }
 
+/// Time-ordered ids with 64 random bits: a collision within one millisecond is about as
+/// likely as a hardware fault, which is why payment ids are not looked up before use.
 fn new_id(prefix: &str, now_ms: i64) -> String {
-    format!("{prefix}_{:011x}{:08x}", now_ms.max(0), fastrand::u32(..))
+    format!("{prefix}_{:011x}{:016x}", now_ms.max(0), fastrand::u64(..))
 }
 
 fn amount_error(field: &str, error: MoneyError) -> CoreError {
     match error {
         MoneyError::UnknownCurrency { code } => CoreError::UnknownCurrency { currency: code },
-        other => CoreError::InvalidAmount {
-            field: field.to_owned(),
-            message: format!("`{field}`: {other}"),
-        },
+        other => CoreError::InvalidAmount { field: field.to_owned(), message: format!("`{field}`: {other}") },
     }
 }
 
@@ -78,9 +75,7 @@ pub(crate) fn parse_currency(field: &str, code: &str) -> Result<Currency, CoreEr
         }
     }
     let _ = field;
-    Err(CoreError::UnknownCurrency {
-        currency: code.to_owned(),
-    })
+    Err(CoreError::UnknownCurrency { currency: code.to_owned() })
 }
 
 fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
@@ -96,11 +91,7 @@ fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
 
 impl State {
     /// Replays the journal and loads the merchants.
-    pub fn load(
-        store: Box<dyn Store>,
-        config: AcceptanceConfig,
-        hold_ttl_ms: i64,
-    ) -> Result<State, StoreError> {
+    pub fn load(store: Box<dyn Store>, config: AcceptanceConfig, hold_ttl_ms: i64) -> Result<State, StoreError> {
         let mut state = State {
             store,
             ledger: Ledger::new(),
@@ -120,9 +111,7 @@ impl State {
     pub fn reload(&mut self) -> Result<(), StoreError> {
         let mut ledger = Ledger::new();
         for transaction in &self.store.journal()? {
-            ledger
-                .replay(transaction)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            ledger.replay(transaction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         }
         ledger.evict_settled_holds();
         self.ledger = ledger;
@@ -131,8 +120,8 @@ impl State {
         self.dirty_payments.clear();
         self.dirty_idempotency.clear();
         for record in self.store.records(RecordKind::Merchant)? {
-            let merchant: Merchant = serde_json::from_str(&record.body)
-                .map_err(|e| corrupt(record.kind, &record.id, e))?;
+            let merchant: Merchant =
+                serde_json::from_str(&record.body).map_err(|e| corrupt(record.kind, &record.id, e))?;
             self.index_merchant(merchant);
         }
         self.check_consistency()
@@ -141,24 +130,15 @@ impl State {
     /// Payments and holds are written in the same commit, so every pending hold has an
     /// authorized payment that agrees with it.
     fn check_consistency(&mut self) -> Result<(), StoreError> {
-        let pending: Vec<(String, i64)> = self
-            .ledger
-            .pending_holds()
-            .map(|h| (h.id.clone(), h.amount_minor))
-            .collect();
+        let pending: Vec<(String, i64)> = self.ledger.pending_holds().map(|h| (h.id.clone(), h.amount_minor)).collect();
         for (id, amount_minor) in pending {
             let record = self
                 .store
                 .record(RecordKind::Payment, &id)?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("pending hold {id} has no payment record"))
-                })?;
-            let payment: Payment =
-                serde_json::from_str(&record.body).map_err(|e| corrupt(record.kind, &id, e))?;
+                .ok_or_else(|| StoreError::Corrupt(format!("pending hold {id} has no payment record")))?;
+            let payment: Payment = serde_json::from_str(&record.body).map_err(|e| corrupt(record.kind, &id, e))?;
             if payment.status != PaymentStatus::Authorized || payment.amount_minor != amount_minor {
-                return Err(StoreError::Corrupt(format!(
-                    "payment {id} disagrees with its pending hold"
-                )));
+                return Err(StoreError::Corrupt(format!("payment {id} disagrees with its pending hold")));
             }
         }
         Ok(())
@@ -175,17 +155,13 @@ impl State {
 
     /// Deletes idempotency records older than the retention period.
     pub fn prune_idempotency(&mut self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
-        self.store
-            .delete_records_before(RecordKind::Idempotency, before_ms, max)
+        self.store.delete_records_before(RecordKind::Idempotency, before_ms, max)
     }
 
     fn index_merchant(&mut self, merchant: Merchant) {
         for account in &merchant.partner_accounts {
             self.partner_index.insert(
-                (
-                    account.globally_unique_identifier.to_ascii_lowercase(),
-                    account.merchant_ref.clone(),
-                ),
+                (account.globally_unique_identifier.to_ascii_lowercase(), account.merchant_ref.clone()),
                 merchant.id.clone(),
             );
         }
@@ -204,9 +180,7 @@ impl State {
         if let Some(key) = &idempotency {
             if let Some(entry) = self.idempotency_record(&key.key)? {
                 if entry.fingerprint != key.fingerprint {
-                    return Err(CoreError::IdempotencyKeyReused {
-                        key: key.key.clone(),
-                    });
+                    return Err(CoreError::IdempotencyKeyReused { key: key.key.clone() });
                 }
                 metrics::counter!("xiezhi_idempotent_replays_total").increment(1);
                 return entry.outcome.clone();
@@ -215,13 +189,9 @@ impl State {
         let outcome = self.execute(command, now_ms, out);
         if let Some(key) = idempotency {
             if !matches!(&outcome, Err(e) if e.is_transient()) {
-                let entry = IdempotencyRecord {
-                    fingerprint: key.fingerprint,
-                    outcome: outcome.clone(),
-                    created_at_ms: now_ms,
-                };
-                out.records
-                    .push(record(RecordKind::Idempotency, &key.key, &entry, now_ms));
+                let entry =
+                    IdempotencyRecord { fingerprint: key.fingerprint, outcome: outcome.clone(), created_at_ms: now_ms };
+                out.records.push(record(RecordKind::Idempotency, &key.key, &entry, now_ms));
                 self.dirty_idempotency.insert(key.key, entry);
             }
         }
@@ -229,12 +199,7 @@ impl State {
     }
 
     /// Expires due holds and marks their payments expired.
-    pub fn expire_due(
-        &mut self,
-        now_ms: i64,
-        max: usize,
-        out: &mut Batch,
-    ) -> Result<usize, CoreError> {
+    pub fn expire_due(&mut self, now_ms: i64, max: usize, out: &mut Batch) -> Result<usize, CoreError> {
         let expired = self.ledger.expire_due(now_ms, max);
         let count = expired.len();
         for transaction in expired {
@@ -251,48 +216,27 @@ impl State {
         if let Some(entry) = self.dirty_idempotency.get(key) {
             return Ok(Some(entry.clone()));
         }
-        match self
-            .store
-            .record(RecordKind::Idempotency, key)
-            .map_err(storage)?
-        {
-            Some(record) => serde_json::from_str(&record.body)
-                .map(Some)
-                .map_err(|e| storage(corrupt(record.kind, key, e))),
+        match self.store.record(RecordKind::Idempotency, key).map_err(storage)? {
+            Some(record) => {
+                serde_json::from_str(&record.body).map(Some).map_err(|e| storage(corrupt(record.kind, key, e)))
+            }
             None => Ok(None),
         }
     }
 
-    fn execute(
-        &mut self,
-        command: Command,
-        now_ms: i64,
-        out: &mut Batch,
-    ) -> Result<Reply, CoreError> {
+    fn execute(&mut self, command: Command, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         match command {
             Command::CreateMerchant(request) => self.create_merchant(request, now_ms, out),
             Command::CreateCreditLine(request) => self.create_credit_line(request, now_ms, out),
             Command::CreatePayment(prepared) => self.create_payment(*prepared, now_ms, out),
-            Command::Capture { payment_id, amount } => {
-                self.capture(&payment_id, amount.as_deref(), now_ms, out)
-            }
+            Command::Capture { payment_id, amount } => self.capture(&payment_id, amount.as_deref(), now_ms, out),
             Command::Void { payment_id } => self.void(&payment_id, now_ms, out),
-            Command::Refund { payment_id, amount } => {
-                self.refund(&payment_id, &amount, now_ms, out)
-            }
-            Command::Repay {
-                credit_line_id,
-                amount,
-            } => self.repay(&credit_line_id, &amount, now_ms, out),
-            Command::IssueDynamicQr {
-                merchant_id,
-                amount,
-                bill_number,
-            } => {
+            Command::Refund { payment_id, amount } => self.refund(&payment_id, &amount, now_ms, out),
+            Command::Repay { credit_line_id, amount } => self.repay(&credit_line_id, &amount, now_ms, out),
+            Command::IssueDynamicQr { merchant_id, amount, bill_number } => {
                 let qr_payload = self.dynamic_qr(&merchant_id, &amount, bill_number.as_deref())?;
                 let merchant = self.merchant(&merchant_id)?;
-                let amount_minor =
-                    parse_amount("amount", &amount, merchant.currency, Sign::Positive)?;
+                let amount_minor = parse_amount("amount", &amount, merchant.currency, Sign::Positive)?;
                 Ok(Reply::DynamicQr(DynamicQrView {
                     merchant_id,
                     amount: decimal(amount_minor, merchant.currency),
@@ -308,9 +252,7 @@ impl State {
     }
 
     fn merchant(&self, id: &str) -> Result<&Merchant, CoreError> {
-        self.merchants
-            .get(id)
-            .ok_or_else(|| CoreError::MerchantNotFound { id: id.to_owned() })
+        self.merchants.get(id).ok_or_else(|| CoreError::MerchantNotFound { id: id.to_owned() })
     }
 
     /// A payment as of this batch: written earlier in the batch, or as stored.
@@ -318,25 +260,10 @@ impl State {
         if let Some(payment) = self.dirty_payments.get(id) {
             return Ok(payment.clone());
         }
-        match self
-            .store
-            .record(RecordKind::Payment, id)
-            .map_err(storage)?
-        {
-            Some(record) => {
-                serde_json::from_str(&record.body).map_err(|e| storage(corrupt(record.kind, id, e)))
-            }
+        match self.store.record(RecordKind::Payment, id).map_err(storage)? {
+            Some(record) => serde_json::from_str(&record.body).map_err(|e| storage(corrupt(record.kind, id, e))),
             None => Err(CoreError::PaymentNotFound { id: id.to_owned() }),
         }
-    }
-
-    fn payment_exists(&mut self, id: &str) -> Result<bool, CoreError> {
-        Ok(self.dirty_payments.contains_key(id)
-            || self
-                .store
-                .record(RecordKind::Payment, id)
-                .map_err(storage)?
-                .is_some())
     }
 
     fn credit_line_view(&self, id: &str) -> Result<CreditLineView, CoreError> {
@@ -346,12 +273,7 @@ impl State {
             .ok_or_else(|| CoreError::CreditLineNotFound { id: id.to_owned() })
     }
 
-    fn create_merchant(
-        &mut self,
-        request: NewMerchant,
-        now_ms: i64,
-        out: &mut Batch,
-    ) -> Result<Reply, CoreError> {
+    fn create_merchant(&mut self, request: NewMerchant, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         check_text("name", &request.name)?;
         check_text("city", &request.city)?;
         if request.country.len() != 2 || !request.country.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -375,23 +297,13 @@ impl State {
         }
         for account in &request.partner_accounts {
             check_text("partner_accounts.merchant_ref", &account.merchant_ref)?;
-            if self
-                .config
-                .scheme(&account.globally_unique_identifier)
-                .is_none()
-            {
+            if self.config.scheme(&account.globally_unique_identifier).is_none() {
                 return Err(CoreError::InvalidRequest {
                     field: "partner_accounts.globally_unique_identifier".into(),
-                    message: format!(
-                        "`{}` is not an accepted partner scheme",
-                        account.globally_unique_identifier
-                    ),
+                    message: format!("`{}` is not an accepted partner scheme", account.globally_unique_identifier),
                 });
             }
-            let key = (
-                account.globally_unique_identifier.to_ascii_lowercase(),
-                account.merchant_ref.clone(),
-            );
+            let key = (account.globally_unique_identifier.to_ascii_lowercase(), account.merchant_ref.clone());
             if self.partner_index.contains_key(&key) {
                 return Err(CoreError::InvalidRequest {
                     field: "partner_accounts.merchant_ref".into(),
@@ -419,19 +331,13 @@ impl State {
             partner_accounts: request.partner_accounts,
             created_at_ms: now_ms,
         };
-        out.records
-            .push(record(RecordKind::Merchant, &id, &merchant, now_ms));
+        out.records.push(record(RecordKind::Merchant, &id, &merchant, now_ms));
         let view = MerchantView::from(&merchant);
         self.index_merchant(merchant);
         Ok(Reply::Merchant(view))
     }
 
-    fn create_credit_line(
-        &mut self,
-        request: NewCreditLine,
-        now_ms: i64,
-        out: &mut Batch,
-    ) -> Result<Reply, CoreError> {
+    fn create_credit_line(&mut self, request: NewCreditLine, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         check_text("user_id", &request.user_id)?;
         let currency = parse_currency("currency", &request.currency)?;
         let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
@@ -442,18 +348,10 @@ impl State {
         let transaction = self
             .ledger
             .execute(
-                Operation::OpenLine {
-                    credit_line_id: id.clone(),
-                    user_id: request.user_id,
-                    currency,
-                    limit_minor,
-                },
+                Operation::OpenLine { credit_line_id: id.clone(), user_id: request.user_id, currency, limit_minor },
                 now_ms,
             )
-            .map_err(|e| CoreError::InvalidRequest {
-                field: "limit".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| CoreError::InvalidRequest { field: "limit".into(), message: e.to_string() })?;
         out.transactions.push(transaction);
         self.credit_line_view(&id).map(Reply::CreditLine)
     }
@@ -465,58 +363,37 @@ impl State {
             };
             if guid.eq_ignore_ascii_case(&self.config.own_guid) {
                 let merchant_id = account.fields.get("01").map(String::as_str).unwrap_or("");
-                return self.merchants.get(merchant_id).ok_or_else(|| {
-                    CoreError::MerchantNotAccepted {
-                        reason: format!("merchant `{merchant_id}` is not registered with Xiezhi"),
-                    }
+                return self.merchants.get(merchant_id).ok_or_else(|| CoreError::MerchantNotAccepted {
+                    reason: format!("merchant `{merchant_id}` is not registered with Xiezhi"),
                 });
             }
             if let Some(scheme) = self.config.scheme(guid) {
-                let merchant_ref = account
-                    .fields
-                    .get(&scheme.merchant_ref_field)
-                    .cloned()
-                    .unwrap_or_default();
-                if let Some(id) = self
-                    .partner_index
-                    .get(&(guid.to_ascii_lowercase(), merchant_ref))
-                {
+                let merchant_ref = account.fields.get(&scheme.merchant_ref_field).cloned().unwrap_or_default();
+                if let Some(id) = self.partner_index.get(&(guid.to_ascii_lowercase(), merchant_ref)) {
                     return self.merchant(id);
                 }
             }
         }
-        let seen: Vec<&str> = qr
-            .merchant_account_information
-            .iter()
-            .filter_map(|a| a.globally_unique_identifier.as_deref())
-            .collect();
+        let seen: Vec<&str> =
+            qr.merchant_account_information.iter().filter_map(|a| a.globally_unique_identifier.as_deref()).collect();
         Err(CoreError::MerchantNotAccepted {
             reason: if seen.is_empty() {
-                "the code carries no merchant account template with a globally unique identifier"
-                    .into()
+                "the code carries no merchant account template with a globally unique identifier".into()
             } else {
                 format!("no registered merchant for scheme(s) {}", seen.join(", "))
             },
         })
     }
 
-    fn create_payment(
-        &mut self,
-        prepared: PreparedPayment,
-        now_ms: i64,
-        out: &mut Batch,
-    ) -> Result<Reply, CoreError> {
+    fn create_payment(&mut self, prepared: PreparedPayment, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         let PreparedPayment { request, qr } = prepared;
-        let currency = qr.currency().ok_or_else(|| CoreError::UnknownCurrency {
-            currency: qr.transaction_currency.clone(),
-        })?;
+        let currency =
+            qr.currency().ok_or_else(|| CoreError::UnknownCurrency { currency: qr.transaction_currency.clone() })?;
         let merchant = self.resolve_merchant(&qr)?.clone();
         let line = self
             .ledger
             .credit_line(&request.credit_line_id)
-            .ok_or_else(|| CoreError::CreditLineNotFound {
-                id: request.credit_line_id.clone(),
-            })?;
+            .ok_or_else(|| CoreError::CreditLineNotFound { id: request.credit_line_id.clone() })?;
         if line.currency != currency {
             return Err(CoreError::CurrencyMismatch {
                 expected: line.currency.alpha().into(),
@@ -525,12 +402,7 @@ impl State {
         }
         let available_minor = line.available_minor();
         let qr_amount = match &qr.transaction_amount {
-            Some(text) => Some(parse_amount(
-                "qr_payload",
-                text.trim_end_matches('.'),
-                currency,
-                Sign::Positive,
-            )?),
+            Some(text) => Some(parse_amount("qr_payload", text.trim_end_matches('.'), currency, Sign::Positive)?),
             None => None,
         };
         let requested = match &request.amount {
@@ -549,16 +421,12 @@ impl State {
             (None, None) => return Err(CoreError::AmountRequired),
         };
         let fee_minor = fee(&qr, &request, base_minor, currency)?;
-        let amount_minor = base_minor
-            .checked_add(fee_minor)
-            .filter(|a| *a <= MAX_AMOUNT_MINOR)
-            .ok_or_else(|| CoreError::InvalidAmount {
-                field: "amount".into(),
-                message: "amount with fee is too large".into(),
-            })?;
+        let amount_minor = base_minor.checked_add(fee_minor).filter(|a| *a <= MAX_AMOUNT_MINOR).ok_or_else(|| {
+            CoreError::InvalidAmount { field: "amount".into(), message: "amount with fee is too large".into() }
+        })?;
 
         let mut id = new_id("pay", now_ms);
-        while self.payment_exists(&id)? || self.ledger.hold(&id).is_some() {
+        while self.dirty_payments.contains_key(&id) || self.ledger.hold(&id).is_some() {
             id = new_id("pay", now_ms);
         }
         let mut payment = Payment {
@@ -572,10 +440,7 @@ impl State {
             captured_minor: 0,
             refunded_minor: 0,
             status: PaymentStatus::Declined,
-            decision: Decision {
-                outcome: Outcome::Decline,
-                reason_codes: vec![],
-            },
+            decision: Decision { outcome: Outcome::Decline, reason_codes: vec![] },
             refunds: vec![],
             context: request.context,
             dynamic_qr: qr.point_of_initiation == Some(PointOfInitiation::Dynamic),
@@ -585,10 +450,7 @@ impl State {
             expires_at_ms: None,
         };
         if amount_minor > available_minor {
-            payment
-                .decision
-                .reason_codes
-                .push("insufficient_credit".into());
+            payment.decision.reason_codes.push("insufficient_credit".into());
         } else {
             let expires_at_ms = now_ms + self.hold_ttl_ms;
             let transaction = self
@@ -602,32 +464,20 @@ impl State {
                     },
                     now_ms,
                 )
-                .map_err(|e| CoreError::InvalidRequest {
-                    field: "amount".into(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| CoreError::InvalidRequest { field: "amount".into(), message: e.to_string() })?;
             out.transactions.push(transaction);
             payment.status = PaymentStatus::Authorized;
-            payment.decision = Decision {
-                outcome: Outcome::Approve,
-                reason_codes: vec![],
-            };
+            payment.decision = Decision { outcome: Outcome::Approve, reason_codes: vec![] };
             payment.expires_at_ms = Some(expires_at_ms);
         }
         metrics::counter!("xiezhi_payments_total", "outcome" => match payment.decision.outcome { Outcome::Approve => "approve", Outcome::Decline => "decline" }).increment(1);
-        out.records
-            .push(record(RecordKind::Payment, &id, &payment, now_ms));
+        out.records.push(record(RecordKind::Payment, &id, &payment, now_ms));
         let view = PaymentView::from(&payment);
         self.dirty_payments.insert(id, payment);
         Ok(Reply::Payment(view))
     }
 
-    fn payment_in(
-        &mut self,
-        id: &str,
-        allowed: &[PaymentStatus],
-        action: &str,
-    ) -> Result<Payment, CoreError> {
+    fn payment_in(&mut self, id: &str, allowed: &[PaymentStatus], action: &str) -> Result<Payment, CoreError> {
         let payment = self.payment(id)?;
         if !allowed.contains(&payment.status) {
             return Err(CoreError::InvalidPaymentState {
@@ -638,13 +488,7 @@ impl State {
         Ok(payment)
     }
 
-    fn capture(
-        &mut self,
-        id: &str,
-        amount: Option<&str>,
-        now_ms: i64,
-        out: &mut Batch,
-    ) -> Result<Reply, CoreError> {
+    fn capture(&mut self, id: &str, amount: Option<&str>, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         let payment = self.payment_in(id, &[PaymentStatus::Authorized], "captured")?;
         let currency = payment.currency;
         let amount_minor = match amount {
@@ -653,13 +497,7 @@ impl State {
         };
         let transaction = self
             .ledger
-            .execute(
-                Operation::Capture {
-                    hold_id: id.to_owned(),
-                    amount_minor,
-                },
-                now_ms,
-            )
+            .execute(Operation::Capture { hold_id: id.to_owned(), amount_minor }, now_ms)
             .map_err(|e| ledger_error(e, currency))?;
         out.transactions.push(transaction);
         Ok(self.save_payment(payment, now_ms, out, |p| {
@@ -673,29 +511,14 @@ impl State {
         let currency = payment.currency;
         let transaction = self
             .ledger
-            .execute(
-                Operation::Void {
-                    hold_id: id.to_owned(),
-                },
-                now_ms,
-            )
+            .execute(Operation::Void { hold_id: id.to_owned() }, now_ms)
             .map_err(|e| ledger_error(e, currency))?;
         out.transactions.push(transaction);
         Ok(self.save_payment(payment, now_ms, out, |p| p.status = PaymentStatus::Voided))
     }
 
-    fn refund(
-        &mut self,
-        id: &str,
-        amount: &str,
-        now_ms: i64,
-        out: &mut Batch,
-    ) -> Result<Reply, CoreError> {
-        let payment = self.payment_in(
-            id,
-            &[PaymentStatus::Captured, PaymentStatus::PartiallyRefunded],
-            "refunded",
-        )?;
+    fn refund(&mut self, id: &str, amount: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+        let payment = self.payment_in(id, &[PaymentStatus::Captured, PaymentStatus::PartiallyRefunded], "refunded")?;
         if payment.refunds.len() >= MAX_REFUNDS_PER_PAYMENT {
             return Err(CoreError::InvalidPaymentState {
                 status: payment.status.as_str().into(),
@@ -716,29 +539,17 @@ impl State {
                 expires_at_ms: payment.expires_at_ms.unwrap_or(payment.created_at_ms),
                 status: HoldStatus::Captured,
             };
-            self.ledger
-                .restore_hold(hold)
-                .map_err(|e| ledger_error(e, currency))?;
+            self.ledger.restore_hold(hold).map_err(|e| ledger_error(e, currency))?;
         }
         let transaction = self
             .ledger
-            .execute(
-                Operation::Refund {
-                    hold_id: id.to_owned(),
-                    amount_minor,
-                },
-                now_ms,
-            )
+            .execute(Operation::Refund { hold_id: id.to_owned(), amount_minor }, now_ms)
             .map_err(|e| ledger_error(e, currency))?;
         out.transactions.push(transaction);
         Ok(self.save_payment(payment, now_ms, out, |p| {
             p.refunded_minor += amount_minor;
             let refund_id = format!("{}_r{}", p.id, p.refunds.len() + 1);
-            p.refunds.push(RefundEntry {
-                id: refund_id,
-                amount_minor,
-                at_ms: now_ms,
-            });
+            p.refunds.push(RefundEntry { id: refund_id, amount_minor, at_ms: now_ms });
             p.status = if p.refunded_minor == p.captured_minor {
                 PaymentStatus::Refunded
             } else {
@@ -747,29 +558,16 @@ impl State {
         }))
     }
 
-    fn repay(
-        &mut self,
-        credit_line_id: &str,
-        amount: &str,
-        now_ms: i64,
-        out: &mut Batch,
-    ) -> Result<Reply, CoreError> {
-        let line = self.ledger.credit_line(credit_line_id).ok_or_else(|| {
-            CoreError::CreditLineNotFound {
-                id: credit_line_id.to_owned(),
-            }
-        })?;
+    fn repay(&mut self, credit_line_id: &str, amount: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+        let line = self
+            .ledger
+            .credit_line(credit_line_id)
+            .ok_or_else(|| CoreError::CreditLineNotFound { id: credit_line_id.to_owned() })?;
         let currency = line.currency;
         let amount_minor = parse_amount("amount", amount, currency, Sign::Positive)?;
         let transaction = self
             .ledger
-            .execute(
-                Operation::Repay {
-                    credit_line_id: credit_line_id.to_owned(),
-                    amount_minor,
-                },
-                now_ms,
-            )
+            .execute(Operation::Repay { credit_line_id: credit_line_id.to_owned(), amount_minor }, now_ms)
             .map_err(|e| ledger_error(e, currency))?;
         let id = format!("rp_{}", transaction.id);
         out.transactions.push(transaction);
@@ -803,8 +601,7 @@ impl State {
     ) -> Reply {
         change(&mut payment);
         payment.updated_at_ms = now_ms;
-        out.records
-            .push(record(RecordKind::Payment, &payment.id, &payment, now_ms));
+        out.records.push(record(RecordKind::Payment, &payment.id, &payment, now_ms));
         let view = PaymentView::from(&payment);
         self.dirty_payments.insert(payment.id.clone(), payment);
         Reply::Payment(view)
@@ -812,12 +609,7 @@ impl State {
 }
 
 /// The tip or convenience fee a QR code adds to the amount (EMV tags 55–57).
-fn fee(
-    qr: &MerchantPresentedQr,
-    request: &NewPayment,
-    base_minor: i64,
-    currency: Currency,
-) -> Result<i64, CoreError> {
+fn fee(qr: &MerchantPresentedQr, request: &NewPayment, base_minor: i64, currency: Currency) -> Result<i64, CoreError> {
     let indicator = qr.tip_or_convenience_indicator.as_deref();
     if request.tip.is_some() && indicator != Some("01") {
         return Err(CoreError::InvalidRequest {
@@ -838,12 +630,8 @@ fn fee(
             Some(text) => {
                 // Percentage with up to two decimals, as basis points; rounded half up to the
                 // minor unit, in integers.
-                let basis_points = parse_minor(
-                    text,
-                    Currency::from_alpha("USD").expect("USD"),
-                    Sign::NonNegative,
-                )
-                .map_err(|e| amount_error("qr_payload", e))?;
+                let basis_points = parse_minor(text, Currency::from_alpha("USD").expect("USD"), Sign::NonNegative)
+                    .map_err(|e| amount_error("qr_payload", e))?;
                 if basis_points > 10_000 {
                     return Err(CoreError::InvalidAmount {
                         field: "qr_payload".into(),
@@ -862,38 +650,23 @@ fn fee(
 fn ledger_error(error: LedgerError, currency: Currency) -> CoreError {
     let d = |minor: i64| decimal(minor, currency);
     match error {
-        LedgerError::CaptureExceedsHold {
-            requested_minor,
-            held_minor,
-        } => CoreError::CaptureExceedsAuthorized {
-            requested: d(requested_minor),
-            authorized: d(held_minor),
-        },
-        LedgerError::RefundExceedsCaptured {
-            requested_minor,
-            refundable_minor,
-        } => CoreError::RefundExceedsCaptured {
-            requested: d(requested_minor),
-            refundable: d(refundable_minor),
-        },
-        LedgerError::RepaymentExceedsBalance {
-            requested_minor,
-            receivable_minor,
-        } => CoreError::RepaymentExceedsBalance {
-            requested: d(requested_minor),
-            outstanding: d(receivable_minor),
-        },
-        LedgerError::HoldExpired { expires_at_ms } => CoreError::AuthorizationExpired {
-            expires_at: timestamp(expires_at_ms),
-        },
+        LedgerError::CaptureExceedsHold { requested_minor, held_minor } => {
+            CoreError::CaptureExceedsAuthorized { requested: d(requested_minor), authorized: d(held_minor) }
+        }
+        LedgerError::RefundExceedsCaptured { requested_minor, refundable_minor } => {
+            CoreError::RefundExceedsCaptured { requested: d(requested_minor), refundable: d(refundable_minor) }
+        }
+        LedgerError::RepaymentExceedsBalance { requested_minor, receivable_minor } => {
+            CoreError::RepaymentExceedsBalance { requested: d(requested_minor), outstanding: d(receivable_minor) }
+        }
+        LedgerError::HoldExpired { expires_at_ms } => {
+            CoreError::AuthorizationExpired { expires_at: timestamp(expires_at_ms) }
+        }
         LedgerError::HoldNotPending { status } => CoreError::InvalidPaymentState {
             status: format!("{status:?}").to_lowercase(),
             message: "the authorization is no longer pending".into(),
         },
-        other => CoreError::InvalidRequest {
-            field: "amount".into(),
-            message: other.to_string(),
-        },
+        other => CoreError::InvalidRequest { field: "amount".into(), message: other.to_string() },
     }
 }
 
@@ -909,20 +682,14 @@ pub(crate) fn merchant_qr(
     bill_number: Option<&str>,
 ) -> MerchantPresentedQr {
     let ascii = |text: &str, max: usize| -> String {
-        let cleaned: String = text
-            .chars()
-            .filter(|c| c.is_ascii() && !c.is_ascii_control())
-            .take(max)
-            .collect();
+        let cleaned: String = text.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(max).collect();
         if cleaned.trim().is_empty() {
             "MERCHANT".into()
         } else {
             cleaned.trim().to_owned()
         }
     };
-    let needs_language = !merchant.name.is_ascii()
-        || merchant.name.chars().count() > 25
-        || !merchant.city.is_ascii();
+    let needs_language = !merchant.name.is_ascii() || merchant.name.chars().count() > 25 || !merchant.city.is_ascii();
     MerchantPresentedQr {
         payload_format_indicator: "01".into(),
         point_of_initiation: Some(if amount.is_some() {
@@ -930,11 +697,7 @@ pub(crate) fn merchant_qr(
         } else {
             PointOfInitiation::Static
         }),
-        merchant_account_information: vec![AccountTemplate::template(
-            "26",
-            own_guid,
-            &[("01", merchant_id)],
-        )],
+        merchant_account_information: vec![AccountTemplate::template("26", own_guid, &[("01", merchant_id)])],
         merchant_category_code: Some(merchant.mcc.clone()),
         transaction_currency: currency.numeric_str(),
         transaction_amount: amount.map(|a| a.to_decimal_string()),
@@ -950,11 +713,7 @@ pub(crate) fn merchant_qr(
             ..Default::default()
         },
         merchant_information_language: needs_language.then(|| LanguageTemplate {
-            language_preference: Some(if merchant.name.is_ascii() {
-                "EN".into()
-            } else {
-                "ZH".into()
-            }),
+            language_preference: Some(if merchant.name.is_ascii() { "EN".into() } else { "ZH".into() }),
             merchant_name: Some(merchant.name.chars().take(25).collect()),
             merchant_city: Some(merchant.city.chars().take(15).collect()),
             other: Default::default(),
@@ -968,12 +727,7 @@ pub(crate) fn merchant_qr(
 
 impl State {
     /// A dynamic QR code for one payment at `merchant_id`.
-    pub fn dynamic_qr(
-        &self,
-        merchant_id: &str,
-        amount: &str,
-        bill_number: Option<&str>,
-    ) -> Result<String, CoreError> {
+    pub fn dynamic_qr(&self, merchant_id: &str, amount: &str, bill_number: Option<&str>) -> Result<String, CoreError> {
         let merchant = self.merchant(merchant_id)?;
         let amount_minor = parse_amount("amount", amount, merchant.currency, Sign::Positive)?;
         if let Some(bill) = bill_number {
@@ -992,17 +746,9 @@ impl State {
             currency: merchant.currency.alpha().into(),
             partner_accounts: vec![],
         };
-        let money = Money::from_minor(amount_minor, merchant.currency)
-            .map_err(|e| amount_error("amount", e))?;
-        merchant_qr(
-            &self.config.own_guid,
-            &merchant.id,
-            &request,
-            merchant.currency,
-            Some(money),
-            bill_number,
-        )
-        .encode()
-        .map_err(CoreError::from)
+        let money = Money::from_minor(amount_minor, merchant.currency).map_err(|e| amount_error("amount", e))?;
+        merchant_qr(&self.config.own_guid, &merchant.id, &request, merchant.currency, Some(money), bill_number)
+            .encode()
+            .map_err(CoreError::from)
     }
 }

@@ -51,32 +51,19 @@ pub(crate) fn spawn(
     receiver: Receiver<Envelope>,
     stats: Arc<WriterStats>,
 ) -> Result<(), CoreError> {
-    let unavailable = |e: xiezhi_store::StoreError| CoreError::StorageUnavailable {
-        message: e.to_string(),
-    };
-    let state =
-        State::load(store, config.acceptance.clone(), config.hold_ttl_ms).map_err(unavailable)?;
+    let unavailable = |e: xiezhi_store::StoreError| CoreError::StorageUnavailable { message: e.to_string() };
+    let state = State::load(store, config.acceptance.clone(), config.hold_ttl_ms).map_err(unavailable)?;
     stats.healthy.store(true, Ordering::Relaxed);
-    stats
-        .pending_holds
-        .store(state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
+    stats.pending_holds.store(state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
     let max_batch = config.max_batch.clamp(1, xiezhi_store::MAX_BATCH_ITEMS / 4);
     let idempotency_retention_ms = config.idempotency_retention_ms;
     std::thread::Builder::new()
         .name("xiezhi-writer".into())
         .spawn(move || {
-            let mut writer = Writer {
-                state,
-                clock,
-                stats,
-                max_batch,
-                idempotency_retention_ms,
-            };
+            let mut writer = Writer { state, clock, stats, max_batch, idempotency_retention_ms };
             writer.run(receiver);
         })
-        .map_err(|e| CoreError::StorageUnavailable {
-            message: format!("cannot start the writer: {e}"),
-        })?;
+        .map_err(|e| CoreError::StorageUnavailable { message: format!("cannot start the writer: {e}") })?;
     Ok(())
 }
 
@@ -123,19 +110,12 @@ impl Writer {
         let now_ms = self.clock.now_ms();
         let mut batch = Batch::default();
         if sweep {
-            if let Err(error) = self
-                .state
-                .expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch)
-            {
+            if let Err(error) = self.state.expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch) {
                 tracing::error!(%error, "expiring holds failed");
                 return self.recover();
             }
-            match self
-                .state
-                .prune_idempotency(now_ms - self.idempotency_retention_ms, MAX_PRUNED_PER_SWEEP)
-            {
-                Ok(pruned) => metrics::counter!("xiezhi_idempotency_keys_pruned_total")
-                    .increment(pruned as u64),
+            match self.state.prune_idempotency(now_ms - self.idempotency_retention_ms, MAX_PRUNED_PER_SWEEP) {
+                Ok(pruned) => metrics::counter!("xiezhi_idempotency_keys_pruned_total").increment(pruned as u64),
                 Err(error) => tracing::warn!(%error, "pruning idempotency keys failed"),
             }
         }
@@ -144,14 +124,9 @@ impl Writer {
         // command; such a batch is never committed.
         let mut poisoned = None;
         for envelope in envelopes.iter_mut() {
-            let command = std::mem::replace(
-                &mut envelope.command,
-                crate::Command::GetMerchant { id: String::new() },
-            );
+            let command = std::mem::replace(&mut envelope.command, crate::Command::GetMerchant { id: String::new() });
             let created_payment = matches!(command, crate::Command::CreatePayment(_));
-            let result = self
-                .state
-                .apply(command, envelope.idempotency.take(), now_ms, &mut batch);
+            let result = self.state.apply(command, envelope.idempotency.take(), now_ms, &mut batch);
             if created_payment && result.is_ok() {
                 self.stats.payments.fetch_add(1, Ordering::Relaxed);
             }
@@ -173,20 +148,15 @@ impl Writer {
                 Ok(()) => {
                     let elapsed_us = started.elapsed().as_micros() as f64;
                     metrics::histogram!("xiezhi_commit_duration_us").record(elapsed_us);
-                    metrics::histogram!("xiezhi_commit_batch_requests")
-                        .record(envelopes.len() as f64);
+                    metrics::histogram!("xiezhi_commit_batch_requests").record(envelopes.len() as f64);
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .committed_requests
-                        .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
+                    self.stats.committed_requests.fetch_add(envelopes.len() as u64, Ordering::Relaxed);
                 }
                 Err(error) => {
                     tracing::error!(%error, "group commit failed; rebuilding state from the store");
                     self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
                     for result in results.iter_mut() {
-                        *result = Err(CoreError::StorageUnavailable {
-                            message: error.to_string(),
-                        });
+                        *result = Err(CoreError::StorageUnavailable { message: error.to_string() });
                     }
                     // What was applied in memory was not persisted: start again from the store.
                     needs_recovery = true;
@@ -198,10 +168,7 @@ impl Writer {
             let _ = envelope.reply.send(result);
         }
         let healthy = !needs_recovery || self.recover();
-        self.stats.pending_holds.store(
-            self.state.ledger.pending_hold_count() as u64,
-            Ordering::Relaxed,
-        );
+        self.stats.pending_holds.store(self.state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
         healthy
     }
 

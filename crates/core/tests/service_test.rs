@@ -21,10 +21,7 @@ const START_MS: i64 = 1_764_000_000_000;
 fn start(dir: &std::path::Path, config: ServiceConfig) -> (Service, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
     let store = SqliteStore::open_dir(dir).unwrap();
-    (
-        Service::start(Box::new(store), config, clock.clone()).unwrap(),
-        clock,
-    )
+    (Service::start(Box::new(store), config, clock.clone()).unwrap(), clock)
 }
 
 fn run(service: &Service, command: Command) -> Result<Reply, CoreError> {
@@ -47,11 +44,7 @@ fn merchant(service: &Service, name: &str) -> MerchantView {
 }
 
 fn line(service: &Service, limit: &str) -> CreditLineView {
-    let request = NewCreditLine {
-        user_id: "u1".into(),
-        currency: "CNY".into(),
-        limit: limit.into(),
-    };
+    let request = NewCreditLine { user_id: "u1".into(), currency: "CNY".into(), limit: limit.into() };
     match run(service, Command::CreateCreditLine(request)).unwrap() {
         Reply::CreditLine(l) => l,
         other => panic!("{other:?}"),
@@ -64,20 +57,11 @@ fn payment_request(line_id: &str, qr: &str, amount: Option<&str>) -> NewPayment 
         qr_payload: qr.into(),
         amount: amount.map(Into::into),
         tip: None,
-        context: PaymentContext {
-            device_id: Some("d1".into()),
-            ip: Some("10.0.0.1".into()),
-            ..Default::default()
-        },
+        context: PaymentContext { device_id: Some("d1".into()), ip: Some("10.0.0.1".into()), ..Default::default() },
     }
 }
 
-fn pay(
-    service: &Service,
-    line_id: &str,
-    qr: &str,
-    amount: Option<&str>,
-) -> Result<PaymentView, CoreError> {
+fn pay(service: &Service, line_id: &str, qr: &str, amount: Option<&str>) -> Result<PaymentView, CoreError> {
     let command = service.prepare_payment(payment_request(line_id, qr, amount))?;
     match run(service, command)? {
         Reply::Payment(p) => Ok(p),
@@ -105,73 +89,29 @@ fn scan_pay_capture_refund_repay() {
     let (service, _) = start(dir.path(), ServiceConfig::default());
     let shop = merchant(&service, "Lotus Market");
     let cl = line(&service, "1000.00");
-    assert_eq!(
-        (cl.limit.as_str(), cl.available.as_str()),
-        ("1000.00", "1000.00")
-    );
+    assert_eq!((cl.limit.as_str(), cl.available.as_str()), ("1000.00", "1000.00"));
 
-    assert_eq!(
-        pay(&service, &cl.id, &shop.qr_payload, None),
-        Err(CoreError::AmountRequired)
-    );
+    assert_eq!(pay(&service, &cl.id, &shop.qr_payload, None), Err(CoreError::AmountRequired));
     let p = pay(&service, &cl.id, &shop.qr_payload, Some("120.50")).unwrap();
     assert_eq!(p.status, PaymentStatus::Authorized);
     assert_eq!(p.decision.outcome, Outcome::Approve);
     assert_eq!(p.merchant_id, shop.id);
     let l = get_line(&service, &cl.id);
-    assert_eq!(
-        (l.available.as_str(), l.held.as_str()),
-        ("879.50", "120.50")
-    );
+    assert_eq!((l.available.as_str(), l.held.as_str()), ("879.50", "120.50"));
 
-    let p = payment_of(run(
-        &service,
-        Command::Capture {
-            payment_id: p.id.clone(),
-            amount: Some("100.00".into()),
-        },
-    ));
-    assert_eq!(
-        (p.status, p.captured_amount.as_str()),
-        (PaymentStatus::Captured, "100.00")
-    );
+    let p = payment_of(run(&service, Command::Capture { payment_id: p.id.clone(), amount: Some("100.00".into()) }));
+    assert_eq!((p.status, p.captured_amount.as_str()), (PaymentStatus::Captured, "100.00"));
     let l = get_line(&service, &cl.id);
-    assert_eq!(
-        (l.available.as_str(), l.held.as_str(), l.receivable.as_str()),
-        ("900.00", "0.00", "100.00")
-    );
+    assert_eq!((l.available.as_str(), l.held.as_str(), l.receivable.as_str()), ("900.00", "0.00", "100.00"));
 
-    let p = payment_of(run(
-        &service,
-        Command::Refund {
-            payment_id: p.id.clone(),
-            amount: "30.00".into(),
-        },
-    ));
-    assert_eq!(
-        (p.status, p.refunded_amount.as_str(), p.refunds.len()),
-        (PaymentStatus::PartiallyRefunded, "30.00", 1)
-    );
+    let p = payment_of(run(&service, Command::Refund { payment_id: p.id.clone(), amount: "30.00".into() }));
+    assert_eq!((p.status, p.refunded_amount.as_str(), p.refunds.len()), (PaymentStatus::PartiallyRefunded, "30.00", 1));
     assert!(matches!(
-        run(
-            &service,
-            Command::Refund {
-                payment_id: p.id.clone(),
-                amount: "70.01".into()
-            }
-        ),
+        run(&service, Command::Refund { payment_id: p.id.clone(), amount: "70.01".into() }),
         Err(CoreError::RefundExceedsCaptured { .. })
     ));
 
-    match run(
-        &service,
-        Command::Repay {
-            credit_line_id: cl.id.clone(),
-            amount: "70.00".into(),
-        },
-    )
-    .unwrap()
-    {
+    match run(&service, Command::Repay { credit_line_id: cl.id.clone(), amount: "70.00".into() }).unwrap() {
         Reply::Repayment(r) => {
             assert_eq!(r.credit_line.available, "1000.00");
             assert_eq!(r.credit_line.receivable, "0.00");
@@ -179,23 +119,12 @@ fn scan_pay_capture_refund_repay() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        run(
-            &service,
-            Command::Repay {
-                credit_line_id: cl.id.clone(),
-                amount: "0.01".into()
-            }
-        ),
+        run(&service, Command::Repay { credit_line_id: cl.id.clone(), amount: "0.01".into() }),
         Err(CoreError::RepaymentExceedsBalance { .. })
     ));
     // Capturing twice, or voiding a captured payment, is a state error, not a crash.
     assert!(matches!(
-        run(
-            &service,
-            Command::Void {
-                payment_id: p.id.clone()
-            }
-        ),
+        run(&service, Command::Void { payment_id: p.id.clone() }),
         Err(CoreError::InvalidPaymentState { .. })
     ));
 }
@@ -209,10 +138,7 @@ fn over_limit_is_declined_with_a_reason_code() {
     let p = pay(&service, &cl.id, &shop.qr_payload, Some("100.01")).unwrap();
     assert_eq!(p.status, PaymentStatus::Declined);
     assert_eq!(p.decision.outcome, Outcome::Decline);
-    assert_eq!(
-        p.decision.reason_codes,
-        vec!["insufficient_credit".to_string()]
-    );
+    assert_eq!(p.decision.reason_codes, vec!["insufficient_credit".to_string()]);
     assert_eq!(get_line(&service, &cl.id).available, "100.00");
     // The declined payment is on record.
     let again = payment_of(run(&service, Command::GetPayment { id: p.id.clone() }));
@@ -226,14 +152,7 @@ fn dynamic_codes_fix_the_amount() {
     let shop = merchant(&service, "华联超市");
     let decoded = xiezhi_qr::decode(&shop.qr_payload, Default::default()).unwrap();
     assert!(decoded.warnings.is_empty(), "{:?}", decoded.warnings);
-    assert_eq!(
-        decoded
-            .merchant_information_language
-            .unwrap()
-            .merchant_name
-            .as_deref(),
-        Some("华联超市")
-    );
+    assert_eq!(decoded.merchant_information_language.unwrap().merchant_name.as_deref(), Some("华联超市"));
     let cl = line(&service, "500");
     let qr = match run(
         &service,
@@ -248,15 +167,9 @@ fn dynamic_codes_fix_the_amount() {
         Reply::DynamicQr(q) => q.qr_payload,
         other => panic!("{other:?}"),
     };
-    assert!(matches!(
-        pay(&service, &cl.id, &qr, Some("23.71")),
-        Err(CoreError::AmountMismatch { .. })
-    ));
+    assert!(matches!(pay(&service, &cl.id, &qr, Some("23.71")), Err(CoreError::AmountMismatch { .. })));
     let p = pay(&service, &cl.id, &qr, None).unwrap();
-    assert_eq!(
-        (p.amount.as_str(), p.dynamic_qr, p.bill_number.as_deref()),
-        ("23.70", true, Some("B-77"))
-    );
+    assert_eq!((p.amount.as_str(), p.dynamic_qr, p.bill_number.as_deref()), ("23.70", true, Some("B-77")));
     let p2 = pay(&service, &cl.id, &qr, Some("23.7")).unwrap();
     assert_eq!(p2.amount, "23.70");
 }
@@ -277,16 +190,10 @@ fn foreign_and_unknown_codes_are_not_accepted() {
     let (service, _) = start(dir.path(), config);
     let cl = line(&service, "500");
     let pix = "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913Fulano de Tal6008BRASILIA62070503***63041D3D";
-    assert!(matches!(
-        pay(&service, &cl.id, pix, Some("1")),
-        Err(CoreError::MerchantNotAccepted { .. })
-    ));
+    assert!(matches!(pay(&service, &cl.id, pix, Some("1")), Err(CoreError::MerchantNotAccepted { .. })));
     // The EMVCo sample is a partner-scheme code; it routes once a merchant claims its ref.
     let sample = "00020101021229300012D156000000000510A93FO3230Q31280012D15600000001030812345678520441115802CN5914BEST TRANSPORT6007BEIJING64200002ZH0104最佳运输0202北京540523.7253031565502016233030412340603***0708A60086670902ME91320016A0112233449988770708123456786304A13A";
-    assert!(matches!(
-        pay(&service, &cl.id, sample, None),
-        Err(CoreError::MerchantNotAccepted { .. })
-    ));
+    assert!(matches!(pay(&service, &cl.id, sample, None), Err(CoreError::MerchantNotAccepted { .. })));
     let request = NewMerchant {
         name: "Best Transport".into(),
         city: "Beijing".into(),
@@ -303,32 +210,17 @@ fn foreign_and_unknown_codes_are_not_accepted() {
         other => panic!("{other:?}"),
     };
     let p = pay(&service, &cl.id, sample, None).unwrap();
-    assert_eq!(
-        (p.merchant_id.as_str(), p.amount.as_str()),
-        (best.id.as_str(), "23.72")
-    );
+    assert_eq!((p.merchant_id.as_str(), p.amount.as_str()), (best.id.as_str(), "23.72"));
     // An unregistered id under our own GUID.
     let mut fake = xiezhi_qr::decode(&best.qr_payload, Default::default()).unwrap();
-    fake.merchant_account_information[0]
-        .fields
-        .insert("01".into(), "mch_nope".into());
+    fake.merchant_account_information[0].fields.insert("01".into(), "mch_nope".into());
     let fake = fake.encode().unwrap();
-    assert!(matches!(
-        pay(&service, &cl.id, &fake, Some("1")),
-        Err(CoreError::MerchantNotAccepted { .. })
-    ));
+    assert!(matches!(pay(&service, &cl.id, &fake, Some("1")), Err(CoreError::MerchantNotAccepted { .. })));
     // Broken payload and currency mismatch.
-    assert!(matches!(
-        pay(&service, &cl.id, "0002010102", Some("1")),
-        Err(CoreError::InvalidQr { .. })
-    ));
+    assert!(matches!(pay(&service, &cl.id, "0002010102", Some("1")), Err(CoreError::InvalidQr { .. })));
     let usd_line = match run(
         &service,
-        Command::CreateCreditLine(NewCreditLine {
-            user_id: "u".into(),
-            currency: "USD".into(),
-            limit: "5".into(),
-        }),
+        Command::CreateCreditLine(NewCreditLine { user_id: "u".into(), currency: "USD".into(), limit: "5".into() }),
     )
     .unwrap()
     {
@@ -339,22 +231,12 @@ fn foreign_and_unknown_codes_are_not_accepted() {
         pay(&service, &usd_line.id, &best.qr_payload, Some("1")),
         Err(CoreError::CurrencyMismatch { .. })
     ));
-    assert!(matches!(
-        pay(&service, &cl.id, &best.qr_payload, Some("1.001")),
-        Err(CoreError::InvalidAmount { .. })
-    ));
-    assert!(matches!(
-        pay(&service, &cl.id, &best.qr_payload, Some("-1")),
-        Err(CoreError::InvalidAmount { .. })
-    ));
+    assert!(matches!(pay(&service, &cl.id, &best.qr_payload, Some("1.001")), Err(CoreError::InvalidAmount { .. })));
+    assert!(matches!(pay(&service, &cl.id, &best.qr_payload, Some("-1")), Err(CoreError::InvalidAmount { .. })));
     assert!(matches!(
         run(
             &service,
-            Command::CreateCreditLine(NewCreditLine {
-                user_id: "u".into(),
-                currency: "XXX".into(),
-                limit: "5".into()
-            })
+            Command::CreateCreditLine(NewCreditLine { user_id: "u".into(), currency: "XXX".into(), limit: "5".into() })
         ),
         Err(CoreError::UnknownCurrency { .. })
     ));
@@ -366,23 +248,12 @@ fn idempotency_keys_replay_and_refuse_reuse() {
     let (service, _) = start(dir.path(), ServiceConfig::default());
     let shop = merchant(&service, "Lotus Market");
     let cl = line(&service, "100");
-    let key = |fingerprint: &str| {
-        Some(IdempotencyKey {
-            key: "k-1".into(),
-            fingerprint: fingerprint.into(),
-        })
-    };
-    let command = service
-        .prepare_payment(payment_request(&cl.id, &shop.qr_payload, Some("10")))
-        .unwrap();
+    let key = |fingerprint: &str| Some(IdempotencyKey { key: "k-1".into(), fingerprint: fingerprint.into() });
+    let command = service.prepare_payment(payment_request(&cl.id, &shop.qr_payload, Some("10"))).unwrap();
     let first = payment_of(service.execute_blocking(command.clone(), key("f1")));
     let second = payment_of(service.execute_blocking(command.clone(), key("f1")));
     assert_eq!(first, second);
-    assert_eq!(
-        get_line(&service, &cl.id).available,
-        "90.00",
-        "a replay must not authorize twice"
-    );
+    assert_eq!(get_line(&service, &cl.id).available, "90.00", "a replay must not authorize twice");
     assert_eq!(
         service.execute_blocking(command, key("f2")),
         Err(CoreError::IdempotencyKeyReused { key: "k-1".into() })
@@ -391,23 +262,15 @@ fn idempotency_keys_replay_and_refuse_reuse() {
     drop(service);
     std::thread::sleep(std::time::Duration::from_millis(50));
     let (service, _) = start(dir.path(), ServiceConfig::default());
-    let command = service
-        .prepare_payment(payment_request(&cl.id, &shop.qr_payload, Some("10")))
-        .unwrap();
-    assert_eq!(
-        payment_of(service.execute_blocking(command, key("f1"))),
-        first
-    );
+    let command = service.prepare_payment(payment_request(&cl.id, &shop.qr_payload, Some("10"))).unwrap();
+    assert_eq!(payment_of(service.execute_blocking(command, key("f1"))), first);
     assert_eq!(get_line(&service, &cl.id).available, "90.00");
 }
 
 #[test]
 fn holds_expire_on_the_service_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServiceConfig {
-        hold_ttl_ms: 60_000,
-        ..Default::default()
-    };
+    let config = ServiceConfig { hold_ttl_ms: 60_000, ..Default::default() };
     let (service, clock) = start(dir.path(), config);
     let shop = merchant(&service, "Lotus Market");
     let cl = line(&service, "100");
@@ -425,13 +288,7 @@ fn holds_expire_on_the_service_clock() {
     }
     assert_eq!(get_line(&service, &cl.id).available, "100.00");
     assert!(matches!(
-        run(
-            &service,
-            Command::Capture {
-                payment_id: p.id,
-                amount: None
-            }
-        ),
+        run(&service, Command::Capture { payment_id: p.id, amount: None }),
         Err(CoreError::InvalidPaymentState { .. })
     ));
 }
@@ -457,12 +314,7 @@ impl Store for FlakyStore {
         }
         self.inner.record(kind, id)
     }
-    fn delete_records_before(
-        &mut self,
-        kind: RecordKind,
-        before_ms: i64,
-        max: usize,
-    ) -> Result<usize, StoreError> {
+    fn delete_records_before(&mut self, kind: RecordKind, before_ms: i64, max: usize) -> Result<usize, StoreError> {
         self.inner.delete_records_before(kind, before_ms, max)
     }
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
@@ -491,40 +343,21 @@ fn a_failed_commit_is_reported_and_rolled_back() {
     let shop = merchant(&service, "Lotus Market");
     let cl = line(&service, "100");
     fail.store(true, Ordering::SeqCst);
-    assert!(matches!(
-        pay(&service, &cl.id, &shop.qr_payload, Some("60")),
-        Err(CoreError::StorageUnavailable { .. })
-    ));
+    assert!(matches!(pay(&service, &cl.id, &shop.qr_payload, Some("60")), Err(CoreError::StorageUnavailable { .. })));
     fail.store(false, Ordering::SeqCst);
-    assert_eq!(
-        get_line(&service, &cl.id).available,
-        "100.00",
-        "the failed authorization must not hold credit"
-    );
+    assert_eq!(get_line(&service, &cl.id).available, "100.00", "the failed authorization must not hold credit");
     let p = pay(&service, &cl.id, &shop.qr_payload, Some("60")).unwrap();
     assert_eq!(p.status, PaymentStatus::Authorized);
     // A read failure in the middle of a capture must not commit half of it.
     fail_reads.store(true, Ordering::SeqCst);
     assert!(matches!(
-        run(
-            &service,
-            Command::Capture {
-                payment_id: p.id.clone(),
-                amount: None
-            }
-        ),
+        run(&service, Command::Capture { payment_id: p.id.clone(), amount: None }),
         Err(CoreError::StorageUnavailable { .. })
     ));
     fail_reads.store(false, Ordering::SeqCst);
     let l = get_line(&service, &cl.id);
     assert_eq!((l.held.as_str(), l.receivable.as_str()), ("60.00", "0.00"));
-    let p = payment_of(run(
-        &service,
-        Command::Capture {
-            payment_id: p.id.clone(),
-            amount: None,
-        },
-    ));
+    let p = payment_of(run(&service, Command::Capture { payment_id: p.id.clone(), amount: None }));
     assert_eq!(p.status, PaymentStatus::Captured);
 }
 
@@ -535,94 +368,43 @@ fn refunds_work_after_settled_holds_leave_memory_and_after_restart() {
     let shop = merchant(&service, "Lotus Market");
     let cl = line(&service, "100");
     let p = pay(&service, &cl.id, &shop.qr_payload, Some("50")).unwrap();
-    payment_of(run(
-        &service,
-        Command::Capture {
-            payment_id: p.id.clone(),
-            amount: Some("40".into()),
-        },
-    ));
+    payment_of(run(&service, Command::Capture { payment_id: p.id.clone(), amount: Some("40".into()) }));
     // Separate commits: the captured hold has been evicted by now.
-    let p1 = payment_of(run(
-        &service,
-        Command::Refund {
-            payment_id: p.id.clone(),
-            amount: "10".into(),
-        },
-    ));
+    let p1 = payment_of(run(&service, Command::Refund { payment_id: p.id.clone(), amount: "10".into() }));
     assert_eq!(p1.status, PaymentStatus::PartiallyRefunded);
     drop(service);
     std::thread::sleep(std::time::Duration::from_millis(50));
     let (service, _) = start(dir.path(), ServiceConfig::default());
     assert!(matches!(
-        run(
-            &service,
-            Command::Refund {
-                payment_id: p.id.clone(),
-                amount: "30.01".into()
-            }
-        ),
+        run(&service, Command::Refund { payment_id: p.id.clone(), amount: "30.01".into() }),
         Err(CoreError::RefundExceedsCaptured { .. })
     ));
-    let p2 = payment_of(run(
-        &service,
-        Command::Refund {
-            payment_id: p.id.clone(),
-            amount: "30".into(),
-        },
-    ));
-    assert_eq!(
-        (p2.status, p2.refunded_amount.as_str()),
-        (PaymentStatus::Refunded, "40.00")
-    );
+    let p2 = payment_of(run(&service, Command::Refund { payment_id: p.id.clone(), amount: "30".into() }));
+    assert_eq!((p2.status, p2.refunded_amount.as_str()), (PaymentStatus::Refunded, "40.00"));
     let l = get_line(&service, &cl.id);
-    assert_eq!(
-        (l.available.as_str(), l.receivable.as_str()),
-        ("100.00", "0.00")
-    );
+    assert_eq!((l.available.as_str(), l.receivable.as_str()), ("100.00", "0.00"));
     assert_eq!(service.stats().pending_holds.load(Ordering::Relaxed), 0);
 }
 
 #[test]
 fn idempotency_keys_expire_after_the_retention_period() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServiceConfig {
-        idempotency_retention_ms: 10_000,
-        ..Default::default()
-    };
+    let config = ServiceConfig { idempotency_retention_ms: 10_000, ..Default::default() };
     let (service, clock) = start(dir.path(), config);
     let cl = line(&service, "100");
-    let key = Some(IdempotencyKey {
-        key: "old".into(),
-        fingerprint: "f1".into(),
-    });
+    let key = Some(IdempotencyKey { key: "old".into(), fingerprint: "f1".into() });
     service
-        .execute_blocking(
-            Command::Repay {
-                credit_line_id: cl.id.clone(),
-                amount: "1".into(),
-            },
-            key.clone(),
-        )
+        .execute_blocking(Command::Repay { credit_line_id: cl.id.clone(), amount: "1".into() }, key.clone())
         .unwrap_err();
-    let other = Some(IdempotencyKey {
-        key: "old".into(),
-        fingerprint: "f2".into(),
-    });
+    let other = Some(IdempotencyKey { key: "old".into(), fingerprint: "f2".into() });
     assert!(matches!(
         service.execute_blocking(Command::GetCreditLine { id: cl.id.clone() }, other.clone()),
         Err(CoreError::IdempotencyKeyReused { .. })
     ));
     clock.0.fetch_add(10_001, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while service
-        .execute_blocking(Command::GetCreditLine { id: cl.id.clone() }, other.clone())
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the key was never pruned"
-        );
+    while service.execute_blocking(Command::GetCreditLine { id: cl.id.clone() }, other.clone()).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the key was never pruned");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

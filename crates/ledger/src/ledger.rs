@@ -21,10 +21,7 @@ pub enum LedgerError {
     #[error("currency {got} does not match the credit line's {expected}")]
     CurrencyMismatch { expected: Currency, got: Currency },
     #[error("insufficient credit: requested {requested_minor}, available {available_minor}")]
-    InsufficientCredit {
-        requested_minor: i64,
-        available_minor: i64,
-    },
+    InsufficientCredit { requested_minor: i64, available_minor: i64 },
     #[error("hold is {status:?}, not pending")]
     HoldNotPending { status: HoldStatus },
     #[error("hold expired at {expires_at_ms}")]
@@ -34,20 +31,11 @@ pub enum LedgerError {
     #[error("hold expiry must be after now and within {MAX_HOLD_TTL_MS} ms")]
     InvalidExpiry,
     #[error("capture of {requested_minor} exceeds the held {held_minor}")]
-    CaptureExceedsHold {
-        requested_minor: i64,
-        held_minor: i64,
-    },
+    CaptureExceedsHold { requested_minor: i64, held_minor: i64 },
     #[error("refund of {requested_minor} exceeds the refundable {refundable_minor}")]
-    RefundExceedsCaptured {
-        requested_minor: i64,
-        refundable_minor: i64,
-    },
+    RefundExceedsCaptured { requested_minor: i64, refundable_minor: i64 },
     #[error("repayment of {requested_minor} exceeds the outstanding {receivable_minor}")]
-    RepaymentExceedsBalance {
-        requested_minor: i64,
-        receivable_minor: i64,
-    },
+    RepaymentExceedsBalance { requested_minor: i64, receivable_minor: i64 },
     #[error("replayed transaction {id} does not match the journal: {detail}")]
     ReplayMismatch { id: u64, detail: String },
 }
@@ -109,24 +97,12 @@ impl CreditLine {
 
     /// The per-line invariants. Cheap enough to check after every operation.
     fn assert_invariants(&self) {
-        let sum = self.balances[..4]
-            .iter()
-            .map(|b| i128::from(*b))
-            .sum::<i128>();
+        let sum = self.balances[..4].iter().map(|b| i128::from(*b)).sum::<i128>();
         assert_eq!(sum, 0, "credit book of line {} does not balance", self.id);
-        assert!(
-            self.available_minor() >= 0,
-            "line {} available below zero",
-            self.id
-        );
+        assert!(self.available_minor() >= 0, "line {} available below zero", self.id);
         assert!(self.held_minor() >= 0, "line {} held below zero", self.id);
         assert!(self.limit_minor() >= 0, "line {} limit below zero", self.id);
-        assert_eq!(
-            self.drawn_minor(),
-            self.receivable_minor(),
-            "line {} drawn != receivable",
-            self.id
-        );
+        assert_eq!(self.drawn_minor(), self.receivable_minor(), "line {} drawn != receivable", self.id);
         assert!(self.receivable_minor() >= 0 && self.credit_balance_minor() >= 0);
     }
 }
@@ -139,6 +115,8 @@ pub struct Ledger {
     lines: HashMap<String, CreditLine>,
     holds: HashMap<String, Hold>,
     pending_by_expiry: BTreeSet<(i64, String)>,
+    /// Holds resident in memory that are no longer pending (eviction candidates).
+    settled_resident: Vec<String>,
     platform: BTreeMap<(Currency, PlatformAccount), i64>,
     last_transaction_id: u64,
 }
@@ -154,20 +132,11 @@ fn check_amount(amount_minor: i64) -> Result<(), LedgerError> {
 }
 
 fn line_posting(credit_line_id: &str, account: LineAccount, amount_minor: i64) -> Posting {
-    Posting {
-        account: Account::Line {
-            credit_line_id: credit_line_id.to_owned(),
-            account,
-        },
-        amount_minor,
-    }
+    Posting { account: Account::Line { credit_line_id: credit_line_id.to_owned(), account }, amount_minor }
 }
 
 fn platform_posting(currency: Currency, account: PlatformAccount, amount_minor: i64) -> Posting {
-    Posting {
-        account: Account::Platform { currency, account },
-        amount_minor,
-    }
+    Posting { account: Account::Platform { currency, account }, amount_minor }
 }
 
 impl Ledger {
@@ -188,10 +157,7 @@ impl Ledger {
     }
 
     pub fn platform_balance(&self, currency: Currency, account: PlatformAccount) -> i64 {
-        self.platform
-            .get(&(currency, account))
-            .copied()
-            .unwrap_or(0)
+        self.platform.get(&(currency, account)).copied().unwrap_or(0)
     }
 
     pub fn last_transaction_id(&self) -> u64 {
@@ -207,10 +173,7 @@ impl Ledger {
         let mut credit = 0i128;
         let mut money = 0i128;
         for line in self.lines.values() {
-            credit += line.balances[..4]
-                .iter()
-                .map(|b| i128::from(*b))
-                .sum::<i128>();
+            credit += line.balances[..4].iter().map(|b| i128::from(*b)).sum::<i128>();
             money += i128::from(line.balance(LineAccount::Receivable))
                 + i128::from(line.balance(LineAccount::CreditBalance));
         }
@@ -220,23 +183,11 @@ impl Ledger {
 
     /// Executes one operation at `now_ms`, returning the balanced transaction it posted.
     /// On error nothing changed.
-    pub fn execute(
-        &mut self,
-        operation: Operation,
-        now_ms: i64,
-    ) -> Result<Transaction, LedgerError> {
+    pub fn execute(&mut self, operation: Operation, now_ms: i64) -> Result<Transaction, LedgerError> {
         let (currency, postings) = self.plan(&operation, now_ms)?;
-        let transaction = Transaction {
-            id: self.last_transaction_id + 1,
-            at_ms: now_ms,
-            currency,
-            operation,
-            postings,
-        };
-        assert!(
-            transaction.is_balanced(),
-            "unbalanced transaction {transaction:?}"
-        );
+        let transaction =
+            Transaction { id: self.last_transaction_id + 1, at_ms: now_ms, currency, operation, postings };
+        assert!(transaction.is_balanced(), "unbalanced transaction {transaction:?}");
         self.commit(&transaction);
         Ok(transaction)
     }
@@ -244,22 +195,15 @@ impl Ledger {
     /// Re-executes a journal transaction (on start-up) and checks it posts exactly what the
     /// journal says it posted.
     pub fn replay(&mut self, transaction: &Transaction) -> Result<(), LedgerError> {
-        let mismatch = |detail: String| LedgerError::ReplayMismatch {
-            id: transaction.id,
-            detail,
-        };
+        let mismatch = |detail: String| LedgerError::ReplayMismatch { id: transaction.id, detail };
         if transaction.id != self.last_transaction_id + 1 {
-            return Err(mismatch(format!(
-                "expected id {}",
-                self.last_transaction_id + 1
-            )));
+            return Err(mismatch(format!("expected id {}", self.last_transaction_id + 1)));
         }
         if !transaction.is_balanced() {
             return Err(mismatch("journal entry does not balance".into()));
         }
-        let (currency, postings) = self
-            .plan(&transaction.operation, transaction.at_ms)
-            .map_err(|e| mismatch(e.to_string()))?;
+        let (currency, postings) =
+            self.plan(&transaction.operation, transaction.at_ms).map_err(|e| mismatch(e.to_string()))?;
         if currency != transaction.currency || postings != transaction.postings {
             return Err(mismatch("postings differ".into()));
         }
@@ -277,20 +221,21 @@ impl Ledger {
             .map(|(_, id)| id.clone())
             .collect();
         due.into_iter()
-            .map(|hold_id| {
-                self.execute(Operation::Expire { hold_id }, now_ms)
-                    .expect("due hold expires")
-            })
+            .map(|hold_id| self.execute(Operation::Expire { hold_id }, now_ms).expect("due hold expires"))
             .collect()
     }
 
     /// Forgets holds that are no longer pending, so memory holds only live authorizations.
     /// A later refund of an evicted hold needs it back through [`Ledger::restore_hold`].
     pub fn evict_settled_holds(&mut self) -> usize {
-        let before = self.holds.len();
-        self.holds
-            .retain(|_, hold| hold.status == HoldStatus::Pending);
-        before - self.holds.len()
+        let mut evicted = 0;
+        for id in std::mem::take(&mut self.settled_resident) {
+            if self.holds.get(&id).is_some_and(|h| h.status != HoldStatus::Pending) {
+                self.holds.remove(&id);
+                evicted += 1;
+            }
+        }
+        evicted
     }
 
     /// Brings back a settled hold that was evicted, from the caller's durable copy of it (the
@@ -302,29 +247,23 @@ impl Ledger {
         }
         let line = self.line(&hold.credit_line_id)?;
         if line.currency != hold.currency {
-            return Err(LedgerError::CurrencyMismatch {
-                expected: line.currency,
-                got: hold.currency,
-            });
+            return Err(LedgerError::CurrencyMismatch { expected: line.currency, got: hold.currency });
         }
         if hold.status == HoldStatus::Pending {
-            return Err(LedgerError::HoldNotPending {
-                status: hold.status,
-            });
+            return Err(LedgerError::HoldNotPending { status: hold.status });
         }
         assert!(
             hold.refunded_minor <= hold.captured_minor && hold.captured_minor <= hold.amount_minor,
             "restored hold {hold:?} is inconsistent"
         );
+        self.settled_resident.push(hold.id.clone());
         self.holds.insert(hold.id.clone(), hold);
         Ok(())
     }
 
     /// Pending holds (always resident), in no particular order.
     pub fn pending_holds(&self) -> impl Iterator<Item = &Hold> {
-        self.holds
-            .values()
-            .filter(|h| h.status == HoldStatus::Pending)
+        self.holds.values().filter(|h| h.status == HoldStatus::Pending)
     }
 
     pub fn resident_hold_count(&self) -> usize {
@@ -332,18 +271,9 @@ impl Ledger {
     }
 
     /// Validates `operation` against the current state and computes its postings.
-    fn plan(
-        &self,
-        operation: &Operation,
-        now_ms: i64,
-    ) -> Result<(Currency, Vec<Posting>), LedgerError> {
+    fn plan(&self, operation: &Operation, now_ms: i64) -> Result<(Currency, Vec<Posting>), LedgerError> {
         match operation {
-            Operation::OpenLine {
-                credit_line_id,
-                currency,
-                limit_minor,
-                ..
-            } => {
+            Operation::OpenLine { credit_line_id, currency, limit_minor, .. } => {
                 if self.lines.contains_key(credit_line_id) {
                     return Err(LedgerError::DuplicateId(credit_line_id.clone()));
                 }
@@ -361,19 +291,12 @@ impl Ledger {
                     ],
                 ))
             }
-            Operation::Authorize {
-                hold_id,
-                credit_line_id,
-                amount_minor,
-                expires_at_ms,
-            } => {
+            Operation::Authorize { hold_id, credit_line_id, amount_minor, expires_at_ms } => {
                 check_amount(*amount_minor)?;
                 if self.holds.contains_key(hold_id) {
                     return Err(LedgerError::DuplicateId(hold_id.clone()));
                 }
-                if *expires_at_ms <= now_ms
-                    || expires_at_ms.saturating_sub(now_ms) > MAX_HOLD_TTL_MS
-                {
+                if *expires_at_ms <= now_ms || expires_at_ms.saturating_sub(now_ms) > MAX_HOLD_TTL_MS {
                     return Err(LedgerError::InvalidExpiry);
                 }
                 let line = self.line(credit_line_id)?;
@@ -391,16 +314,11 @@ impl Ledger {
                     ],
                 ))
             }
-            Operation::Capture {
-                hold_id,
-                amount_minor,
-            } => {
+            Operation::Capture { hold_id, amount_minor } => {
                 check_amount(*amount_minor)?;
                 let hold = self.pending_hold(hold_id)?;
                 if now_ms >= hold.expires_at_ms {
-                    return Err(LedgerError::HoldExpired {
-                        expires_at_ms: hold.expires_at_ms,
-                    });
+                    return Err(LedgerError::HoldExpired { expires_at_ms: hold.expires_at_ms });
                 }
                 if *amount_minor > hold.amount_minor {
                     return Err(LedgerError::CaptureExceedsHold {
@@ -411,11 +329,7 @@ impl Ledger {
                 let id = &hold.credit_line_id;
                 let mut postings = vec![line_posting(id, LineAccount::Held, -hold.amount_minor)];
                 if hold.amount_minor > *amount_minor {
-                    postings.push(line_posting(
-                        id,
-                        LineAccount::Available,
-                        hold.amount_minor - amount_minor,
-                    ));
+                    postings.push(line_posting(id, LineAccount::Available, hold.amount_minor - amount_minor));
                 }
                 postings.push(line_posting(id, LineAccount::Drawn, *amount_minor));
                 postings.push(line_posting(id, LineAccount::Receivable, *amount_minor));
@@ -433,25 +347,15 @@ impl Ledger {
             Operation::Expire { hold_id } => {
                 let hold = self.pending_hold(hold_id)?;
                 if now_ms < hold.expires_at_ms {
-                    return Err(LedgerError::HoldNotExpired {
-                        expires_at_ms: hold.expires_at_ms,
-                    });
+                    return Err(LedgerError::HoldNotExpired { expires_at_ms: hold.expires_at_ms });
                 }
                 Ok((hold.currency, release(hold)))
             }
-            Operation::Refund {
-                hold_id,
-                amount_minor,
-            } => {
+            Operation::Refund { hold_id, amount_minor } => {
                 check_amount(*amount_minor)?;
-                let hold = self
-                    .holds
-                    .get(hold_id)
-                    .ok_or_else(|| LedgerError::UnknownHold(hold_id.clone()))?;
+                let hold = self.holds.get(hold_id).ok_or_else(|| LedgerError::UnknownHold(hold_id.clone()))?;
                 if hold.status != HoldStatus::Captured {
-                    return Err(LedgerError::HoldNotPending {
-                        status: hold.status,
-                    });
+                    return Err(LedgerError::HoldNotPending { status: hold.status });
                 }
                 let refundable_minor = hold.captured_minor - hold.refunded_minor;
                 if *amount_minor > refundable_minor {
@@ -466,33 +370,19 @@ impl Ledger {
                 let against_receivable = (*amount_minor).min(line.receivable_minor());
                 let to_credit_balance = amount_minor - against_receivable;
                 let id = &hold.credit_line_id;
-                let mut postings = vec![platform_posting(
-                    hold.currency,
-                    PlatformAccount::MerchantSettlementPayable,
-                    *amount_minor,
-                )];
+                let mut postings =
+                    vec![platform_posting(hold.currency, PlatformAccount::MerchantSettlementPayable, *amount_minor)];
                 if against_receivable > 0 {
-                    postings.push(line_posting(
-                        id,
-                        LineAccount::Receivable,
-                        -against_receivable,
-                    ));
+                    postings.push(line_posting(id, LineAccount::Receivable, -against_receivable));
                     postings.push(line_posting(id, LineAccount::Drawn, -against_receivable));
                     postings.push(line_posting(id, LineAccount::Available, against_receivable));
                 }
                 if to_credit_balance > 0 {
-                    postings.push(line_posting(
-                        id,
-                        LineAccount::CreditBalance,
-                        -to_credit_balance,
-                    ));
+                    postings.push(line_posting(id, LineAccount::CreditBalance, -to_credit_balance));
                 }
                 Ok((hold.currency, postings))
             }
-            Operation::Repay {
-                credit_line_id,
-                amount_minor,
-            } => {
+            Operation::Repay { credit_line_id, amount_minor } => {
                 check_amount(*amount_minor)?;
                 let line = self.line(credit_line_id)?;
                 if *amount_minor > line.receivable_minor() {
@@ -504,11 +394,7 @@ impl Ledger {
                 Ok((
                     line.currency,
                     vec![
-                        platform_posting(
-                            line.currency,
-                            PlatformAccount::RepaymentsReceived,
-                            *amount_minor,
-                        ),
+                        platform_posting(line.currency, PlatformAccount::RepaymentsReceived, *amount_minor),
                         line_posting(credit_line_id, LineAccount::Receivable, -amount_minor),
                         line_posting(credit_line_id, LineAccount::Drawn, -amount_minor),
                         line_posting(credit_line_id, LineAccount::Available, *amount_minor),
@@ -521,12 +407,7 @@ impl Ledger {
     /// Applies a planned, balanced transaction. Cannot fail: everything was checked in `plan`.
     fn commit(&mut self, transaction: &Transaction) {
         match &transaction.operation {
-            Operation::OpenLine {
-                credit_line_id,
-                user_id,
-                currency,
-                ..
-            } => {
+            Operation::OpenLine { credit_line_id, user_id, currency, .. } => {
                 self.lines.insert(
                     credit_line_id.clone(),
                     CreditLine {
@@ -537,12 +418,7 @@ impl Ledger {
                     },
                 );
             }
-            Operation::Authorize {
-                hold_id,
-                credit_line_id,
-                amount_minor,
-                expires_at_ms,
-            } => {
+            Operation::Authorize { hold_id, credit_line_id, amount_minor, expires_at_ms } => {
                 self.holds.insert(
                     hold_id.clone(),
                     Hold {
@@ -556,22 +432,15 @@ impl Ledger {
                         status: HoldStatus::Pending,
                     },
                 );
-                self.pending_by_expiry
-                    .insert((*expires_at_ms, hold_id.clone()));
+                self.pending_by_expiry.insert((*expires_at_ms, hold_id.clone()));
             }
-            Operation::Capture {
-                hold_id,
-                amount_minor,
-            } => {
+            Operation::Capture { hold_id, amount_minor } => {
                 self.settle_hold(hold_id, HoldStatus::Captured);
                 self.holds.get_mut(hold_id).expect("planned").captured_minor = *amount_minor;
             }
             Operation::Void { hold_id } => self.settle_hold(hold_id, HoldStatus::Voided),
             Operation::Expire { hold_id } => self.settle_hold(hold_id, HoldStatus::Expired),
-            Operation::Refund {
-                hold_id,
-                amount_minor,
-            } => {
+            Operation::Refund { hold_id, amount_minor } => {
                 self.holds.get_mut(hold_id).expect("planned").refunded_minor += amount_minor;
             }
             Operation::Repay { .. } => {}
@@ -579,27 +448,17 @@ impl Ledger {
         let mut touched_lines: Vec<&str> = Vec::with_capacity(2);
         for posting in &transaction.postings {
             match &posting.account {
-                Account::Line {
-                    credit_line_id,
-                    account,
-                } => {
-                    let line = self
-                        .lines
-                        .get_mut(credit_line_id)
-                        .expect("posting to a known line");
+                Account::Line { credit_line_id, account } => {
+                    let line = self.lines.get_mut(credit_line_id).expect("posting to a known line");
                     let balance = &mut line.balances[*account as usize];
-                    *balance = balance
-                        .checked_add(posting.amount_minor)
-                        .expect("balances are bounded far below i64");
+                    *balance = balance.checked_add(posting.amount_minor).expect("balances are bounded far below i64");
                     if !touched_lines.contains(&credit_line_id.as_str()) {
                         touched_lines.push(credit_line_id);
                     }
                 }
                 Account::Platform { currency, account } => {
                     let balance = self.platform.entry((*currency, *account)).or_insert(0);
-                    *balance = balance
-                        .checked_add(posting.amount_minor)
-                        .expect("platform balances are bounded");
+                    *balance = balance.checked_add(posting.amount_minor).expect("platform balances are bounded");
                 }
             }
         }
@@ -613,30 +472,19 @@ impl Ledger {
         let hold = self.holds.get_mut(hold_id).expect("planned");
         assert_eq!(hold.status, HoldStatus::Pending);
         hold.status = status;
-        let removed = self
-            .pending_by_expiry
-            .remove(&(hold.expires_at_ms, hold_id.to_owned()));
-        assert!(
-            removed,
-            "pending hold {hold_id} missing from the expiry index"
-        );
+        let removed = self.pending_by_expiry.remove(&(hold.expires_at_ms, hold_id.to_owned()));
+        assert!(removed, "pending hold {hold_id} missing from the expiry index");
+        self.settled_resident.push(hold_id.to_owned());
     }
 
     fn line(&self, id: &str) -> Result<&CreditLine, LedgerError> {
-        self.lines
-            .get(id)
-            .ok_or_else(|| LedgerError::UnknownCreditLine(id.to_owned()))
+        self.lines.get(id).ok_or_else(|| LedgerError::UnknownCreditLine(id.to_owned()))
     }
 
     fn pending_hold(&self, id: &str) -> Result<&Hold, LedgerError> {
-        let hold = self
-            .holds
-            .get(id)
-            .ok_or_else(|| LedgerError::UnknownHold(id.to_owned()))?;
+        let hold = self.holds.get(id).ok_or_else(|| LedgerError::UnknownHold(id.to_owned()))?;
         if hold.status != HoldStatus::Pending {
-            return Err(LedgerError::HoldNotPending {
-                status: hold.status,
-            });
+            return Err(LedgerError::HoldNotPending { status: hold.status });
         }
         Ok(hold)
     }
@@ -645,10 +493,6 @@ impl Ledger {
 fn release(hold: &Hold) -> Vec<Posting> {
     vec![
         line_posting(&hold.credit_line_id, LineAccount::Held, -hold.amount_minor),
-        line_posting(
-            &hold.credit_line_id,
-            LineAccount::Available,
-            hold.amount_minor,
-        ),
+        line_posting(&hold.credit_line_id, LineAccount::Available, hold.amount_minor),
     ]
 }

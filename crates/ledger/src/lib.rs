@@ -19,6 +19,4 @@ mod ledger;
 mod transaction;
 
 pub use ledger::{CreditLine, Hold, HoldStatus, Ledger, LedgerError, MAX_HOLD_TTL_MS};
-pub use transaction::{
-    Account, Book, LineAccount, Operation, PlatformAccount, Posting, Transaction,
-};
+pub use transaction::{Account, Book, LineAccount, Operation, PlatformAccount, Posting, Transaction};

@@ -41,24 +41,15 @@ pub enum Book {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "owner", rename_all = "snake_case")]
 pub enum Account {
-    Line {
-        credit_line_id: String,
-        account: LineAccount,
-    },
-    Platform {
-        currency: Currency,
-        account: PlatformAccount,
-    },
+    Line { credit_line_id: String, account: LineAccount },
+    Platform { currency: Currency, account: PlatformAccount },
 }
 
 impl Account {
     pub fn book(&self) -> Book {
         match self {
             Account::Line { account, .. } => match account {
-                LineAccount::Limit
-                | LineAccount::Available
-                | LineAccount::Held
-                | LineAccount::Drawn => Book::Credit,
+                LineAccount::Limit | LineAccount::Available | LineAccount::Held | LineAccount::Drawn => Book::Credit,
                 LineAccount::Receivable | LineAccount::CreditBalance => Book::Money,
             },
             Account::Platform { .. } => Book::Money,
@@ -68,10 +59,7 @@ impl Account {
     /// A stable textual name, e.g. `line:cl_1:available` or `platform:CNY:fee_income`.
     pub fn name(&self) -> String {
         match self {
-            Account::Line {
-                credit_line_id,
-                account,
-            } => format!("line:{credit_line_id}:{}", account.as_str()),
+            Account::Line { credit_line_id, account } => format!("line:{credit_line_id}:{}", account.as_str()),
             Account::Platform { currency, account } => {
                 format!("platform:{currency}:{}", account.as_str())
             }
@@ -114,36 +102,13 @@ pub struct Posting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Operation {
-    OpenLine {
-        credit_line_id: String,
-        user_id: String,
-        currency: Currency,
-        limit_minor: i64,
-    },
-    Authorize {
-        hold_id: String,
-        credit_line_id: String,
-        amount_minor: i64,
-        expires_at_ms: i64,
-    },
-    Capture {
-        hold_id: String,
-        amount_minor: i64,
-    },
-    Void {
-        hold_id: String,
-    },
-    Expire {
-        hold_id: String,
-    },
-    Refund {
-        hold_id: String,
-        amount_minor: i64,
-    },
-    Repay {
-        credit_line_id: String,
-        amount_minor: i64,
-    },
+    OpenLine { credit_line_id: String, user_id: String, currency: Currency, limit_minor: i64 },
+    Authorize { hold_id: String, credit_line_id: String, amount_minor: i64, expires_at_ms: i64 },
+    Capture { hold_id: String, amount_minor: i64 },
+    Void { hold_id: String },
+    Expire { hold_id: String },
+    Refund { hold_id: String, amount_minor: i64 },
+    Repay { credit_line_id: String, amount_minor: i64 },
 }
 
 /// A balanced set of postings, numbered in journal order from 1.
@@ -159,11 +124,7 @@ pub struct Transaction {
 impl Transaction {
     /// Sum of postings in `book`; zero for every book of a valid transaction.
     pub fn book_sum(&self, book: Book) -> i128 {
-        self.postings
-            .iter()
-            .filter(|p| p.account.book() == book)
-            .map(|p| i128::from(p.amount_minor))
-            .sum()
+        self.postings.iter().filter(|p| p.account.book() == book).map(|p| i128::from(p.amount_minor)).sum()
     }
 
     pub fn is_balanced(&self) -> bool {

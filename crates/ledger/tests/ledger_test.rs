@@ -3,9 +3,7 @@
 //! state.
 
 use proptest::prelude::*;
-use xiezhi_ledger::{
-    Book, HoldStatus, Ledger, LedgerError, Operation, PlatformAccount, Transaction,
-};
+use xiezhi_ledger::{Book, HoldStatus, Ledger, LedgerError, Operation, PlatformAccount, Transaction};
 use xiezhi_money::Currency;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -17,12 +15,7 @@ fn cny() -> Currency {
 fn open(ledger: &mut Ledger, id: &str, limit_minor: i64) -> Transaction {
     ledger
         .execute(
-            Operation::OpenLine {
-                credit_line_id: id.into(),
-                user_id: format!("u_{id}"),
-                currency: cny(),
-                limit_minor,
-            },
+            Operation::OpenLine { credit_line_id: id.into(), user_id: format!("u_{id}"), currency: cny(), limit_minor },
             0,
         )
         .unwrap()
@@ -52,118 +45,38 @@ fn payment_lifecycle_moves_credit_and_money() {
     open(&mut ledger, "cl", 100_000);
     authorize(&mut ledger, "h1", "cl", 30_000, 1).unwrap();
     let line = ledger.credit_line("cl").unwrap();
-    assert_eq!(
-        (
-            line.available_minor(),
-            line.held_minor(),
-            line.receivable_minor()
-        ),
-        (70_000, 30_000, 0)
-    );
+    assert_eq!((line.available_minor(), line.held_minor(), line.receivable_minor()), (70_000, 30_000, 0));
 
     // Partial capture releases the rest.
-    let capture = ledger
-        .execute(
-            Operation::Capture {
-                hold_id: "h1".into(),
-                amount_minor: 25_000,
-            },
-            2,
-        )
-        .unwrap();
+    let capture = ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 25_000 }, 2).unwrap();
     assert!(capture.is_balanced());
     let line = ledger.credit_line("cl").unwrap();
-    assert_eq!(
-        (
-            line.available_minor(),
-            line.held_minor(),
-            line.receivable_minor()
-        ),
-        (75_000, 0, 25_000)
-    );
-    assert_eq!(
-        ledger.platform_balance(cny(), PlatformAccount::MerchantSettlementPayable),
-        -25_000
-    );
+    assert_eq!((line.available_minor(), line.held_minor(), line.receivable_minor()), (75_000, 0, 25_000));
+    assert_eq!(ledger.platform_balance(cny(), PlatformAccount::MerchantSettlementPayable), -25_000);
 
     // Refund restores available credit.
-    ledger
-        .execute(
-            Operation::Refund {
-                hold_id: "h1".into(),
-                amount_minor: 5_000,
-            },
-            3,
-        )
-        .unwrap();
+    ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 5_000 }, 3).unwrap();
     let line = ledger.credit_line("cl").unwrap();
+    assert_eq!((line.available_minor(), line.receivable_minor()), (80_000, 20_000));
     assert_eq!(
-        (line.available_minor(), line.receivable_minor()),
-        (80_000, 20_000)
-    );
-    assert_eq!(
-        ledger.execute(
-            Operation::Refund {
-                hold_id: "h1".into(),
-                amount_minor: 20_001
-            },
-            4
-        ),
-        Err(LedgerError::RefundExceedsCaptured {
-            requested_minor: 20_001,
-            refundable_minor: 20_000
-        })
+        ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 20_001 }, 4),
+        Err(LedgerError::RefundExceedsCaptured { requested_minor: 20_001, refundable_minor: 20_000 })
     );
 
     // Repayment.
     assert!(matches!(
-        ledger.execute(
-            Operation::Repay {
-                credit_line_id: "cl".into(),
-                amount_minor: 20_001
-            },
-            5
-        ),
+        ledger.execute(Operation::Repay { credit_line_id: "cl".into(), amount_minor: 20_001 }, 5),
         Err(LedgerError::RepaymentExceedsBalance { .. })
     ));
-    ledger
-        .execute(
-            Operation::Repay {
-                credit_line_id: "cl".into(),
-                amount_minor: 20_000,
-            },
-            5,
-        )
-        .unwrap();
+    ledger.execute(Operation::Repay { credit_line_id: "cl".into(), amount_minor: 20_000 }, 5).unwrap();
     let line = ledger.credit_line("cl").unwrap();
-    assert_eq!(
-        (line.available_minor(), line.receivable_minor()),
-        (100_000, 0)
-    );
-    assert_eq!(
-        ledger.platform_balance(cny(), PlatformAccount::RepaymentsReceived),
-        20_000
-    );
+    assert_eq!((line.available_minor(), line.receivable_minor()), (100_000, 0));
+    assert_eq!(ledger.platform_balance(cny(), PlatformAccount::RepaymentsReceived), 20_000);
 
     // A refund after repayment becomes a credit balance owed to the user.
-    ledger
-        .execute(
-            Operation::Refund {
-                hold_id: "h1".into(),
-                amount_minor: 20_000,
-            },
-            6,
-        )
-        .unwrap();
+    ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 20_000 }, 6).unwrap();
     let line = ledger.credit_line("cl").unwrap();
-    assert_eq!(
-        (
-            line.available_minor(),
-            line.receivable_minor(),
-            line.credit_balance_minor()
-        ),
-        (100_000, 0, 20_000)
-    );
+    assert_eq!((line.available_minor(), line.receivable_minor(), line.credit_balance_minor()), (100_000, 0, 20_000));
     assert_eq!(ledger.trial_balance(), (0, 0));
 }
 
@@ -175,10 +88,7 @@ fn over_limit_is_refused_and_changes_nothing() {
     let before = ledger.clone();
     assert_eq!(
         authorize(&mut ledger, "h2", "cl", 1_001, 1),
-        Err(LedgerError::InsufficientCredit {
-            requested_minor: 1_001,
-            available_minor: 1_000
-        })
+        Err(LedgerError::InsufficientCredit { requested_minor: 1_001, available_minor: 1_000 })
     );
     assert_eq!(ledger, before);
     authorize(&mut ledger, "h2", "cl", 1_000, 1).unwrap();
@@ -197,37 +107,14 @@ fn holds_expire_void_and_refuse_late_capture() {
     assert_eq!(ledger.hold("h1").unwrap().status, HoldStatus::Expired);
     assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 7_000);
     assert_eq!(
-        ledger.execute(
-            Operation::Capture {
-                hold_id: "h1".into(),
-                amount_minor: 1
-            },
-            HOUR_MS
-        ),
-        Err(LedgerError::HoldNotPending {
-            status: HoldStatus::Expired
-        })
+        ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 1 }, HOUR_MS),
+        Err(LedgerError::HoldNotPending { status: HoldStatus::Expired })
     );
     assert_eq!(
-        ledger.execute(
-            Operation::Capture {
-                hold_id: "h2".into(),
-                amount_minor: 1
-            },
-            HOUR_MS + 10
-        ),
-        Err(LedgerError::HoldExpired {
-            expires_at_ms: HOUR_MS + 10
-        })
+        ledger.execute(Operation::Capture { hold_id: "h2".into(), amount_minor: 1 }, HOUR_MS + 10),
+        Err(LedgerError::HoldExpired { expires_at_ms: HOUR_MS + 10 })
     );
-    ledger
-        .execute(
-            Operation::Void {
-                hold_id: "h2".into(),
-            },
-            HOUR_MS + 10,
-        )
-        .unwrap();
+    ledger.execute(Operation::Void { hold_id: "h2".into() }, HOUR_MS + 10).unwrap();
     assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 10_000);
     assert_eq!(ledger.pending_hold_count(), 0);
 }
@@ -236,39 +123,15 @@ fn holds_expire_void_and_refuse_late_capture() {
 fn bad_amounts_and_ids_are_typed_errors() {
     let mut ledger = Ledger::new();
     open(&mut ledger, "cl", 10_000);
-    assert_eq!(
-        authorize(&mut ledger, "h", "cl", 0, 0),
-        Err(LedgerError::NonPositiveAmount(0))
-    );
-    assert_eq!(
-        authorize(&mut ledger, "h", "cl", -5, 0),
-        Err(LedgerError::NonPositiveAmount(-5))
-    );
-    assert!(matches!(
-        authorize(&mut ledger, "h", "cl", i64::MAX, 0),
-        Err(LedgerError::AmountTooLarge(_))
-    ));
-    assert_eq!(
-        authorize(&mut ledger, "h", "nope", 1, 0),
-        Err(LedgerError::UnknownCreditLine("nope".into()))
-    );
+    assert_eq!(authorize(&mut ledger, "h", "cl", 0, 0), Err(LedgerError::NonPositiveAmount(0)));
+    assert_eq!(authorize(&mut ledger, "h", "cl", -5, 0), Err(LedgerError::NonPositiveAmount(-5)));
+    assert!(matches!(authorize(&mut ledger, "h", "cl", i64::MAX, 0), Err(LedgerError::AmountTooLarge(_))));
+    assert_eq!(authorize(&mut ledger, "h", "nope", 1, 0), Err(LedgerError::UnknownCreditLine("nope".into())));
     authorize(&mut ledger, "h", "cl", 1, 0).unwrap();
+    assert_eq!(authorize(&mut ledger, "h", "cl", 1, 0), Err(LedgerError::DuplicateId("h".into())));
     assert_eq!(
-        authorize(&mut ledger, "h", "cl", 1, 0),
-        Err(LedgerError::DuplicateId("h".into()))
-    );
-    assert_eq!(
-        ledger.execute(
-            Operation::Capture {
-                hold_id: "h".into(),
-                amount_minor: 2
-            },
-            1
-        ),
-        Err(LedgerError::CaptureExceedsHold {
-            requested_minor: 2,
-            held_minor: 1
-        })
+        ledger.execute(Operation::Capture { hold_id: "h".into(), amount_minor: 2 }, 1),
+        Err(LedgerError::CaptureExceedsHold { requested_minor: 2, held_minor: 1 })
     );
     assert_eq!(
         ledger.execute(
@@ -294,15 +157,9 @@ fn replay_rejects_a_tampered_journal() {
     tampered[1].postings[0].amount_minor = -400;
     let mut fresh = Ledger::new();
     fresh.replay(&tampered[0]).unwrap();
-    assert!(matches!(
-        fresh.replay(&tampered[1]),
-        Err(LedgerError::ReplayMismatch { id: 2, .. })
-    ));
+    assert!(matches!(fresh.replay(&tampered[1]), Err(LedgerError::ReplayMismatch { id: 2, .. })));
     let mut out_of_order = Ledger::new();
-    assert!(matches!(
-        out_of_order.replay(&journal[1]),
-        Err(LedgerError::ReplayMismatch { .. })
-    ));
+    assert!(matches!(out_of_order.replay(&journal[1]), Err(LedgerError::ReplayMismatch { .. })));
 }
 
 #[derive(Debug, Clone)]
@@ -391,44 +248,19 @@ fn settled_holds_can_be_evicted_and_restored_for_refunds() {
     open(&mut ledger, "cl", 10_000);
     authorize(&mut ledger, "h1", "cl", 4_000, 0).unwrap();
     authorize(&mut ledger, "h2", "cl", 1_000, 0).unwrap();
-    ledger
-        .execute(
-            Operation::Capture {
-                hold_id: "h1".into(),
-                amount_minor: 3_000,
-            },
-            1,
-        )
-        .unwrap();
+    ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 3_000 }, 1).unwrap();
     let settled = ledger.hold("h1").unwrap().clone();
     assert_eq!(ledger.evict_settled_holds(), 1);
     assert!(ledger.hold("h1").is_none());
     assert!(ledger.hold("h2").is_some(), "pending holds stay resident");
     assert_eq!(
-        ledger.execute(
-            Operation::Refund {
-                hold_id: "h1".into(),
-                amount_minor: 1
-            },
-            2
-        ),
+        ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 1 }, 2),
         Err(LedgerError::UnknownHold("h1".into()))
     );
     let mut pending = ledger.hold("h2").unwrap().clone();
     pending.id = "h3".into();
-    assert!(
-        ledger.restore_hold(pending).is_err(),
-        "pending holds cannot be restored"
-    );
+    assert!(ledger.restore_hold(pending).is_err(), "pending holds cannot be restored");
     ledger.restore_hold(settled).unwrap();
-    ledger
-        .execute(
-            Operation::Refund {
-                hold_id: "h1".into(),
-                amount_minor: 3_000,
-            },
-            2,
-        )
-        .unwrap();
+    ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 3_000 }, 2).unwrap();
     assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 9_000);
 }

@@ -39,10 +39,7 @@ impl Currency {
     }
 
     pub fn from_alpha(alpha: &str) -> Option<Currency> {
-        CURRENCIES
-            .iter()
-            .copied()
-            .find(|c| c.alpha.eq_ignore_ascii_case(alpha))
+        CURRENCIES.iter().copied().find(|c| c.alpha.eq_ignore_ascii_case(alpha))
     }
 
     pub fn from_numeric(numeric: u16) -> Option<Currency> {
@@ -87,8 +84,7 @@ impl Serialize for Currency {
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let code = String::deserialize(deserializer)?;
-        Currency::from_code(&code)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown currency `{code}`")))
+        Currency::from_code(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown currency `{code}`")))
     }
 }
 

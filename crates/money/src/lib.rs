@@ -24,12 +24,7 @@ pub enum MoneyError {
     #[error("amount `{text}` is not a decimal number (digits with an optional `.` and fraction)")]
     NotDecimal { text: String },
     #[error("amount `{text}` has {decimals} decimals but {currency} allows at most {max}")]
-    TooManyDecimals {
-        text: String,
-        decimals: usize,
-        max: u8,
-        currency: Currency,
-    },
+    TooManyDecimals { text: String, decimals: usize, max: u8, currency: Currency },
     #[error("amount `{text}` is negative")]
     Negative { text: String },
     #[error("amount `{text}` must be greater than zero")]
@@ -64,24 +59,15 @@ impl Money {
     /// Builds money from minor units, refusing magnitudes above [`MAX_AMOUNT_MINOR`].
     pub fn from_minor(amount_minor: i64, currency: Currency) -> Result<Money, MoneyError> {
         if amount_minor.unsigned_abs() > MAX_AMOUNT_MINOR as u64 {
-            return Err(MoneyError::Overflow {
-                text: amount_minor.to_string(),
-                max_minor: MAX_AMOUNT_MINOR,
-            });
+            return Err(MoneyError::Overflow { text: amount_minor.to_string(), max_minor: MAX_AMOUNT_MINOR });
         }
-        Ok(Money {
-            amount_minor,
-            currency,
-        })
+        Ok(Money { amount_minor, currency })
     }
 
     /// Parses a decimal string in the currency's major unit ("12.30" CNY → 1230 minor units).
     pub fn parse(text: &str, currency: Currency, sign: Sign) -> Result<Money, MoneyError> {
         let amount_minor = parse_minor(text, currency, sign)?;
-        Ok(Money {
-            amount_minor,
-            currency,
-        })
+        Ok(Money { amount_minor, currency })
     }
 
     /// The amount as a decimal string with exactly the currency's number of decimals.
@@ -91,38 +77,27 @@ impl Money {
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let sum = self
-            .amount_minor
-            .checked_add(other.amount_minor)
-            .ok_or_else(|| overflow(self.amount_minor))?;
+        let sum = self.amount_minor.checked_add(other.amount_minor).ok_or_else(|| overflow(self.amount_minor))?;
         Money::from_minor(sum, self.currency)
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let difference = self
-            .amount_minor
-            .checked_sub(other.amount_minor)
-            .ok_or_else(|| overflow(self.amount_minor))?;
+        let difference =
+            self.amount_minor.checked_sub(other.amount_minor).ok_or_else(|| overflow(self.amount_minor))?;
         Money::from_minor(difference, self.currency)
     }
 
     fn same_currency(self, other: Money) -> Result<(), MoneyError> {
         if self.currency != other.currency {
-            return Err(MoneyError::CurrencyMismatch {
-                left: self.currency,
-                right: other.currency,
-            });
+            return Err(MoneyError::CurrencyMismatch { left: self.currency, right: other.currency });
         }
         Ok(())
     }
 }
 
 fn overflow(amount_minor: i64) -> MoneyError {
-    MoneyError::Overflow {
-        text: amount_minor.to_string(),
-        max_minor: MAX_AMOUNT_MINOR,
-    }
+    MoneyError::Overflow { text: amount_minor.to_string(), max_minor: MAX_AMOUNT_MINOR }
 }
 
 impl fmt::Display for Money {
@@ -140,9 +115,7 @@ pub fn parse_minor(text: &str, currency: Currency, sign: Sign) -> Result<i64, Mo
     if text.is_empty() {
         return Err(MoneyError::Empty);
     }
-    let not_decimal = || MoneyError::NotDecimal {
-        text: text.to_owned(),
-    };
+    let not_decimal = || MoneyError::NotDecimal { text: text.to_owned() };
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -173,16 +146,10 @@ pub fn parse_minor(text: &str, currency: Currency, sign: Sign) -> Result<i64, Mo
             currency,
         });
     }
-    let overflow = || MoneyError::Overflow {
-        text: text.to_owned(),
-        max_minor: MAX_AMOUNT_MINOR,
-    };
+    let overflow = || MoneyError::Overflow { text: text.to_owned(), max_minor: MAX_AMOUNT_MINOR };
     let mut minor: i64 = 0;
     for digit in whole.bytes() {
-        minor = minor
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(i64::from(digit - b'0')))
-            .ok_or_else(overflow)?;
+        minor = minor.checked_mul(10).and_then(|m| m.checked_add(i64::from(digit - b'0'))).ok_or_else(overflow)?;
         if minor > MAX_AMOUNT_MINOR {
             return Err(overflow());
         }
@@ -190,22 +157,15 @@ pub fn parse_minor(text: &str, currency: Currency, sign: Sign) -> Result<i64, Mo
     let fraction_bytes = significant_fraction.as_bytes();
     for position in 0..usize::from(exponent) {
         let digit = fraction_bytes.get(position).map_or(0, |d| d - b'0');
-        minor = minor
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(i64::from(digit)))
-            .ok_or_else(overflow)?;
+        minor = minor.checked_mul(10).and_then(|m| m.checked_add(i64::from(digit))).ok_or_else(overflow)?;
     }
     if minor > MAX_AMOUNT_MINOR {
         return Err(overflow());
     }
     let minor = if negative { -minor } else { minor };
     match sign {
-        Sign::Positive | Sign::NonNegative if negative => Err(MoneyError::Negative {
-            text: text.to_owned(),
-        }),
-        Sign::Positive if minor == 0 => Err(MoneyError::Zero {
-            text: text.to_owned(),
-        }),
+        Sign::Positive | Sign::NonNegative if negative => Err(MoneyError::Negative { text: text.to_owned() }),
+        Sign::Positive if minor == 0 => Err(MoneyError::Zero { text: text.to_owned() }),
         _ => Ok(minor),
     }
 }
@@ -218,12 +178,7 @@ pub fn format_minor(amount_minor: i64, exponent: u8) -> String {
         return format!("{sign}{magnitude}");
     }
     let scale = 10u64.pow(u32::from(exponent));
-    format!(
-        "{sign}{}.{:0width$}",
-        magnitude / scale,
-        magnitude % scale,
-        width = usize::from(exponent)
-    )
+    format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale, width = usize::from(exponent))
 }
 
 #[cfg(test)]
@@ -253,46 +208,23 @@ mod tests {
     #[test]
     fn refuses_what_is_not_money() {
         let jpy = Currency::from_code("JPY").unwrap();
-        for text in [
-            "", "abc", "1e3", ".5", "5.", " 5", "5 ", "+5", "1,000", "1.2.3", "--1", "NaN",
-        ] {
-            assert!(
-                parse_minor(text, cny(), Sign::Any).is_err(),
-                "{text:?} accepted"
-            );
+        for text in ["", "abc", "1e3", ".5", "5.", " 5", "5 ", "+5", "1,000", "1.2.3", "--1", "NaN"] {
+            assert!(parse_minor(text, cny(), Sign::Any).is_err(), "{text:?} accepted");
         }
         assert!(matches!(
             parse_minor("12.345", cny(), Sign::Positive),
             Err(MoneyError::TooManyDecimals { max: 2, .. })
         ));
-        assert!(matches!(
-            parse_minor("1.5", jpy, Sign::Positive),
-            Err(MoneyError::TooManyDecimals { max: 0, .. })
-        ));
-        assert!(matches!(
-            parse_minor("-1", cny(), Sign::Positive),
-            Err(MoneyError::Negative { .. })
-        ));
-        assert!(matches!(
-            parse_minor("-0", cny(), Sign::NonNegative),
-            Err(MoneyError::Negative { .. })
-        ));
-        assert!(matches!(
-            parse_minor("0.00", cny(), Sign::Positive),
-            Err(MoneyError::Zero { .. })
-        ));
+        assert!(matches!(parse_minor("1.5", jpy, Sign::Positive), Err(MoneyError::TooManyDecimals { max: 0, .. })));
+        assert!(matches!(parse_minor("-1", cny(), Sign::Positive), Err(MoneyError::Negative { .. })));
+        assert!(matches!(parse_minor("-0", cny(), Sign::NonNegative), Err(MoneyError::Negative { .. })));
+        assert!(matches!(parse_minor("0.00", cny(), Sign::Positive), Err(MoneyError::Zero { .. })));
         assert!(matches!(
             parse_minor("99999999999999999999999", cny(), Sign::Positive),
             Err(MoneyError::Overflow { .. })
         ));
-        assert!(matches!(
-            parse_minor("10000000000000.01", cny(), Sign::Positive),
-            Err(MoneyError::Overflow { .. })
-        ));
-        assert_eq!(
-            parse_minor("10000000000000.00", cny(), Sign::Positive),
-            Ok(MAX_AMOUNT_MINOR)
-        );
+        assert!(matches!(parse_minor("10000000000000.01", cny(), Sign::Positive), Err(MoneyError::Overflow { .. })));
+        assert_eq!(parse_minor("10000000000000.00", cny(), Sign::Positive), Ok(MAX_AMOUNT_MINOR));
     }
 
     #[test]
@@ -310,15 +242,9 @@ mod tests {
         let usd = Currency::from_code("USD").unwrap();
         let a = Money::from_minor(100, cny()).unwrap();
         let b = Money::from_minor(100, usd).unwrap();
-        assert!(matches!(
-            a.checked_add(b),
-            Err(MoneyError::CurrencyMismatch { .. })
-        ));
+        assert!(matches!(a.checked_add(b), Err(MoneyError::CurrencyMismatch { .. })));
         let max = Money::from_minor(MAX_AMOUNT_MINOR, cny()).unwrap();
-        assert!(matches!(
-            max.checked_add(a),
-            Err(MoneyError::Overflow { .. })
-        ));
+        assert!(matches!(max.checked_add(a), Err(MoneyError::Overflow { .. })));
         assert_eq!(a.checked_sub(a).unwrap().amount_minor, 0);
         assert_eq!(max.to_string(), "10000000000000.00 CNY");
     }

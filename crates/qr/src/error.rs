@@ -12,11 +12,7 @@ pub struct QrError {
 
 impl QrError {
     pub(crate) fn new(kind: QrErrorKind, field_id: Option<&str>, offset: usize) -> QrError {
-        QrError {
-            kind,
-            field_id: field_id.map(str::to_owned),
-            offset,
-        }
+        QrError { kind, field_id: field_id.map(str::to_owned), offset }
     }
 
     /// A stable machine-readable name for the defect, e.g. `bad_crc`.
@@ -29,13 +25,8 @@ impl QrError {
 pub enum QrErrorKind {
     #[error("payload is empty")]
     Empty,
-    #[error(
-        "payload of {length_bytes} bytes is longer than the {max_bytes} an EMV QR code can hold"
-    )]
-    TooLong {
-        length_bytes: usize,
-        max_bytes: usize,
-    },
+    #[error("payload of {length_bytes} bytes is longer than the {max_bytes} an EMV QR code can hold")]
+    TooLong { length_bytes: usize, max_bytes: usize },
     #[error("truncated TLV: {remaining} characters left where an ID and a length (4 characters) were expected")]
     TruncatedTlv { remaining: usize },
     #[error("field ID `{id}` is not two digits")]
@@ -65,10 +56,7 @@ pub enum QrErrorKind {
     #[error("value `{value}` is not valid here: {reason}")]
     InvalidValue { value: String, reason: String },
     #[error("strict mode: {message}")]
-    SpecDeviation {
-        warning_code: String,
-        message: String,
-    },
+    SpecDeviation { warning_code: String, message: String },
 }
 
 impl QrErrorKind {

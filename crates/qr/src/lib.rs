@@ -71,10 +71,7 @@ impl AccountTemplate {
         AccountTemplate {
             id: id.to_owned(),
             globally_unique_identifier: Some(guid.to_owned()),
-            fields: fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            fields: fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             value: None,
         }
     }
@@ -213,11 +210,9 @@ impl MerchantPresentedQr {
     /// The merchant account template with this globally unique identifier
     /// (compared case-insensitively, as schemes publish them in either case).
     pub fn account_by_guid(&self, guid: &str) -> Option<&AccountTemplate> {
-        self.merchant_account_information.iter().find(|t| {
-            t.globally_unique_identifier
-                .as_deref()
-                .is_some_and(|g| g.eq_ignore_ascii_case(guid))
-        })
+        self.merchant_account_information
+            .iter()
+            .find(|t| t.globally_unique_identifier.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(guid)))
     }
 
     /// Encodes the payload, computing a fresh CRC (upper-case hex). `crc` and `warnings`
@@ -229,14 +224,9 @@ impl MerchantPresentedQr {
             write_object(&mut out, "01", poi.code())?;
         }
         if self.merchant_account_information.is_empty() {
-            return Err(QrError::new(
-                QrErrorKind::MissingMandatory,
-                Some("02-51"),
-                out.len(),
-            ));
+            return Err(QrError::new(QrErrorKind::MissingMandatory, Some("02-51"), out.len()));
         }
-        let mut accounts: Vec<&AccountTemplate> =
-            self.merchant_account_information.iter().collect();
+        let mut accounts: Vec<&AccountTemplate> = self.merchant_account_information.iter().collect();
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
         for account in accounts {
             write_template(&mut out, account)?;
@@ -287,10 +277,7 @@ impl MerchantPresentedQr {
         let length = out.chars().count();
         if length > MAX_PAYLOAD_CHARS {
             return Err(QrError::new(
-                QrErrorKind::TooLong {
-                    length_bytes: out.len(),
-                    max_bytes: MAX_PAYLOAD_CHARS,
-                },
+                QrErrorKind::TooLong { length_bytes: out.len(), max_bytes: MAX_PAYLOAD_CHARS },
                 None,
                 0,
             ));
@@ -315,11 +302,7 @@ fn write_template(out: &mut String, template: &AccountTemplate) -> Result<(), Qr
 
 /// Decodes a payload.
 pub fn decode(payload: &str, options: DecodeOptions) -> Result<MerchantPresentedQr, QrError> {
-    Decoder {
-        options,
-        warnings: Vec::new(),
-    }
-    .decode(payload)
+    Decoder { options, warnings: Vec::new() }.decode(payload)
 }
 
 struct Decoder {
@@ -329,29 +312,15 @@ struct Decoder {
 
 impl Decoder {
     /// Records a content deviation, or refuses it in strict mode.
-    fn warn(
-        &mut self,
-        code: &str,
-        field: Option<&str>,
-        offset: usize,
-        message: String,
-    ) -> Result<(), QrError> {
+    fn warn(&mut self, code: &str, field: Option<&str>, offset: usize, message: String) -> Result<(), QrError> {
         if self.options.strict {
             return Err(QrError::new(
-                QrErrorKind::SpecDeviation {
-                    warning_code: code.to_owned(),
-                    message,
-                },
+                QrErrorKind::SpecDeviation { warning_code: code.to_owned(), message },
                 field,
                 offset,
             ));
         }
-        self.warnings.push(QrWarning {
-            code: code.to_owned(),
-            field_id: field.map(str::to_owned),
-            offset,
-            message,
-        });
+        self.warnings.push(QrWarning { code: code.to_owned(), field_id: field.map(str::to_owned), offset, message });
         Ok(())
     }
 
@@ -361,10 +330,7 @@ impl Decoder {
         }
         if payload.chars().count() > MAX_PAYLOAD_CHARS {
             return Err(QrError::new(
-                QrErrorKind::TooLong {
-                    length_bytes: payload.len(),
-                    max_bytes: MAX_PAYLOAD_CHARS,
-                },
+                QrErrorKind::TooLong { length_bytes: payload.len(), max_bytes: MAX_PAYLOAD_CHARS },
                 None,
                 MAX_PAYLOAD_CHARS,
             ));
@@ -372,29 +338,14 @@ impl Decoder {
         let objects = parse_sequence(payload, 0, None)?;
         let first = objects.first().expect("non-empty payload has one object");
         if first.id != "00" {
-            let at = objects
-                .iter()
-                .find(|o| o.id == "00")
-                .map_or(0, |o| o.offset);
-            return Err(QrError::new(
-                QrErrorKind::PayloadFormatNotFirst,
-                Some("00"),
-                at,
-            ));
+            let at = objects.iter().find(|o| o.id == "00").map_or(0, |o| o.offset);
+            return Err(QrError::new(QrErrorKind::PayloadFormatNotFirst, Some("00"), at));
         }
         let last = objects.last().expect("non-empty");
         if last.id != "63" {
             return match objects.iter().find(|o| o.id == "63") {
-                Some(crc) => Err(QrError::new(
-                    QrErrorKind::CrcNotLast,
-                    Some("63"),
-                    crc.offset,
-                )),
-                None => Err(QrError::new(
-                    QrErrorKind::MissingMandatory,
-                    Some("63"),
-                    payload.len(),
-                )),
+                Some(crc) => Err(QrError::new(QrErrorKind::CrcNotLast, Some("63"), crc.offset)),
+                None => Err(QrError::new(QrErrorKind::MissingMandatory, Some("63"), payload.len())),
             };
         }
         self.check_crc(payload, last)?;
@@ -404,20 +355,11 @@ impl Decoder {
     fn check_crc(&mut self, payload: &str, crc: &Tlv<'_>) -> Result<(), QrError> {
         let length = crc.value.chars().count();
         if length != 4 {
-            return Err(QrError::new(
-                QrErrorKind::WrongLength {
-                    length,
-                    expected: 4,
-                },
-                Some("63"),
-                crc.offset,
-            ));
+            return Err(QrError::new(QrErrorKind::WrongLength { length, expected: 4 }, Some("63"), crc.offset));
         }
         if !crc.value.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(QrError::new(
-                QrErrorKind::MalformedCrc {
-                    found: crc.value.to_owned(),
-                },
+                QrErrorKind::MalformedCrc { found: crc.value.to_owned() },
                 Some("63"),
                 crc.value_offset,
             ));
@@ -425,10 +367,7 @@ impl Decoder {
         let computed = format!("{:04X}", crc16(&payload.as_bytes()[..crc.value_offset]));
         if !computed.eq_ignore_ascii_case(crc.value) {
             return Err(QrError::new(
-                QrErrorKind::BadCrc {
-                    found: crc.value.to_owned(),
-                    computed,
-                },
+                QrErrorKind::BadCrc { found: crc.value.to_owned(), computed },
                 Some("63"),
                 crc.value_offset,
             ));
@@ -444,11 +383,7 @@ impl Decoder {
         Ok(())
     }
 
-    fn fields(
-        mut self,
-        payload: &str,
-        objects: &[Tlv<'_>],
-    ) -> Result<MerchantPresentedQr, QrError> {
+    fn fields(mut self, payload: &str, objects: &[Tlv<'_>]) -> Result<MerchantPresentedQr, QrError> {
         let find = |id: &str| objects.iter().find(|o| o.id == id).copied();
 
         let format = find("00").expect("checked first");
@@ -458,10 +393,7 @@ impl Decoder {
                 "payload_format_indicator_unexpected",
                 Some("00"),
                 format.value_offset,
-                format!(
-                    "payload format indicator is `{}`, expected `01`",
-                    format.value
-                ),
+                format!("payload format indicator is `{}`, expected `01`", format.value),
             )?;
         }
 
@@ -516,11 +448,7 @@ impl Decoder {
             }
         }
         if merchant_account_information.is_empty() {
-            return Err(QrError::new(
-                QrErrorKind::MissingMandatory,
-                Some("02-51"),
-                0,
-            ));
+            return Err(QrError::new(QrErrorKind::MissingMandatory, Some("02-51"), 0));
         }
 
         let merchant_category_code = match find("52") {
@@ -546,9 +474,8 @@ impl Decoder {
             }
         };
 
-        let currency_field = find("53").ok_or_else(|| {
-            QrError::new(QrErrorKind::MissingMandatory, Some("53"), payload.len())
-        })?;
+        let currency_field =
+            find("53").ok_or_else(|| QrError::new(QrErrorKind::MissingMandatory, Some("53"), payload.len()))?;
         expect_length(&currency_field, 3)?;
         if !currency_field.value.bytes().all(|b| b.is_ascii_digit()) {
             return Err(QrError::new(
@@ -612,9 +539,7 @@ impl Decoder {
                 max_length_error(&fee, 5)?;
                 if !is_plain_decimal(fee.value) {
                     return Err(QrError::new(
-                        QrErrorKind::InvalidAmount {
-                            value: fee.value.to_owned(),
-                        },
+                        QrErrorKind::InvalidAmount { value: fee.value.to_owned() },
                         Some("57"),
                         fee.value_offset,
                     ));
@@ -623,13 +548,7 @@ impl Decoder {
             }
         };
 
-        let country_code = self.text_field(
-            find("58"),
-            "58",
-            Some(2),
-            payload.len(),
-            "missing_country_code",
-        )?;
+        let country_code = self.text_field(find("58"), "58", Some(2), payload.len(), "missing_country_code")?;
         if let Some(country) = &country_code {
             if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
                 let offset = find("58").map_or(0, |f| f.value_offset);
@@ -641,20 +560,8 @@ impl Decoder {
                 )?;
             }
         }
-        let merchant_name = self.text_field(
-            find("59"),
-            "59",
-            Some(25),
-            payload.len(),
-            "missing_merchant_name",
-        )?;
-        let merchant_city = self.text_field(
-            find("60"),
-            "60",
-            Some(15),
-            payload.len(),
-            "missing_merchant_city",
-        )?;
+        let merchant_name = self.text_field(find("59"), "59", Some(25), payload.len(), "missing_merchant_name")?;
+        let merchant_city = self.text_field(find("60"), "60", Some(15), payload.len(), "missing_merchant_city")?;
         let postal_code = match find("61") {
             None => None,
             Some(postal) => {
@@ -700,9 +607,7 @@ impl Decoder {
             "non_ascii_characters",
             Some(field),
             offset,
-            format!(
-                "field {field} contains characters outside ASCII (lengths counted in characters)"
-            ),
+            format!("field {field} contains characters outside ASCII (lengths counted in characters)"),
         )
     }
 
@@ -729,12 +634,7 @@ impl Decoder {
     ) -> Result<Option<String>, QrError> {
         match field {
             None => {
-                self.warn(
-                    missing_code,
-                    Some(name),
-                    end,
-                    format!("mandatory field {name} is missing"),
-                )?;
+                self.warn(missing_code, Some(name), end, format!("mandatory field {name} is missing"))?;
                 Ok(None)
             }
             Some(field) => {
@@ -746,18 +646,11 @@ impl Decoder {
         }
     }
 
-    fn amount(
-        &mut self,
-        field: &Tlv<'_>,
-        currency: Option<Currency>,
-        max: usize,
-    ) -> Result<String, QrError> {
+    fn amount(&mut self, field: &Tlv<'_>, currency: Option<Currency>, max: usize) -> Result<String, QrError> {
         max_length_error(field, max)?;
         let invalid = || {
             QrError::new(
-                QrErrorKind::InvalidAmount {
-                    value: field.value.to_owned(),
-                },
+                QrErrorKind::InvalidAmount { value: field.value.to_owned() },
                 Some(field.id),
                 field.value_offset,
             )
@@ -766,17 +659,13 @@ impl Decoder {
             return Err(invalid());
         }
         if let Some(currency) = currency {
-            match xiezhi_money::parse_minor(field.value.trim_end_matches('.'), currency, Sign::Any)
-            {
+            match xiezhi_money::parse_minor(field.value.trim_end_matches('.'), currency, Sign::Any) {
                 Ok(_) => {}
                 Err(MoneyError::TooManyDecimals { max, .. }) => self.warn(
                     "amount_precision_exceeds_currency",
                     Some(field.id),
                     field.value_offset,
-                    format!(
-                        "amount `{}` has more decimals than the {max} of {currency}",
-                        field.value
-                    ),
+                    format!("amount `{}` has more decimals than the {max} of {currency}", field.value),
                 )?,
                 Err(_) => return Err(invalid()),
             }
@@ -820,10 +709,7 @@ impl Decoder {
         };
         for sub in &parsed {
             if !sub.value.is_ascii() {
-                self.non_ascii(
-                    &field_name(Some(object.id), Some(sub.id)).unwrap_or_default(),
-                    sub.value_offset,
-                )?;
+                self.non_ascii(&field_name(Some(object.id), Some(sub.id)).unwrap_or_default(), sub.value_offset)?;
             }
             if sub.id == "00" {
                 let length = sub.value.chars().count();
@@ -833,16 +719,12 @@ impl Decoder {
                         "guid_too_long",
                         Some(&name),
                         sub.value_offset,
-                        format!(
-                            "globally unique identifier is {length} characters; at most 32 allowed"
-                        ),
+                        format!("globally unique identifier is {length} characters; at most 32 allowed"),
                     )?;
                 }
                 template.globally_unique_identifier = Some(sub.value.to_owned());
             } else {
-                template
-                    .fields
-                    .insert(sub.id.to_owned(), sub.value.to_owned());
+                template.fields.insert(sub.id.to_owned(), sub.value.to_owned());
             }
         }
         if template.globally_unique_identifier.is_none() {
@@ -850,10 +732,7 @@ impl Decoder {
                 "missing_globally_unique_identifier",
                 Some(object.id),
                 object.value_offset,
-                format!(
-                    "template {} has no globally unique identifier (sub-field 00)",
-                    object.id
-                ),
+                format!("template {} has no globally unique identifier (sub-field 00)", object.id),
             )?;
         }
         Ok(template)
@@ -906,9 +785,7 @@ impl Decoder {
                 "01" => language.merchant_name = Some(sub.value.to_owned()),
                 "02" => language.merchant_city = Some(sub.value.to_owned()),
                 other => {
-                    language
-                        .other
-                        .insert(other.to_owned(), sub.value.to_owned());
+                    language.other.insert(other.to_owned(), sub.value.to_owned());
                 }
             }
         }
@@ -928,19 +805,13 @@ impl Decoder {
 /// warning) because some encoders emit it.
 fn is_plain_decimal(value: &str) -> bool {
     let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
-    !whole.is_empty()
-        && whole.bytes().all(|b| b.is_ascii_digit())
-        && fraction.bytes().all(|b| b.is_ascii_digit())
+    !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn expect_length(field: &Tlv<'_>, expected: usize) -> Result<(), QrError> {
     let length = field.value.chars().count();
     if length != expected {
-        return Err(QrError::new(
-            QrErrorKind::WrongLength { length, expected },
-            Some(field.id),
-            field.offset,
-        ));
+        return Err(QrError::new(QrErrorKind::WrongLength { length, expected }, Some(field.id), field.offset));
     }
     Ok(())
 }
@@ -948,11 +819,7 @@ fn expect_length(field: &Tlv<'_>, expected: usize) -> Result<(), QrError> {
 fn max_length_error(field: &Tlv<'_>, max: usize) -> Result<(), QrError> {
     let length = field.value.chars().count();
     if length > max {
-        return Err(QrError::new(
-            QrErrorKind::FieldTooLong { length, max },
-            Some(field.id),
-            field.offset,
-        ));
+        return Err(QrError::new(QrErrorKind::FieldTooLong { length, max }, Some(field.id), field.offset));
     }
     Ok(())
 }

@@ -17,11 +17,7 @@ const QUIET_ZONE_MODULES: usize = 4;
 /// Renders `payload` as an SVG document.
 pub fn render_svg(payload: &str, module_px: u32) -> Result<String, RenderError> {
     let code = QrCode::with_error_correction_level(payload.as_bytes(), EcLevel::M)?;
-    Ok(code
-        .render::<qrcode::render::svg::Color<'_>>()
-        .module_dimensions(module_px, module_px)
-        .quiet_zone(true)
-        .build())
+    Ok(code.render::<qrcode::render::svg::Color<'_>>().module_dimensions(module_px, module_px).quiet_zone(true).build())
 }
 
 /// Renders `payload` as an 8-bit greyscale PNG with `module_px` pixels per module.

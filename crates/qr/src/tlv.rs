@@ -65,9 +65,7 @@ pub(crate) fn parse_sequence<'a>(
         let name = field_name(parent, Some(id));
         if !length_text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(QrError::new(
-                QrErrorKind::NonNumericLength {
-                    length: length_text.to_owned(),
-                },
+                QrErrorKind::NonNumericLength { length: length_text.to_owned() },
                 name.as_deref(),
                 offset + 2,
             ));
@@ -81,10 +79,7 @@ pub(crate) fn parse_sequence<'a>(
                 let available = rest.chars().count();
                 if available < declared {
                     return Err(QrError::new(
-                        QrErrorKind::LengthPastEnd {
-                            declared,
-                            available,
-                        },
+                        QrErrorKind::LengthPastEnd { declared, available },
                         name.as_deref(),
                         offset + 2,
                     ));
@@ -93,18 +88,9 @@ pub(crate) fn parse_sequence<'a>(
             }
         };
         if objects.iter().any(|o| o.id == id) {
-            return Err(QrError::new(
-                QrErrorKind::DuplicateId,
-                name.as_deref(),
-                offset,
-            ));
+            return Err(QrError::new(QrErrorKind::DuplicateId, name.as_deref(), offset));
         }
-        objects.push(Tlv {
-            id,
-            value: &text[value_start..value_end],
-            offset,
-            value_offset: base_offset + value_start,
-        });
+        objects.push(Tlv { id, value: &text[value_start..value_end], offset, value_offset: base_offset + value_start });
         position = value_end;
     }
     Ok(objects)
@@ -125,11 +111,7 @@ pub(crate) fn write_object(out: &mut String, id: &str, value: &str) -> Result<()
     debug_assert!(id.len() == 2 && id.bytes().all(|b| b.is_ascii_digit()));
     let length = value.chars().count();
     if length > 99 {
-        return Err(QrError::new(
-            QrErrorKind::FieldTooLong { length, max: 99 },
-            Some(id),
-            out.len(),
-        ));
+        return Err(QrError::new(QrErrorKind::FieldTooLong { length, max: 99 }, Some(id), out.len()));
     }
     out.push_str(id);
     out.push_str(&format!("{length:02}"));
@@ -159,28 +141,16 @@ mod tests {
         assert!(matches!(err.kind, QrErrorKind::NonNumericLength { .. }));
         assert_eq!((err.field_id.as_deref(), err.offset), (Some("01"), 8));
         let err = parse_sequence("000201010912", 0, None).unwrap_err();
-        assert_eq!(
-            err.kind,
-            QrErrorKind::LengthPastEnd {
-                declared: 9,
-                available: 2
-            }
-        );
+        assert_eq!(err.kind, QrErrorKind::LengthPastEnd { declared: 9, available: 2 });
         let err = parse_sequence("00020100020152", 0, None).unwrap_err();
         assert_eq!(err.kind, QrErrorKind::DuplicateId);
         assert_eq!(err.offset, 6);
         let err = parse_sequence("0A0201", 0, Some("62")).unwrap_err();
         assert_eq!(err.field_id.as_deref(), Some("62"));
         let err = parse_sequence("00北京01", 0, None).unwrap_err();
-        assert!(
-            matches!(err.kind, QrErrorKind::NonNumericLength { .. }),
-            "{err}"
-        );
+        assert!(matches!(err.kind, QrErrorKind::NonNumericLength { .. }), "{err}");
         assert_eq!((err.field_id.as_deref(), err.offset), (Some("00"), 2));
         let err = parse_sequence("北京0102", 0, None).unwrap_err();
-        assert!(
-            matches!(err.kind, QrErrorKind::NonNumericId { .. }),
-            "{err}"
-        );
+        assert!(matches!(err.kind, QrErrorKind::NonNumericId { .. }), "{err}");
     }
 }

@@ -1,9 +1,7 @@
 //! Property tests: the decoder never panics, and whatever the encoder builds decodes back.
 
 use proptest::prelude::*;
-use xiezhi_qr::{
-    decode, AccountTemplate, AdditionalData, DecodeOptions, MerchantPresentedQr, PointOfInitiation,
-};
+use xiezhi_qr::{decode, AccountTemplate, AdditionalData, DecodeOptions, MerchantPresentedQr, PointOfInitiation};
 
 fn ans(max: usize) -> impl Strategy<Value = String> {
     proptest::string::string_regex(&format!("[A-Za-z0-9 .\\-]{{1,{max}}}")).unwrap()
@@ -20,42 +18,35 @@ fn qr_strategy() -> impl Strategy<Value = MerchantPresentedQr> {
         prop::option::of(ans(15)),
         prop::option::of(ans(25)),
     )
-        .prop_map(
-            |(dynamic, guid, merchant_ref, mcc, amount, name, city, bill)| MerchantPresentedQr {
-                payload_format_indicator: "01".into(),
-                point_of_initiation: dynamic.map(|d| {
+        .prop_map(|(dynamic, guid, merchant_ref, mcc, amount, name, city, bill)| MerchantPresentedQr {
+            payload_format_indicator: "01".into(),
+            point_of_initiation: dynamic.map(
+                |d| {
                     if d {
                         PointOfInitiation::Dynamic
                     } else {
                         PointOfInitiation::Static
                     }
-                }),
-                merchant_account_information: vec![AccountTemplate::template(
-                    "26",
-                    &guid,
-                    &[("01", &merchant_ref)],
-                )],
-                merchant_category_code: mcc,
-                transaction_currency: "156".into(),
-                transaction_amount: amount.map(|(major, minor)| format!("{major}.{minor:02}")),
-                tip_or_convenience_indicator: None,
-                convenience_fee_fixed: None,
-                convenience_fee_percentage: None,
-                country_code: Some("CN".into()),
-                merchant_name: name,
-                merchant_city: city,
-                postal_code: None,
-                additional_data: AdditionalData {
-                    bill_number: bill,
-                    ..Default::default()
                 },
-                merchant_information_language: None,
-                reserved: Default::default(),
-                unreserved_templates: vec![],
-                crc: String::new(),
-                warnings: vec![],
-            },
-        )
+            ),
+            merchant_account_information: vec![AccountTemplate::template("26", &guid, &[("01", &merchant_ref)])],
+            merchant_category_code: mcc,
+            transaction_currency: "156".into(),
+            transaction_amount: amount.map(|(major, minor)| format!("{major}.{minor:02}")),
+            tip_or_convenience_indicator: None,
+            convenience_fee_fixed: None,
+            convenience_fee_percentage: None,
+            country_code: Some("CN".into()),
+            merchant_name: name,
+            merchant_city: city,
+            postal_code: None,
+            additional_data: AdditionalData { bill_number: bill, ..Default::default() },
+            merchant_information_language: None,
+            reserved: Default::default(),
+            unreserved_templates: vec![],
+            crc: String::new(),
+            warnings: vec![],
+        })
 }
 
 proptest! {

@@ -37,18 +37,14 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let latency_buckets = [
-                100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0,
-                100_000.0,
-            ];
+            let latency_buckets =
+                [100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0, 100_000.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_us".into()), &latency_buckets)
                 .expect("buckets")
                 .set_buckets_for_metric(
                     Matcher::Full("xiezhi_commit_batch_requests".into()),
-                    &[
-                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-                    ],
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
                 )
                 .expect("buckets");
             match builder.install_recorder() {
@@ -61,10 +57,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 pub fn router(service: Service) -> Router {
-    let state = AppState {
-        service,
-        metrics: metrics_handle(),
-    };
+    let state = AppState { service, metrics: metrics_handle() };
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -72,10 +65,7 @@ pub fn router(service: Service) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/merchants", post(create_merchant))
         .route("/v1/merchants/{id}", get(get_merchant))
-        .route(
-            "/v1/merchants/{id}/qr",
-            get(merchant_qr_image).post(issue_dynamic_qr),
-        )
+        .route("/v1/merchants/{id}/qr", get(merchant_qr_image).post(issue_dynamic_qr))
         .route("/v1/credit-lines", post(create_credit_line))
         .route("/v1/credit-lines/{id}", get(get_credit_line))
         .route("/v1/credit-lines/{id}/repayments", post(repay))
@@ -92,17 +82,12 @@ pub fn router(service: Service) -> Router {
 
 async fn record_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let response = next.run(request).await;
     let mut response = if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_none_or(|v| v != "application/problem+json")
+        && response.headers().get(header::CONTENT_TYPE).is_none_or(|v| v != "application/problem+json")
     {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,10 +102,7 @@ async fn record_request(request: Request, next: Next) -> Response {
     metrics::counter!("xiezhi_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!("xiezhi_http_request_duration_us", "method" => method, "route" => route)
         .record(started.elapsed().as_micros() as f64);
-    response.headers_mut().insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    response.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     response
 }
 
@@ -156,11 +138,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "status": if healthy { "ok" } else { "unavailable" },
         "writer": healthy,
     });
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
@@ -168,10 +146,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.service.stats();
     metrics::gauge!("xiezhi_payments_stored").set(stats.payments.load(Ordering::Relaxed) as f64);
     metrics::gauge!("xiezhi_pending_holds").set(stats.pending_holds.load(Ordering::Relaxed) as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -196,12 +171,8 @@ fn idempotency(
         return Ok(None);
     };
     let key = value.to_str().map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Idempotency-Key must be visible ASCII",
-        )
-        .with_field("Idempotency-Key")
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Idempotency-Key must be visible ASCII")
+            .with_field("Idempotency-Key")
     })?;
     let mut hasher = Sha256::new();
     hasher.update(method.as_str().as_bytes());
@@ -209,15 +180,8 @@ fn idempotency(
     hasher.update(path.as_bytes());
     hasher.update(b"\n");
     hasher.update(body);
-    let fingerprint = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(Some(IdempotencyKey {
-        key: key.to_owned(),
-        fingerprint,
-    }))
+    let fingerprint = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Some(IdempotencyKey { key: key.to_owned(), fingerprint }))
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
@@ -247,45 +211,24 @@ struct Post {
     key: Option<IdempotencyKey>,
 }
 
-fn post_prelude(
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Post, Problem> {
-    Ok(Post {
-        key: idempotency(method, path, headers, body)?,
-    })
+fn post_prelude(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Result<Post, Problem> {
+    Ok(Post { key: idempotency(method, path, headers, body)? })
 }
 
-async fn create_merchant(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_merchant(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
     let run = async {
         let post = post_prelude(&method, "/v1/merchants", &headers, &body)?;
         let request: NewMerchant = parse(&body)?;
         Ok::<_, Problem>(reply(
             StatusCode::CREATED,
-            state
-                .service
-                .execute(Command::CreateMerchant(request), post.key)
-                .await,
+            state.service.execute(Command::CreateMerchant(request), post.key).await,
         ))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn get_merchant(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(
-        StatusCode::OK,
-        state
-            .service
-            .execute(Command::GetMerchant { id }, None)
-            .await,
-    )
+    reply(StatusCode::OK, state.service.execute(Command::GetMerchant { id }, None).await)
 }
 
 #[derive(Deserialize)]
@@ -308,11 +251,7 @@ async fn merchant_qr_image(
         )
         .into_response();
     };
-    let merchant = match state
-        .service
-        .execute(Command::GetMerchant { id }, None)
-        .await
-    {
+    let merchant = match state.service.execute(Command::GetMerchant { id }, None).await {
         Ok(Reply::Merchant(m)) => m,
         Ok(_) => unreachable!("GetMerchant replies with a merchant"),
         Err(error) => return Problem::from(error).into_response(),
@@ -321,29 +260,17 @@ async fn merchant_qr_image(
     match query.format.as_deref().unwrap_or("png") {
         "png" => match xiezhi_qr::render_png(&merchant.qr_payload, module_px) {
             Ok(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
-            Err(e) => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "render_failed",
-                e.to_string(),
-            )
-            .into_response(),
+            Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "render_failed", e.to_string()).into_response(),
         },
         "svg" => match xiezhi_qr::render_svg(&merchant.qr_payload, module_px) {
             Ok(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
-            Err(e) => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "render_failed",
-                e.to_string(),
-            )
-            .into_response(),
+            Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "render_failed", e.to_string()).into_response(),
         },
-        other => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("format `{other}` is not png or svg"),
-        )
-        .with_field("format")
-        .into_response(),
+        other => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_request", format!("format `{other}` is not png or svg"))
+                .with_field("format")
+                .into_response()
+        }
     }
 }
 
@@ -365,15 +292,9 @@ async fn issue_dynamic_qr(
     let run = async {
         let post = post_prelude(&method, &format!("/v1/merchants/{id}/qr"), &headers, &body)?;
         let request: DynamicQrRequest = parse(&body)?;
-        let command = Command::IssueDynamicQr {
-            merchant_id: id,
-            amount: request.amount,
-            bill_number: request.bill_number,
-        };
-        Ok::<_, Problem>(reply(
-            StatusCode::CREATED,
-            state.service.execute(command, post.key).await,
-        ))
+        let command =
+            Command::IssueDynamicQr { merchant_id: id, amount: request.amount, bill_number: request.bill_number };
+        Ok::<_, Problem>(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -389,23 +310,14 @@ async fn create_credit_line(
         let request: NewCreditLine = parse(&body)?;
         Ok::<_, Problem>(reply(
             StatusCode::CREATED,
-            state
-                .service
-                .execute(Command::CreateCreditLine(request), post.key)
-                .await,
+            state.service.execute(Command::CreateCreditLine(request), post.key).await,
         ))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn get_credit_line(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(
-        StatusCode::OK,
-        state
-            .service
-            .execute(Command::GetCreditLine { id }, None)
-            .await,
-    )
+    reply(StatusCode::OK, state.service.execute(Command::GetCreditLine { id }, None).await)
 }
 
 #[derive(Deserialize)]
@@ -433,31 +345,15 @@ async fn repay(
     body: Bytes,
 ) -> Response {
     let run = async {
-        let post = post_prelude(
-            &method,
-            &format!("/v1/credit-lines/{id}/repayments"),
-            &headers,
-            &body,
-        )?;
+        let post = post_prelude(&method, &format!("/v1/credit-lines/{id}/repayments"), &headers, &body)?;
         let request: AmountRequest = parse(&body)?;
-        let command = Command::Repay {
-            credit_line_id: id,
-            amount: request.amount,
-        };
-        Ok::<_, Problem>(reply(
-            StatusCode::CREATED,
-            state.service.execute(command, post.key).await,
-        ))
+        let command = Command::Repay { credit_line_id: id, amount: request.amount };
+        Ok::<_, Problem>(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn create_payment(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_payment(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
     let run = async {
         let post = post_prelude(&method, "/v1/payments", &headers, &body)?;
         let request: NewPayment = parse(&body)?;
@@ -471,26 +367,14 @@ async fn create_payment(
                 .with_field("context.ip"));
             }
         }
-        let command = state
-            .service
-            .prepare_payment(request)
-            .map_err(Problem::from)?;
-        Ok(reply(
-            StatusCode::CREATED,
-            state.service.execute(command, post.key).await,
-        ))
+        let command = state.service.prepare_payment(request).map_err(Problem::from)?;
+        Ok(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn get_payment(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(
-        StatusCode::OK,
-        state
-            .service
-            .execute(Command::GetPayment { id }, None)
-            .await,
-    )
+    reply(StatusCode::OK, state.service.execute(Command::GetPayment { id }, None).await)
 }
 
 async fn capture(
@@ -501,21 +385,10 @@ async fn capture(
     body: Bytes,
 ) -> Response {
     let run = async {
-        let post = post_prelude(
-            &method,
-            &format!("/v1/payments/{id}/capture"),
-            &headers,
-            &body,
-        )?;
+        let post = post_prelude(&method, &format!("/v1/payments/{id}/capture"), &headers, &body)?;
         let request: OptionalAmountRequest = parse_optional(&body)?;
-        let command = Command::Capture {
-            payment_id: id,
-            amount: request.amount,
-        };
-        Ok::<_, Problem>(reply(
-            StatusCode::OK,
-            state.service.execute(command, post.key).await,
-        ))
+        let command = Command::Capture { payment_id: id, amount: request.amount };
+        Ok::<_, Problem>(reply(StatusCode::OK, state.service.execute(command, post.key).await))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -530,13 +403,7 @@ async fn void(
     let run = async {
         let post = post_prelude(&method, &format!("/v1/payments/{id}/void"), &headers, &body)?;
         let _: EmptyRequest = parse_optional(&body)?;
-        Ok::<_, Problem>(reply(
-            StatusCode::OK,
-            state
-                .service
-                .execute(Command::Void { payment_id: id }, post.key)
-                .await,
-        ))
+        Ok::<_, Problem>(reply(StatusCode::OK, state.service.execute(Command::Void { payment_id: id }, post.key).await))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -549,21 +416,10 @@ async fn refund(
     body: Bytes,
 ) -> Response {
     let run = async {
-        let post = post_prelude(
-            &method,
-            &format!("/v1/payments/{id}/refunds"),
-            &headers,
-            &body,
-        )?;
+        let post = post_prelude(&method, &format!("/v1/payments/{id}/refunds"), &headers, &body)?;
         let request: AmountRequest = parse(&body)?;
-        let command = Command::Refund {
-            payment_id: id,
-            amount: request.amount,
-        };
-        Ok::<_, Problem>(reply(
-            StatusCode::CREATED,
-            state.service.execute(command, post.key).await,
-        ))
+        let command = Command::Refund { payment_id: id, amount: request.amount };
+        Ok::<_, Problem>(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -574,7 +430,5 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -52,10 +52,7 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self).expect("problems serialise");
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if retry {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -80,12 +77,8 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::RefundExceedsCaptured { .. }
         | CoreError::RepaymentExceedsBalance { .. }
         | CoreError::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        CoreError::InvalidPaymentState { .. } | CoreError::AuthorizationExpired { .. } => {
-            StatusCode::CONFLICT
-        }
-        CoreError::Overloaded | CoreError::StorageUnavailable { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        CoreError::InvalidPaymentState { .. } | CoreError::AuthorizationExpired { .. } => StatusCode::CONFLICT,
+        CoreError::Overloaded | CoreError::StorageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -97,18 +90,10 @@ impl From<CoreError> for Problem {
                 problem.field = Some(field.clone())
             }
             CoreError::AmountRequired => problem.field = Some("amount".into()),
-            CoreError::InvalidQr {
-                qr_error,
-                field_id,
-                offset,
-                ..
-            } => {
+            CoreError::InvalidQr { qr_error, field_id, offset, .. } => {
                 problem.field = Some("qr_payload".into());
-                problem.qr_error = Some(QrErrorDetail {
-                    code: qr_error.clone(),
-                    field_id: field_id.clone(),
-                    offset: *offset,
-                });
+                problem.qr_error =
+                    Some(QrErrorDetail { code: qr_error.clone(), field_id: field_id.clone(), offset: *offset });
             }
             _ => {}
         }
@@ -121,25 +106,15 @@ pub fn json_problem(error: serde_json::Error) -> Problem {
     let message = error.to_string();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or("").to_owned();
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            "unknown_field",
-            format!("unknown field `{field}`"),
-        )
-        .with_field(field);
+        return Problem::new(StatusCode::BAD_REQUEST, "unknown_field", format!("unknown field `{field}`"))
+            .with_field(field);
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or("").to_owned();
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
-            format!("missing field `{field}`"),
-        )
-        .with_field(field);
+        return Problem::new(StatusCode::BAD_REQUEST, "missing_field", format!("missing field `{field}`"))
+            .with_field(field);
     }
-    if message.contains("invalid type")
-        && (message.contains("floating point") || message.contains("integer"))
-    {
+    if message.contains("invalid type") && (message.contains("floating point") || message.contains("integer")) {
         return Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid_type",

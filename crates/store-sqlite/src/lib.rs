@@ -45,10 +45,15 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Dropping this stops the background checkpointer.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    /// A transaction is open: reads made while a batch is being built share one read
+    /// transaction (one lock round-trip), which `commit` then turns into the write.
+    in_transaction: bool,
+    /// Id of the last journal entry on disk, once known.
+    last_journal_id: Option<u64>,
 }
 
 /// How often the background thread copies the WAL back into the database.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Checkpoints run on their own connection and thread (PASSIVE: they never block the
 /// writer), so a commit never pays for copying the WAL into the database file; that copy is
@@ -61,9 +66,7 @@ fn spawn_checkpointer(path: &Path) -> Option<std::sync::mpsc::Sender<()>> {
         .spawn(move || loop {
             match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(error) =
-                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
+                    if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                         eprintln!("xiezhi: WAL checkpoint failed: {error}");
                     }
                 }
@@ -81,8 +84,7 @@ fn io(error: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir/xiezhi.sqlite3`.
     pub fn open_dir(dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
         SqliteStore::open(&dir.join("xiezhi.sqlite3"))
     }
 
@@ -90,24 +92,16 @@ impl SqliteStore {
         let connection = Connection::open(path).map_err(io)?;
         // WAL: readers never block the writer and a commit is one sequential WAL append.
         // FULL: the WAL is fsynced at every commit, so acknowledged writes are durable.
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-            .map_err(io)?;
+        let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)).map_err(io)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Io(format!(
-                "could not enable WAL mode (got {mode})"
-            )));
+            return Err(StoreError::Io(format!("could not enable WAL mode (got {mode})")));
         }
         connection
-            .execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=1000;")
             .map_err(io)?;
         connection.execute_batch(SCHEMA).map_err(io)?;
         let version: Option<String> = connection
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |row| row.get(0),
-            )
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
             .optional()
             .map_err(io)?;
         match version {
@@ -121,9 +115,7 @@ impl SqliteStore {
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
             Some(v) => {
-                return Err(StoreError::Corrupt(format!(
-                    "schema version {v}, this build reads {SCHEMA_VERSION}"
-                )))
+                return Err(StoreError::Corrupt(format!("schema version {v}, this build reads {SCHEMA_VERSION}")))
             }
         }
         let checkpointer = spawn_checkpointer(path);
@@ -131,6 +123,8 @@ impl SqliteStore {
             connection,
             path: path.to_owned(),
             _checkpointer: checkpointer,
+            in_transaction: false,
+            last_journal_id: None,
         })
     }
 
@@ -138,33 +132,95 @@ impl SqliteStore {
         &self.path
     }
 
-    fn last_journal_id(&self) -> Result<u64, StoreError> {
-        let last: Option<i64> = self
-            .connection
-            .query_row("SELECT MAX(id) FROM journal", [], |row| row.get(0))
+    fn last_journal_id(&mut self) -> Result<u64, StoreError> {
+        if let Some(last) = self.last_journal_id {
+            return Ok(last);
+        }
+        let last: Option<i64> =
+            self.connection.query_row("SELECT MAX(id) FROM journal", [], |row| row.get(0)).map_err(io)?;
+        let last = last.unwrap_or(0) as u64;
+        self.last_journal_id = Some(last);
+        Ok(last)
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            self.connection.execute_batch("BEGIN").map_err(io)?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, commit: bool) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.in_transaction = false;
+        if commit {
+            if let Err(error) = self.connection.execute_batch("COMMIT") {
+                let _ = self.connection.execute_batch("ROLLBACK");
+                return Err(io(error));
+            }
+            Ok(())
+        } else {
+            self.connection.execute_batch("ROLLBACK").map_err(io)
+        }
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let mut last = self.last_journal_id()?;
+        let tx = &self.connection;
+        let mut journal =
+            tx.prepare_cached("INSERT INTO journal (id, at_ms, currency, body) VALUES (?1, ?2, ?3, ?4)").map_err(io)?;
+        let mut postings = tx
+            .prepare_cached(
+                "INSERT INTO postings (transaction_id, book, account, amount_minor) VALUES (?1, ?2, ?3, ?4)",
+            )
             .map_err(io)?;
-        Ok(last.unwrap_or(0) as u64)
+        for transaction in &batch.transactions {
+            if transaction.id != last + 1 {
+                return Err(StoreError::JournalGap { last, got: transaction.id });
+            }
+            last = transaction.id;
+            let body = serde_json::to_string(transaction).map_err(|e| StoreError::Io(e.to_string()))?;
+            journal
+                .execute(params![transaction.id as i64, transaction.at_ms, transaction.currency.alpha(), body])
+                .map_err(io)?;
+            for posting in &transaction.postings {
+                let book = match posting.account.book() {
+                    xiezhi_ledger::Book::Credit => "credit",
+                    xiezhi_ledger::Book::Money => "money",
+                };
+                postings
+                    .execute(params![transaction.id as i64, book, posting.account.name(), posting.amount_minor])
+                    .map_err(io)?;
+            }
+        }
+        let mut records = tx
+            .prepare_cached(
+                "INSERT INTO records (kind, id, body, updated_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at_ms = excluded.updated_at_ms",
+            )
+            .map_err(io)?;
+        for record in &batch.records {
+            records.execute(params![record.kind.as_str(), record.id, record.body, record.updated_at_ms]).map_err(io)?;
+        }
+        Ok(())
     }
 }
 
 impl Store for SqliteStore {
     fn journal(&mut self) -> Result<Vec<Transaction>, StoreError> {
         let mut journal = Vec::new();
-        let mut statement = self
-            .connection
-            .prepare("SELECT id, body FROM journal ORDER BY id")
-            .map_err(io)?;
+        let mut statement = self.connection.prepare("SELECT id, body FROM journal ORDER BY id").map_err(io)?;
         let mut rows = statement.query([]).map_err(io)?;
         while let Some(row) = rows.next().map_err(io)? {
             let id: i64 = row.get(0).map_err(io)?;
             let body: String = row.get(1).map_err(io)?;
-            let transaction: Transaction = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
+            let transaction: Transaction =
+                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
             if transaction.id != id as u64 {
-                return Err(StoreError::Corrupt(format!(
-                    "journal row {id} holds transaction {}",
-                    transaction.id
-                )));
+                return Err(StoreError::Corrupt(format!("journal row {id} holds transaction {}", transaction.id)));
             }
             journal.push(transaction);
         }
@@ -172,145 +228,83 @@ impl Store for SqliteStore {
     }
 
     fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
+        self.begin()?;
         let mut statement = self
             .connection
             .prepare_cached("SELECT id, body, updated_at_ms FROM records WHERE kind = ?1")
             .map_err(io)?;
         let rows = statement
             .query_map(params![kind.as_str()], |row| {
-                Ok(Record {
-                    kind,
-                    id: row.get(0)?,
-                    body: row.get(1)?,
-                    updated_at_ms: row.get(2)?,
-                })
+                Ok(Record { kind, id: row.get(0)?, body: row.get(1)?, updated_at_ms: row.get(2)? })
             })
             .map_err(io)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(io)
     }
 
     fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError> {
+        self.begin()?;
         let mut statement = self
             .connection
             .prepare_cached("SELECT body, updated_at_ms FROM records WHERE kind = ?1 AND id = ?2")
             .map_err(io)?;
         statement
             .query_row(params![kind.as_str(), id], |row| {
-                Ok(Record {
-                    kind,
-                    id: id.to_owned(),
-                    body: row.get(0)?,
-                    updated_at_ms: row.get(1)?,
-                })
+                Ok(Record { kind, id: id.to_owned(), body: row.get(0)?, updated_at_ms: row.get(1)? })
             })
             .optional()
             .map_err(io)
     }
 
-    fn delete_records_before(
-        &mut self,
-        kind: RecordKind,
-        before_ms: i64,
-        max: usize,
-    ) -> Result<usize, StoreError> {
+    fn delete_records_before(&mut self, kind: RecordKind, before_ms: i64, max: usize) -> Result<usize, StoreError> {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         // The kind is a literal so that the partial index on idempotency records applies.
         let kind = kind.as_str();
-        let deleted = self
-            .connection
-            .execute(
-                &format!(
-                    "DELETE FROM records WHERE kind = '{kind}' AND id IN
-                       (SELECT id FROM records WHERE kind = '{kind}' AND updated_at_ms < ?1 LIMIT ?2)"
-                ),
-                params![before_ms, max],
-            )
-            .map_err(io)?;
-        Ok(deleted)
+        self.begin()?;
+        let deleted = self.connection.execute(
+            &format!(
+                "DELETE FROM records WHERE kind = '{kind}' AND id IN
+                   (SELECT id FROM records WHERE kind = '{kind}' AND updated_at_ms < ?1 LIMIT ?2)"
+            ),
+            params![before_ms, max],
+        );
+        match deleted {
+            Ok(deleted) => {
+                self.end(true)?;
+                Ok(deleted)
+            }
+            Err(error) => {
+                let _ = self.end(false);
+                Err(io(error))
+            }
+        }
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.items() > MAX_BATCH_ITEMS {
-            return Err(StoreError::BatchTooLarge {
-                items: batch.items(),
-            });
+            return Err(StoreError::BatchTooLarge { items: batch.items() });
         }
         if batch.is_empty() {
-            return Ok(());
+            return self.end(true);
         }
-        let mut last = self.last_journal_id()?;
-        let tx = self.connection.transaction().map_err(io)?;
-        {
-            let mut journal = tx
-                .prepare_cached(
-                    "INSERT INTO journal (id, at_ms, currency, body) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(io)?;
-            let mut postings =
-                tx.prepare_cached("INSERT INTO postings (transaction_id, book, account, amount_minor) VALUES (?1, ?2, ?3, ?4)").map_err(io)?;
-            for transaction in &batch.transactions {
-                if transaction.id != last + 1 {
-                    // Dropping `tx` without commit rolls the whole batch back.
-                    return Err(StoreError::JournalGap {
-                        last,
-                        got: transaction.id,
-                    });
-                }
-                last = transaction.id;
-                let body = serde_json::to_string(transaction)
-                    .map_err(|e| StoreError::Io(e.to_string()))?;
-                journal
-                    .execute(params![
-                        transaction.id as i64,
-                        transaction.at_ms,
-                        transaction.currency.alpha(),
-                        body
-                    ])
-                    .map_err(io)?;
-                for posting in &transaction.postings {
-                    let book = match posting.account.book() {
-                        xiezhi_ledger::Book::Credit => "credit",
-                        xiezhi_ledger::Book::Money => "money",
-                    };
-                    postings
-                        .execute(params![
-                            transaction.id as i64,
-                            book,
-                            posting.account.name(),
-                            posting.amount_minor
-                        ])
-                        .map_err(io)?;
-                }
+        self.begin()?;
+        match self.write_batch(batch).and_then(|()| self.end(true)) {
+            Ok(()) => {
+                self.last_journal_id = batch.transactions.last().map(|t| t.id).or(self.last_journal_id);
+                Ok(())
             }
-            let mut records = tx
-                .prepare_cached(
-                    "INSERT INTO records (kind, id, body, updated_at_ms) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at_ms = excluded.updated_at_ms",
-                )
-                .map_err(io)?;
-            for record in &batch.records {
-                records
-                    .execute(params![
-                        record.kind.as_str(),
-                        record.id,
-                        record.body,
-                        record.updated_at_ms
-                    ])
-                    .map_err(io)?;
+            Err(error) => {
+                let _ = self.end(false);
+                self.last_journal_id = None;
+                Err(error)
             }
         }
-        tx.commit().map_err(io)
     }
 
     fn check_books(&mut self) -> Result<BooksReport, StoreError> {
-        let transactions: i64 = self
-            .connection
-            .query_row("SELECT COUNT(*) FROM journal", [], |row| row.get(0))
-            .map_err(io)?;
-        let postings: i64 = self
-            .connection
-            .query_row("SELECT COUNT(*) FROM postings", [], |row| row.get(0))
-            .map_err(io)?;
+        let transactions: i64 =
+            self.connection.query_row("SELECT COUNT(*) FROM journal", [], |row| row.get(0)).map_err(io)?;
+        let postings: i64 =
+            self.connection.query_row("SELECT COUNT(*) FROM postings", [], |row| row.get(0)).map_err(io)?;
         let mut statement = self
             .connection
             .prepare(
@@ -331,9 +325,7 @@ impl Store for SqliteStore {
             .prepare("SELECT book, SUM(amount_minor) FROM postings GROUP BY book ORDER BY book")
             .map_err(io)?;
         let book_totals = statement
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, i128::from(row.get::<_, i64>(1)?)))
-            })
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, i128::from(row.get::<_, i64>(1)?))))
             .map_err(io)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(io)?;
@@ -374,20 +366,9 @@ mod tests {
                 0,
             )
             .unwrap();
-        store
-            .commit(&Batch {
-                transactions: vec![open],
-                records: vec![],
-            })
-            .unwrap();
+        store.commit(&Batch { transactions: vec![open], records: vec![] }).unwrap();
         assert!(store.check_books().unwrap().is_balanced());
-        store
-            .connection
-            .execute(
-                "UPDATE postings SET amount_minor = amount_minor + 1 WHERE rowid = 1",
-                [],
-            )
-            .unwrap();
+        store.connection.execute("UPDATE postings SET amount_minor = amount_minor + 1 WHERE rowid = 1", []).unwrap();
         let report = store.check_books().unwrap();
         assert_eq!(report.unbalanced_transactions, vec![1]);
         assert!(!report.is_balanced());
@@ -397,17 +378,8 @@ mod tests {
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_dir(dir.path()).unwrap();
-        store
-            .connection
-            .execute(
-                "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-                [],
-            )
-            .unwrap();
+        store.connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
         drop(store);
-        assert!(matches!(
-            SqliteStore::open_dir(dir.path()),
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(matches!(SqliteStore::open_dir(dir.path()), Err(StoreError::Corrupt(_))));
     }
 }

@@ -51,13 +51,7 @@ fn sample_journal(from_ledger: &mut Ledger, first_line: usize, count: usize) -> 
         );
         out.push(
             from_ledger
-                .execute(
-                    Operation::Capture {
-                        hold_id: format!("h_conf_{i}"),
-                        amount_minor: 1_000,
-                    },
-                    3,
-                )
+                .execute(Operation::Capture { hold_id: format!("h_conf_{i}"), amount_minor: 1_000 }, 3)
                 .expect("capture"),
         );
     }
@@ -65,12 +59,7 @@ fn sample_journal(from_ledger: &mut Ledger, first_line: usize, count: usize) -> 
 }
 
 fn record(kind: RecordKind, id: &str, value: i64) -> Record {
-    Record {
-        kind,
-        id: id.to_owned(),
-        body: json!({ "id": id, "value": value }).to_string(),
-        updated_at_ms: value,
-    }
+    Record { kind, id: id.to_owned(), body: json!({ "id": id, "value": value }).to_string(), updated_at_ms: value }
 }
 
 fn value_of(record: &Record) -> i64 {
@@ -81,23 +70,11 @@ fn value_of(record: &Record) -> i64 {
 
 fn empty_store_holds_nothing<S: Store>(open: &mut impl FnMut() -> S) {
     let mut store = open();
-    assert!(
-        store.journal().expect("journal").is_empty(),
-        "empty_store_holds_nothing: journal"
-    );
+    assert!(store.journal().expect("journal").is_empty(), "empty_store_holds_nothing: journal");
     for kind in RecordKind::ALL {
-        assert!(
-            store.records(kind).expect("records").is_empty(),
-            "empty_store_holds_nothing: records"
-        );
+        assert!(store.records(kind).expect("records").is_empty(), "empty_store_holds_nothing: records");
     }
-    assert!(
-        store
-            .record(RecordKind::Payment, "p1")
-            .expect("record")
-            .is_none(),
-        "empty_store_holds_nothing: record"
-    );
+    assert!(store.record(RecordKind::Payment, "p1").expect("record").is_none(), "empty_store_holds_nothing: record");
 }
 
 fn commit_survives_reopen<S: Store>(open: &mut impl FnMut() -> S) {
@@ -108,10 +85,7 @@ fn commit_survives_reopen<S: Store>(open: &mut impl FnMut() -> S) {
         store
             .commit(&Batch {
                 transactions: journal.clone(),
-                records: vec![
-                    record(RecordKind::Merchant, "m1", 1),
-                    record(RecordKind::Payment, "p1", 2),
-                ],
+                records: vec![record(RecordKind::Merchant, "m1", 1), record(RecordKind::Payment, "p1", 2)],
             })
             .expect("commit");
     }
@@ -120,29 +94,15 @@ fn commit_survives_reopen<S: Store>(open: &mut impl FnMut() -> S) {
     assert_eq!(stored, journal, "commit_survives_reopen: journal differs");
     let mut replayed = Ledger::new();
     for transaction in &stored {
-        replayed
-            .replay(transaction)
-            .expect("commit_survives_reopen: replay");
+        replayed.replay(transaction).expect("commit_survives_reopen: replay");
     }
-    assert_eq!(
-        replayed, ledger,
-        "commit_survives_reopen: replayed ledger differs"
-    );
-    assert_eq!(
-        store.records(RecordKind::Merchant).expect("records").len(),
-        1,
-        "commit_survives_reopen: merchants"
-    );
-    let payment = store
-        .record(RecordKind::Payment, "p1")
-        .expect("record")
-        .expect("commit_survives_reopen: payment p1 missing");
+    assert_eq!(replayed, ledger, "commit_survives_reopen: replayed ledger differs");
+    assert_eq!(store.records(RecordKind::Merchant).expect("records").len(), 1, "commit_survives_reopen: merchants");
+    let payment =
+        store.record(RecordKind::Payment, "p1").expect("record").expect("commit_survives_reopen: payment p1 missing");
     assert_eq!(value_of(&payment), 2);
     assert!(
-        store
-            .record(RecordKind::Merchant, "p1")
-            .expect("record")
-            .is_none(),
+        store.record(RecordKind::Merchant, "p1").expect("record").is_none(),
         "commit_survives_reopen: kinds are separate key spaces"
     );
 }
@@ -152,36 +112,15 @@ fn records_are_replaced_by_id<S: Store>(open: &mut impl FnMut() -> S) {
     store
         .commit(&Batch {
             transactions: vec![],
-            records: vec![
-                record(RecordKind::Payment, "p1", 5),
-                record(RecordKind::Idempotency, "p1", 6),
-            ],
+            records: vec![record(RecordKind::Payment, "p1", 5), record(RecordKind::Idempotency, "p1", 6)],
         })
         .expect("commit");
     let mut store = open();
-    let payment = store
-        .record(RecordKind::Payment, "p1")
-        .expect("record")
-        .expect("payment p1");
-    assert_eq!(
-        value_of(&payment),
-        5,
-        "records_are_replaced_by_id: not replaced"
-    );
-    assert_eq!(
-        store.records(RecordKind::Payment).expect("records").len(),
-        1,
-        "records_are_replaced_by_id: duplicated"
-    );
-    let key = store
-        .record(RecordKind::Idempotency, "p1")
-        .expect("record")
-        .expect("idempotency p1");
-    assert_eq!(
-        value_of(&key),
-        6,
-        "records_are_replaced_by_id: kinds must be separate key spaces"
-    );
+    let payment = store.record(RecordKind::Payment, "p1").expect("record").expect("payment p1");
+    assert_eq!(value_of(&payment), 5, "records_are_replaced_by_id: not replaced");
+    assert_eq!(store.records(RecordKind::Payment).expect("records").len(), 1, "records_are_replaced_by_id: duplicated");
+    let key = store.record(RecordKind::Idempotency, "p1").expect("record").expect("idempotency p1");
+    assert_eq!(value_of(&key), 6, "records_are_replaced_by_id: kinds must be separate key spaces");
 }
 
 fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
@@ -193,14 +132,8 @@ fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
     }
     let mut next = sample_journal(&mut ledger, 100, 1);
     next[0].id += 10; // leaves a gap
-    let result = store.commit(&Batch {
-        transactions: next,
-        records: vec![record(RecordKind::Merchant, "gap", 9)],
-    });
-    assert!(
-        matches!(result, Err(StoreError::JournalGap { .. })),
-        "journal_gaps_are_refused_atomically: {result:?}"
-    );
+    let result = store.commit(&Batch { transactions: next, records: vec![record(RecordKind::Merchant, "gap", 9)] });
+    assert!(matches!(result, Err(StoreError::JournalGap { .. })), "journal_gaps_are_refused_atomically: {result:?}");
     let mut store = open();
     assert_eq!(
         store.journal().expect("journal").len(),
@@ -208,86 +141,43 @@ fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
         "journal_gaps_are_refused_atomically: journal changed"
     );
     assert!(
-        store
-            .record(RecordKind::Merchant, "gap")
-            .expect("record")
-            .is_none(),
+        store.record(RecordKind::Merchant, "gap").expect("record").is_none(),
         "journal_gaps_are_refused_atomically: record from a failed batch is visible"
     );
 }
 
 fn oversized_batches_are_refused<S: Store>(open: &mut impl FnMut() -> S) {
-    let records = (0..=crate::MAX_BATCH_ITEMS)
-        .map(|i| record(RecordKind::Payment, &format!("big{i}"), 0))
-        .collect();
-    let result = open().commit(&Batch {
-        transactions: vec![],
-        records,
-    });
-    assert!(
-        matches!(result, Err(StoreError::BatchTooLarge { .. })),
-        "oversized_batches_are_refused: {result:?}"
-    );
+    let records = (0..=crate::MAX_BATCH_ITEMS).map(|i| record(RecordKind::Payment, &format!("big{i}"), 0)).collect();
+    let result = open().commit(&Batch { transactions: vec![], records });
+    assert!(matches!(result, Err(StoreError::BatchTooLarge { .. })), "oversized_batches_are_refused: {result:?}");
 }
 
 fn old_records_are_deleted_by_age<S: Store>(open: &mut impl FnMut() -> S) {
     let mut store = open();
-    let records = (0..10)
-        .map(|i| record(RecordKind::Idempotency, &format!("age{i}"), 1_000 + i))
-        .collect();
-    store
-        .commit(&Batch {
-            transactions: vec![],
-            records,
-        })
-        .expect("commit");
-    let deleted = store
-        .delete_records_before(RecordKind::Idempotency, 1_005, 3)
-        .expect("delete");
-    assert_eq!(
-        deleted, 3,
-        "old_records_are_deleted_by_age: the limit applies"
-    );
-    let deleted = store
-        .delete_records_before(RecordKind::Idempotency, 1_005, 100)
-        .expect("delete");
-    assert_eq!(
-        deleted, 3,
-        "old_records_are_deleted_by_age: p1 (6) and age0..age4 are older than 1005"
-    );
+    let records = (0..10).map(|i| record(RecordKind::Idempotency, &format!("age{i}"), 1_000 + i)).collect();
+    store.commit(&Batch { transactions: vec![], records }).expect("commit");
+    let deleted = store.delete_records_before(RecordKind::Idempotency, 1_005, 3).expect("delete");
+    assert_eq!(deleted, 3, "old_records_are_deleted_by_age: the limit applies");
+    let deleted = store.delete_records_before(RecordKind::Idempotency, 1_005, 100).expect("delete");
+    assert_eq!(deleted, 3, "old_records_are_deleted_by_age: p1 (6) and age0..age4 are older than 1005");
     let mut store = open();
     assert!(
-        store
-            .record(RecordKind::Idempotency, "age4")
-            .expect("record")
-            .is_none(),
+        store.record(RecordKind::Idempotency, "age4").expect("record").is_none(),
         "old_records_are_deleted_by_age: age4 survived"
     );
     assert!(
-        store
-            .record(RecordKind::Idempotency, "age5")
-            .expect("record")
-            .is_some(),
+        store.record(RecordKind::Idempotency, "age5").expect("record").is_some(),
         "old_records_are_deleted_by_age: age5 deleted"
     );
     assert!(
-        store
-            .record(RecordKind::Payment, "p1")
-            .expect("record")
-            .is_some(),
+        store.record(RecordKind::Payment, "p1").expect("record").is_some(),
         "old_records_are_deleted_by_age: other kinds untouched"
     );
 }
 
 fn books_are_checked_from_postings<S: Store>(open: &mut impl FnMut() -> S) {
     let report = open().check_books().expect("check_books");
-    assert!(
-        report.is_balanced(),
-        "books_are_checked_from_postings: {report:?}"
-    );
-    assert_eq!(
-        report.transactions, 9,
-        "books_are_checked_from_postings: transaction count"
-    );
+    assert!(report.is_balanced(), "books_are_checked_from_postings: {report:?}");
+    assert_eq!(report.transactions, 9, "books_are_checked_from_postings: transaction count");
     assert!(report.postings >= 9 * 2);
 }

@@ -35,11 +35,7 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 3] = [
-        RecordKind::Merchant,
-        RecordKind::Payment,
-        RecordKind::Idempotency,
-    ];
+    pub const ALL: [RecordKind; 3] = [RecordKind::Merchant, RecordKind::Payment, RecordKind::Idempotency];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,8 +89,7 @@ pub struct BooksReport {
 
 impl BooksReport {
     pub fn is_balanced(&self) -> bool {
-        self.unbalanced_transactions.is_empty()
-            && self.book_totals.iter().all(|(_, total)| *total == 0)
+        self.unbalanced_transactions.is_empty() && self.book_totals.iter().all(|(_, total)| *total == 0)
     }
 }
 
@@ -119,12 +114,7 @@ pub trait Store: Send + 'static {
 
     /// Durably deletes up to `max` records of `kind` last updated before `before_ms`
     /// (retention, e.g. of idempotency keys). Returns how many were deleted.
-    fn delete_records_before(
-        &mut self,
-        kind: RecordKind,
-        before_ms: i64,
-        max: usize,
-    ) -> Result<usize, StoreError>;
+    fn delete_records_before(&mut self, kind: RecordKind, before_ms: i64, max: usize) -> Result<usize, StoreError>;
 
     /// Checks that every stored transaction balances, from the stored postings alone.
     fn check_books(&mut self) -> Result<BooksReport, StoreError>;
