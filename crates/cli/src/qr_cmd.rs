@@ -15,7 +15,7 @@ pub enum QrCommand {
         strict: bool,
     },
     /// Build a payload from flags; print it, and write a PNG or SVG image with --out.
-    Encode(EncodeArgs),
+    Encode(Box<EncodeArgs>),
 }
 
 #[derive(Args)]

@@ -3,6 +3,10 @@
 //! Bodies are read as bytes (at most [`MAX_BODY_BYTES`]), fingerprinted for idempotency,
 //! then parsed strictly (unknown fields are refused). Errors are problem+json.
 
+// A `Problem` is the error half of every handler's result and becomes the response body;
+// boxing it would only add an allocation to every error path.
+#![allow(clippy::result_large_err)]
+
 mod problem;
 
 pub use problem::Problem;
