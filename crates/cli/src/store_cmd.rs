@@ -25,20 +25,19 @@ pub fn check(data_dir: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let journal = match store.journal() {
-        Ok(journal) => journal,
-        Err(e) => {
-            eprintln!("xiezhi store check: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let mut ledger = Ledger::new();
     let mut replay_error = None;
-    for transaction in &journal {
-        if let Err(e) = ledger.replay(transaction) {
-            replay_error = Some(e.to_string());
-            break;
+    let streamed = store.for_each_journal_entry(&mut |transaction| {
+        if replay_error.is_none() {
+            if let Err(e) = ledger.replay(&transaction) {
+                replay_error = Some(e.to_string());
+            }
         }
+        Ok(())
+    });
+    if let Err(e) = streamed {
+        eprintln!("xiezhi store check: {e}");
+        return ExitCode::from(2);
     }
     let (credit_total, money_total) = ledger.trial_balance();
     let mut platform = serde_json::Map::new();

@@ -110,9 +110,9 @@ impl State {
     /// left memory ahead of the disk).
     pub fn reload(&mut self) -> Result<(), StoreError> {
         let mut ledger = Ledger::new();
-        for transaction in &self.store.journal()? {
-            ledger.replay(transaction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        }
+        self.store.for_each_journal_entry(&mut |transaction| {
+            ledger.replay(&transaction).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })?;
         ledger.evict_settled_holds();
         self.ledger = ledger;
         self.merchants.clear();

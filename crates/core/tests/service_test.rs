@@ -302,8 +302,11 @@ struct FlakyStore {
 }
 
 impl Store for FlakyStore {
-    fn journal(&mut self) -> Result<Vec<xiezhi_ledger::Transaction>, StoreError> {
-        self.inner.journal()
+    fn for_each_journal_entry(
+        &mut self,
+        visit: &mut dyn FnMut(xiezhi_ledger::Transaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.inner.for_each_journal_entry(visit)
     }
     fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
         self.inner.records(kind)

@@ -210,21 +210,27 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn journal(&mut self) -> Result<Vec<Transaction>, StoreError> {
-        let mut journal = Vec::new();
+    fn for_each_journal_entry(
+        &mut self,
+        visit: &mut dyn FnMut(Transaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut statement = self.connection.prepare("SELECT id, body FROM journal ORDER BY id").map_err(io)?;
         let mut rows = statement.query([]).map_err(io)?;
         while let Some(row) = rows.next().map_err(io)? {
             let id: i64 = row.get(0).map_err(io)?;
-            let body: String = row.get(1).map_err(io)?;
+            let body = row
+                .get_ref(1)
+                .map_err(io)?
+                .as_str()
+                .map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
             let transaction: Transaction =
-                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
+                serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
             if transaction.id != id as u64 {
                 return Err(StoreError::Corrupt(format!("journal row {id} holds transaction {}", transaction.id)));
             }
-            journal.push(transaction);
+            visit(transaction)?;
         }
-        Ok(journal)
+        Ok(())
     }
 
     fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {

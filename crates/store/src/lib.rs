@@ -99,8 +99,22 @@ impl BooksReport {
 /// payments and idempotency records are read one at a time, by id, when a request needs
 /// them, so the service's memory does not grow with its history.
 pub trait Store: Send + 'static {
-    /// The whole journal, in id order.
-    fn journal(&mut self) -> Result<Vec<Transaction>, StoreError>;
+    /// Visits the journal in id order, one entry at a time (start-up replay streams through
+    /// this, so the journal never has to fit in memory at once).
+    fn for_each_journal_entry(
+        &mut self,
+        visit: &mut dyn FnMut(Transaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// The whole journal, in id order, collected (for tests and small tools).
+    fn journal(&mut self) -> Result<Vec<Transaction>, StoreError> {
+        let mut journal = Vec::new();
+        self.for_each_journal_entry(&mut |transaction| {
+            journal.push(transaction);
+            Ok(())
+        })?;
+        Ok(journal)
+    }
 
     /// Every record of one kind (for kinds small enough to keep in memory, e.g. merchants).
     fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError>;
