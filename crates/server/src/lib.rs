@@ -12,7 +12,7 @@ mod problem;
 pub use problem::Problem;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -188,18 +188,6 @@ fn idempotency(
     Ok(Some(IdempotencyKey { key: key.to_owned(), fingerprint }))
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(body).map_err(problem::json_problem)
-}
-
-/// Parses a body that may be empty (treated as `{}`).
-fn parse_optional<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return parse(b"{}");
-    }
-    parse(body)
-}
-
 fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Response {
     match result {
         Ok(Reply::Merchant(v)) => (status, Json(v)).into_response(),
@@ -211,24 +199,46 @@ fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Response {
     }
 }
 
-struct Post {
+/// A POST body with its idempotency key, read once for every POST route.
+struct Posted {
     key: Option<IdempotencyKey>,
+    body: Bytes,
 }
 
-fn post_prelude(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Result<Post, Problem> {
-    Ok(Post { key: idempotency(method, path, headers, body)? })
+impl<S: Send + Sync> FromRequest<S> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Posted, Response> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        let key = idempotency(&method, &path, &headers, &body).map_err(IntoResponse::into_response)?;
+        Ok(Posted { key, body })
+    }
 }
 
-async fn create_merchant(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    let run = async {
-        let post = post_prelude(&method, "/v1/merchants", &headers, &body)?;
-        let request: NewMerchant = parse(&body)?;
-        Ok::<_, Problem>(reply(
-            StatusCode::CREATED,
-            state.service.execute(Command::CreateMerchant(request), post.key).await,
-        ))
+/// Parses the body as `T` (an empty body as `{}` where `T` allows it), turns it into a
+/// command, runs it, and answers with `status` or a problem.
+async fn run_post<T: DeserializeOwned>(
+    state: &AppState,
+    posted: Posted,
+    status: StatusCode,
+    command: impl FnOnce(T) -> Result<Command, Problem>,
+) -> Response {
+    let body: &[u8] = if posted.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &posted.body };
+    let request = match serde_json::from_slice::<T>(body) {
+        Ok(request) => request,
+        Err(error) => return problem::json_problem(error).into_response(),
     };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+    match command(request) {
+        Ok(command) => reply(status, state.service.execute(command, posted.key).await),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn create_merchant(State(state): State<AppState>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::CREATED, |r| Ok(Command::CreateMerchant(r))).await
 }
 
 async fn get_merchant(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -261,20 +271,22 @@ async fn merchant_qr_image(
         Err(error) => return Problem::from(error).into_response(),
     };
     let module_px = query.module_px.unwrap_or(8).clamp(1, 32);
-    match query.format.as_deref().unwrap_or("png") {
-        "png" => match xiezhi_qr::render_png(&merchant.qr_payload, module_px) {
-            Ok(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
-            Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "render_failed", e.to_string()).into_response(),
-        },
-        "svg" => match xiezhi_qr::render_svg(&merchant.qr_payload, module_px) {
-            Ok(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
-            Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "render_failed", e.to_string()).into_response(),
-        },
+    let rendered = match query.format.as_deref().unwrap_or("png") {
+        "png" => xiezhi_qr::render_png(&merchant.qr_payload, module_px).map(|png| ("image/png", png)),
+        "svg" => xiezhi_qr::render_svg(&merchant.qr_payload, module_px).map(|svg| ("image/svg+xml", svg.into_bytes())),
         other => {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_request", format!("format `{other}` is not png or svg"))
-                .with_field("format")
-                .into_response()
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("format `{other}` is not png or svg"),
+            )
+            .with_field("format")
+            .into_response()
         }
+    };
+    match rendered {
+        Ok((content_type, bytes)) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "render_failed", e.to_string()).into_response(),
     }
 }
 
@@ -286,38 +298,15 @@ struct DynamicQrRequest {
     bill_number: Option<String>,
 }
 
-async fn issue_dynamic_qr(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let post = post_prelude(&method, &format!("/v1/merchants/{id}/qr"), &headers, &body)?;
-        let request: DynamicQrRequest = parse(&body)?;
-        let command =
-            Command::IssueDynamicQr { merchant_id: id, amount: request.amount, bill_number: request.bill_number };
-        Ok::<_, Problem>(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn issue_dynamic_qr(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::CREATED, |r: DynamicQrRequest| {
+        Ok(Command::IssueDynamicQr { merchant_id: id, amount: r.amount, bill_number: r.bill_number })
+    })
+    .await
 }
 
-async fn create_credit_line(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let post = post_prelude(&method, "/v1/credit-lines", &headers, &body)?;
-        let request: NewCreditLine = parse(&body)?;
-        Ok::<_, Problem>(reply(
-            StatusCode::CREATED,
-            state.service.execute(Command::CreateCreditLine(request), post.key).await,
-        ))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn create_credit_line(State(state): State<AppState>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::CREATED, |r| Ok(Command::CreateCreditLine(r))).await
 }
 
 async fn get_credit_line(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -330,37 +319,27 @@ struct AmountRequest {
     amount: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OptionalAmountRequest {
     #[serde(default)]
     amount: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmptyRequest {}
 
-async fn repay(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let post = post_prelude(&method, &format!("/v1/credit-lines/{id}/repayments"), &headers, &body)?;
-        let request: AmountRequest = parse(&body)?;
-        let command = Command::Repay { credit_line_id: id, amount: request.amount };
-        Ok::<_, Problem>(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn repay(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::CREATED, |r: AmountRequest| {
+        Ok(Command::Repay { credit_line_id: id, amount: r.amount })
+    })
+    .await
 }
 
-async fn create_payment(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    let run = async {
-        let post = post_prelude(&method, "/v1/payments", &headers, &body)?;
-        let request: NewPayment = parse(&body)?;
+async fn create_payment(State(state): State<AppState>, posted: Posted) -> Response {
+    let service = state.service.clone();
+    run_post(&state, posted, StatusCode::CREATED, |request: NewPayment| {
         if let Some(ip) = &request.context.ip {
             if ip.parse::<std::net::IpAddr>().is_err() {
                 return Err(Problem::new(
@@ -371,61 +350,31 @@ async fn create_payment(State(state): State<AppState>, method: Method, headers: 
                 .with_field("context.ip"));
             }
         }
-        let command = state.service.prepare_payment(request).map_err(Problem::from)?;
-        Ok(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        service.prepare_payment(request).map_err(Problem::from)
+    })
+    .await
 }
 
 async fn get_payment(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     reply(StatusCode::OK, state.service.execute(Command::GetPayment { id }, None).await)
 }
 
-async fn capture(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let post = post_prelude(&method, &format!("/v1/payments/{id}/capture"), &headers, &body)?;
-        let request: OptionalAmountRequest = parse_optional(&body)?;
-        let command = Command::Capture { payment_id: id, amount: request.amount };
-        Ok::<_, Problem>(reply(StatusCode::OK, state.service.execute(command, post.key).await))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn capture(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::OK, |r: OptionalAmountRequest| {
+        Ok(Command::Capture { payment_id: id, amount: r.amount })
+    })
+    .await
 }
 
-async fn void(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let post = post_prelude(&method, &format!("/v1/payments/{id}/void"), &headers, &body)?;
-        let _: EmptyRequest = parse_optional(&body)?;
-        Ok::<_, Problem>(reply(StatusCode::OK, state.service.execute(Command::Void { payment_id: id }, post.key).await))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn void(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::OK, |_: EmptyRequest| Ok(Command::Void { payment_id: id })).await
 }
 
-async fn refund(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let post = post_prelude(&method, &format!("/v1/payments/{id}/refunds"), &headers, &body)?;
-        let request: AmountRequest = parse(&body)?;
-        let command = Command::Refund { payment_id: id, amount: request.amount };
-        Ok::<_, Problem>(reply(StatusCode::CREATED, state.service.execute(command, post.key).await))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn refund(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::CREATED, |r: AmountRequest| {
+        Ok(Command::Refund { payment_id: id, amount: r.amount })
+    })
+    .await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
