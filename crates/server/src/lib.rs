@@ -36,7 +36,14 @@ struct AppState {
     metrics: PrometheusHandle,
 }
 
+/// How often pending histogram samples are folded into their buckets.
+const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (installed once; later calls share it).
+///
+/// The recorder keeps every histogram sample until upkeep folds it into the buckets; without
+/// the upkeep thread started here, memory would grow with each request until someone
+/// scrapes `/metrics`.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -51,11 +58,20 @@ pub fn metrics_handle() -> PrometheusHandle {
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
                 )
                 .expect("buckets");
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (e.g. in a test binary): render our own.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("xiezhi-metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                })
+                .expect("spawn the metrics upkeep thread");
+            handle
         })
         .clone()
 }
