@@ -12,8 +12,18 @@ fn xiezhi() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xiezhi"))
 }
 
+/// Kills the server when dropped, so a failing assertion never leaves it running.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `xiezhi serve` on a free port and returns the child and its base URL.
-fn serve(data_dir: &Path) -> (Child, String) {
+fn serve(data_dir: &Path) -> (Server, String) {
     let mut child = xiezhi()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -29,7 +39,7 @@ fn serve(data_dir: &Path) -> (Child, String) {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
-    (child, base)
+    (Server(child), base)
 }
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> Result<(u16, Value), reqwest::Error> {
@@ -91,8 +101,8 @@ async fn killed_mid_write_loses_nothing_acknowledged() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(300 + 250 * round)).await;
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().unwrap();
         for task in tasks {
             acknowledged.extend(task.await.unwrap());
         }
@@ -106,7 +116,7 @@ async fn killed_mid_write_loses_nothing_acknowledged() {
     assert!(acknowledged.len() > 50, "too little traffic to mean anything: {}", acknowledged.len());
 
     // Every acknowledged payment is there, with the outcome the client saw.
-    let (mut child, base) = serve(dir.path());
+    let (child, base) = serve(dir.path());
     for (id, status) in &acknowledged {
         let payment: Value = client.get(format!("{base}/v1/payments/{id}")).send().await.unwrap().json().await.unwrap();
         assert_eq!(payment["status"].as_str(), Some(status.as_str()), "payment {id} after restart: {payment}");
@@ -117,6 +127,5 @@ async fn killed_mid_write_loses_nothing_acknowledged() {
             client.get(format!("{base}/v1/credit-lines/{line}")).send().await.unwrap().json().await.unwrap();
         assert!(!line["available"].as_str().unwrap().starts_with('-'), "{line}");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
