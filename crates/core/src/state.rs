@@ -67,14 +67,13 @@ fn parse_amount(field: &str, text: &str, currency: Currency, sign: Sign) -> Resu
     parse_minor(text, currency, sign).map_err(|e| amount_error(field, e))
 }
 
-pub(crate) fn parse_currency(field: &str, code: &str) -> Result<Currency, CoreError> {
+pub(crate) fn parse_currency(code: &str) -> Result<Currency, CoreError> {
     // Alphabetic codes only at the API; numeric codes belong to QR payloads.
     if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
         if let Some(currency) = Currency::from_alpha(code) {
             return Ok(currency);
         }
     }
-    let _ = field;
     Err(CoreError::UnknownCurrency { currency: code.to_owned() })
 }
 
@@ -288,7 +287,7 @@ impl State {
                 message: "`mcc` must be a four-digit merchant category code".into(),
             });
         }
-        let currency = parse_currency("currency", &request.currency)?;
+        let currency = parse_currency(&request.currency)?;
         if request.partner_accounts.len() > 8 {
             return Err(CoreError::InvalidRequest {
                 field: "partner_accounts".into(),
@@ -339,7 +338,7 @@ impl State {
 
     fn create_credit_line(&mut self, request: NewCreditLine, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         check_text("user_id", &request.user_id)?;
-        let currency = parse_currency("currency", &request.currency)?;
+        let currency = parse_currency(&request.currency)?;
         let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
         let mut id = new_id("cl", now_ms);
         while self.ledger.credit_line(&id).is_some() {

@@ -119,20 +119,23 @@ impl Writer {
                 Err(error) => tracing::warn!(%error, "pruning idempotency keys failed"),
             }
         }
-        let mut results: Vec<Result<Reply, CoreError>> = Vec::with_capacity(envelopes.len());
+        let requests = envelopes.len();
+        let mut replies = Vec::with_capacity(requests);
+        let mut results: Vec<Result<Reply, CoreError>> = Vec::with_capacity(requests);
+        let mut payments_created = 0;
         // A storage error while building the batch may leave memory half-way through a
         // command; such a batch is never committed.
         let mut poisoned = None;
-        for envelope in envelopes.iter_mut() {
-            let command = std::mem::replace(&mut envelope.command, crate::Command::GetMerchant { id: String::new() });
-            let created_payment = matches!(command, crate::Command::CreatePayment(_));
-            let result = self.state.apply(command, envelope.idempotency.take(), now_ms, &mut batch);
-            if created_payment && result.is_ok() {
-                self.stats.payments.fetch_add(1, Ordering::Relaxed);
+        for Envelope { command, idempotency, reply } in envelopes.drain(..) {
+            let creates_payment = matches!(command, crate::Command::CreatePayment(_));
+            let result = self.state.apply(command, idempotency, now_ms, &mut batch);
+            if creates_payment && result.is_ok() {
+                payments_created += 1;
             }
             if let Err(error @ CoreError::StorageUnavailable { .. }) = &result {
                 poisoned = Some(error.clone());
             }
+            replies.push(reply);
             results.push(result);
         }
         let mut needs_recovery = false;
@@ -148,9 +151,10 @@ impl Writer {
                 Ok(()) => {
                     let elapsed_us = started.elapsed().as_micros() as f64;
                     metrics::histogram!("xiezhi_commit_duration_us").record(elapsed_us);
-                    metrics::histogram!("xiezhi_commit_batch_requests").record(envelopes.len() as f64);
+                    metrics::histogram!("xiezhi_commit_batch_requests").record(requests as f64);
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats.committed_requests.fetch_add(envelopes.len() as u64, Ordering::Relaxed);
+                    self.stats.committed_requests.fetch_add(requests as u64, Ordering::Relaxed);
+                    self.stats.payments.fetch_add(payments_created, Ordering::Relaxed);
                 }
                 Err(error) => {
                     tracing::error!(%error, "group commit failed; rebuilding state from the store");
@@ -163,9 +167,9 @@ impl Writer {
                 }
             }
         }
-        for (envelope, result) in envelopes.drain(..).zip(results) {
+        for (reply, result) in replies.into_iter().zip(results) {
             // The client may have gone away; the outcome is durable either way.
-            let _ = envelope.reply.send(result);
+            let _ = reply.send(result);
         }
         let healthy = !needs_recovery || self.recover();
         self.stats.pending_holds.store(self.state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
