@@ -233,16 +233,7 @@ impl State {
             Command::Refund { payment_id, amount } => self.refund(&payment_id, &amount, now_ms, out),
             Command::Repay { credit_line_id, amount } => self.repay(&credit_line_id, &amount, now_ms, out),
             Command::IssueDynamicQr { merchant_id, amount, bill_number } => {
-                let qr_payload = self.dynamic_qr(&merchant_id, &amount, bill_number.as_deref())?;
-                let merchant = self.merchant(&merchant_id)?;
-                let amount_minor = parse_amount("amount", &amount, merchant.currency, Sign::Positive)?;
-                Ok(Reply::DynamicQr(DynamicQrView {
-                    merchant_id,
-                    amount: decimal(amount_minor, merchant.currency),
-                    currency: merchant.currency.alpha().into(),
-                    bill_number,
-                    qr_payload,
-                }))
+                self.dynamic_qr(&merchant_id, &amount, bill_number).map(Reply::DynamicQr)
             }
             Command::GetMerchant { id } => self.merchant(&id).map(|m| Reply::Merchant(m.into())),
             Command::GetCreditLine { id } => self.credit_line_view(&id).map(Reply::CreditLine),
@@ -317,19 +308,18 @@ impl State {
         while self.merchants.contains_key(&id) {
             id = new_id("mch", now_ms);
         }
-        let qr = merchant_qr(&self.config.own_guid, &id, &request, currency, None, None);
-        let qr_payload = qr.encode().map_err(CoreError::from)?;
-        let merchant = Merchant {
+        let mut merchant = Merchant {
             id: id.clone(),
             name: request.name,
             city: request.city,
             country: request.country,
             mcc: request.mcc,
             currency,
-            qr_payload,
+            qr_payload: String::new(),
             partner_accounts: request.partner_accounts,
             created_at_ms: now_ms,
         };
+        merchant.qr_payload = merchant_qr(&self.config.own_guid, &merchant, None, None).encode()?;
         out.records.push(record(RecordKind::Merchant, &id, &merchant, now_ms));
         let view = MerchantView::from(&merchant);
         self.index_merchant(merchant);
@@ -388,7 +378,8 @@ impl State {
         let PreparedPayment { request, qr } = prepared;
         let currency =
             qr.currency().ok_or_else(|| CoreError::UnknownCurrency { currency: qr.transaction_currency.clone() })?;
-        let merchant = self.resolve_merchant(&qr)?.clone();
+        let merchant = self.resolve_merchant(&qr)?;
+        let (merchant_id, merchant_name) = (merchant.id.clone(), merchant.name.clone());
         let line = self
             .ledger
             .credit_line(&request.credit_line_id)
@@ -431,8 +422,8 @@ impl State {
         let mut payment = Payment {
             id: id.clone(),
             credit_line_id: request.credit_line_id.clone(),
-            merchant_id: merchant.id.clone(),
-            merchant_name: merchant.name.clone(),
+            merchant_id,
+            merchant_name,
             currency,
             amount_minor,
             fee_minor,
@@ -674,9 +665,7 @@ fn ledger_error(error: LedgerError, currency: Currency) -> CoreError {
 /// are longer than the spec allows go, in full, into the language template 64.
 pub(crate) fn merchant_qr(
     own_guid: &str,
-    merchant_id: &str,
-    merchant: &NewMerchant,
-    currency: Currency,
+    merchant: &Merchant,
     amount: Option<Money>,
     bill_number: Option<&str>,
 ) -> MerchantPresentedQr {
@@ -696,9 +685,9 @@ pub(crate) fn merchant_qr(
         } else {
             PointOfInitiation::Static
         }),
-        merchant_account_information: vec![AccountTemplate::template("26", own_guid, &[("01", merchant_id)])],
+        merchant_account_information: vec![AccountTemplate::template("26", own_guid, &[("01", &merchant.id)])],
         merchant_category_code: Some(merchant.mcc.clone()),
-        transaction_currency: currency.numeric_str(),
+        transaction_currency: merchant.currency.numeric_str(),
         transaction_amount: amount.map(|a| a.to_decimal_string()),
         tip_or_convenience_indicator: None,
         convenience_fee_fixed: None,
@@ -726,10 +715,15 @@ pub(crate) fn merchant_qr(
 
 impl State {
     /// A dynamic QR code for one payment at `merchant_id`.
-    pub fn dynamic_qr(&self, merchant_id: &str, amount: &str, bill_number: Option<&str>) -> Result<String, CoreError> {
+    pub fn dynamic_qr(
+        &self,
+        merchant_id: &str,
+        amount: &str,
+        bill_number: Option<String>,
+    ) -> Result<DynamicQrView, CoreError> {
         let merchant = self.merchant(merchant_id)?;
         let amount_minor = parse_amount("amount", amount, merchant.currency, Sign::Positive)?;
-        if let Some(bill) = bill_number {
+        if let Some(bill) = &bill_number {
             if bill.is_empty() || bill.chars().count() > 25 || !bill.is_ascii() {
                 return Err(CoreError::InvalidRequest {
                     field: "bill_number".into(),
@@ -737,17 +731,14 @@ impl State {
                 });
             }
         }
-        let request = NewMerchant {
-            name: merchant.name.clone(),
-            city: merchant.city.clone(),
-            country: merchant.country.clone(),
-            mcc: merchant.mcc.clone(),
-            currency: merchant.currency.alpha().into(),
-            partner_accounts: vec![],
-        };
         let money = Money::from_minor(amount_minor, merchant.currency).map_err(|e| amount_error("amount", e))?;
-        merchant_qr(&self.config.own_guid, &merchant.id, &request, merchant.currency, Some(money), bill_number)
-            .encode()
-            .map_err(CoreError::from)
+        let qr_payload = merchant_qr(&self.config.own_guid, merchant, Some(money), bill_number.as_deref()).encode()?;
+        Ok(DynamicQrView {
+            merchant_id: merchant.id.clone(),
+            amount: money.to_decimal_string(),
+            currency: merchant.currency.alpha().into(),
+            bill_number,
+            qr_payload,
+        })
     }
 }
