@@ -32,6 +32,22 @@ pub struct ServeArgs {
     pub hold_ttl_secs: i64,
 }
 
+/// Ctrl-C or SIGTERM (what service managers send): stop accepting, finish in-flight requests.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
 fn parse_scheme(text: &str) -> Result<AcceptedScheme, String> {
     let (guid, field) = text.split_once(':').ok_or("expected GUID:FIELD")?;
     if guid.is_empty() || guid.len() > 32 {
@@ -80,9 +96,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // Scripts and tests read this line to find the port.
     println!("xiezhi listening on {base} (data in {})", args.data_dir.display());
     let router = xiezhi_server::router(service);
-    let server = tokio::spawn(xiezhi_server::serve(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }));
+    let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
     if args.demo {
         let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_rate);
         tokio::spawn(async move {
