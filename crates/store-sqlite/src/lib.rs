@@ -209,6 +209,21 @@ impl SqliteStore {
     }
 }
 
+/// The retention delete. For idempotency records the age index is named explicitly: left to
+/// itself, SQLite's planner prefers the primary-key prefix `kind = ?` and scans every key
+/// (with 400k keys that scan, twice a second, took the HTTP p99 from 7 ms to 150 ms).
+fn delete_before_sql(kind: RecordKind) -> String {
+    let name = kind.as_str();
+    let index = match kind {
+        RecordKind::Idempotency => "INDEXED BY idempotency_age",
+        RecordKind::Merchant | RecordKind::Payment => "",
+    };
+    format!(
+        "DELETE FROM records WHERE kind = '{name}' AND id IN
+           (SELECT id FROM records {index} WHERE kind = '{name}' AND updated_at_ms < ?1 LIMIT ?2)"
+    )
+}
+
 impl Store for SqliteStore {
     fn for_each_journal_entry(
         &mut self,
@@ -263,16 +278,8 @@ impl Store for SqliteStore {
 
     fn delete_records_before(&mut self, kind: RecordKind, before_ms: i64, max: usize) -> Result<usize, StoreError> {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        // The kind is a literal so that the partial index on idempotency records applies.
-        let kind = kind.as_str();
         self.begin()?;
-        let deleted = self.connection.execute(
-            &format!(
-                "DELETE FROM records WHERE kind = '{kind}' AND id IN
-                   (SELECT id FROM records WHERE kind = '{kind}' AND updated_at_ms < ?1 LIMIT ?2)"
-            ),
-            params![before_ms, max],
-        );
+        let deleted = self.connection.execute(&delete_before_sql(kind), params![before_ms, max]);
         match deleted {
             Ok(deleted) => {
                 self.end(true)?;
@@ -378,6 +385,22 @@ mod tests {
         let report = store.check_books().unwrap();
         assert_eq!(report.unbalanced_transactions, vec![1]);
         assert!(!report.is_balanced());
+    }
+
+    #[test]
+    fn idempotency_retention_uses_the_age_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        let plan: Vec<String> = store
+            .connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", delete_before_sql(RecordKind::Idempotency)))
+            .unwrap()
+            .query_map(params![0, 10], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("idempotency_age")), "{plan:?}");
+        assert!(!plan.iter().any(|step| step.starts_with("SCAN")), "{plan:?}");
     }
 
     #[test]
