@@ -266,10 +266,6 @@ impl Ledger {
         self.holds.values().filter(|h| h.status == HoldStatus::Pending)
     }
 
-    pub fn resident_hold_count(&self) -> usize {
-        self.holds.len()
-    }
-
     /// Validates `operation` against the current state and computes its postings.
     fn plan(&self, operation: &Operation, now_ms: i64) -> Result<(Currency, Vec<Posting>), LedgerError> {
         match operation {

@@ -10,7 +10,7 @@
 //! of the Rust code that wrote them).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use xiezhi_ledger::Transaction;
 use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Store, StoreError, MAX_BATCH_ITEMS};
 
@@ -42,7 +42,6 @@ CREATE INDEX IF NOT EXISTS idempotency_age ON records (updated_at_ms) WHERE kind
 
 pub struct SqliteStore {
     connection: Connection,
-    path: PathBuf,
     /// Dropping this stops the background checkpointer.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
     /// A transaction is open: reads made while a batch is being built share one read
@@ -119,17 +118,7 @@ impl SqliteStore {
             }
         }
         let checkpointer = spawn_checkpointer(path);
-        Ok(SqliteStore {
-            connection,
-            path: path.to_owned(),
-            _checkpointer: checkpointer,
-            in_transaction: false,
-            last_journal_id: None,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(SqliteStore { connection, _checkpointer: checkpointer, in_transaction: false, last_journal_id: None })
     }
 
     fn last_journal_id(&mut self) -> Result<u64, StoreError> {

@@ -44,10 +44,6 @@ impl RecordKind {
             RecordKind::Idempotency => "idempotency",
         }
     }
-
-    pub fn parse(text: &str) -> Option<RecordKind> {
-        RecordKind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
 }
 
 /// One JSON document. A later commit of the same kind and id replaces it.
