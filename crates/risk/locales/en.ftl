@@ -1,0 +1,35 @@
+# Explanations shown to the user. Written for a shopper at a till, not for an analyst:
+# what happened, in one sentence, without blame. The ways out are listed separately.
+
+outcome-approve = Payment approved.
+outcome-step-up = We need one more check before this payment goes through.
+outcome-decline = This payment did not go through.
+outcome-restrict = Paying with credit is paused on your account for now.
+
+line-restricted = Credit payments on your account are paused until { $until }.
+policy-payment-cap = Credit payments are limited to { $cap } each by regulation.
+policy-daily-cap = Credit payments are limited to { $cap } a day by regulation; you can still pay up to { $remaining } today.
+policy-mcc-blocked = Credit cannot be used at this kind of merchant (category { $mcc }) under current rules.
+policy-min-age = Credit payments are available from age { $min_age }.
+policy-kyc-level = Credit payments need a verified identity (level { $min_level }) first.
+policy-region = Credit payments are not available in your region ({ $region }) at the moment.
+deny-listed-user = Your account is under review, so credit payments are paused.
+deny-listed-device = This device cannot be used for credit payments.
+deny-listed-ip = The network you are on has been linked to misuse.
+deny-listed-merchant = This merchant cannot accept credit payments at the moment.
+velocity-burst = There were many payments from your account in a short time.
+card-testing = There were many very small payments from your account in a short time, which is a common sign of stolen account details.
+spend-velocity = You have spent an unusual amount in the last hour.
+amount-unusual = This amount is much larger than your usual payments.
+merchant-cash-out-pattern = This merchant's recent payments look like cash withdrawals, which credit cannot be used for.
+merchant-qr-suspicious = This merchant code shows signs of having been replaced; please check it with the merchant.
+new-device-high-amount = This is a large payment from a device you have not used before.
+device-shared = This device has been used by many different accounts.
+ip-changed = You are paying from a network we have not seen you use before.
+ip-shared = Many different accounts are paying from this network.
+account-takeover-suspected = This looks like someone else may be using your account, so we paused credit payments to protect you.
+fraud-score-elevated = Some details of this payment look unusual for your account.
+fraud-score-high = This payment looks very unlike your usual activity.
+challenge-failed = The verification was not completed.
+repeated-challenge-failures = Verification failed several times, so credit payments are paused to protect your account.
+insufficient-credit = Your available credit is { $available }.

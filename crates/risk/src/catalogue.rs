@@ -1,0 +1,188 @@
+//! The reason-code catalogue: every code the engine can give, what the user reads about it
+//! in zh and en (Fluent files under `locales/`), and the ways out. Codes are a contract:
+//! clients and operators' scripts match on them, so a code is never renamed, only added.
+
+use crate::rules::Layer;
+use crate::Outcome;
+use fluent_bundle::concurrent::FluentBundle;
+use fluent_bundle::{FluentArgs, FluentResource};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What a user can do about a decision. Serialised as `{"action": "...", ...}` with the
+/// details each action needs filled in by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryKind {
+    /// Enter the one-time code sent to the registered phone (`POST /v1/challenges/{id}`).
+    OneTimeCode,
+    /// Log in again on this device and confirm with the code sent (`POST /v1/challenges/{id}`).
+    Reauthenticate,
+    /// Pay a lower amount, at most `max_amount`.
+    LowerAmount,
+    /// Repay part of the balance to free credit.
+    Repay,
+    /// Try again after `until`.
+    Wait,
+    /// Raise the identity verification level or complete the profile.
+    CompleteProfile,
+    /// Ask a person to review the decision, before `deadline`.
+    Appeal,
+    /// Pay with another method; credit cannot be used here.
+    UseOtherPaymentMethod,
+    /// Verify identity to lift a restriction (`POST /v1/challenges/{id}`).
+    VerifyIdentity,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReasonCode {
+    pub code: &'static str,
+    pub layer: Layer,
+    /// The outcome the default policy gives this code; the active policy may override it.
+    pub default_outcome: Outcome,
+    pub recovery: &'static [RecoveryKind],
+}
+
+use Outcome::*;
+use RecoveryKind::*;
+
+/// The catalogue. Adding a code means adding a line here and a message in both locales
+/// (a test checks every code has both).
+pub const REASON_CODES: &[ReasonCode] = &[
+    rc("line_restricted", Layer::Policy, Decline, &[VerifyIdentity, Appeal, Wait]),
+    rc("policy_payment_cap", Layer::Policy, Decline, &[LowerAmount]),
+    rc("policy_daily_cap", Layer::Policy, Decline, &[LowerAmount, Wait]),
+    rc("policy_mcc_blocked", Layer::Policy, Decline, &[UseOtherPaymentMethod]),
+    rc("policy_min_age", Layer::Policy, Decline, &[UseOtherPaymentMethod, CompleteProfile]),
+    rc("policy_kyc_level", Layer::Policy, Decline, &[CompleteProfile]),
+    rc("policy_region", Layer::Policy, Decline, &[UseOtherPaymentMethod]),
+    rc("deny_listed_user", Layer::Lists, Restrict, &[Appeal]),
+    rc("deny_listed_device", Layer::Lists, Decline, &[Appeal]),
+    rc("deny_listed_ip", Layer::Lists, StepUp, &[OneTimeCode, Appeal]),
+    rc("deny_listed_merchant", Layer::Lists, Decline, &[UseOtherPaymentMethod]),
+    rc("velocity_burst", Layer::Behaviour, StepUp, &[OneTimeCode, Wait]),
+    rc("card_testing", Layer::Behaviour, Decline, &[Wait, Appeal]),
+    rc("spend_velocity", Layer::Behaviour, StepUp, &[OneTimeCode, LowerAmount]),
+    rc("amount_unusual", Layer::Behaviour, StepUp, &[OneTimeCode, LowerAmount]),
+    rc("merchant_cash_out_pattern", Layer::Behaviour, Decline, &[UseOtherPaymentMethod, Appeal]),
+    rc("merchant_qr_suspicious", Layer::Behaviour, StepUp, &[OneTimeCode, UseOtherPaymentMethod]),
+    rc("new_device_high_amount", Layer::Environment, StepUp, &[OneTimeCode, LowerAmount]),
+    rc("device_shared", Layer::Environment, Decline, &[Appeal]),
+    rc("ip_changed", Layer::Environment, StepUp, &[Reauthenticate]),
+    rc("ip_shared", Layer::Environment, StepUp, &[OneTimeCode]),
+    rc("account_takeover_suspected", Layer::Environment, Restrict, &[VerifyIdentity, Appeal]),
+    rc("fraud_score_elevated", Layer::Score, StepUp, &[OneTimeCode]),
+    rc("fraud_score_high", Layer::Score, Decline, &[Appeal]),
+    rc("challenge_failed", Layer::Score, Decline, &[Wait, Appeal]),
+    rc("repeated_challenge_failures", Layer::Score, Restrict, &[VerifyIdentity, Appeal]),
+    rc("insufficient_credit", Layer::Credit, Decline, &[LowerAmount, Repay]),
+];
+
+const fn rc(
+    code: &'static str,
+    layer: Layer,
+    default_outcome: Outcome,
+    recovery: &'static [RecoveryKind],
+) -> ReasonCode {
+    ReasonCode { code, layer, default_outcome, recovery }
+}
+
+const EN: &str = include_str!("../locales/en.ftl");
+const ZH: &str = include_str!("../locales/zh.ftl");
+
+/// A user-facing explanation in both languages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Explanation {
+    pub zh: String,
+    pub en: String,
+}
+
+pub struct Catalogue {
+    codes: BTreeMap<&'static str, ReasonCode>,
+    en: FluentBundle<FluentResource>,
+    zh: FluentBundle<FluentResource>,
+}
+
+impl std::fmt::Debug for Catalogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalogue").field("codes", &self.codes.len()).finish()
+    }
+}
+
+fn bundle(locale: &str, source: &str) -> FluentBundle<FluentResource> {
+    let langid: unic_langid::LanguageIdentifier = locale.parse().expect("locale id");
+    let mut bundle = FluentBundle::new_concurrent(vec![langid]);
+    // Explanations are plain text for apps and SMS; no bidi isolation marks.
+    bundle.set_use_isolating(false);
+    let resource = FluentResource::try_new(source.to_owned()).expect("locale files parse");
+    bundle.add_resource(resource).expect("no duplicate message ids");
+    bundle
+}
+
+impl Default for Catalogue {
+    fn default() -> Catalogue {
+        Catalogue::new()
+    }
+}
+
+impl Catalogue {
+    pub fn new() -> Catalogue {
+        let codes = REASON_CODES.iter().map(|c| (c.code, *c)).collect();
+        Catalogue { codes, en: bundle("en", EN), zh: bundle("zh-CN", ZH) }
+    }
+
+    pub fn contains(&self, code: &str) -> bool {
+        self.codes.contains_key(code)
+    }
+
+    pub fn get(&self, code: &str) -> Option<&ReasonCode> {
+        self.codes.get(code)
+    }
+
+    pub fn codes(&self) -> impl Iterator<Item = &ReasonCode> {
+        self.codes.values()
+    }
+
+    /// One message in one language, or `None` when the locale lacks it.
+    pub fn message(&self, language: Language, id: &str, args: &[(&str, String)]) -> Option<String> {
+        let bundle = match language {
+            Language::En => &self.en,
+            Language::Zh => &self.zh,
+        };
+        let pattern = bundle.get_message(id)?.value()?;
+        let mut fluent_args = FluentArgs::new();
+        for (name, value) in args {
+            fluent_args.set(*name, value.clone());
+        }
+        let mut errors = vec![];
+        let text = bundle.format_pattern(pattern, Some(&fluent_args), &mut errors);
+        errors.is_empty().then(|| text.into_owned())
+    }
+
+    /// The explanation of a decision: the outcome's headline, then one sentence per reason.
+    pub fn explain(&self, outcome: Outcome, reasons: &[(&str, Vec<(&str, String)>)]) -> Explanation {
+        let one = |language: Language| {
+            let mut text = self
+                .message(language, &format!("outcome-{}", outcome.as_str().replace('_', "-")), &[])
+                .unwrap_or_default();
+            for (code, args) in reasons {
+                let sentence = self
+                    .message(language, &code.replace('_', "-"), args)
+                    .or_else(|| self.message(language, &code.replace('_', "-"), &[]))
+                    .unwrap_or_else(|| code.to_string());
+                if !text.is_empty() && language == Language::En {
+                    text.push(' ');
+                }
+                text.push_str(&sentence);
+            }
+            text
+        };
+        Explanation { en: one(Language::En), zh: one(Language::Zh) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    En,
+    Zh,
+}

@@ -1,0 +1,303 @@
+//! Regulatory policy as a versioned document. Each clause has its own effective dates, so a
+//! new rule is scheduled ahead and a repealed one ends on its date without a deploy. The
+//! document also sets severity: which outcome each reason code gets, the score thresholds,
+//! how long a restriction lasts, and when a device becomes trusted.
+
+use crate::catalogue::Catalogue;
+use crate::Outcome;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+use xiezhi_money::{parse_minor, Currency, Sign};
+
+/// Most clauses in one policy document.
+pub const MAX_CLAUSES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("policy: {message}")]
+pub struct PolicyError {
+    pub message: String,
+}
+
+fn policy_error(message: impl Into<String>) -> PolicyError {
+    PolicyError { message: message.into() }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClauseRule {
+    /// Most one credit payment may be, in this currency.
+    PaymentCap {
+        currency: String,
+        max_amount: String,
+    },
+    /// Most a user may pay with credit per local calendar day, in this currency.
+    DailyCap {
+        currency: String,
+        max_amount: String,
+    },
+    /// Merchant categories where credit may not be used.
+    BlockedMccs {
+        mccs: Vec<String>,
+    },
+    MinAge {
+        years: i64,
+    },
+    /// Identity verification level required; only above `above_amount` when given.
+    MinKycLevel {
+        level: i64,
+        #[serde(default)]
+        above_amount: Option<String>,
+        #[serde(default)]
+        currency: Option<String>,
+    },
+    /// Regions (ISO 3166-2 or alpha-2 prefixes) where credit scan-to-pay is not offered.
+    BlockedRegions {
+        regions: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clause {
+    pub id: String,
+    /// RFC 3339; the clause applies from this instant.
+    pub effective_from: String,
+    /// RFC 3339; the clause stops applying at this instant (repeal).
+    #[serde(default)]
+    pub effective_until: Option<String>,
+    /// Where the clause comes from, e.g. the regulation's reference.
+    #[serde(default)]
+    pub source: String,
+    pub rule: ClauseRule,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Fraud score plus rule points at or above which the payment is stepped up.
+    pub step_up_score: i64,
+    /// … and at or above which it is declined.
+    pub decline_score: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictionPolicy {
+    pub duration_hours: i64,
+    /// Failed challenges within 24 h that restrict the line.
+    pub failed_challenges_to_restrict: i64,
+    /// Days the user has to appeal a restriction.
+    pub appeal_days: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustPolicy {
+    /// Approved payments on a device before it is trusted for the user.
+    pub device_trusted_after_payments: u32,
+    /// The same user, merchant and amount within this many seconds is a client retry.
+    pub retry_window_seconds: i64,
+    /// Per currency: amounts at or under this are "tiny" (card-testing size).
+    pub tiny_amounts: BTreeMap<String, String>,
+    /// How long a challenge can be answered.
+    pub challenge_ttl_seconds: i64,
+    /// Wrong codes accepted before a challenge fails.
+    pub challenge_max_attempts: u32,
+    /// Days before a clause takes effect during which affected payments carry a notice.
+    pub notice_days: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    pub id: String,
+    pub version: u32,
+    /// Offset of the local day used by daily caps, in minutes east of UTC (480 for China).
+    pub timezone_offset_minutes: i64,
+    pub clauses: Vec<Clause>,
+    /// Outcome per reason code, overriding the catalogue's default.
+    #[serde(default)]
+    pub severity: BTreeMap<String, Outcome>,
+    pub thresholds: Thresholds,
+    pub restriction: RestrictionPolicy,
+    pub trust: TrustPolicy,
+}
+
+/// A clause with its dates and amounts parsed.
+#[derive(Debug, Clone)]
+pub struct ActiveClause {
+    pub id: String,
+    pub from_ms: i64,
+    pub until_ms: Option<i64>,
+    pub rule: CompiledRule,
+}
+
+#[derive(Debug, Clone)]
+pub enum CompiledRule {
+    PaymentCap { currency: Currency, max_minor: i64 },
+    DailyCap { currency: Currency, max_minor: i64 },
+    BlockedMccs { mccs: Vec<String> },
+    MinAge { years: i64 },
+    MinKycLevel { level: i64, above: Option<(Currency, i64)> },
+    BlockedRegions { regions: Vec<String> },
+}
+
+/// A policy document ready to use.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub document: PolicyDocument,
+    pub clauses: Vec<ActiveClause>,
+    pub tiny_minor: BTreeMap<Currency, i64>,
+    pub severity: BTreeMap<String, Outcome>,
+}
+
+fn timestamp_ms(field: &str, clause: &str, text: &str) -> Result<i64, PolicyError> {
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| policy_error(format!("clause `{clause}`: `{field}` is not an RFC 3339 instant: {e}")))
+}
+
+fn currency(clause: &str, code: &str) -> Result<Currency, PolicyError> {
+    Currency::from_alpha(code).ok_or_else(|| policy_error(format!("clause `{clause}`: unknown currency `{code}`")))
+}
+
+fn amount(clause: &str, text: &str, currency: Currency) -> Result<i64, PolicyError> {
+    parse_minor(text, currency, Sign::Positive).map_err(|e| policy_error(format!("clause `{clause}`: {e}")))
+}
+
+impl Policy {
+    pub fn from_json(text: &str, catalogue: &Catalogue) -> Result<Policy, PolicyError> {
+        let document: PolicyDocument =
+            serde_json::from_str(text).map_err(|e| policy_error(format!("not a valid policy document: {e}")))?;
+        Policy::compile(document, catalogue)
+    }
+
+    pub fn compile(document: PolicyDocument, catalogue: &Catalogue) -> Result<Policy, PolicyError> {
+        if document.clauses.len() > MAX_CLAUSES {
+            return Err(policy_error(format!("at most {MAX_CLAUSES} clauses")));
+        }
+        if !(-14 * 60..=14 * 60).contains(&document.timezone_offset_minutes) {
+            return Err(policy_error("timezone_offset_minutes must be within ±14 h"));
+        }
+        let t = &document.thresholds;
+        if !(0 < t.step_up_score && t.step_up_score <= t.decline_score && t.decline_score <= 10_000) {
+            return Err(policy_error("thresholds need 0 < step_up_score <= decline_score <= 10000"));
+        }
+        let r = &document.restriction;
+        if !(1..=24 * 365).contains(&r.duration_hours) || r.failed_challenges_to_restrict < 1 || r.appeal_days < 1 {
+            return Err(policy_error(
+                "restriction: duration_hours 1..8760, failed_challenges_to_restrict >= 1, appeal_days >= 1",
+            ));
+        }
+        let trust = &document.trust;
+        if !(1..=3_600).contains(&trust.retry_window_seconds)
+            || !(30..=3_600).contains(&trust.challenge_ttl_seconds)
+            || !(1..=10).contains(&trust.challenge_max_attempts)
+            || !(0..=365).contains(&trust.notice_days)
+        {
+            return Err(policy_error(
+                "trust: retry_window_seconds 1..3600, challenge_ttl_seconds 30..3600, challenge_max_attempts 1..10, notice_days 0..365",
+            ));
+        }
+        for code in document.severity.keys() {
+            if !catalogue.contains(code) {
+                return Err(policy_error(format!("severity: unknown reason code `{code}`")));
+            }
+        }
+        let mut tiny_minor = BTreeMap::new();
+        for (code, text) in &trust.tiny_amounts {
+            let c = currency("trust.tiny_amounts", code)?;
+            tiny_minor.insert(c, amount("trust.tiny_amounts", text, c)?);
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut clauses = Vec::with_capacity(document.clauses.len());
+        for clause in &document.clauses {
+            let id = clause.id.as_str();
+            if id.is_empty() || !ids.insert(id) {
+                return Err(policy_error(format!("clause ids must be present and unique (`{id}`)")));
+            }
+            let from_ms = timestamp_ms("effective_from", id, &clause.effective_from)?;
+            let until_ms =
+                clause.effective_until.as_deref().map(|t| timestamp_ms("effective_until", id, t)).transpose()?;
+            if until_ms.is_some_and(|u| u <= from_ms) {
+                return Err(policy_error(format!("clause `{id}`: effective_until must be after effective_from")));
+            }
+            let rule = match &clause.rule {
+                ClauseRule::PaymentCap { currency: c, max_amount } => {
+                    let c = currency(id, c)?;
+                    CompiledRule::PaymentCap { currency: c, max_minor: amount(id, max_amount, c)? }
+                }
+                ClauseRule::DailyCap { currency: c, max_amount } => {
+                    let c = currency(id, c)?;
+                    CompiledRule::DailyCap { currency: c, max_minor: amount(id, max_amount, c)? }
+                }
+                ClauseRule::BlockedMccs { mccs } => {
+                    if mccs.iter().any(|m| m.len() != 4 || !m.bytes().all(|b| b.is_ascii_digit())) {
+                        return Err(policy_error(format!("clause `{id}`: MCCs are four digits")));
+                    }
+                    let mut mccs = mccs.clone();
+                    mccs.sort();
+                    CompiledRule::BlockedMccs { mccs }
+                }
+                ClauseRule::MinAge { years } => {
+                    if !(0..=120).contains(years) {
+                        return Err(policy_error(format!("clause `{id}`: years 0..120")));
+                    }
+                    CompiledRule::MinAge { years: *years }
+                }
+                ClauseRule::MinKycLevel { level, above_amount, currency: c } => {
+                    if !(0..=3).contains(level) {
+                        return Err(policy_error(format!("clause `{id}`: level 0..3")));
+                    }
+                    let above = match (above_amount, c) {
+                        (Some(a), Some(c)) => {
+                            let c = currency(id, c)?;
+                            Some((c, amount(id, a, c)?))
+                        }
+                        (None, None) => None,
+                        _ => return Err(policy_error(format!("clause `{id}`: above_amount needs currency"))),
+                    };
+                    CompiledRule::MinKycLevel { level: *level, above }
+                }
+                ClauseRule::BlockedRegions { regions } => CompiledRule::BlockedRegions { regions: regions.clone() },
+            };
+            clauses.push(ActiveClause { id: id.to_owned(), from_ms, until_ms, rule });
+        }
+        let severity = document.severity.clone();
+        Ok(Policy { document, clauses, tiny_minor, severity })
+    }
+
+    pub fn default_document() -> &'static str {
+        include_str!("../policy/default.json")
+    }
+
+    pub fn version(&self) -> String {
+        format!("{}@{}", self.document.id, self.document.version)
+    }
+
+    /// The outcome this policy gives a reason code.
+    pub fn outcome_for(&self, code: &str, catalogue: &Catalogue) -> Outcome {
+        self.severity
+            .get(code)
+            .copied()
+            .or_else(|| catalogue.get(code).map(|c| c.default_outcome))
+            .unwrap_or(Outcome::Decline)
+    }
+
+    pub fn in_force(&self, clause: &ActiveClause, now_ms: i64) -> bool {
+        clause.from_ms <= now_ms && clause.until_ms.is_none_or(|u| now_ms < u)
+    }
+
+    /// Clauses that take effect within the notice period.
+    pub fn upcoming(&self, clause: &ActiveClause, now_ms: i64) -> bool {
+        let notice_ms = self.document.trust.notice_days * 86_400_000;
+        now_ms < clause.from_ms && clause.from_ms - now_ms <= notice_ms
+    }
+
+    /// Start of the local calendar day containing `now_ms`, in UTC milliseconds.
+    pub fn local_midnight_ms(&self, now_ms: i64) -> i64 {
+        let offset_ms = self.document.timezone_offset_minutes * 60_000;
+        (now_ms + offset_ms).div_euclid(86_400_000) * 86_400_000 - offset_ms
+    }
+}

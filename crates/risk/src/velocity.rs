@@ -1,0 +1,560 @@
+//! What the engine remembers between payments: per user, device, IP network and merchant.
+//! Exact sliding windows for users, devices and networks (their recent attempts are few),
+//! hourly buckets for merchants (busy ones see thousands a day). Every collection is
+//! bounded, so a burst cannot grow memory without limit; a count that reaches its bound
+//! reads as "at least" the bound, which is more than any rule needs.
+//!
+//! Keys are 64-bit hashes of the ids, which keeps state for a million users well inside
+//! 1 GiB (docs/BENCHMARKS.md). Two ids sharing a hash would share history; at a million
+//! users the chance of any collision is about 3 in 100 million.
+
+use crate::features::{Feature, FeatureVector};
+use crate::Outcome;
+use rustc_hash::{FxHashMap, FxHasher};
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// Most attempts remembered per user within 24 h.
+pub const MAX_USER_EVENTS: usize = 128;
+/// Most devices remembered per user (least recently used goes first).
+pub const MAX_USER_DEVICES: usize = 8;
+/// Most IP networks remembered per user.
+pub const MAX_USER_NETWORKS: usize = 8;
+/// Most distinct recent merchants remembered per user.
+pub const MAX_USER_MERCHANTS: usize = 32;
+/// Most attempts remembered per device or IP network within 24 h.
+pub const MAX_SHARED_EVENTS: usize = 64;
+/// A user not seen for this long is forgotten.
+pub const USER_RETENTION_S: u32 = 180 * 86_400;
+
+const DAY_S: u32 = 86_400;
+const HOUR_S: u32 = 3_600;
+
+const FLAG_APPROVED: u8 = 1;
+const FLAG_TINY: u8 = 2;
+const FLAG_REFUSED: u8 = 4;
+
+pub fn key(text: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    text.hash(&mut hasher);
+    // FxHash of short strings clusters in the low bits; mix them for the 32-bit ids below.
+    let h = hasher.finish();
+    h ^ (h >> 29) ^ (h >> 47)
+}
+
+fn short(key: u64) -> u32 {
+    (key ^ (key >> 32)) as u32
+}
+
+/// The /24 (IPv4) or /48 (IPv6) network of an address: mobile carriers hand out addresses
+/// from a pool, so the network, not the address, is what a user "has seen before".
+pub fn network_key(ip: IpAddr) -> u64 {
+    let mut hasher = FxHasher::default();
+    match ip {
+        IpAddr::V4(v4) => (4u8, u32::from(v4) >> 8).hash(&mut hasher),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (4u8, u32::from(v4) >> 8).hash(&mut hasher),
+            None => (6u8, u128::from(v6) >> 80).hash(&mut hasher),
+        },
+    }
+    hasher.finish()
+}
+
+pub fn network_kind(name: Option<&str>) -> u8 {
+    match name.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") => 0,
+        Some("wifi") => 1,
+        Some("4g") | Some("lte") => 2,
+        Some("5g") => 3,
+        Some("3g") | Some("2g") => 4,
+        Some("ethernet") => 5,
+        Some(_) => 6,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct UserEvent {
+    at_s: u32,
+    merchant: u32,
+    amount_minor: i64,
+    flags: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KnownDevice {
+    key: u64,
+    approved: u16,
+    trusted: bool,
+    last_seen_s: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LastAttempt {
+    merchant: u32,
+    amount_minor: i64,
+    at_s: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct UserState {
+    events: Vec<UserEvent>,
+    devices: Vec<KnownDevice>,
+    networks: Vec<(u64, u32)>,
+    merchants: Vec<u32>,
+    failed_challenges: Vec<u32>,
+    approved_count: u32,
+    approved_sum_minor: i64,
+    max_amount_minor: i64,
+    last_network: u8,
+    last: Option<LastAttempt>,
+    last_seen_s: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SharedState {
+    /// (at_s, user) of recent attempts, oldest first.
+    events: Vec<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct HourBucket {
+    hour: u32,
+    count: u32,
+    round: u32,
+    new_user: u32,
+    /// Linear-counting sketch of the distinct payers in this hour.
+    users: [u64; 4],
+}
+
+#[derive(Debug, Clone)]
+struct MerchantState {
+    hours: [HourBucket; 24],
+    last_seen_s: u32,
+}
+
+/// One payment attempt as the velocity layer sees it.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub user_id: &'a str,
+    pub device_id: Option<&'a str>,
+    pub ip: Option<IpAddr>,
+    pub network: Option<&'a str>,
+    pub merchant_id: &'a str,
+    pub amount_minor: i64,
+    pub tiny: bool,
+    pub round: bool,
+    /// The user's line is under 30 days old.
+    pub new_line: bool,
+    pub now_ms: i64,
+}
+
+/// Thresholds the velocity layer takes from the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct VelocityPolicy {
+    pub retry_window_s: u32,
+    pub device_trusted_after: u32,
+    /// Start of today in the policy's time zone, in UTC seconds.
+    pub today_start_s: u32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RiskState {
+    users: FxHashMap<u64, UserState>,
+    devices: FxHashMap<u64, SharedState>,
+    networks: FxHashMap<u64, SharedState>,
+    merchants: FxHashMap<u64, MerchantState>,
+}
+
+fn seconds(now_ms: i64) -> u32 {
+    u32::try_from(now_ms.max(0) / 1_000).unwrap_or(u32::MAX)
+}
+
+fn since(now_s: u32, window_s: u32) -> u32 {
+    now_s.saturating_sub(window_s)
+}
+
+fn distinct(values: impl Iterator<Item = u32>) -> i64 {
+    let mut seen = [0u32; MAX_USER_EVENTS];
+    let mut n = 0;
+    for v in values.take(MAX_USER_EVENTS) {
+        seen[n] = v;
+        n += 1;
+    }
+    let seen = &mut seen[..n];
+    seen.sort_unstable();
+    let mut count = 0;
+    for i in 0..seen.len() {
+        if i == 0 || seen[i] != seen[i - 1] {
+            count += 1;
+        }
+    }
+    count
+}
+
+fn sketch_bit(user: u32) -> (usize, u64) {
+    let h = user.wrapping_mul(0x9E37_79B1);
+    (((h >> 30) & 3) as usize, 1u64 << ((h >> 24) & 63))
+}
+
+fn sketch_estimate(bits: [u64; 4]) -> i64 {
+    let m = 256.0;
+    let zeros = bits.iter().map(|b| b.count_zeros()).sum::<u32>() as f64;
+    if zeros == 0.0 {
+        // Saturated: report the sketch's ceiling rather than infinity.
+        return 1_420;
+    }
+    (-m * (zeros / m).ln()).round() as i64
+}
+
+impl RiskState {
+    pub fn new() -> RiskState {
+        RiskState::default()
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn reserve_users(&mut self, n: usize) {
+        self.users.reserve(n);
+    }
+
+    /// Fills the velocity, device, environment and merchant features for `attempt`,
+    /// reading state only.
+    pub fn features(&self, attempt: &Attempt<'_>, policy: &VelocityPolicy, out: &mut FeatureVector) {
+        let now_s = seconds(attempt.now_ms);
+        let user_key = key(attempt.user_id);
+        let merchant_key = key(attempt.merchant_id);
+        let merchant = short(merchant_key);
+        let user = self.users.get(&user_key);
+        let device_key = attempt.device_id.map(key);
+        let network_key = attempt.ip.map(network_key);
+
+        let (mut c1m, mut c1h, mut c24h, mut s1h, mut s24h, mut today, mut tiny1h, mut same10m, mut refused) =
+            (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+        let (mut d1h, mut d24h, mut failed) = (0, 0, 0);
+        let (mut first_device, mut trusted, mut first_network, mut network_changed) = (true, false, true, false);
+        let (mut retry, mut first_visit) = (false, true);
+        let (mut total, mut avg, mut max) = (0i64, 0i64, 0i64);
+        if let Some(u) = user {
+            let (t1m, t1h, t10m, t24h) =
+                (since(now_s, 60), since(now_s, HOUR_S), since(now_s, 600), since(now_s, DAY_S));
+            for e in u.events.iter().filter(|e| e.at_s > t24h) {
+                c24h += 1;
+                let approved = e.flags & FLAG_APPROVED != 0;
+                if approved {
+                    s24h = s24h.saturating_add(e.amount_minor);
+                    if e.at_s >= policy.today_start_s {
+                        today = today.saturating_add(e.amount_minor);
+                    }
+                }
+                if e.flags & FLAG_REFUSED != 0 {
+                    refused += 1;
+                }
+                if e.at_s > t1h {
+                    c1h += 1;
+                    if approved {
+                        s1h = s1h.saturating_add(e.amount_minor);
+                    }
+                    if e.flags & FLAG_TINY != 0 {
+                        tiny1h += 1;
+                    }
+                }
+                if e.at_s > t1m {
+                    c1m += 1;
+                }
+                if e.at_s > t10m && e.merchant == merchant {
+                    same10m += 1;
+                }
+            }
+            d1h = distinct(u.events.iter().filter(|e| e.at_s > t1h).map(|e| e.merchant));
+            d24h = distinct(u.events.iter().filter(|e| e.at_s > t24h).map(|e| e.merchant));
+            failed = u.failed_challenges.iter().filter(|t| **t > t24h).count() as i64;
+            if let Some(d) = device_key.and_then(|k| u.devices.iter().find(|d| d.key == k)) {
+                first_device = false;
+                trusted = d.trusted;
+            }
+            if let Some(n) = network_key {
+                first_network = !u.networks.iter().any(|(k, _)| *k == n);
+            }
+            let kind = network_kind(attempt.network);
+            network_changed = kind != 0 && u.last_network != 0 && kind != u.last_network;
+            if let Some(last) = u.last {
+                retry = last.merchant == merchant
+                    && last.amount_minor == attempt.amount_minor
+                    && now_s.saturating_sub(last.at_s) <= policy.retry_window_s;
+            }
+            first_visit = !u.merchants.contains(&merchant);
+            total = i64::from(u.approved_count);
+            if u.approved_count > 0 {
+                avg = u.approved_sum_minor / i64::from(u.approved_count);
+            }
+            max = u.max_amount_minor;
+        }
+        out.set_int(Feature::UserCount1m, c1m);
+        out.set_int(Feature::UserCount1h, c1h);
+        out.set_int(Feature::UserCount24h, c24h);
+        out.set_int(Feature::UserSum1hMinor, s1h);
+        out.set_int(Feature::UserSum24hMinor, s24h);
+        out.set_int(Feature::UserSumTodayMinor, today);
+        out.set_int(Feature::UserTinyCount1h, tiny1h);
+        out.set_int(Feature::UserDistinctMerchants1h, d1h);
+        out.set_int(Feature::UserDistinctMerchants24h, d24h);
+        out.set_int(Feature::UserSameMerchantCount10m, same10m);
+        out.set_int(Feature::UserDeclines24h, refused);
+        out.set_int(Feature::UserFailedChallenges24h, failed);
+        out.set_bool(Feature::IsRetry, retry);
+        out.set_int(Feature::UserPaymentsTotal, total);
+        out.set_int(Feature::UserAvgAmountMinor, avg);
+        out.set_int(Feature::UserMaxAmountMinor, max);
+        out.set_int(
+            Feature::AmountVsUserAvgPct,
+            if avg > 0 { attempt.amount_minor.saturating_mul(100) / avg } else { 0 },
+        );
+
+        out.set_bool(Feature::DevicePresent, device_key.is_some());
+        out.set_bool(Feature::DeviceFirstSeen, device_key.is_some() && first_device);
+        out.set_bool(Feature::DeviceTrusted, device_key.is_some() && trusted);
+        let (dc, du) = device_key.and_then(|k| self.devices.get(&k)).map(|s| s.counts(now_s)).unwrap_or((0, 0));
+        out.set_int(Feature::DeviceCount1h, dc);
+        out.set_int(Feature::DeviceDistinctUsers24h, du);
+
+        out.set_bool(Feature::IpPresent, network_key.is_some());
+        out.set_bool(Feature::IpFirstSeen, network_key.is_some() && first_network);
+        out.set_bool(Feature::NetworkChanged, network_changed);
+        let (ic, iu) = network_key.and_then(|k| self.networks.get(&k)).map(|s| s.counts(now_s)).unwrap_or((0, 0));
+        out.set_int(Feature::IpCount1h, ic);
+        out.set_int(Feature::IpDistinctUsers24h, iu);
+
+        let (mc1h, mc24h, m_users, new_pct, round_pct) = match self.merchants.get(&merchant_key) {
+            Some(m) => m.features(now_s),
+            None => (0, 0, 0, 0, 0),
+        };
+        out.set_int(Feature::MerchantCount1h, mc1h);
+        out.set_int(Feature::MerchantPayments24h, mc24h);
+        out.set_int(Feature::MerchantDistinctUsers24h, m_users);
+        out.set_int(Feature::MerchantNewUserPct24h, new_pct);
+        out.set_int(Feature::MerchantRoundAmountPct24h, round_pct);
+        out.set_bool(Feature::MerchantFirstVisit, first_visit);
+    }
+
+    /// Remembers an attempt and its outcome. A retry refreshes the last attempt but is not
+    /// counted again, so a flaky network never looks like a burst.
+    pub fn record(&mut self, attempt: &Attempt<'_>, outcome: Outcome, is_retry: bool, policy: &VelocityPolicy) {
+        let now_s = seconds(attempt.now_ms);
+        let user_key = key(attempt.user_id);
+        let merchant_key = key(attempt.merchant_id);
+        let merchant = short(merchant_key);
+        let user32 = short(user_key);
+        let approved = outcome == Outcome::Approve;
+        let user = self.users.entry(user_key).or_default();
+        user.last_seen_s = now_s;
+        user.last = Some(LastAttempt { merchant, amount_minor: attempt.amount_minor, at_s: now_s });
+        let kind = network_kind(attempt.network);
+        if kind != 0 {
+            user.last_network = kind;
+        }
+        if is_retry && !approved {
+            return;
+        }
+        if !is_retry {
+            let t24h = since(now_s, DAY_S);
+            if user.events.first().is_some_and(|e| e.at_s <= t24h) {
+                user.events.retain(|e| e.at_s > t24h);
+            }
+            if user.events.len() >= MAX_USER_EVENTS {
+                user.events.remove(0);
+            }
+            let mut flags = 0;
+            if approved {
+                flags |= FLAG_APPROVED;
+            }
+            if attempt.tiny {
+                flags |= FLAG_TINY;
+            }
+            if matches!(outcome, Outcome::StepUp | Outcome::Decline | Outcome::Restrict) {
+                flags |= FLAG_REFUSED;
+            }
+            user.events.push(UserEvent { at_s: now_s, merchant, amount_minor: attempt.amount_minor, flags });
+        }
+        if approved {
+            Self::remember_approval(user, attempt, merchant, now_s, policy);
+        }
+        if is_retry {
+            return;
+        }
+        if let Some(d) = attempt.device_id {
+            self.devices.entry(key(d)).or_default().push(now_s, user32);
+        }
+        if let Some(ip) = attempt.ip {
+            self.networks.entry(network_key(ip)).or_default().push(now_s, user32);
+        }
+        let m = self
+            .merchants
+            .entry(merchant_key)
+            .or_insert_with(|| MerchantState { hours: [HourBucket::default(); 24], last_seen_s: now_s });
+        m.push(now_s, user32, attempt.round, attempt.new_line);
+    }
+
+    fn remember_approval(
+        user: &mut UserState,
+        attempt: &Attempt<'_>,
+        merchant: u32,
+        now_s: u32,
+        policy: &VelocityPolicy,
+    ) {
+        user.approved_count = user.approved_count.saturating_add(1);
+        user.approved_sum_minor = user.approved_sum_minor.saturating_add(attempt.amount_minor);
+        user.max_amount_minor = user.max_amount_minor.max(attempt.amount_minor);
+        if let Some(position) = user.merchants.iter().position(|m| *m == merchant) {
+            user.merchants.remove(position);
+        } else if user.merchants.len() >= MAX_USER_MERCHANTS {
+            user.merchants.remove(0);
+        }
+        user.merchants.push(merchant);
+        if let Some(ip) = attempt.ip {
+            let n = network_key(ip);
+            match user.networks.iter_mut().find(|(k, _)| *k == n) {
+                Some(entry) => entry.1 = now_s,
+                None => {
+                    if user.networks.len() >= MAX_USER_NETWORKS {
+                        let oldest = (0..user.networks.len()).min_by_key(|i| user.networks[*i].1).expect("non-empty");
+                        user.networks.swap_remove(oldest);
+                    }
+                    user.networks.push((n, now_s));
+                }
+            }
+        }
+        if let Some(device) = attempt.device_id {
+            let d = Self::device_entry(user, key(device), now_s);
+            d.approved = d.approved.saturating_add(1);
+            if u32::from(d.approved) >= policy.device_trusted_after {
+                d.trusted = true;
+            }
+        }
+    }
+
+    fn device_entry(user: &mut UserState, device: u64, now_s: u32) -> &mut KnownDevice {
+        let position = match user.devices.iter().position(|d| d.key == device) {
+            Some(p) => p,
+            None => {
+                if user.devices.len() >= MAX_USER_DEVICES {
+                    let oldest =
+                        (0..user.devices.len()).min_by_key(|i| user.devices[*i].last_seen_s).expect("non-empty");
+                    user.devices.swap_remove(oldest);
+                }
+                user.devices.push(KnownDevice { key: device, approved: 0, trusted: false, last_seen_s: now_s });
+                user.devices.len() - 1
+            }
+        };
+        let d = &mut user.devices[position];
+        d.last_seen_s = now_s;
+        d
+    }
+
+    /// A challenge was answered. Passing trusts the device it was passed on; failing counts
+    /// towards restriction.
+    pub fn record_challenge(&mut self, user_id: &str, device_id: Option<&str>, passed: bool, now_ms: i64) {
+        let now_s = seconds(now_ms);
+        let user = self.users.entry(key(user_id)).or_default();
+        user.last_seen_s = now_s;
+        if passed {
+            if let Some(device) = device_id {
+                Self::device_entry(user, key(device), now_s).trusted = true;
+            }
+        } else {
+            if user.failed_challenges.len() >= 8 {
+                user.failed_challenges.remove(0);
+            }
+            user.failed_challenges.push(now_s);
+        }
+    }
+
+    /// A stepped-up payment was approved after its challenge: count it as approved history.
+    pub fn record_late_approval(&mut self, attempt: &Attempt<'_>, policy: &VelocityPolicy) {
+        let now_s = seconds(attempt.now_ms);
+        let merchant = short(key(attempt.merchant_id));
+        let user = self.users.entry(key(attempt.user_id)).or_default();
+        if let Some(e) =
+            user.events.iter_mut().rev().find(|e| {
+                e.merchant == merchant && e.amount_minor == attempt.amount_minor && e.flags & FLAG_APPROVED == 0
+            })
+        {
+            e.flags |= FLAG_APPROVED;
+        }
+        Self::remember_approval(user, attempt, merchant, now_s, policy);
+    }
+
+    /// Forgets devices, networks and merchants idle for a day and users idle for the
+    /// retention period. Returns how many entries went.
+    pub fn prune(&mut self, now_ms: i64) -> usize {
+        let now_s = seconds(now_ms);
+        let before = self.users.len() + self.devices.len() + self.networks.len() + self.merchants.len();
+        let day_ago = since(now_s, DAY_S);
+        self.devices.retain(|_, s| s.events.last().is_some_and(|(t, _)| *t > day_ago));
+        self.networks.retain(|_, s| s.events.last().is_some_and(|(t, _)| *t > day_ago));
+        self.merchants.retain(|_, m| m.last_seen_s > day_ago);
+        let user_cutoff = since(now_s, USER_RETENTION_S);
+        self.users.retain(|_, u| u.last_seen_s > user_cutoff);
+        before - (self.users.len() + self.devices.len() + self.networks.len() + self.merchants.len())
+    }
+}
+
+impl SharedState {
+    fn push(&mut self, now_s: u32, user: u32) {
+        let day_ago = since(now_s, DAY_S);
+        if self.events.first().is_some_and(|(t, _)| *t <= day_ago) {
+            self.events.retain(|(t, _)| *t > day_ago);
+        }
+        if self.events.len() >= MAX_SHARED_EVENTS {
+            self.events.remove(0);
+        }
+        self.events.push((now_s, user));
+    }
+
+    /// (attempts in the last hour, distinct users in the last 24 h).
+    fn counts(&self, now_s: u32) -> (i64, i64) {
+        let (hour_ago, day_ago) = (since(now_s, HOUR_S), since(now_s, DAY_S));
+        let count = self.events.iter().filter(|(t, _)| *t > hour_ago).count() as i64;
+        (count, distinct(self.events.iter().filter(|(t, _)| *t > day_ago).map(|(_, u)| *u)))
+    }
+}
+
+impl MerchantState {
+    fn push(&mut self, now_s: u32, user: u32, round: bool, new_user: bool) {
+        self.last_seen_s = now_s;
+        let hour = now_s / HOUR_S;
+        let bucket = &mut self.hours[(hour % 24) as usize];
+        if bucket.hour != hour {
+            *bucket = HourBucket { hour, ..HourBucket::default() };
+        }
+        bucket.count = bucket.count.saturating_add(1);
+        bucket.round += u32::from(round);
+        bucket.new_user += u32::from(new_user);
+        let (word, bit) = sketch_bit(user);
+        bucket.users[word] |= bit;
+    }
+
+    /// (attempts in the current and previous hour, in 24 h, distinct payers in 24 h,
+    /// new-user %, round-amount %). Hour granularity: "last hour" spans up to two buckets.
+    fn features(&self, now_s: u32) -> (i64, i64, i64, i64, i64) {
+        let hour = now_s / HOUR_S;
+        let (mut recent, mut count, mut round, mut new_user, mut users) = (0u64, 0u64, 0u64, 0u64, [0u64; 4]);
+        for bucket in &self.hours {
+            if bucket.count == 0 || bucket.hour + 24 <= hour || bucket.hour > hour {
+                continue;
+            }
+            count += u64::from(bucket.count);
+            round += u64::from(bucket.round);
+            new_user += u64::from(bucket.new_user);
+            for (u, b) in users.iter_mut().zip(bucket.users) {
+                *u |= b;
+            }
+            if bucket.hour + 1 >= hour {
+                recent += u64::from(bucket.count);
+            }
+        }
+        let pct = |part: u64| (part * 100).checked_div(count).unwrap_or(0) as i64;
+        (recent as i64, count as i64, sketch_estimate(users), pct(new_user), pct(round))
+    }
+}
