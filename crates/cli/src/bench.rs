@@ -90,6 +90,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
                                 user_id: format!("bench-{i}"),
                                 currency: "CNY".into(),
                                 limit: "1000000.00".into(),
+                                profile: Default::default(),
                             };
                             match service.execute_blocking(Command::CreateCreditLine(request), None) {
                                 Ok(Reply::CreditLine(l)) => l.id,

@@ -39,6 +39,16 @@ pub enum CoreError {
     AuthorizationExpired { expires_at: String },
     #[error("idempotency key `{key}` was already used with a different request")]
     IdempotencyKeyReused { key: String },
+    #[error("challenge `{id}` not found")]
+    ChallengeNotFound { id: String },
+    #[error("payment `{id}` has no decision record: it was refused before the risk engine ran")]
+    DecisionNotFound { id: String },
+    #[error("list entry `{id}` not found")]
+    ListEntryNotFound { id: String },
+    #[error("rule `{rule_id}` rejected: {message}")]
+    RuleRejected { rule_id: String, message: String },
+    #[error("policy rejected: {message}")]
+    PolicyRejected { message: String },
     #[error("the service is overloaded; retry with the same idempotency key")]
     Overloaded,
     #[error("storage is unavailable: {message}")]
@@ -65,6 +75,11 @@ impl CoreError {
             CoreError::RepaymentExceedsBalance { .. } => "repayment_exceeds_balance",
             CoreError::AuthorizationExpired { .. } => "authorization_expired",
             CoreError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            CoreError::ChallengeNotFound { .. } => "challenge_not_found",
+            CoreError::DecisionNotFound { .. } => "decision_not_found",
+            CoreError::ListEntryNotFound { .. } => "list_entry_not_found",
+            CoreError::RuleRejected { .. } => "rule_rejected",
+            CoreError::PolicyRejected { .. } => "policy_rejected",
             CoreError::Overloaded => "overloaded",
             CoreError::StorageUnavailable { .. } => "storage_unavailable",
         }

@@ -9,14 +9,17 @@
 //! credit never goes below zero" hold under any concurrency, and group commit is what keeps
 //! throughput up despite an fsync per commit.
 
+mod decide;
 mod error;
 mod model;
 mod state;
 mod writer;
 
+pub use decide::RiskConfig;
 pub use error::CoreError;
 pub use model::*;
 pub use writer::{Clock, SystemClock, WriterStats};
+pub use xiezhi_risk;
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -68,6 +71,8 @@ pub struct ServiceConfig {
     pub strict_qr: bool,
     /// How long an idempotency key is remembered.
     pub idempotency_retention_ms: i64,
+    /// Policy and rules for the risk engine.
+    pub risk: RiskConfig,
 }
 
 impl Default for ServiceConfig {
@@ -79,6 +84,7 @@ impl Default for ServiceConfig {
             queue_capacity: 16_384,
             strict_qr: false,
             idempotency_retention_ms: 24 * 3_600_000,
+            risk: RiskConfig::default(),
         }
     }
 }
@@ -95,14 +101,58 @@ pub enum Command {
     CreateMerchant(NewMerchant),
     CreateCreditLine(NewCreditLine),
     CreatePayment(Box<PreparedPayment>),
-    Capture { payment_id: String, amount: Option<String> },
-    Void { payment_id: String },
-    Refund { payment_id: String, amount: String },
-    Repay { credit_line_id: String, amount: String },
-    IssueDynamicQr { merchant_id: String, amount: String, bill_number: Option<String> },
-    GetMerchant { id: String },
-    GetCreditLine { id: String },
-    GetPayment { id: String },
+    Capture {
+        payment_id: String,
+        amount: Option<String>,
+    },
+    Void {
+        payment_id: String,
+    },
+    Refund {
+        payment_id: String,
+        amount: String,
+    },
+    Repay {
+        credit_line_id: String,
+        amount: String,
+    },
+    IssueDynamicQr {
+        merchant_id: String,
+        amount: String,
+        bill_number: Option<String>,
+    },
+    GetMerchant {
+        id: String,
+    },
+    GetCreditLine {
+        id: String,
+    },
+    GetPayment {
+        id: String,
+    },
+    GetDecision {
+        payment_id: String,
+    },
+    CompleteChallenge {
+        id: String,
+        answer: ChallengeAnswer,
+    },
+    GetChallenge {
+        id: String,
+    },
+    GetNotifications {
+        credit_line_id: String,
+    },
+    GetRules,
+    PutRules(xiezhi_risk::RuleSetDefinition),
+    GetPolicy,
+    /// A policy document as JSON text.
+    PutPolicy(String),
+    AddListEntry(xiezhi_risk::NewListEntry),
+    RemoveListEntry {
+        id: String,
+    },
+    GetLists,
 }
 
 /// An idempotency key and the fingerprint (hash of method, path and body) of the request it

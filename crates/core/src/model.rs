@@ -46,6 +46,9 @@ pub struct NewCreditLine {
     pub user_id: String,
     pub currency: String,
     pub limit: String,
+    /// Age, identity verification level and region, which regulatory policy may require.
+    #[serde(default)]
+    pub profile: UserProfile,
 }
 
 /// Where the payment came from, as the client reports it.
@@ -80,23 +83,56 @@ pub struct NewPayment {
     pub context: PaymentContext,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Approve,
-    Decline,
+pub use xiezhi_risk::{Explanation, Outcome, RecoveryKind, UserProfile};
+
+/// A way out of a decision, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryView {
+    pub action: RecoveryKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_amount: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeView {
+    pub clause_id: String,
+    pub reason_code: String,
+    pub effective_from: String,
+    pub explanation: Explanation,
+}
+
+/// The decision on a payment: what happened, why, in words, and the ways out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub outcome: Outcome,
     pub reason_codes: Vec<String>,
+    #[serde(default)]
+    pub explanation: Explanation,
+    #[serde(default)]
+    pub recovery: Vec<RecoveryView>,
+    /// When a restriction ends, a challenge lapses, or a declined payment may be retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The challenge to complete (`POST /v1/challenges/{id}`) for a step-up or restriction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<String>,
+    /// Policy changes that will soon affect payments like this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<NoticeView>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Authorized,
+    /// Stepped up: waits for its challenge (`POST /v1/challenges/{id}`); no credit is held.
+    ChallengeRequired,
     Declined,
     Captured,
     PartiallyRefunded,
@@ -109,6 +145,7 @@ impl PaymentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Authorized => "authorized",
+            PaymentStatus::ChallengeRequired => "challenge_required",
             PaymentStatus::Declined => "declined",
             PaymentStatus::Captured => "captured",
             PaymentStatus::PartiallyRefunded => "partially_refunded",
@@ -203,6 +240,20 @@ pub struct CreditLineView {
     pub held: String,
     pub receivable: String,
     pub credit_balance: String,
+    /// The restriction in force on scan-to-pay, with its end and way out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restriction: Option<RestrictionView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestrictionView {
+    pub reason_code: String,
+    pub explanation: Explanation,
+    pub until: String,
+    pub payment_id: Option<String>,
+    /// Pass this challenge to lift the restriction now.
+    pub challenge_id: Option<String>,
+    pub appeal_deadline: String,
 }
 
 impl From<&xiezhi_ledger::CreditLine> for CreditLineView {
@@ -217,6 +268,7 @@ impl From<&xiezhi_ledger::CreditLine> for CreditLineView {
             held: decimal(line.held_minor(), c),
             receivable: decimal(line.receivable_minor(), c),
             credit_balance: decimal(line.credit_balance_minor(), c),
+            restriction: None,
         }
     }
 }
@@ -312,4 +364,135 @@ pub enum Reply {
     Payment(PaymentView),
     Repayment(RepaymentView),
     DynamicQr(DynamicQrView),
+    Challenge(ChallengeView),
+    /// Administrative and read-only answers (decision records, rules, lists, policy).
+    Document(serde_json::Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengePurpose {
+    /// Completes a stepped-up payment.
+    Payment,
+    /// Lifts a restriction on the credit line.
+    LiftRestriction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengeStatus {
+    Pending,
+    Passed,
+    Failed,
+    Expired,
+}
+
+/// A challenge as stored. The code itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub id: String,
+    pub purpose: ChallengePurpose,
+    pub method: xiezhi_risk::ChallengeMethod,
+    pub payment_id: Option<String>,
+    pub credit_line_id: String,
+    pub user_id: String,
+    pub device_id: Option<String>,
+    pub code_sha256: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub status: ChallengeStatus,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeView {
+    pub id: String,
+    pub purpose: ChallengePurpose,
+    pub method: xiezhi_risk::ChallengeMethod,
+    pub status: ChallengeStatus,
+    pub credit_line_id: String,
+    pub payment_id: Option<String>,
+    pub attempts_left: u32,
+    pub expires_at: String,
+    /// The payment after the challenge, for payment challenges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_line: Option<CreditLineView>,
+}
+
+impl From<&Challenge> for ChallengeView {
+    fn from(c: &Challenge) -> ChallengeView {
+        ChallengeView {
+            id: c.id.clone(),
+            purpose: c.purpose,
+            method: c.method,
+            status: c.status,
+            credit_line_id: c.credit_line_id.clone(),
+            payment_id: c.payment_id.clone(),
+            attempts_left: c.max_attempts.saturating_sub(c.attempts),
+            expires_at: timestamp(c.expires_at_ms),
+            payment: None,
+            credit_line: None,
+        }
+    }
+}
+
+/// `POST /v1/challenges/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeAnswer {
+    pub code: String,
+}
+
+/// One message in a user's app inbox. Stands in for the SMS and push gateway a deployment
+/// plugs in: challenge codes and restriction notices are delivered here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    pub kind: String,
+    pub message: Explanation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub created_at: String,
+}
+
+/// A restriction as stored, keyed by credit line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restriction {
+    pub credit_line_id: String,
+    pub reason_code: String,
+    pub explanation: Explanation,
+    pub payment_id: Option<String>,
+    pub challenge_id: Option<String>,
+    pub created_at_ms: i64,
+    pub until_ms: i64,
+    pub appeal_deadline_ms: i64,
+    pub lifted_at_ms: Option<i64>,
+}
+
+impl From<&Restriction> for RestrictionView {
+    fn from(r: &Restriction) -> RestrictionView {
+        RestrictionView {
+            reason_code: r.reason_code.clone(),
+            explanation: r.explanation.clone(),
+            until: timestamp(r.until_ms),
+            payment_id: r.payment_id.clone(),
+            challenge_id: r.challenge_id.clone(),
+            appeal_deadline: timestamp(r.appeal_deadline_ms),
+        }
+    }
+}
+
+/// Per credit line facts the ledger does not keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineProfile {
+    pub credit_line_id: String,
+    pub user_id: String,
+    pub profile: UserProfile,
+    pub opened_at_ms: i64,
 }

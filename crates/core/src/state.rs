@@ -1,9 +1,38 @@
 //! The writer's state: the ledger plus merchants, payments and idempotency records, and the
 //! rules that turn one command into ledger transactions and records. Runs on one thread.
 
+use crate::decide::RiskConfig;
 use crate::error::CoreError;
 use crate::model::*;
 use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment};
+use xiezhi_risk::{ChallengeMethod, Engine};
+
+/// How often the risk engine forgets idle devices, networks, merchants and users.
+const RISK_PRUNE_INTERVAL_MS: i64 = 10 * 60_000;
+
+fn check_profile(profile: &UserProfile) -> Result<(), CoreError> {
+    if let Some(date) = &profile.birth_date {
+        if date.parse::<jiff::civil::Date>().is_err() {
+            return Err(CoreError::InvalidRequest {
+                field: "profile.birth_date".into(),
+                message: format!("`{date}` is not a date such as 1990-04-01"),
+            });
+        }
+    }
+    if !(0..=3).contains(&profile.kyc_level) {
+        return Err(CoreError::InvalidRequest {
+            field: "profile.kyc_level".into(),
+            message: "`kyc_level` is 0 (none) to 3 (ID plus face match)".into(),
+        });
+    }
+    if profile.region.chars().count() > 16 || profile.region.chars().any(|c| c.is_control()) {
+        return Err(CoreError::InvalidRequest {
+            field: "profile.region".into(),
+            message: "`region` is an ISO 3166-2 code such as CN-SH".into(),
+        });
+    }
+    Ok(())
+}
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use xiezhi_ledger::{Hold, HoldStatus, Ledger, LedgerError, Operation};
@@ -22,18 +51,27 @@ pub(crate) struct IdempotencyRecord {
 /// merchants. Payments and idempotency records live in the store and are read by id; the
 /// `dirty_*` maps hold those written by the batch being built, until it is committed.
 pub(crate) struct State {
-    store: Box<dyn Store>,
+    pub(crate) store: Box<dyn Store>,
     pub ledger: Ledger,
-    merchants: HashMap<String, Merchant>,
+    pub(crate) merchants: HashMap<String, Merchant>,
     /// (lower-cased partner GUID, merchant ref) → merchant id.
     partner_index: HashMap<(String, String), String>,
     dirty_payments: HashMap<String, Payment>,
     dirty_idempotency: HashMap<String, IdempotencyRecord>,
     config: AcceptanceConfig,
-    hold_ttl_ms: i64,
+    pub(crate) hold_ttl_ms: i64,
+    pub(crate) engine: Engine,
+    pub(crate) risk_config: RiskConfig,
+    pub(crate) line_profiles: HashMap<String, LineProfile>,
+    /// Restrictions in force, by credit line.
+    pub(crate) restrictions: HashMap<String, Restriction>,
+    /// Pending challenges, by id (resolved ones are read from the store).
+    pub(crate) challenges: HashMap<String, Challenge>,
+    pub(crate) dirty_inboxes: HashMap<String, Vec<Notification>>,
+    last_risk_prune_ms: i64,
 }
 
-fn storage(error: StoreError) -> CoreError {
+pub(crate) fn storage(error: StoreError) -> CoreError {
     CoreError::StorageUnavailable { message: error.to_string() }
 }
 
@@ -41,7 +79,7 @@ fn corrupt(kind: RecordKind, id: &str, error: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("{} record {id}: {error}", kind.as_str()))
 }
 
-fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms: i64) -> Record {
+pub(crate) fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms: i64) -> Record {
     Record {
         kind,
         id: id.to_owned(),
@@ -52,7 +90,7 @@ fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms: i64) -> R
 
 /// Time-ordered ids with 64 random bits: a collision within one millisecond is about as
 /// likely as a hardware fault, which is why payment ids are not looked up before use.
-fn new_id(prefix: &str, now_ms: i64) -> String {
+pub(crate) fn new_id(prefix: &str, now_ms: i64) -> String {
     format!("{prefix}_{:011x}{:016x}", now_ms.max(0), fastrand::u64(..))
 }
 
@@ -90,7 +128,12 @@ fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
 
 impl State {
     /// Replays the journal and loads the merchants.
-    pub fn load(store: Box<dyn Store>, config: AcceptanceConfig, hold_ttl_ms: i64) -> Result<State, StoreError> {
+    pub fn load(
+        store: Box<dyn Store>,
+        config: AcceptanceConfig,
+        hold_ttl_ms: i64,
+        risk_config: RiskConfig,
+    ) -> Result<State, StoreError> {
         let mut state = State {
             store,
             ledger: Ledger::new(),
@@ -100,6 +143,13 @@ impl State {
             dirty_idempotency: HashMap::new(),
             config,
             hold_ttl_ms,
+            engine: Engine::with_defaults(),
+            risk_config,
+            line_profiles: HashMap::new(),
+            restrictions: HashMap::new(),
+            challenges: HashMap::new(),
+            dirty_inboxes: HashMap::new(),
+            last_risk_prune_ms: 0,
         };
         state.reload()?;
         Ok(state)
@@ -123,6 +173,8 @@ impl State {
                 serde_json::from_str(&record.body).map_err(|e| corrupt(record.kind, &record.id, e))?;
             self.index_merchant(merchant);
         }
+        self.dirty_inboxes.clear();
+        self.reload_risk()?;
         self.check_consistency()
     }
 
@@ -148,6 +200,8 @@ impl State {
         self.store.commit(batch)?;
         self.dirty_payments.clear();
         self.dirty_idempotency.clear();
+        self.dirty_inboxes.clear();
+        self.challenges.retain(|_, c| c.status == ChallengeStatus::Pending);
         self.ledger.evict_settled_holds();
         Ok(())
     }
@@ -208,7 +262,12 @@ impl State {
             }
             out.transactions.push(transaction);
         }
-        Ok(count)
+        let challenges = self.expire_challenges(now_ms, max, out)?;
+        if now_ms - self.last_risk_prune_ms >= RISK_PRUNE_INTERVAL_MS {
+            self.last_risk_prune_ms = now_ms;
+            self.prune_risk_state(now_ms);
+        }
+        Ok(count + challenges)
     }
 
     fn idempotency_record(&mut self, key: &str) -> Result<Option<IdempotencyRecord>, CoreError> {
@@ -236,8 +295,19 @@ impl State {
                 self.dynamic_qr(&merchant_id, &amount, bill_number).map(Reply::DynamicQr)
             }
             Command::GetMerchant { id } => self.merchant(&id).map(|m| Reply::Merchant(m.into())),
-            Command::GetCreditLine { id } => self.credit_line_view(&id).map(Reply::CreditLine),
+            Command::GetCreditLine { id } => self.credit_line_view_at(&id, now_ms).map(Reply::CreditLine),
             Command::GetPayment { id } => self.payment(&id).map(|p| Reply::Payment((&p).into())),
+            Command::GetDecision { payment_id } => self.decision_record(&payment_id),
+            Command::CompleteChallenge { id, answer } => self.complete_challenge(&id, answer, now_ms, out),
+            Command::GetChallenge { id } => self.challenge_view(&id),
+            Command::GetNotifications { credit_line_id } => self.notifications(&credit_line_id),
+            Command::GetRules => Ok(self.rules_document()),
+            Command::PutRules(definition) => self.put_rules(definition, now_ms, out),
+            Command::GetPolicy => Ok(self.policy_document(now_ms)),
+            Command::PutPolicy(text) => self.put_policy(text, now_ms, out),
+            Command::AddListEntry(entry) => self.add_list_entry(entry, now_ms, out),
+            Command::RemoveListEntry { id } => self.remove_list_entry(&id, now_ms, out),
+            Command::GetLists => Ok(self.lists_document()),
         }
     }
 
@@ -246,7 +316,7 @@ impl State {
     }
 
     /// A payment as of this batch: written earlier in the batch, or as stored.
-    fn payment(&mut self, id: &str) -> Result<Payment, CoreError> {
+    pub(crate) fn payment(&mut self, id: &str) -> Result<Payment, CoreError> {
         if let Some(payment) = self.dirty_payments.get(id) {
             return Ok(payment.clone());
         }
@@ -261,6 +331,13 @@ impl State {
             .credit_line(id)
             .map(CreditLineView::from)
             .ok_or_else(|| CoreError::CreditLineNotFound { id: id.to_owned() })
+    }
+
+    /// The line with the restriction in force at `now_ms`, if any.
+    pub(crate) fn credit_line_view_at(&self, id: &str, now_ms: i64) -> Result<CreditLineView, CoreError> {
+        let mut view = self.credit_line_view(id)?;
+        view.restriction = self.restriction_view(id, now_ms);
+        Ok(view)
     }
 
     fn create_merchant(&mut self, request: NewMerchant, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
@@ -330,6 +407,7 @@ impl State {
         check_text("user_id", &request.user_id)?;
         let currency = parse_currency(&request.currency)?;
         let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
+        check_profile(&request.profile)?;
         let mut id = new_id("cl", now_ms);
         while self.ledger.credit_line(&id).is_some() {
             id = new_id("cl", now_ms);
@@ -342,6 +420,10 @@ impl State {
             )
             .map_err(|e| CoreError::InvalidRequest { field: "limit".into(), message: e.to_string() })?;
         out.transactions.push(transaction);
+        let user_id = self.ledger.credit_line(&id).map(|l| l.user_id.clone()).unwrap_or_default();
+        let profile =
+            LineProfile { credit_line_id: id.clone(), user_id, profile: request.profile, opened_at_ms: now_ms };
+        self.save_line_profile(profile, now_ms, out);
         self.credit_line_view(&id).map(Reply::CreditLine)
     }
 
@@ -378,7 +460,7 @@ impl State {
         let PreparedPayment { request, qr } = prepared;
         let currency =
             qr.currency().ok_or_else(|| CoreError::UnknownCurrency { currency: qr.transaction_currency.clone() })?;
-        let merchant = self.resolve_merchant(&qr)?;
+        let merchant = self.resolve_merchant(&qr)?.clone();
         let (merchant_id, merchant_name) = (merchant.id.clone(), merchant.name.clone());
         let line = self
             .ledger
@@ -390,7 +472,11 @@ impl State {
                 got: currency.alpha().into(),
             });
         }
-        let available_minor = line.available_minor();
+        let (available_minor, limit_minor, user_id) =
+            (line.available_minor(), line.limit_minor(), line.user_id.clone());
+        if let Some(device) = &request.context.device_id {
+            check_text("context.device_id", device)?;
+        }
         let qr_amount = match &qr.transaction_amount {
             Some(text) => Some(parse_amount("qr_payload", text.trim_end_matches('.'), currency, Sign::Positive)?),
             None => None,
@@ -430,7 +516,15 @@ impl State {
             captured_minor: 0,
             refunded_minor: 0,
             status: PaymentStatus::Declined,
-            decision: Decision { outcome: Outcome::Decline, reason_codes: vec![] },
+            decision: Decision {
+                outcome: Outcome::Decline,
+                reason_codes: vec![],
+                explanation: Explanation::default(),
+                recovery: vec![],
+                expires_at: None,
+                challenge_id: None,
+                notices: vec![],
+            },
             refunds: vec![],
             context: request.context,
             dynamic_qr: qr.point_of_initiation == Some(PointOfInitiation::Dynamic),
@@ -439,28 +533,51 @@ impl State {
             updated_at_ms: now_ms,
             expires_at_ms: None,
         };
-        if amount_minor > available_minor {
-            payment.decision.reason_codes.push("insufficient_credit".into());
-        } else {
-            let expires_at_ms = now_ms + self.hold_ttl_ms;
-            let transaction = self
-                .ledger
-                .execute(
-                    Operation::Authorize {
-                        hold_id: id.clone(),
-                        credit_line_id: request.credit_line_id,
-                        amount_minor,
-                        expires_at_ms,
-                    },
+        let facts = self.payment_facts(&payment, &merchant, &user_id, available_minor, limit_minor, now_ms)?;
+        let decision = self.decide(facts, out);
+        let mut challenge_id = None;
+        match decision.outcome {
+            Outcome::Approve => {
+                let expires_at_ms = now_ms + self.hold_ttl_ms;
+                let transaction = self
+                    .ledger
+                    .execute(
+                        Operation::Authorize {
+                            hold_id: id.clone(),
+                            credit_line_id: request.credit_line_id,
+                            amount_minor,
+                            expires_at_ms,
+                        },
+                        now_ms,
+                    )
+                    .map_err(|e| CoreError::InvalidRequest { field: "amount".into(), message: e.to_string() })?;
+                out.transactions.push(transaction);
+                payment.status = PaymentStatus::Authorized;
+                payment.expires_at_ms = Some(expires_at_ms);
+            }
+            Outcome::StepUp => {
+                let method = Engine::challenge_method(&decision).unwrap_or(ChallengeMethod::OneTimeCode);
+                let f = &decision.facts;
+                challenge_id = Some(self.open_challenge(
+                    ChallengePurpose::Payment,
+                    method,
+                    Some(id.clone()),
+                    &f.credit_line_id,
+                    &f.user_id,
+                    f.device_id.clone(),
                     now_ms,
-                )
-                .map_err(|e| CoreError::InvalidRequest { field: "amount".into(), message: e.to_string() })?;
-            out.transactions.push(transaction);
-            payment.status = PaymentStatus::Authorized;
-            payment.decision = Decision { outcome: Outcome::Approve, reason_codes: vec![] };
-            payment.expires_at_ms = Some(expires_at_ms);
+                    out,
+                )?);
+                payment.status = PaymentStatus::ChallengeRequired;
+            }
+            Outcome::Decline => payment.status = PaymentStatus::Declined,
+            Outcome::Restrict => {
+                challenge_id = Some(self.restrict(&decision, now_ms, out)?);
+                payment.status = PaymentStatus::Declined;
+            }
         }
-        metrics::counter!("xiezhi_payments_total", "outcome" => match payment.decision.outcome { Outcome::Approve => "approve", Outcome::Decline => "decline" }).increment(1);
+        payment.decision = self.decision_view(&decision, challenge_id);
+        metrics::counter!("xiezhi_payments_total", "outcome" => decision.outcome.as_str()).increment(1);
         out.records.push(record(RecordKind::Payment, &id, &payment, now_ms));
         let view = PaymentView::from(&payment);
         self.dirty_payments.insert(id, payment);
@@ -582,7 +699,7 @@ impl State {
 
     /// Records a change to a payment read earlier in this command. Cannot fail, so it is
     /// safe after the ledger has already posted the matching transaction.
-    fn save_payment(
+    pub(crate) fn save_payment(
         &mut self,
         mut payment: Payment,
         now_ms: i64,

@@ -52,7 +52,8 @@ pub(crate) fn spawn(
     stats: Arc<WriterStats>,
 ) -> Result<(), CoreError> {
     let unavailable = |e: xiezhi_store::StoreError| CoreError::StorageUnavailable { message: e.to_string() };
-    let state = State::load(store, config.acceptance.clone(), config.hold_ttl_ms).map_err(unavailable)?;
+    let state =
+        State::load(store, config.acceptance.clone(), config.hold_ttl_ms, config.risk.clone()).map_err(unavailable)?;
     stats.healthy.store(true, Ordering::Relaxed);
     stats.pending_holds.store(state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
     let max_batch = config.max_batch.clamp(1, xiezhi_store::MAX_BATCH_ITEMS / 4);

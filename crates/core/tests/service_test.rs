@@ -44,7 +44,12 @@ fn merchant(service: &Service, name: &str) -> MerchantView {
 }
 
 fn line(service: &Service, limit: &str) -> CreditLineView {
-    let request = NewCreditLine { user_id: "u1".into(), currency: "CNY".into(), limit: limit.into() };
+    let request = NewCreditLine {
+        user_id: "u1".into(),
+        currency: "CNY".into(),
+        limit: limit.into(),
+        profile: Default::default(),
+    };
     match run(service, Command::CreateCreditLine(request)).unwrap() {
         Reply::CreditLine(l) => l,
         other => panic!("{other:?}"),
@@ -220,7 +225,12 @@ fn foreign_and_unknown_codes_are_not_accepted() {
     assert!(matches!(pay(&service, &cl.id, "0002010102", Some("1")), Err(CoreError::InvalidQr { .. })));
     let usd_line = match run(
         &service,
-        Command::CreateCreditLine(NewCreditLine { user_id: "u".into(), currency: "USD".into(), limit: "5".into() }),
+        Command::CreateCreditLine(NewCreditLine {
+            user_id: "u".into(),
+            currency: "USD".into(),
+            limit: "5".into(),
+            profile: Default::default(),
+        }),
     )
     .unwrap()
     {
@@ -236,7 +246,12 @@ fn foreign_and_unknown_codes_are_not_accepted() {
     assert!(matches!(
         run(
             &service,
-            Command::CreateCreditLine(NewCreditLine { user_id: "u".into(), currency: "XXX".into(), limit: "5".into() })
+            Command::CreateCreditLine(NewCreditLine {
+                user_id: "u".into(),
+                currency: "XXX".into(),
+                limit: "5".into(),
+                profile: Default::default()
+            })
         ),
         Err(CoreError::UnknownCurrency { .. })
     ));
@@ -420,7 +435,9 @@ proptest! {
     #[test]
     fn concurrent_authorizations_never_overdraw(amounts in prop::collection::vec(1u32..5_000, 16..160), limit in 1_000u32..200_000, threads in 2usize..16) {
         let dir = tempfile::tempdir().unwrap();
-        let (service, _) = start(dir.path(), ServiceConfig { max_batch: 64, ..Default::default() });
+        // The ledger's invariant under concurrency, without risk rules stepping the burst up.
+        let risk = RiskConfig { rules_json: Some(r#"{"version":"none","rules":[]}"#.into()), ..Default::default() };
+        let (service, _) = start(dir.path(), ServiceConfig { max_batch: 64, risk, ..Default::default() });
         let shop = merchant(&service, "Lotus Market");
         let cl = line(&service, &format!("{}.{:02}", limit / 100, limit % 100));
         let chunks: Vec<Vec<u32>> = amounts.chunks(amounts.len().div_ceil(threads)).map(<[u32]>::to_vec).collect();

@@ -33,3 +33,9 @@ fraud-score-high = This payment looks very unlike your usual activity.
 challenge-failed = The verification was not completed.
 repeated-challenge-failures = Verification failed several times, so credit payments are paused to protect your account.
 insufficient-credit = Your available credit is { $available }.
+
+# Messages to the user's inbox (SMS or push in a deployment).
+notify-one-time-code = Your Xiezhi verification code is { $code }. It expires in { $minutes } minutes. Never share it with anyone.
+notify-restricted = Credit payments on your account are paused until { $until }. You can verify your identity to lift this now, or appeal by { $deadline }.
+notify-challenge-passed = Verified. Your payment went through.
+notify-restriction-lifted = Credit payments on your account are available again.

@@ -32,3 +32,9 @@ fraud-score-high = 这笔支付与您的日常习惯差异很大。
 challenge-failed = 验证未通过。
 repeated-challenge-failures = 多次验证未通过，为保护您的账户，信用支付已暂停。
 insufficient-credit = 您的可用额度为 { $available }。
+
+# 发送到用户收件箱的消息（部署时为短信或推送）。
+notify-one-time-code = 您的獬豸验证码是 { $code }，{ $minutes } 分钟内有效，请勿告诉任何人。
+notify-restricted = 您账户的信用支付已暂停，至 { $until } 恢复。您可以现在验证身份解除暂停，或在 { $deadline } 前提出申诉。
+notify-challenge-passed = 验证通过，您的支付已完成。
+notify-restriction-lifted = 您账户的信用支付已恢复使用。

@@ -91,7 +91,7 @@ const EN: &str = include_str!("../locales/en.ftl");
 const ZH: &str = include_str!("../locales/zh.ftl");
 
 /// A user-facing explanation in both languages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Explanation {
     pub zh: String,
     pub en: String,
@@ -157,6 +157,14 @@ impl Catalogue {
         let mut errors = vec![];
         let text = bundle.format_pattern(pattern, Some(&fluent_args), &mut errors);
         errors.is_empty().then(|| text.into_owned())
+    }
+
+    /// One message in both languages (inbox messages, notices).
+    pub fn both(&self, id: &str, args: &[(&str, String)]) -> Explanation {
+        Explanation {
+            en: self.message(Language::En, id, args).unwrap_or_else(|| id.to_owned()),
+            zh: self.message(Language::Zh, id, args).unwrap_or_else(|| id.to_owned()),
+        }
     }
 
     /// The explanation of a decision: the outcome's headline, then one sentence per reason.

@@ -94,6 +94,15 @@ pub fn router(service: Service) -> Router {
         .route("/v1/payments/{id}/capture", post(capture))
         .route("/v1/payments/{id}/void", post(void))
         .route("/v1/payments/{id}/refunds", post(refund))
+        .route("/v1/payments/{id}/decision", get(get_decision))
+        .route("/v1/challenges/{id}", get(get_challenge).post(complete_challenge))
+        .route("/v1/credit-lines/{id}/notifications", get(get_notifications))
+        .route("/v1/rules", get(get_rules).put(put_rules))
+        .route("/v1/rules/features", get(rule_features))
+        .route("/v1/reason-codes", get(reason_codes))
+        .route("/v1/policy", get(get_policy).put(put_policy))
+        .route("/v1/lists", get(get_lists).post(add_list_entry))
+        .route("/v1/lists/{id}", axum::routing::delete(remove_list_entry))
         .fallback(not_found)
         .layer(middleware::from_fn(record_request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -147,7 +156,16 @@ async fn index() -> impl IntoResponse {
          GET  /v1/payments/{id}\n\
          POST /v1/payments/{id}/capture     {amount?}\n\
          POST /v1/payments/{id}/void\n\
-         POST /v1/payments/{id}/refunds     {amount}\n",
+         POST /v1/payments/{id}/refunds     {amount}\n\
+         GET  /v1/payments/{id}/decision    the decision record: features, rule hits, score, versions\n\
+         GET  /v1/challenges/{id}           a step-up or restriction challenge\n\
+         POST /v1/challenges/{id}           answer it {code}\n\
+         GET  /v1/credit-lines/{id}/notifications  the user's inbox (codes, restriction notices)\n\
+         GET  /v1/rules  PUT /v1/rules      the live rule set; PUT validates and swaps atomically\n\
+         GET  /v1/rules/features            the features rules can use\n\
+         GET  /v1/reason-codes              reason codes with zh/en text and ways out\n\
+         GET  /v1/policy PUT /v1/policy     the regulatory policy document\n\
+         GET  /v1/lists  POST /v1/lists     deny/allow lists; DELETE /v1/lists/{id}\n",
     )
 }
 
@@ -211,6 +229,8 @@ fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Response {
         Ok(Reply::Payment(v)) => (status, Json(v)).into_response(),
         Ok(Reply::Repayment(v)) => (status, Json(v)).into_response(),
         Ok(Reply::DynamicQr(v)) => (status, Json(v)).into_response(),
+        Ok(Reply::Challenge(v)) => (status, Json(v)).into_response(),
+        Ok(Reply::Document(v)) => (status, Json(v)).into_response(),
         Err(error) => Problem::from(error).into_response(),
     }
 }
@@ -391,6 +411,80 @@ async fn refund(State(state): State<AppState>, Path(id): Path<String>, posted: P
         Ok(Command::Refund { payment_id: id, amount: r.amount })
     })
     .await
+}
+
+async fn get_decision(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::GetDecision { payment_id: id }, None).await)
+}
+
+async fn get_challenge(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::GetChallenge { id }, None).await)
+}
+
+async fn complete_challenge(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::OK, |answer: ChallengeAnswer| Ok(Command::CompleteChallenge { id, answer }))
+        .await
+}
+
+async fn get_notifications(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::GetNotifications { credit_line_id: id }, None).await)
+}
+
+async fn get_rules(State(state): State<AppState>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::GetRules, None).await)
+}
+
+async fn put_rules(State(state): State<AppState>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::OK, |definition| Ok(Command::PutRules(definition))).await
+}
+
+async fn rule_features() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "features": xiezhi_risk::features::catalogue() }))
+}
+
+async fn reason_codes() -> Json<serde_json::Value> {
+    static CATALOGUE: OnceLock<xiezhi_risk::Catalogue> = OnceLock::new();
+    let catalogue = CATALOGUE.get_or_init(xiezhi_risk::Catalogue::new);
+    let codes: Vec<serde_json::Value> = catalogue
+        .codes()
+        .map(|c| {
+            serde_json::json!({
+                "code": c.code,
+                "layer": c.layer,
+                "default_outcome": c.default_outcome,
+                "recovery": c.recovery,
+                "explanation": catalogue.both(&c.code.replace('_', "-"), &[]),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "reason_codes": codes }))
+}
+
+async fn get_policy(State(state): State<AppState>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::GetPolicy, None).await)
+}
+
+async fn put_policy(State(state): State<AppState>, posted: Posted) -> Response {
+    // Parsed (strictly) by the policy compiler, which names what is wrong.
+    match std::str::from_utf8(&posted.body) {
+        Ok(text) => {
+            let command = Command::PutPolicy(text.to_owned());
+            reply(StatusCode::OK, state.service.execute(command, posted.key).await)
+        }
+        Err(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not UTF-8").into_response(),
+    }
+}
+
+async fn get_lists(State(state): State<AppState>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::GetLists, None).await)
+}
+
+async fn add_list_entry(State(state): State<AppState>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::CREATED, |entry| Ok(Command::AddListEntry(entry))).await
+}
+
+async fn remove_list_entry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::RemoveListEntry { id }, None).await)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -17,6 +17,9 @@ pub struct Problem {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qr_error: Option<QrErrorDetail>,
+    /// The rule a rejected rule set failed on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,6 +39,7 @@ impl Problem {
             code: code.to_owned(),
             field: None,
             qr_error: None,
+            rule_id: None,
         }
     }
 
@@ -64,7 +68,11 @@ pub fn status_of(error: &CoreError) -> StatusCode {
     match error {
         CoreError::MerchantNotFound { .. }
         | CoreError::CreditLineNotFound { .. }
-        | CoreError::PaymentNotFound { .. } => StatusCode::NOT_FOUND,
+        | CoreError::PaymentNotFound { .. }
+        | CoreError::ChallengeNotFound { .. }
+        | CoreError::DecisionNotFound { .. }
+        | CoreError::ListEntryNotFound { .. } => StatusCode::NOT_FOUND,
+        CoreError::RuleRejected { .. } | CoreError::PolicyRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidAmount { .. }
         | CoreError::UnknownCurrency { .. }
         | CoreError::AmountRequired
@@ -90,6 +98,7 @@ impl From<CoreError> for Problem {
                 problem.field = Some(field.clone())
             }
             CoreError::AmountRequired => problem.field = Some("amount".into()),
+            CoreError::RuleRejected { rule_id, .. } => problem.rule_id = Some(rule_id.clone()),
             CoreError::InvalidQr { qr_error, field_id, offset, .. } => {
                 problem.field = Some("qr_payload".into());
                 problem.qr_error =

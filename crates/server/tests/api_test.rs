@@ -37,6 +37,29 @@ impl Api {
         split(request.send().await.unwrap()).await
     }
 
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        split(self.client.put(format!("{}{path}", self.base)).json(&body).send().await.unwrap()).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        split(self.client.delete(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    /// The one-time code the user received for `challenge_id`.
+    async fn code_for(&self, line_id: &str, challenge_id: &str) -> String {
+        let (status, inbox) = self.get(&format!("/v1/credit-lines/{line_id}/notifications")).await;
+        assert_eq!(status, StatusCode::OK, "{inbox}");
+        inbox["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["challenge_id"] == challenge_id && n["code"].is_string())
+            .unwrap_or_else(|| panic!("no code for {challenge_id} in {inbox}"))["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         split(self.client.get(format!("{}{path}", self.base)).send().await.unwrap()).await
     }
@@ -55,7 +78,7 @@ impl Api {
 
     async fn line(&self, limit: &str) -> Value {
         let (status, body) =
-            self.post("/v1/credit-lines", json!({"user_id": "u1", "currency": "CNY", "limit": limit}), None).await;
+            self.post("/v1/credit-lines", json!({"user_id": "u1", "currency": "CNY", "limit": limit, "profile": {"birth_date": "1990-04-01", "kyc_level": 2, "region": "CN-SH"}}), None).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
     }
@@ -107,12 +130,23 @@ async fn scan_to_pay_over_http() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_payment_state")));
 
     // Over the limit: declined with a reason code, not an error.
-    let (status, declined) =
-        api.post("/v1/payments", json!({"credit_line_id": line_id, "qr_payload": qr, "amount": "5000"}), None).await;
+    let (status, declined) = api
+        .post(
+            "/v1/payments",
+            json!({"credit_line_id": line_id, "qr_payload": qr, "amount": "5000", "context": {"device_id": "d1"}}),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(declined["status"], "declined");
     assert_eq!(declined["decision"]["outcome"], "decline");
-    assert_eq!(declined["decision"]["reason_codes"], json!(["insufficient_credit"]));
+    assert_eq!(declined["decision"]["reason_codes"][0], "insufficient_credit", "{declined}");
+    assert_eq!(
+        declined["decision"]["explanation"]["en"],
+        "This payment did not go through. Your available credit is 1000.00 CNY."
+    );
+    assert_eq!(declined["decision"]["explanation"]["zh"], "这笔支付未能完成。您的可用额度为 1000.00 CNY。");
+    assert_eq!(declined["decision"]["recovery"][0], json!({"action": "lower_amount", "max_amount": "1000.00"}));
 
     // Repayment.
     let (_, p2) =
@@ -267,4 +301,172 @@ async fn qr_images_health_and_metrics() {
     assert!(metrics.contains("xiezhi_http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/v1/merchants\""), "{metrics}");
     assert!(metrics.contains("xiezhi_commit_duration_us"), "{metrics}");
+}
+
+/// Step-up: a large payment from a new device waits for a one-time code; the code from the
+/// user's inbox completes it, and the decision record explains it.
+#[tokio::test]
+async fn step_up_is_completed_with_the_code_from_the_inbox() {
+    let api = start().await;
+    let qr = api.merchant().await["qr_payload"].as_str().unwrap().to_owned();
+    let line = api.line("20000.00").await;
+    let line_id = line["id"].as_str().unwrap();
+    let body = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": "1500.00", "context": {"device_id": "new-phone", "ip": "198.51.100.7", "network": "4g"}});
+    let (status, payment) = api.post("/v1/payments", body, Some("big-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(payment["status"], "challenge_required", "{payment}");
+    let decision = &payment["decision"];
+    assert_eq!(decision["outcome"], "step_up");
+    assert!(decision["reason_codes"].as_array().unwrap().contains(&json!("new_device_high_amount")), "{decision}");
+    assert!(decision["explanation"]["en"].as_str().unwrap().contains("device you have not used before"));
+    assert!(decision["explanation"]["zh"].as_str().unwrap().contains("新设备"));
+    let challenge_id = decision["challenge_id"].as_str().unwrap();
+    assert_eq!(decision["recovery"][0]["action"], "one_time_code");
+    assert_eq!(decision["recovery"][0]["challenge_id"], challenge_id);
+    assert!(decision["expires_at"].is_string());
+    let (_, line_now) = api.get(&format!("/v1/credit-lines/{line_id}")).await;
+    assert_eq!(line_now["held"], "0.00", "no credit is held while the challenge waits");
+
+    // A wrong code uses an attempt; the right one authorizes the payment.
+    let (status, wrong) = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": "000000x"}), None).await;
+    assert_eq!((status, wrong["field"].as_str()), (StatusCode::BAD_REQUEST, Some("code")));
+    let code = api.code_for(line_id, challenge_id).await;
+    let wrong_code = if code == "111111" { "222222" } else { "111111" };
+    let (_, after_wrong) = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": wrong_code}), None).await;
+    assert_eq!((after_wrong["status"].as_str(), after_wrong["attempts_left"].as_u64()), (Some("pending"), Some(2)));
+    let (status, passed) = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": code}), None).await;
+    assert_eq!(status, StatusCode::OK, "{passed}");
+    assert_eq!(passed["status"], "passed");
+    assert_eq!(passed["payment"]["status"], "authorized");
+    assert_eq!(passed["payment"]["decision"]["outcome"], "approve");
+    let (_, line_now) = api.get(&format!("/v1/credit-lines/{line_id}")).await;
+    assert_eq!(line_now["held"], "1500.00");
+
+    // The decision record: inputs, features, the rule that fired, versions.
+    let id = payment["id"].as_str().unwrap();
+    let (status, record) = api.get(&format!("/v1/payments/{id}/decision")).await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(record["outcome"], "step_up");
+    assert_eq!(record["facts"]["amount_minor"], 150_000);
+    assert_eq!(record["features"]["device_first_seen"], true);
+    assert!(record["signals"].as_array().unwrap().iter().any(|s| s["source"] == "new_device_large_amount@1"));
+    assert_eq!(record["versions"]["rules"], "default-1");
+    assert_eq!(record["versions"]["policy"], "cn-credit-scan-to-pay@1");
+    assert!(record["score"]["value"].is_i64());
+    let (status, _) = api.get("/v1/payments/pay_nope/decision").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Three wrong codes fail the challenge and decline the payment; the failures then restrict
+/// the line, with an end, a reason, and a challenge that lifts it.
+#[tokio::test]
+async fn failed_challenges_restrict_the_line_and_a_passed_one_lifts_it() {
+    let api = start().await;
+    let qr = api.merchant().await["qr_payload"].as_str().unwrap().to_owned();
+    let line = api.line("20000.00").await;
+    let line_id = line["id"].as_str().unwrap();
+    let body = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": "1500.00", "context": {"device_id": "thief-phone"}});
+    let (_, payment) = api.post("/v1/payments", body.clone(), None).await;
+    let challenge_id = payment["decision"]["challenge_id"].as_str().unwrap().to_owned();
+    let code = api.code_for(line_id, &challenge_id).await;
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": wrong}), None).await.1;
+    }
+    assert_eq!(last["status"], "failed");
+    assert_eq!(last["payment"]["status"], "declined");
+    assert!(last["payment"]["decision"]["reason_codes"].as_array().unwrap().contains(&json!("challenge_failed")));
+    // Even the right code changes nothing now.
+    let (_, late) = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": code}), None).await;
+    assert_eq!(late["status"], "failed");
+
+    let small = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": "12.00", "context": {"device_id": "thief-phone"}});
+    let (_, restricted) = api.post("/v1/payments", small.clone(), None).await;
+    assert_eq!(restricted["decision"]["outcome"], "restrict", "{restricted}");
+    assert_eq!(restricted["decision"]["reason_codes"][0], "repeated_challenge_failures");
+    assert!(restricted["decision"]["expires_at"].is_string());
+    let (_, line_now) = api.get(&format!("/v1/credit-lines/{line_id}")).await;
+    let restriction = &line_now["restriction"];
+    assert_eq!(restriction["reason_code"], "repeated_challenge_failures", "{line_now}");
+    assert!(restriction["until"].is_string() && restriction["appeal_deadline"].is_string());
+    // Further payments are declined as restricted, with the way out.
+    let (_, blocked) = api.post("/v1/payments", small.clone(), None).await;
+    assert!(blocked["decision"]["reason_codes"].as_array().unwrap().contains(&json!("line_restricted")), "{blocked}");
+    // The owner verifies with the code sent to their phone: the restriction is lifted.
+    let lift_id = restriction["challenge_id"].as_str().unwrap();
+    let lift_code = api.code_for(line_id, lift_id).await;
+    let (_, lifted) = api.post(&format!("/v1/challenges/{lift_id}"), json!({"code": lift_code}), None).await;
+    assert_eq!(lifted["status"], "passed", "{lifted}");
+    assert!(lifted["credit_line"]["restriction"].is_null(), "{lifted}");
+    let (_, line_now) = api.get(&format!("/v1/credit-lines/{line_id}")).await;
+    assert!(line_now["restriction"].is_null());
+}
+
+#[tokio::test]
+async fn rules_policy_and_lists_are_managed_over_the_api() {
+    let api = start().await;
+    let qr = api.merchant().await["qr_payload"].as_str().unwrap().to_owned();
+    let line = api.line("20000.00").await;
+    let line_id = line["id"].as_str().unwrap();
+
+    let (status, rules) = api.get("/v1/rules").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rules["version"], "default-1");
+    let (_, features) = api.get("/v1/rules/features").await;
+    assert!(features["features"].as_array().unwrap().iter().any(|f| f["name"] == "user_count_1m"));
+    let (_, codes) = api.get("/v1/reason-codes").await;
+    let burst =
+        codes["reason_codes"].as_array().unwrap().iter().find(|c| c["code"] == "velocity_burst").unwrap().clone();
+    assert!(!burst["explanation"]["zh"].as_str().unwrap().is_empty());
+
+    // A bad rule is refused with its id, and the live set is unchanged.
+    let bad = json!({"version": "v2", "rules": [{"id": "typo", "version": 1, "expression": "amount_minr > 1",
+        "effect": {"outcome": "decline"}, "reason_code": "velocity_burst", "mode": "live"}]});
+    let (status, problem) = api.put("/v1/rules", bad).await;
+    assert_eq!(
+        (status, problem["code"].as_str(), problem["rule_id"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("rule_rejected"), Some("typo"))
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("amount_minr"));
+    assert_eq!(api.get("/v1/rules").await.1["version"], "default-1");
+
+    // A valid set swaps in and decides the next payment.
+    let good = json!({"version": "v2", "rules": [{"id": "no_coffee_over_50", "version": 1,
+        "expression": "amount_minor > 5000", "effect": {"outcome": "decline"}, "reason_code": "amount_unusual", "mode": "live"}]});
+    let (status, swapped) = api.put("/v1/rules", good).await;
+    assert_eq!((status, swapped["version"].as_str()), (StatusCode::OK, Some("v2")));
+    let pay = |amount: &str| json!({"credit_line_id": line_id, "qr_payload": qr, "amount": amount, "context": {"device_id": "d"}});
+    let (_, p) = api.post("/v1/payments", pay("60.00"), None).await;
+    assert_eq!(p["decision"]["reason_codes"], json!(["amount_unusual"]), "{p}");
+    let (_, record) = api.get(&format!("/v1/payments/{}/decision", p["id"].as_str().unwrap())).await;
+    assert_eq!(record["versions"]["rules"], "v2");
+
+    // Lists: deny the device; the entry needs a reason and an author.
+    let (status, problem) = api
+        .post(
+            "/v1/lists",
+            json!({"list": "deny", "subject_kind": "device", "subject": "d", "reason": "", "author": "a"}),
+            None,
+        )
+        .await;
+    assert_eq!((status, problem["field"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")));
+    let (status, entry) = api
+        .post("/v1/lists", json!({"list": "deny", "subject_kind": "device", "subject": "d", "reason": "device farm", "author": "analyst-7", "expires_at": "2099-01-01T00:00:00Z"}), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    let (_, p) = api.post("/v1/payments", pay("10.00"), None).await;
+    assert!(p["decision"]["reason_codes"].as_array().unwrap().contains(&json!("deny_listed_device")), "{p}");
+    let (status, _) = api.delete(&format!("/v1/lists/{}", entry["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, p) = api.post("/v1/payments", pay("10.00"), None).await;
+    assert_eq!(p["decision"]["outcome"], "approve", "{p}");
+
+    // Policy: scheduled and ended clauses are visible; an older version is refused.
+    let (_, policy) = api.get("/v1/policy").await;
+    let states: Vec<&str> =
+        policy["clauses"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
+    assert!(states.contains(&"in_force"));
+    let (status, problem) = api.put("/v1/policy", policy["document"].clone()).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("policy_rejected")));
 }

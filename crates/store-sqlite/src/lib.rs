@@ -205,7 +205,7 @@ fn delete_before_sql(kind: RecordKind) -> String {
     let name = kind.as_str();
     let index = match kind {
         RecordKind::Idempotency => "INDEXED BY idempotency_age",
-        RecordKind::Merchant | RecordKind::Payment => "",
+        _ => "",
     };
     format!(
         "DELETE FROM records WHERE kind = '{name}' AND id IN
@@ -249,6 +249,28 @@ impl Store for SqliteStore {
             })
             .map_err(io)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(io)
+    }
+
+    fn for_each_record(
+        &mut self,
+        kind: RecordKind,
+        visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.begin()?;
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, body, updated_at_ms FROM records WHERE kind = ?1 ORDER BY id")
+            .map_err(io)?;
+        let mut rows = statement.query(params![kind.as_str()]).map_err(io)?;
+        while let Some(row) = rows.next().map_err(io)? {
+            visit(Record {
+                kind,
+                id: row.get(0).map_err(io)?,
+                body: row.get(1).map_err(io)?,
+                updated_at_ms: row.get(2).map_err(io)?,
+            })?;
+        }
+        Ok(())
     }
 
     fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError> {

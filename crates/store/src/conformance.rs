@@ -12,6 +12,7 @@ pub fn run<S: Store, F: FnMut() -> S>(mut open: F) {
     empty_store_holds_nothing(&mut open);
     commit_survives_reopen(&mut open);
     records_are_replaced_by_id(&mut open);
+    records_stream_in_id_order(&mut open);
     journal_gaps_are_refused_atomically(&mut open);
     oversized_batches_are_refused(&mut open);
     old_records_are_deleted_by_age(&mut open);
@@ -121,6 +122,28 @@ fn records_are_replaced_by_id<S: Store>(open: &mut impl FnMut() -> S) {
     assert_eq!(store.records(RecordKind::Payment).expect("records").len(), 1, "records_are_replaced_by_id: duplicated");
     let key = store.record(RecordKind::Idempotency, "p1").expect("record").expect("idempotency p1");
     assert_eq!(value_of(&key), 6, "records_are_replaced_by_id: kinds must be separate key spaces");
+}
+
+fn records_stream_in_id_order<S: Store>(open: &mut impl FnMut() -> S) {
+    let mut store = open();
+    let ids = ["d_0003", "d_0001", "d_0002"];
+    let records = ids.iter().enumerate().map(|(i, id)| record(RecordKind::Decision, id, i as i64)).collect();
+    store.commit(&Batch { transactions: vec![], records }).expect("commit");
+    let mut store = open();
+    let mut seen = vec![];
+    store
+        .for_each_record(RecordKind::Decision, &mut |r| {
+            seen.push(r.id);
+            Ok(())
+        })
+        .expect("for_each_record");
+    assert_eq!(seen, ["d_0001", "d_0002", "d_0003"], "records_stream_in_id_order");
+    let mut calls = 0;
+    let stopped = store.for_each_record(RecordKind::Decision, &mut |_| {
+        calls += 1;
+        Err(StoreError::Corrupt("stop".into()))
+    });
+    assert!(stopped.is_err() && calls == 1, "records_stream_in_id_order: a visitor's error stops the walk");
 }
 
 fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {

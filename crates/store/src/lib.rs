@@ -32,16 +32,47 @@ pub enum RecordKind {
     Merchant,
     Payment,
     Idempotency,
+    /// The risk engine's record of one payment decision, keyed by payment id.
+    Decision,
+    /// A step-up or identity challenge.
+    Challenge,
+    /// The restriction in force on a credit line, keyed by credit line id.
+    Restriction,
+    /// Facts about a credit line the ledger does not keep (profile, opening time).
+    LineProfile,
+    /// A deny or allow list entry.
+    ListEntry,
+    /// A message to a user's app inbox (challenge codes, restriction notices).
+    Notification,
+    /// Operator settings that must survive restarts (the active rule set).
+    Setting,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 3] = [RecordKind::Merchant, RecordKind::Payment, RecordKind::Idempotency];
+    pub const ALL: [RecordKind; 9] = [
+        RecordKind::Merchant,
+        RecordKind::Payment,
+        RecordKind::Idempotency,
+        RecordKind::Decision,
+        RecordKind::Challenge,
+        RecordKind::Restriction,
+        RecordKind::LineProfile,
+        RecordKind::ListEntry,
+        RecordKind::Notification,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Merchant => "merchant",
             RecordKind::Payment => "payment",
             RecordKind::Idempotency => "idempotency",
+            RecordKind::Decision => "decision",
+            RecordKind::Challenge => "challenge",
+            RecordKind::Restriction => "restriction",
+            RecordKind::LineProfile => "line_profile",
+            RecordKind::ListEntry => "list_entry",
+            RecordKind::Notification => "notification",
+            RecordKind::Setting => "setting",
         }
     }
 }
@@ -114,6 +145,21 @@ pub trait Store: Send + 'static {
 
     /// Every record of one kind (for kinds small enough to keep in memory, e.g. merchants).
     fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError>;
+
+    /// Every record of one kind in id order, one at a time (for kinds too large to collect,
+    /// e.g. decisions replayed into the risk engine at start-up).
+    fn for_each_record(
+        &mut self,
+        kind: RecordKind,
+        visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut records = self.records(kind)?;
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        for record in records {
+            visit(record)?;
+        }
+        Ok(())
+    }
 
     /// One record by kind and id.
     fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError>;

@@ -1,0 +1,749 @@
+//! Where the service meets the risk engine: the facts of a payment, what each outcome does
+//! to the payment and the line (hold, challenge, restriction), challenges and their codes,
+//! the user's inbox, and the operator's rules, policy and lists.
+
+use crate::error::CoreError;
+use crate::model::*;
+use crate::state::{new_id, record, storage, State};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Instant;
+use xiezhi_risk::rules::RuleSetDefinition;
+use xiezhi_risk::{
+    ActiveRestriction, DecisionRecord, Engine, ListEntry, Lists, NewListEntry, PaymentFacts, Policy, RuleSet,
+};
+use xiezhi_store::{Batch, RecordKind, StoreError};
+
+/// Most messages kept in one user's inbox.
+pub const MAX_INBOX_MESSAGES: usize = 20;
+/// Setting ids.
+const RULES_SETTING: &str = "rules";
+const POLICY_SETTING: &str = "policy";
+
+/// Where the engine's policy and rules come from at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct RiskConfig {
+    /// A policy document (`--policy FILE`); overrides one stored through the API.
+    pub policy_json: Option<String>,
+    /// A rule set (`--rules FILE`); overrides one stored through the API.
+    pub rules_json: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredListEntry {
+    pub entry: ListEntry,
+    pub removed_at_ms: Option<i64>,
+}
+
+/// The part of a stored decision replayed into the velocity state at start-up.
+#[derive(Deserialize)]
+struct ReplayedDecision {
+    facts: PaymentFacts,
+    outcome: Outcome,
+    features: ReplayedFeatures,
+}
+
+#[derive(Deserialize)]
+struct ReplayedFeatures {
+    #[serde(default)]
+    is_retry: bool,
+}
+
+fn code_hash(challenge_id: &str, code: &str) -> String {
+    let digest = Sha256::digest(format!("{challenge_id}:{code}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rejected(error: xiezhi_risk::RuleError) -> CoreError {
+    CoreError::RuleRejected { rule_id: error.rule_id, message: error.message }
+}
+
+pub(crate) fn build_engine(store: &mut dyn xiezhi_store::Store, config: &RiskConfig) -> Result<Engine, StoreError> {
+    let mut engine = Engine::with_defaults();
+    let catalogue = Arc::clone(engine.catalogue());
+    let setting = |store: &mut dyn xiezhi_store::Store, id: &str| -> Result<Option<String>, StoreError> {
+        Ok(store.record(RecordKind::Setting, id)?.map(|r| r.body))
+    };
+    let policy_text = match &config.policy_json {
+        Some(text) => Some(text.clone()),
+        None => setting(store, POLICY_SETTING)?,
+    };
+    if let Some(text) = policy_text {
+        let policy = Policy::from_json(&text, &catalogue).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        engine.set_policy(Arc::new(policy));
+    }
+    let rules_text = match &config.rules_json {
+        Some(text) => Some(text.clone()),
+        None => setting(store, RULES_SETTING)?,
+    };
+    if let Some(text) = rules_text {
+        let rules = RuleSet::from_json(&text, &catalogue).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        engine.set_rules(Arc::new(rules));
+    }
+    Ok(engine)
+}
+
+impl State {
+    /// Loads what the engine and the risk side of the service remember: line profiles,
+    /// restrictions, pending challenges, lists, and the velocity state rebuilt from every
+    /// stored decision and challenge, in time order.
+    pub(crate) fn reload_risk(&mut self) -> Result<(), StoreError> {
+        let mut engine = build_engine(self.store.as_mut(), &self.risk_config)?;
+        self.line_profiles.clear();
+        self.restrictions.clear();
+        self.challenges.clear();
+        let corrupt = |kind: RecordKind, id: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("{} record {id}: {e}", kind.as_str()))
+        };
+        for r in self.store.records(RecordKind::LineProfile)? {
+            let p: LineProfile = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            self.line_profiles.insert(p.credit_line_id.clone(), p);
+        }
+        for r in self.store.records(RecordKind::Restriction)? {
+            let restriction: Restriction = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            if restriction.lifted_at_ms.is_none() {
+                self.restrictions.insert(restriction.credit_line_id.clone(), restriction);
+            }
+        }
+        let mut lists = Lists::default();
+        for r in self.store.records(RecordKind::ListEntry)? {
+            let stored: StoredListEntry = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            if stored.removed_at_ms.is_none() {
+                lists.insert(stored.entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            }
+        }
+        *engine.lists_mut() = lists;
+        let mut decisions = 0u64;
+        self.store.for_each_record(RecordKind::Decision, &mut |r| {
+            let d: ReplayedDecision = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            let attempt = engine.attempt(&d.facts);
+            let policy = engine.velocity_policy(d.facts.now_ms);
+            // Two-phase borrow: the attempt borrows the facts, not the engine.
+            let attempt = attempt.clone();
+            engine.state_mut().record(&attempt, d.outcome, d.features.is_retry, &policy);
+            decisions += 1;
+            Ok(())
+        })?;
+        let mut pending = vec![];
+        self.store.for_each_record(RecordKind::Challenge, &mut |r| {
+            let c: Challenge = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            match (c.status, c.resolved_at_ms) {
+                (ChallengeStatus::Passed, Some(at)) => {
+                    engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), true, at)
+                }
+                (ChallengeStatus::Failed, Some(at)) => {
+                    engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), false, at)
+                }
+                (ChallengeStatus::Pending, _) => pending.push(c),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        for c in pending {
+            self.challenges.insert(c.id.clone(), c);
+        }
+        tracing::info!(decisions, users = engine.state().user_count(), "risk state rebuilt from stored decisions");
+        self.engine = engine;
+        Ok(())
+    }
+
+    pub(crate) fn save_line_profile(&mut self, profile: LineProfile, now_ms: i64, out: &mut Batch) {
+        out.records.push(record(RecordKind::LineProfile, &profile.credit_line_id, &profile, now_ms));
+        self.line_profiles.insert(profile.credit_line_id.clone(), profile);
+    }
+
+    pub(crate) fn restriction_view(&self, credit_line_id: &str, now_ms: i64) -> Option<RestrictionView> {
+        self.restrictions.get(credit_line_id).filter(|r| r.until_ms > now_ms).map(RestrictionView::from)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn payment_facts(
+        &self,
+        payment: &Payment,
+        merchant: &Merchant,
+        user_id: &str,
+        available_minor: i64,
+        limit_minor: i64,
+        now_ms: i64,
+    ) -> Result<PaymentFacts, CoreError> {
+        let ip = match payment.context.ip.as_deref() {
+            Some(text) => Some(text.parse().map_err(|_| CoreError::InvalidRequest {
+                field: "context.ip".into(),
+                message: format!("`{text}` is not an IP address"),
+            })?),
+            None => None,
+        };
+        let line = self.line_profiles.get(&payment.credit_line_id);
+        Ok(PaymentFacts {
+            payment_id: payment.id.clone(),
+            user_id: user_id.to_owned(),
+            credit_line_id: payment.credit_line_id.clone(),
+            amount_minor: payment.amount_minor,
+            currency: payment.currency,
+            merchant_id: merchant.id.clone(),
+            mcc: merchant.mcc.clone(),
+            merchant_country: merchant.country.clone(),
+            merchant_created_at_ms: merchant.created_at_ms,
+            device_id: payment.context.device_id.clone(),
+            ip,
+            network: payment.context.network.clone(),
+            available_minor,
+            limit_minor,
+            line_opened_at_ms: line.map_or(0, |l| l.opened_at_ms),
+            profile: line.map(|l| l.profile.clone()).unwrap_or_default(),
+            restriction: self
+                .restrictions
+                .get(&payment.credit_line_id)
+                .filter(|r| r.until_ms > now_ms)
+                .map(|r| ActiveRestriction { reason_code: r.reason_code.clone(), until_ms: r.until_ms }),
+            now_ms,
+        })
+    }
+
+    /// Runs the engine on a payment and applies its outcome. Returns the decision; the caller
+    /// authorizes the hold when it is an approval.
+    pub(crate) fn decide(&mut self, facts: PaymentFacts, out: &mut Batch) -> DecisionRecord {
+        let started = Instant::now();
+        let mut decision = self.engine.decide(facts);
+        decision.latency_us = started.elapsed().as_micros() as u64;
+        metrics::histogram!("xiezhi_decision_latency_us").record(decision.latency_us as f64);
+        metrics::counter!("xiezhi_decisions_total", "outcome" => decision.outcome.as_str()).increment(1);
+        for code in &decision.reason_codes {
+            metrics::counter!("xiezhi_reason_codes_total", "reason_code" => code.clone()).increment(1);
+        }
+        let now_ms = decision.facts.now_ms;
+        out.records.push(record(RecordKind::Decision, &decision.facts.payment_id, &decision, now_ms));
+        decision
+    }
+
+    /// The client's view of a decision, with amounts and instants rendered.
+    pub(crate) fn decision_view(&self, d: &DecisionRecord, challenge_id: Option<String>) -> Decision {
+        let currency = d.facts.currency;
+        Decision {
+            outcome: d.outcome,
+            reason_codes: d.reason_codes.clone(),
+            explanation: d.explanation.clone(),
+            recovery: d
+                .recovery
+                .iter()
+                .map(|r| RecoveryView {
+                    action: r.action,
+                    max_amount: r.max_amount_minor.map(|m| decimal(m, currency)),
+                    until: r.until_ms.map(timestamp),
+                    deadline: r.deadline_ms.map(timestamp),
+                    challenge_id: match r.action {
+                        RecoveryKind::OneTimeCode | RecoveryKind::Reauthenticate | RecoveryKind::VerifyIdentity => {
+                            challenge_id.clone()
+                        }
+                        _ => None,
+                    },
+                })
+                .collect(),
+            expires_at: d.expires_at_ms.map(timestamp),
+            challenge_id,
+            notices: d
+                .notices
+                .iter()
+                .map(|n| NoticeView {
+                    clause_id: n.clause_id.clone(),
+                    reason_code: n.reason_code.clone(),
+                    effective_from: timestamp(n.effective_from_ms),
+                    explanation: n.explanation.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Opens a challenge and sends its code to the user's inbox.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open_challenge(
+        &mut self,
+        purpose: ChallengePurpose,
+        method: xiezhi_risk::ChallengeMethod,
+        payment_id: Option<String>,
+        credit_line_id: &str,
+        user_id: &str,
+        device_id: Option<String>,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<String, CoreError> {
+        let trust = &self.engine.policy().document.trust;
+        let (ttl_ms, max_attempts) = (trust.challenge_ttl_seconds * 1_000, trust.challenge_max_attempts);
+        let id = new_id("ch", now_ms);
+        let code = format!("{:06}", fastrand::u32(0..1_000_000));
+        let challenge = Challenge {
+            id: id.clone(),
+            purpose,
+            method,
+            payment_id,
+            credit_line_id: credit_line_id.to_owned(),
+            user_id: user_id.to_owned(),
+            device_id,
+            code_sha256: code_hash(&id, &code),
+            attempts: 0,
+            max_attempts,
+            status: ChallengeStatus::Pending,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + ttl_ms,
+            resolved_at_ms: None,
+        };
+        out.records.push(record(RecordKind::Challenge, &id, &challenge, now_ms));
+        self.challenges.insert(id.clone(), challenge);
+        let message = self
+            .engine
+            .catalogue()
+            .both("notify-one-time-code", &[("code", code.clone()), ("minutes", (ttl_ms / 60_000).max(1).to_string())]);
+        self.notify(credit_line_id, "one_time_code", message, Some(id.clone()), Some(code), now_ms, out)?;
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn notify(
+        &mut self,
+        credit_line_id: &str,
+        kind: &str,
+        message: Explanation,
+        challenge_id: Option<String>,
+        code: Option<String>,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<(), CoreError> {
+        let mut inbox = self.inbox(credit_line_id)?;
+        if inbox.len() >= MAX_INBOX_MESSAGES {
+            inbox.remove(0);
+        }
+        inbox.push(Notification {
+            id: new_id("ntf", now_ms),
+            kind: kind.to_owned(),
+            message,
+            challenge_id,
+            code,
+            created_at: timestamp(now_ms),
+        });
+        out.records.push(record(RecordKind::Notification, credit_line_id, &inbox, now_ms));
+        self.dirty_inboxes.insert(credit_line_id.to_owned(), inbox);
+        Ok(())
+    }
+
+    pub(crate) fn inbox(&mut self, credit_line_id: &str) -> Result<Vec<Notification>, CoreError> {
+        if let Some(inbox) = self.dirty_inboxes.get(credit_line_id) {
+            return Ok(inbox.clone());
+        }
+        match self.store.record(RecordKind::Notification, credit_line_id).map_err(storage)? {
+            Some(r) => serde_json::from_str(&r.body).map_err(|e| CoreError::StorageUnavailable {
+                message: format!("notification record {credit_line_id}: {e}"),
+            }),
+            None => Ok(vec![]),
+        }
+    }
+
+    /// Restricts a line after a `restrict` decision, with a challenge that lifts it.
+    pub(crate) fn restrict(&mut self, d: &DecisionRecord, now_ms: i64, out: &mut Batch) -> Result<String, CoreError> {
+        let f = &d.facts;
+        let until_ms = d.expires_at_ms.unwrap_or(now_ms + 24 * 3_600_000);
+        let appeal_days = self.engine.policy().document.restriction.appeal_days;
+        let challenge_id = self.open_challenge(
+            ChallengePurpose::LiftRestriction,
+            xiezhi_risk::ChallengeMethod::OneTimeCode,
+            Some(f.payment_id.clone()),
+            &f.credit_line_id,
+            &f.user_id,
+            f.device_id.clone(),
+            now_ms,
+            out,
+        )?;
+        let restriction = Restriction {
+            credit_line_id: f.credit_line_id.clone(),
+            reason_code: d.reason_codes.first().cloned().unwrap_or_default(),
+            explanation: d.explanation.clone(),
+            payment_id: Some(f.payment_id.clone()),
+            challenge_id: Some(challenge_id.clone()),
+            created_at_ms: now_ms,
+            until_ms,
+            appeal_deadline_ms: now_ms + appeal_days * 86_400_000,
+            lifted_at_ms: None,
+        };
+        out.records.push(record(RecordKind::Restriction, &f.credit_line_id, &restriction, now_ms));
+        let message = self.engine.catalogue().both(
+            "notify-restricted",
+            &[("until", timestamp(until_ms)), ("deadline", timestamp(restriction.appeal_deadline_ms))],
+        );
+        self.restrictions.insert(f.credit_line_id.clone(), restriction);
+        self.notify(&f.credit_line_id, "restricted", message, Some(challenge_id.clone()), None, now_ms, out)?;
+        Ok(challenge_id)
+    }
+
+    fn challenge(&mut self, id: &str) -> Result<Challenge, CoreError> {
+        if let Some(c) = self.challenges.get(id) {
+            return Ok(c.clone());
+        }
+        match self.store.record(RecordKind::Challenge, id).map_err(storage)? {
+            Some(r) => serde_json::from_str(&r.body)
+                .map_err(|e| CoreError::StorageUnavailable { message: format!("challenge record {id}: {e}") }),
+            None => Err(CoreError::ChallengeNotFound { id: id.to_owned() }),
+        }
+    }
+
+    pub(crate) fn challenge_view(&mut self, id: &str) -> Result<Reply, CoreError> {
+        let c = self.challenge(id)?;
+        let mut view = ChallengeView::from(&c);
+        if let Some(payment_id) = &c.payment_id {
+            view.payment = self.payment(payment_id).ok().map(|p| PaymentView::from(&p));
+        }
+        Ok(Reply::Challenge(view))
+    }
+
+    /// Checks a challenge answer. A wrong code uses up an attempt; the last one fails the
+    /// challenge (and declines its payment). Answers to a challenge that is no longer
+    /// pending change nothing and report its status.
+    pub(crate) fn complete_challenge(
+        &mut self,
+        id: &str,
+        answer: ChallengeAnswer,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        if answer.code.is_empty() || answer.code.len() > 16 || !answer.code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CoreError::InvalidRequest {
+                field: "code".into(),
+                message: "`code` is the digits sent to you".into(),
+            });
+        }
+        let mut c = self.challenge(id)?;
+        if c.status != ChallengeStatus::Pending {
+            return self.challenge_view(id);
+        }
+        if now_ms >= c.expires_at_ms {
+            self.resolve_challenge(&mut c, ChallengeStatus::Expired, now_ms, out)?;
+            return self.challenge_view(id);
+        }
+        if code_hash(&c.id, &answer.code) == c.code_sha256 {
+            self.resolve_challenge(&mut c, ChallengeStatus::Passed, now_ms, out)?;
+        } else {
+            c.attempts += 1;
+            self.engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), false, now_ms);
+            metrics::counter!("xiezhi_challenge_attempts_total", "result" => "wrong").increment(1);
+            if c.attempts >= c.max_attempts {
+                self.resolve_challenge(&mut c, ChallengeStatus::Failed, now_ms, out)?;
+            } else {
+                out.records.push(record(RecordKind::Challenge, &c.id, &c, now_ms));
+                self.challenges.insert(c.id.clone(), c.clone());
+            }
+        }
+        let mut reply = self.challenge_view(id)?;
+        if let Reply::Challenge(view) = &mut reply {
+            if c.purpose == ChallengePurpose::LiftRestriction {
+                view.credit_line = self.credit_line_view_at(&c.credit_line_id, now_ms).ok();
+            }
+        }
+        Ok(reply)
+    }
+
+    fn resolve_challenge(
+        &mut self,
+        c: &mut Challenge,
+        status: ChallengeStatus,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<(), CoreError> {
+        c.status = status;
+        c.resolved_at_ms = Some(now_ms);
+        // Kept until the commit, so later commands in this batch see the resolution.
+        self.challenges.insert(c.id.clone(), c.clone());
+        out.records.push(record(RecordKind::Challenge, &c.id, &*c, now_ms));
+        metrics::counter!("xiezhi_challenges_resolved_total", "status" => format!("{status:?}").to_lowercase())
+            .increment(1);
+        let passed = status == ChallengeStatus::Passed;
+        if passed {
+            self.engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), true, now_ms);
+        }
+        match c.purpose {
+            ChallengePurpose::LiftRestriction => {
+                if passed {
+                    if let Some(mut restriction) = self.restrictions.remove(&c.credit_line_id) {
+                        restriction.lifted_at_ms = Some(now_ms);
+                        out.records.push(record(RecordKind::Restriction, &c.credit_line_id, &restriction, now_ms));
+                        let message = self.engine.catalogue().both("notify-restriction-lifted", &[]);
+                        self.notify(&c.credit_line_id, "restriction_lifted", message, None, None, now_ms, out)?;
+                    }
+                }
+            }
+            ChallengePurpose::Payment => {
+                let Some(payment_id) = c.payment_id.clone() else { return Ok(()) };
+                let payment = self.payment(&payment_id)?;
+                if payment.status != PaymentStatus::ChallengeRequired {
+                    return Ok(());
+                }
+                if passed {
+                    self.approve_after_challenge(payment, now_ms, out)?;
+                } else {
+                    let explanation =
+                        self.engine.catalogue().explain(Outcome::Decline, &[("challenge_failed", vec![])]);
+                    let recovery = vec![RecoveryView {
+                        action: RecoveryKind::Appeal,
+                        max_amount: None,
+                        until: None,
+                        deadline: Some(timestamp(
+                            now_ms + self.engine.policy().document.restriction.appeal_days * 86_400_000,
+                        )),
+                        challenge_id: None,
+                    }];
+                    self.save_payment(payment, now_ms, out, |p| {
+                        p.status = PaymentStatus::Declined;
+                        p.decision.outcome = Outcome::Decline;
+                        p.decision.reason_codes.push("challenge_failed".into());
+                        p.decision.explanation = explanation;
+                        p.decision.recovery = recovery;
+                        p.decision.expires_at = None;
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A passed step-up: authorize now if the credit is still there.
+    fn approve_after_challenge(&mut self, payment: Payment, now_ms: i64, out: &mut Batch) -> Result<(), CoreError> {
+        let line = self
+            .ledger
+            .credit_line(&payment.credit_line_id)
+            .ok_or_else(|| CoreError::CreditLineNotFound { id: payment.credit_line_id.clone() })?;
+        let (available_minor, currency) = (line.available_minor(), line.currency);
+        let restricted = self.restrictions.get(&payment.credit_line_id).is_some_and(|r| r.until_ms > now_ms);
+        if payment.amount_minor > available_minor || restricted {
+            let code = if restricted { "line_restricted" } else { "insufficient_credit" };
+            let args = vec![("available", decimal(available_minor, currency) + " " + currency.alpha())];
+            let explanation = self.engine.catalogue().explain(Outcome::Decline, &[(code, args)]);
+            self.save_payment(payment, now_ms, out, |p| {
+                p.status = PaymentStatus::Declined;
+                p.decision.outcome = Outcome::Decline;
+                p.decision.reason_codes.push(code.into());
+                p.decision.explanation = explanation;
+                p.decision.recovery = vec![];
+            });
+            return Ok(());
+        }
+        let expires_at_ms = now_ms + self.hold_ttl_ms;
+        let transaction = self
+            .ledger
+            .execute(
+                xiezhi_ledger::Operation::Authorize {
+                    hold_id: payment.id.clone(),
+                    credit_line_id: payment.credit_line_id.clone(),
+                    amount_minor: payment.amount_minor,
+                    expires_at_ms,
+                },
+                now_ms,
+            )
+            .map_err(|e| CoreError::InvalidRequest { field: "amount".into(), message: e.to_string() })?;
+        out.transactions.push(transaction);
+        // The payment now counts as approved history for the velocity layer.
+        if let (Some(merchant), Some(line)) =
+            (self.merchants.get(&payment.merchant_id).cloned(), self.ledger.credit_line(&payment.credit_line_id))
+        {
+            let user_id = line.user_id.clone();
+            let facts = self.payment_facts(&payment, &merchant, &user_id, 0, 0, now_ms)?;
+            let attempt = self.engine.attempt(&facts).clone();
+            let policy = self.engine.velocity_policy(now_ms);
+            self.engine.state_mut().record_late_approval(&attempt, &policy);
+        }
+        let explanation = self.engine.catalogue().both("notify-challenge-passed", &[]);
+        self.save_payment(payment, now_ms, out, |p| {
+            p.status = PaymentStatus::Authorized;
+            p.expires_at_ms = Some(expires_at_ms);
+            p.decision.outcome = Outcome::Approve;
+            p.decision.explanation = explanation;
+            p.decision.recovery = vec![];
+            p.decision.expires_at = None;
+        });
+        Ok(())
+    }
+
+    /// Expires pending challenges whose time is up; their payments are declined.
+    pub(crate) fn expire_challenges(&mut self, now_ms: i64, max: usize, out: &mut Batch) -> Result<usize, CoreError> {
+        let due: Vec<String> = self
+            .challenges
+            .values()
+            .filter(|c| c.status == ChallengeStatus::Pending && c.expires_at_ms <= now_ms)
+            .take(max)
+            .map(|c| c.id.clone())
+            .collect();
+        for id in &due {
+            let mut c = self.challenge(id)?;
+            self.resolve_challenge(&mut c, ChallengeStatus::Expired, now_ms, out)?;
+        }
+        self.restrictions.retain(|_, r| r.until_ms > now_ms);
+        Ok(due.len())
+    }
+
+    pub(crate) fn decision_record(&mut self, payment_id: &str) -> Result<Reply, CoreError> {
+        match self.store.record(RecordKind::Decision, payment_id).map_err(storage)? {
+            Some(r) => {
+                let value: serde_json::Value = serde_json::from_str(&r.body)
+                    .map_err(|e| CoreError::StorageUnavailable { message: format!("decision {payment_id}: {e}") })?;
+                Ok(Reply::Document(value))
+            }
+            None => {
+                // A payment refused before the engine ran (bad QR, unknown line) has no record.
+                self.payment(payment_id)?;
+                Err(CoreError::DecisionNotFound { id: payment_id.to_owned() })
+            }
+        }
+    }
+
+    pub(crate) fn rules_document(&self) -> Reply {
+        let rules = self.engine.rules();
+        Reply::Document(serde_json::json!({
+            "version": rules.version,
+            "rules": rules.rules.iter().map(|r| serde_json::json!({
+                "definition": r.definition,
+                "features": r.features,
+            })).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Validates a rule set completely, then swaps it in between two commands, so no
+    /// decision sees half of two sets; it is stored and survives restarts.
+    pub(crate) fn put_rules(
+        &mut self,
+        definition: RuleSetDefinition,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        let rules = RuleSet::compile(definition, self.engine.catalogue()).map_err(rejected)?;
+        let body = serde_json::to_string(&rules.definition()).expect("rule sets serialise");
+        out.records.push(xiezhi_store::Record {
+            kind: RecordKind::Setting,
+            id: RULES_SETTING.into(),
+            body,
+            updated_at_ms: now_ms,
+        });
+        tracing::info!(version = %rules.version, rules = rules.rules.len(), "rule set swapped");
+        self.engine.set_rules(Arc::new(rules));
+        Ok(self.rules_document())
+    }
+
+    pub(crate) fn policy_document(&self, now_ms: i64) -> Reply {
+        let policy = self.engine.policy();
+        let clauses: Vec<serde_json::Value> = policy
+            .clauses
+            .iter()
+            .zip(&policy.document.clauses)
+            .map(|(active, clause)| {
+                let state = if policy.in_force(active, now_ms) {
+                    "in_force"
+                } else if active.from_ms > now_ms {
+                    "scheduled"
+                } else {
+                    "ended"
+                };
+                serde_json::json!({ "clause": clause, "state": state })
+            })
+            .collect();
+        Reply::Document(serde_json::json!({
+            "version": policy.version(),
+            "document": policy.document,
+            "clauses": clauses,
+        }))
+    }
+
+    pub(crate) fn put_policy(&mut self, text: String, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+        let policy = Policy::from_json(&text, self.engine.catalogue())
+            .map_err(|e| CoreError::PolicyRejected { message: e.message })?;
+        let current = self.engine.policy();
+        if policy.document.id == current.document.id && policy.document.version <= current.document.version {
+            return Err(CoreError::PolicyRejected {
+                message: format!(
+                    "version {} is not newer than the active version {}",
+                    policy.document.version, current.document.version
+                ),
+            });
+        }
+        let body = serde_json::to_string(&policy.document).expect("policies serialise");
+        out.records.push(xiezhi_store::Record {
+            kind: RecordKind::Setting,
+            id: POLICY_SETTING.into(),
+            body,
+            updated_at_ms: now_ms,
+        });
+        tracing::info!(version = %policy.version(), "policy swapped");
+        self.engine.set_policy(Arc::new(policy));
+        Ok(self.policy_document(now_ms))
+    }
+
+    pub(crate) fn add_list_entry(
+        &mut self,
+        request: NewListEntry,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        let expires_at_ms = Lists::validate(&request)
+            .map_err(|e| CoreError::InvalidRequest { field: e.field.into(), message: e.message })?;
+        if expires_at_ms.is_some_and(|x| x <= now_ms) {
+            return Err(CoreError::InvalidRequest {
+                field: "expires_at".into(),
+                message: "`expires_at` is in the past".into(),
+            });
+        }
+        let entry = ListEntry {
+            id: new_id("le", now_ms),
+            list: request.list,
+            subject_kind: request.subject_kind,
+            subject: request.subject,
+            reason: request.reason,
+            author: request.author,
+            created_at_ms: now_ms,
+            expires_at_ms,
+        };
+        self.engine
+            .lists_mut()
+            .insert(entry.clone())
+            .map_err(|e| CoreError::InvalidRequest { field: e.field.into(), message: e.message })?;
+        let stored = StoredListEntry { entry: entry.clone(), removed_at_ms: None };
+        out.records.push(record(RecordKind::ListEntry, &entry.id, &stored, now_ms));
+        Ok(Reply::Document(list_entry_json(&entry)))
+    }
+
+    pub(crate) fn remove_list_entry(&mut self, id: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+        let entry =
+            self.engine.lists_mut().remove(id).ok_or_else(|| CoreError::ListEntryNotFound { id: id.to_owned() })?;
+        let stored = StoredListEntry { entry: entry.clone(), removed_at_ms: Some(now_ms) };
+        out.records.push(record(RecordKind::ListEntry, id, &stored, now_ms));
+        Ok(Reply::Document(list_entry_json(&entry)))
+    }
+
+    pub(crate) fn lists_document(&self) -> Reply {
+        Reply::Document(serde_json::json!({
+            "entries": self.engine.lists().entries().take(1_000).map(list_entry_json).collect::<Vec<_>>(),
+            "total": self.engine.lists().len(),
+        }))
+    }
+
+    pub(crate) fn notifications(&mut self, credit_line_id: &str) -> Result<Reply, CoreError> {
+        if self.ledger.credit_line(credit_line_id).is_none() {
+            return Err(CoreError::CreditLineNotFound { id: credit_line_id.to_owned() });
+        }
+        let inbox = self.inbox(credit_line_id)?;
+        Ok(Reply::Document(serde_json::json!({ "credit_line_id": credit_line_id, "notifications": inbox })))
+    }
+
+    pub(crate) fn prune_risk_state(&mut self, now_ms: i64) {
+        let pruned = self.engine.state_mut().prune(now_ms);
+        metrics::counter!("xiezhi_risk_state_pruned_total").increment(pruned as u64);
+        metrics::gauge!("xiezhi_risk_state_users").set(self.engine.state().user_count() as f64);
+    }
+}
+
+fn list_entry_json(e: &ListEntry) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "list": e.list,
+        "subject_kind": e.subject_kind,
+        "subject": e.subject,
+        "reason": e.reason,
+        "author": e.author,
+        "created_at": timestamp(e.created_at_ms),
+        "expires_at": e.expires_at_ms.map(timestamp),
+    })
+}
