@@ -32,10 +32,48 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Risk decisions in process on one thread, with many live rules and velocity state for
+    /// many users.
+    Decide {
+        /// Users with velocity state (each with three payments in the last day).
+        #[arg(long, default_value_t = 1_000_000)]
+        users: usize,
+        /// Live rules (the shipped ones plus generated variants).
+        #[arg(long, default_value_t = 200)]
+        rules: usize,
+        /// Decisions to time.
+        #[arg(long, default_value_t = 200_000)]
+        decisions: usize,
+        #[arg(long, default_value_t = 20_000)]
+        merchants: usize,
+        /// `compiled` (Xiezhi's rule compiler, full decision) or `cel` (the `cel` crate's
+        /// interpreter on the same features: rules only).
+        #[arg(long, default_value = "compiled", value_parser = ["compiled", "cel"])]
+        interpreter: String,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
     match command {
+        BenchCommand::Decide { users, rules, decisions, merchants, interpreter, seed } => {
+            let args = crate::bench_decide::DecideArgs {
+                users: users.max(1),
+                rules: rules.clamp(1, xiezhi_risk::rules::MAX_RULES),
+                decisions: decisions.max(1),
+                merchants: merchants.max(1),
+                interpreter,
+                seed,
+            };
+            match crate::bench_decide::decide(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xiezhi bench decide: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         BenchCommand::Ledger { ops, clients, lines, max_batch, data_dir } => {
             match ledger(ops, clients.clamp(1, 4_096), lines.max(1), max_batch, data_dir) {
                 Ok(()) => ExitCode::SUCCESS,

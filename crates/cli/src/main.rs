@@ -2,6 +2,7 @@
 //! crates.
 
 mod bench;
+mod bench_decide;
 mod demo;
 mod qr_cmd;
 mod serve;

@@ -148,7 +148,7 @@ pub struct Versions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub facts: PaymentFacts,
-    pub features: serde_json::Map<String, serde_json::Value>,
+    pub features: FeatureVector,
     pub signals: Vec<Signal>,
     pub rules_evaluated: usize,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -295,7 +295,7 @@ impl Engine {
     pub fn decide(&mut self, facts: PaymentFacts) -> DecisionRecord {
         let record = self.evaluate(facts);
         let attempt = self.attempt(&record.facts);
-        let is_retry = record.features.get(Feature::IsRetry.name()).and_then(|v| v.as_bool()).unwrap_or(false);
+        let is_retry = record.features.bool(Feature::IsRetry);
         let policy = self.velocity_policy(record.facts.now_ms);
         self.state.record(&attempt, record.outcome, is_retry, &policy);
         record
@@ -622,7 +622,7 @@ impl Engine {
             recovery.insert(0, Recovery::new(RecoveryKind::OneTimeCode));
         }
         DecisionRecord {
-            features: features.to_map(),
+            features,
             signals,
             rules_evaluated: self.rules.rules.len(),
             rule_errors,
@@ -656,7 +656,7 @@ impl Engine {
     /// policy, rules and scorer: what would be decided today. With unchanged versions the
     /// result must equal the record.
     pub fn replay(&self, record: &DecisionRecord) -> DecisionRecord {
-        let features = FeatureVector::from_map(&record.features);
+        let features = record.features.clone();
         let mut replayed = self.evaluate_features(record.facts.clone(), features);
         replayed.latency_us = record.latency_us;
         replayed

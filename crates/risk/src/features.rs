@@ -223,6 +223,35 @@ impl FeatureVector {
     }
 }
 
+/// Serialised as a map from feature name to value: readable in decision records, and only
+/// built when a record is written, not on every decision.
+impl Serialize for FeatureVector {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(Feature::COUNT))?;
+        for feature in Feature::ALL {
+            map.serialize_entry(feature.name(), &self.values[*feature as usize])?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FeatureVector {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<FeatureVector, D::Error> {
+        let map = serde_json::Map::deserialize(deserializer)?;
+        Ok(FeatureVector::from_map(&map))
+    }
+}
+
+impl std::ops::Index<&str> for FeatureVector {
+    type Output = Value;
+    /// The value of a feature by name; panics on an unknown name (tests and tools).
+    fn index(&self, name: &str) -> &Value {
+        let feature = Feature::from_name(name).unwrap_or_else(|| panic!("unknown feature `{name}`"));
+        &self.values[feature as usize]
+    }
+}
+
 /// The feature table as documentation (`GET /v1/rules/features`).
 pub fn catalogue() -> Vec<serde_json::Value> {
     Feature::ALL

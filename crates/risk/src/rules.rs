@@ -636,3 +636,45 @@ fn literal_value(literal: &LiteralValue) -> Result<Typed, String> {
         LiteralValue::Null => Err("null is not supported".into()),
     }
 }
+
+/// The same rules run by the `cel` crate's own interpreter, for the benchmark that justifies
+/// compiling them (`xiezhi bench decide --interpreter cel`) and for a test that both agree.
+pub mod cel_interpreter {
+    use super::RuleSet;
+    use crate::features::{Feature, FeatureVector, Value};
+
+    pub struct InterpretedRules {
+        programs: Vec<cel::Program>,
+    }
+
+    impl InterpretedRules {
+        pub fn new(rules: &RuleSet) -> InterpretedRules {
+            let programs = rules
+                .rules
+                .iter()
+                .map(|r| cel::Program::compile(&r.definition.expression).expect("compiled rules parse"))
+                .collect();
+            InterpretedRules { programs }
+        }
+
+        /// Which rules fire, building a CEL context from the features as an interpreter must.
+        pub fn evaluate(&self, features: &FeatureVector) -> Vec<Option<bool>> {
+            let mut context = cel::Context::default();
+            for feature in Feature::ALL {
+                let name = feature.name();
+                match features.get(*feature) {
+                    Value::Int(v) => context.add_variable_from_value(name, *v),
+                    Value::Bool(v) => context.add_variable_from_value(name, *v),
+                    Value::String(v) => context.add_variable_from_value(name, v.clone()),
+                }
+            }
+            self.programs
+                .iter()
+                .map(|p| match p.execute(&context) {
+                    Ok(cel::Value::Bool(b)) => Some(b),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+}

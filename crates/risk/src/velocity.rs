@@ -72,12 +72,29 @@ pub fn network_kind(name: Option<&str>) -> u8 {
     }
 }
 
+/// 16 bytes: the flags ride in the top byte of the amount (amounts are at most 10^15 minor
+/// units, under 2^50), which keeps a million users' recent events small.
 #[derive(Debug, Clone, Copy)]
 struct UserEvent {
     at_s: u32,
     merchant: u32,
-    amount_minor: i64,
-    flags: u8,
+    amount_and_flags: u64,
+}
+
+impl UserEvent {
+    fn new(at_s: u32, merchant: u32, amount_minor: i64, flags: u8) -> UserEvent {
+        let amount = amount_minor.clamp(0, (1 << 56) - 1) as u64;
+        UserEvent { at_s, merchant, amount_and_flags: amount | (u64::from(flags) << 56) }
+    }
+    fn amount_minor(&self) -> i64 {
+        (self.amount_and_flags & ((1 << 56) - 1)) as i64
+    }
+    fn flags(&self) -> u8 {
+        (self.amount_and_flags >> 56) as u8
+    }
+    fn set_flag(&mut self, flag: u8) {
+        self.amount_and_flags |= u64::from(flag) << 56;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -241,22 +258,22 @@ impl RiskState {
                 (since(now_s, 60), since(now_s, HOUR_S), since(now_s, 600), since(now_s, DAY_S));
             for e in u.events.iter().filter(|e| e.at_s > t24h) {
                 c24h += 1;
-                let approved = e.flags & FLAG_APPROVED != 0;
+                let approved = e.flags() & FLAG_APPROVED != 0;
                 if approved {
-                    s24h = s24h.saturating_add(e.amount_minor);
+                    s24h = s24h.saturating_add(e.amount_minor());
                     if e.at_s >= policy.today_start_s {
-                        today = today.saturating_add(e.amount_minor);
+                        today = today.saturating_add(e.amount_minor());
                     }
                 }
-                if e.flags & FLAG_REFUSED != 0 {
+                if e.flags() & FLAG_REFUSED != 0 {
                     refused += 1;
                 }
                 if e.at_s > t1h {
                     c1h += 1;
                     if approved {
-                        s1h = s1h.saturating_add(e.amount_minor);
+                        s1h = s1h.saturating_add(e.amount_minor());
                     }
-                    if e.flags & FLAG_TINY != 0 {
+                    if e.flags() & FLAG_TINY != 0 {
                         tiny1h += 1;
                     }
                 }
@@ -375,7 +392,7 @@ impl RiskState {
             if matches!(outcome, Outcome::StepUp | Outcome::Decline | Outcome::Restrict) {
                 flags |= FLAG_REFUSED;
             }
-            user.events.push(UserEvent { at_s: now_s, merchant, amount_minor: attempt.amount_minor, flags });
+            user.events.push(UserEvent::new(now_s, merchant, attempt.amount_minor, flags));
         }
         if approved {
             Self::remember_approval(user, attempt, merchant, now_s, policy);
@@ -421,6 +438,8 @@ impl RiskState {
                         let oldest = (0..user.networks.len()).min_by_key(|i| user.networks[*i].1).expect("non-empty");
                         user.networks.swap_remove(oldest);
                     }
+                    // Most users have one or two networks: grow one at a time, not by doubling.
+                    user.networks.reserve_exact(1);
                     user.networks.push((n, now_s));
                 }
             }
@@ -443,6 +462,7 @@ impl RiskState {
                         (0..user.devices.len()).min_by_key(|i| user.devices[*i].last_seen_s).expect("non-empty");
                     user.devices.swap_remove(oldest);
                 }
+                user.devices.reserve_exact(1);
                 user.devices.push(KnownDevice { key: device, approved: 0, trusted: false, last_seen_s: now_s });
                 user.devices.len() - 1
             }
@@ -475,12 +495,10 @@ impl RiskState {
         let now_s = seconds(attempt.now_ms);
         let merchant = short(key(attempt.merchant_id));
         let user = self.users.entry(key(attempt.user_id)).or_default();
-        if let Some(e) =
-            user.events.iter_mut().rev().find(|e| {
-                e.merchant == merchant && e.amount_minor == attempt.amount_minor && e.flags & FLAG_APPROVED == 0
-            })
-        {
-            e.flags |= FLAG_APPROVED;
+        if let Some(e) = user.events.iter_mut().rev().find(|e| {
+            e.merchant == merchant && e.amount_minor() == attempt.amount_minor && e.flags() & FLAG_APPROVED == 0
+        }) {
+            e.set_flag(FLAG_APPROVED);
         }
         Self::remember_approval(user, attempt, merchant, now_s, policy);
     }

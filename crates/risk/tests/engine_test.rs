@@ -233,10 +233,10 @@ fn client_retries_are_recognised_and_not_counted() {
     for i in 0..12 {
         let record = engine.decide(facts("u1", "cafe", 2_800, now() + i * 4_000));
         assert_eq!(record.outcome, Outcome::Approve, "attempt {i}: {:?}", record.reason_codes);
-        assert_eq!(record.features["is_retry"], serde_json::json!(i > 0));
+        assert_eq!(record.features["is_retry"], features::Value::Bool(i > 0));
     }
     let next = engine.evaluate(facts("u1", "bakery", 1_500, now() + 50_000));
-    assert_eq!(next.features["user_count_1m"], serde_json::json!(1), "retries are not a burst");
+    assert_eq!(next.features["user_count_1m"], features::Value::Int(1), "retries are not a burst");
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn ip_change_on_a_trusted_device_never_declines() {
     abroad.ip = Some("100.64.7.9".parse().unwrap());
     abroad.network = Some("4g".into());
     let record = engine.evaluate(abroad.clone());
-    assert_eq!(record.features["device_trusted"], serde_json::json!(true));
+    assert_eq!(record.features["device_trusted"], features::Value::Bool(true));
     assert_eq!(record.outcome, Outcome::StepUp, "capped: {:?}", record.signals);
     assert_eq!(record.signals.iter().find(|s| s.reason_code == "ip_changed").unwrap().mode, SignalMode::Capped);
     // The same change on a device never seen before is declined by that rule.
@@ -319,7 +319,7 @@ fn a_passed_challenge_trusts_the_device() {
     new_phone.now_ms = now() + 2 * MINUTE;
     new_phone.amount_minor = 119_000;
     let record = engine.evaluate(new_phone);
-    assert_eq!(record.features["device_trusted"], serde_json::json!(true));
+    assert_eq!(record.features["device_trusted"], features::Value::Bool(true));
     assert_eq!(record.outcome, Outcome::Approve, "{:?}", record.reason_codes);
 }
 
@@ -484,4 +484,34 @@ fn a_decision_replays_to_the_same_record() {
     // A rule change shows in the replay: the same facts under a rule set without rules.
     engine.set_rules(Arc::new(RuleSet::empty()));
     assert_ne!(engine.replay(&stored).outcome, record.outcome);
+}
+
+#[test]
+fn compiled_rules_agree_with_the_cel_interpreter() {
+    let mut engine = Engine::with_defaults();
+    with_history(&mut engine, "u1", now());
+    let interpreted = xiezhi_risk::rules::cel_interpreter::InterpretedRules::new(engine.rules());
+    let mut fired = 0;
+    for i in 0..200i64 {
+        let mut f = facts(
+            if i % 3 == 0 { "u1" } else { "u2" },
+            &format!("m{}", i % 7),
+            50 + (i * 7919) % 400_000,
+            now() + i * 20_000,
+        );
+        if i % 5 == 0 {
+            f.device_id = Some(format!("phone{i}"));
+        }
+        let mut features = FeatureVector::new();
+        engine.fill_features(&f, &mut features);
+        features.set_int(Feature::FraudScore, (i * 37) % 1000);
+        let by_cel = interpreted.evaluate(&features);
+        for (rule, cel) in engine.rules().rules.iter().zip(by_cel) {
+            let ours = rule.evaluate(&features).ok();
+            assert_eq!(ours, cel, "rule {} disagrees on payment {i}", rule.definition.id);
+            fired += usize::from(ours == Some(true));
+        }
+        engine.decide(f);
+    }
+    assert!(fired > 20, "the comparison must exercise rules that fire ({fired})");
 }
