@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_decide;
+mod decision_cmd;
 mod demo;
 mod qr_cmd;
 mod serve;
@@ -33,6 +34,16 @@ enum Commands {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Explain a payment's decision for a person.
+    Decision {
+        #[command(subcommand)]
+        command: decision_cmd::DecisionCommand,
+    },
+    /// Check rule sets and policy documents before they go live.
+    Rules {
+        #[command(subcommand)]
+        command: decision_cmd::RulesCommand,
+    },
     /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -56,5 +67,7 @@ fn main() -> ExitCode {
         Commands::Qr { command } => qr_cmd::run(command),
         Commands::Store { command: StoreCommand::Check { data_dir } } => store_cmd::check(&data_dir),
         Commands::Bench { command } => bench::run(command),
+        Commands::Decision { command } => decision_cmd::run_decision(command),
+        Commands::Rules { command } => decision_cmd::run_rules(command),
     }
 }

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use xiezhi_core::{AcceptanceConfig, AcceptedScheme, Service, ServiceConfig, SystemClock};
+use xiezhi_core::{AcceptanceConfig, AcceptedScheme, RiskConfig, Service, ServiceConfig, SystemClock};
 use xiezhi_store_sqlite::SqliteStore;
 
 #[derive(Args, Clone)]
@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Demo payments per second.
     #[arg(long, default_value_t = 20)]
     pub demo_rate: u32,
+    /// Demo shoppers, each with a credit line, seeded at first start. Enough that each pays
+    /// a few times an hour at the default rate, as people do.
+    #[arg(long, default_value_t = 5_000)]
+    pub demo_shoppers: usize,
     /// Refuse QR codes with content deviations from the EMV specification.
     #[arg(long)]
     pub strict_qr: bool,
@@ -30,6 +34,20 @@ pub struct ServeArgs {
     /// How long an authorization holds credit before it expires, in seconds.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     pub hold_ttl_secs: i64,
+    /// Rule set to run (JSON, see crates/risk/rules/default.json). Overrides one stored
+    /// through `PUT /v1/rules`; without either, the shipped rules run.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Regulatory policy document (JSON, see crates/risk/policy/default.json). Overrides one
+    /// stored through `PUT /v1/policy`; without either, the shipped policy applies.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
+
+fn read_file(what: &str, path: &Option<PathBuf>) -> Result<Option<String>, String> {
+    path.as_ref()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("cannot read the {what} file {}: {e}", p.display())))
+        .transpose()
 }
 
 /// Ctrl-C or SIGTERM (what service managers send): stop accepting, finish in-flight requests.
@@ -85,6 +103,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         acceptance: AcceptanceConfig { partner_schemes: args.partner_scheme.clone(), ..Default::default() },
         hold_ttl_ms: args.hold_ttl_secs.clamp(1, 30 * 24 * 3600) * 1000,
         strict_qr: args.strict_qr,
+        risk: RiskConfig {
+            rules_json: read_file("rules", &args.rules)?,
+            policy_json: read_file("policy", &args.policy)?,
+        },
         ..Default::default()
     };
     let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
@@ -98,7 +120,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let router = xiezhi_server::router(service);
     let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
     if args.demo {
-        let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_rate);
+        let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_rate, args.demo_shoppers);
         tokio::spawn(async move {
             if let Err(e) = demo.run().await {
                 tracing::error!("demo traffic stopped: {e}");

@@ -96,3 +96,29 @@ fn qr_encode_writes_images_that_decode() {
     let out = xiezhi(&["qr", "encode", "--merchant-id", "m", "--name", "N", "--city", "C", "--currency", "XYZ"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn rules_check_accepts_the_shipped_rules_and_names_a_bad_rule() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../risk");
+    let ok = xiezhi(&[
+        "rules",
+        "check",
+        &format!("{root}/rules/default.json"),
+        "--policy",
+        &format!("{root}/policy/default.json"),
+    ]);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{out}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        out.contains("rule set default-1 is valid") && out.contains("policy cn-credit-scan-to-pay@1 is valid"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"version":"x","rules":[{"id":"oops","version":1,"expression":"amount_minor > 'a'","effect":{"outcome":"decline"},"reason_code":"card_testing","mode":"live"}]}"#).unwrap();
+    let refused = xiezhi(&["rules", "check", bad.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("rule `oops`") && err.contains("cannot compare int with string"), "{err}");
+}

@@ -125,21 +125,26 @@ impl State {
             decisions += 1;
             Ok(())
         })?;
+        // Challenge outcomes replay in time order (wrong answers before a pass at the same
+        // instant: a pass clears the failures before it).
         let mut pending = vec![];
+        let mut answers: Vec<(i64, bool, String, Option<String>)> = vec![];
         self.store.for_each_record(RecordKind::Challenge, &mut |r| {
             let c: Challenge = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            for at in &c.wrong_answers_at_ms {
+                answers.push((*at, false, c.user_id.clone(), c.device_id.clone()));
+            }
             match (c.status, c.resolved_at_ms) {
-                (ChallengeStatus::Passed, Some(at)) => {
-                    engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), true, at)
-                }
-                (ChallengeStatus::Failed, Some(at)) => {
-                    engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), false, at)
-                }
+                (ChallengeStatus::Passed, Some(at)) => answers.push((at, true, c.user_id.clone(), c.device_id.clone())),
                 (ChallengeStatus::Pending, _) => pending.push(c),
                 _ => {}
             }
             Ok(())
         })?;
+        answers.sort_by_key(|(at, passed, _, _)| (*at, *passed));
+        for (at, passed, user_id, device_id) in answers {
+            engine.state_mut().record_challenge(&user_id, device_id.as_deref(), passed, at);
+        }
         for c in pending {
             self.challenges.insert(c.id.clone(), c);
         }
@@ -283,6 +288,7 @@ impl State {
             code_sha256: code_hash(&id, &code),
             attempts: 0,
             max_attempts,
+            wrong_answers_at_ms: vec![],
             status: ChallengeStatus::Pending,
             created_at_ms: now_ms,
             expires_at_ms: now_ms + ttl_ms,
@@ -422,6 +428,7 @@ impl State {
             self.resolve_challenge(&mut c, ChallengeStatus::Passed, now_ms, out)?;
         } else {
             c.attempts += 1;
+            c.wrong_answers_at_ms.push(now_ms);
             self.engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), false, now_ms);
             metrics::counter!("xiezhi_challenge_attempts_total", "result" => "wrong").increment(1);
             if c.attempts >= c.max_attempts {

@@ -400,6 +400,9 @@ pub struct Challenge {
     pub code_sha256: String,
     pub attempts: u32,
     pub max_attempts: u32,
+    /// When each wrong answer came: replayed into the engine at start-up.
+    #[serde(default)]
+    pub wrong_answers_at_ms: Vec<i64>,
     pub status: ChallengeStatus,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,

@@ -479,6 +479,8 @@ impl RiskState {
         let user = self.users.entry(key(user_id)).or_default();
         user.last_seen_s = now_s;
         if passed {
+            // The owner proved who they are: earlier failures were someone else's.
+            user.failed_challenges.clear();
             if let Some(device) = device_id {
                 Self::device_entry(user, key(device), now_s).trusted = true;
             }

@@ -337,6 +337,9 @@ fn repeated_challenge_failures_restrict_with_an_expiry() {
     assert!(record.recovery.iter().any(|r| r.action == RecoveryKind::VerifyIdentity));
     // A day later the failures have aged out.
     assert_eq!(engine.evaluate(facts("u1", "shop1", 3_000, now() + 25 * HOUR)).outcome, Outcome::Approve);
+    // And the owner passing a challenge clears them at once.
+    engine.state_mut().record_challenge("u1", Some("dev_u1"), true, now() + 6 * MINUTE);
+    assert_eq!(engine.evaluate(facts("u1", "shop1", 3_000, now() + 7 * MINUTE)).outcome, Outcome::Approve);
 }
 
 #[test]

@@ -1,0 +1,209 @@
+//! The risk side of the service on the real store: what the engine remembers survives a
+//! restart (trusted devices, failed challenges, restrictions, pending challenges, rules),
+//! and challenges lapse on the service's clock.
+
+use serde_json::Value;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xiezhi_core::*;
+use xiezhi_store_sqlite::SqliteStore;
+
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+const START_MS: i64 = 1_795_000_000_000;
+
+fn start(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
+    let store = SqliteStore::open_dir(dir).unwrap();
+    Service::start(Box::new(store), ServiceConfig::default(), clock).unwrap()
+}
+
+fn restart(service: Service, dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
+    drop(service);
+    std::thread::sleep(Duration::from_millis(50));
+    start(dir, clock)
+}
+
+fn run(service: &Service, command: Command) -> Result<Reply, CoreError> {
+    service.execute_blocking(command, None)
+}
+
+fn setup(service: &Service) -> (String, String) {
+    let merchant = NewMerchant {
+        name: "Suning".into(),
+        city: "Nanjing".into(),
+        country: "CN".into(),
+        mcc: "5732".into(),
+        currency: "CNY".into(),
+        partner_accounts: vec![],
+    };
+    let Reply::Merchant(m) = run(service, Command::CreateMerchant(merchant)).unwrap() else { panic!() };
+    let profile = UserProfile { birth_date: Some("1990-01-01".into()), kyc_level: 2, region: "CN-JS".into() };
+    let line = NewCreditLine { user_id: "u1".into(), currency: "CNY".into(), limit: "20000".into(), profile };
+    let Reply::CreditLine(l) = run(service, Command::CreateCreditLine(line)).unwrap() else { panic!() };
+    (m.qr_payload, l.id)
+}
+
+fn pay(service: &Service, line: &str, qr: &str, amount: &str, device: &str) -> PaymentView {
+    let request = NewPayment {
+        credit_line_id: line.into(),
+        qr_payload: qr.into(),
+        amount: Some(amount.into()),
+        tip: None,
+        context: PaymentContext {
+            device_id: Some(device.into()),
+            ip: Some("10.9.8.7".into()),
+            network: Some("wifi".into()),
+            ..Default::default()
+        },
+    };
+    let command = service.prepare_payment(request).unwrap();
+    match run(service, command).unwrap() {
+        Reply::Payment(p) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn code_for(service: &Service, line: &str, challenge_id: &str) -> String {
+    let Reply::Document(inbox) = run(service, Command::GetNotifications { credit_line_id: line.into() }).unwrap()
+    else {
+        panic!()
+    };
+    inbox["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["challenge_id"] == challenge_id && n["code"].is_string())
+        .map(|n| n["code"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no code for {challenge_id}: {inbox}"))
+}
+
+fn answer(service: &Service, challenge_id: &str, code: &str) -> ChallengeView {
+    let command = Command::CompleteChallenge { id: challenge_id.into(), answer: ChallengeAnswer { code: code.into() } };
+    match run(service, command).unwrap() {
+        Reply::Challenge(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" {
+        "999999"
+    } else {
+        "000000"
+    }
+}
+
+fn line_view(service: &Service, id: &str) -> CreditLineView {
+    match run(service, Command::GetCreditLine { id: id.into() }).unwrap() {
+        Reply::CreditLine(l) => l,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn what_the_engine_learned_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let service = start(dir.path(), clock.clone());
+    let (qr, line) = setup(&service);
+    // Three approved payments make the phone trusted.
+    for i in 0..3 {
+        clock.0.fetch_add(3_600_000, Ordering::SeqCst);
+        let p = pay(&service, &line, &qr, &format!("{}.00", 300 + i), "phone-1");
+        assert_eq!(p.status, PaymentStatus::Authorized, "{:?}", p.decision);
+    }
+    let service = restart(service, dir.path(), clock.clone());
+    clock.0.fetch_add(3_600_000, Ordering::SeqCst);
+    let trusted = pay(&service, &line, &qr, "1800.00", "phone-1");
+    assert_eq!(trusted.status, PaymentStatus::Authorized, "the phone is still trusted: {:?}", trusted.decision);
+    let stranger = pay(&service, &line, &qr, "1800.00", "phone-2");
+    assert_eq!(stranger.status, PaymentStatus::ChallengeRequired, "{:?}", stranger.decision);
+
+    // Three wrong codes from the stranger, then a restart: the next payment restricts the line.
+    let challenge_id = stranger.decision.challenge_id.clone().unwrap();
+    let code = code_for(&service, &line, &challenge_id);
+    let service = restart(service, dir.path(), clock.clone());
+    for attempt in 0..3 {
+        let c = answer(&service, &challenge_id, wrong(&code));
+        assert_eq!(c.attempts_left, 2 - attempt, "the pending challenge survived the restart");
+    }
+    let service = restart(service, dir.path(), clock.clone());
+    let blocked = pay(&service, &line, &qr, "20.00", "phone-2");
+    assert_eq!(blocked.decision.outcome, Outcome::Restrict, "{:?}", blocked.decision);
+    let restriction = line_view(&service, &line).restriction.expect("restricted");
+    assert_eq!(restriction.reason_code, "repeated_challenge_failures");
+
+    // The restriction and its lifting challenge survive a restart too.
+    let service = restart(service, dir.path(), clock.clone());
+    let still = line_view(&service, &line).restriction.expect("still restricted after restart");
+    assert_eq!(still, restriction);
+    let refused = pay(&service, &line, &qr, "20.00", "phone-1");
+    assert!(refused.decision.reason_codes.contains(&"line_restricted".to_string()), "{:?}", refused.decision);
+    let lift_id = restriction.challenge_id.unwrap();
+    let lift_code = code_for(&service, &line, &lift_id);
+    assert_eq!(answer(&service, &lift_id, &lift_code).status, ChallengeStatus::Passed);
+    let service = restart(service, dir.path(), clock.clone());
+    assert!(line_view(&service, &line).restriction.is_none());
+    let after = pay(&service, &line, &qr, "20.00", "phone-1");
+    assert_eq!(after.status, PaymentStatus::Authorized, "{:?}", after.decision);
+}
+
+#[test]
+fn a_rule_set_put_through_the_api_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let service = start(dir.path(), clock.clone());
+    let (qr, line) = setup(&service);
+    let definition: xiezhi_risk::RuleSetDefinition = serde_json::from_value(serde_json::json!({
+        "version": "ops-7", "rules": [{"id": "no_large", "version": 2, "expression": "amount_minor >= 50000",
+        "effect": {"outcome": "decline"}, "reason_code": "amount_unusual", "mode": "live"}]}))
+    .unwrap();
+    run(&service, Command::PutRules(definition)).unwrap();
+    let service = restart(service, dir.path(), clock.clone());
+    let Reply::Document(rules) = run(&service, Command::GetRules).unwrap() else { panic!() };
+    assert_eq!(rules["version"], "ops-7");
+    let p = pay(&service, &line, &qr, "600.00", "phone-1");
+    assert_eq!(p.decision.reason_codes, vec!["amount_unusual"]);
+    let Reply::Document(record) = run(&service, Command::GetDecision { payment_id: p.id.clone() }).unwrap() else {
+        panic!()
+    };
+    assert_eq!(record["versions"]["rules"], Value::from("ops-7"));
+}
+
+#[test]
+fn an_unanswered_challenge_lapses_on_the_service_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let service = start(dir.path(), clock.clone());
+    let (qr, line) = setup(&service);
+    let p = pay(&service, &line, &qr, "1500.00", "phone-9");
+    assert_eq!(p.status, PaymentStatus::ChallengeRequired);
+    let challenge_id = p.decision.challenge_id.clone().unwrap();
+    clock.0.fetch_add(301_000, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lapsed = loop {
+        let Reply::Challenge(c) = run(&service, Command::GetChallenge { id: challenge_id.clone() }).unwrap() else {
+            panic!()
+        };
+        if c.status != ChallengeStatus::Pending {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the sweep never expired the challenge");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(lapsed.status, ChallengeStatus::Expired);
+    let payment = lapsed.payment.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Declined);
+    assert!(payment.decision.reason_codes.contains(&"challenge_failed".to_string()));
+    // A late right answer changes nothing.
+    let code = code_for(&service, &line, &challenge_id);
+    assert_eq!(answer(&service, &challenge_id, &code).status, ChallengeStatus::Expired);
+    assert_eq!(line_view(&service, &line).held, "0.00");
+}
