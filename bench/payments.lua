@@ -1,5 +1,5 @@
 -- wrk script: POST /v1/payments with a static QR code, spread over many credit lines, each
--- request with its own Idempotency-Key. LINES and QR are filled in by scripts/bench-http.sh.
+-- request with its own Idempotency-Key. LINES_FILE and QR are filled in by scripts/bench-http.sh.
 local counter = 0
 local thread_id = 0
 
@@ -10,14 +10,23 @@ end
 
 function init(args)
   math.randomseed(os.time() + (tid or 0))
+  LINES = {}
+  for id in io.lines(LINES_FILE) do
+    LINES[#LINES + 1] = id
+  end
 end
 
 request = function()
   counter = counter + 1
-  local line = LINES[math.random(#LINES)]
+  -- One shopper per line: their own phone and home network, as the risk engine expects of
+  -- people (one device paying for every account is a device farm, and is declined).
+  local index = math.random(#LINES)
+  local line = LINES[index]
   local amount = string.format("%d.%02d", math.random(1, 80), math.random(0, 99))
+  local i = index - 1
+  local ip = string.format("10.%d.%d.%d", math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256)
   local body = '{"credit_line_id":"' .. line .. '","qr_payload":"' .. QR .. '","amount":"' .. amount ..
-    '","context":{"device_id":"bench-device","ip":"198.51.100.7","network":"wifi"}}'
+    '","context":{"device_id":"bench-dev-' .. (index - 1) .. '","ip":"' .. ip .. '","network":"wifi"}}'
   local headers = {}
   headers["Content-Type"] = "application/json"
   headers["Idempotency-Key"] = string.format("bench-%d-%d-%d", tid or 0, counter, math.random(1, 1000000000))

@@ -32,6 +32,42 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Open-loop HTTP load on `POST /v1/payments` at a fixed rate, one shopper (device and
+    /// network) per credit line; latency counted from when each request was due.
+    Http {
+        /// The server, e.g. http://127.0.0.1:18181.
+        #[arg(long)]
+        target: String,
+        /// File with one credit line id per line.
+        #[arg(long)]
+        lines_file: PathBuf,
+        /// The merchant QR payload to pay.
+        #[arg(long)]
+        qr: String,
+        #[arg(long, default_value_t = 5_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 30)]
+        duration_secs: u64,
+        /// Most requests in flight.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Send no Idempotency-Key (as the skeleton's hey run did); by default every request
+        /// has its own key, as real clients send.
+        #[arg(long)]
+        without_idempotency_keys: bool,
+    },
+    /// Open credit lines over HTTP for `bench http` and wrk, writing their ids to a file.
+    SeedLines {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// Open lines without a profile (for servers older than the risk engine).
+        #[arg(long)]
+        without_profile: bool,
+    },
     /// Risk decisions in process on one thread, with many live rules and velocity state for
     /// many users.
     Decide {
@@ -57,6 +93,33 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> ExitCode {
     match command {
+        BenchCommand::SeedLines { target, count, out, without_profile } => {
+            match crate::bench_http::seed_lines(&target, count.clamp(1, 10_000_000), &out, !without_profile) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xiezhi bench seed-lines: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        BenchCommand::Http { target, lines_file, qr, rate, duration_secs, connections, without_idempotency_keys } => {
+            let args = crate::bench_http::HttpArgs {
+                target,
+                lines_file,
+                qr,
+                rate: rate.clamp(1, 100_000),
+                duration_s: duration_secs.clamp(1, 3_600),
+                connections: connections.clamp(1, 4_096),
+                idempotency_keys: !without_idempotency_keys,
+            };
+            match crate::bench_http::http(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xiezhi bench http: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         BenchCommand::Decide { users, rules, decisions, merchants, interpreter, seed } => {
             let args = crate::bench_decide::DecideArgs {
                 users: users.max(1),

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_decide;
+mod bench_http;
 mod decision_cmd;
 mod demo;
 mod qr_cmd;

@@ -41,13 +41,7 @@ pub(crate) struct StoredListEntry {
 struct ReplayedDecision {
     facts: PaymentFacts,
     outcome: Outcome,
-    features: ReplayedFeatures,
-}
-
-#[derive(Deserialize)]
-struct ReplayedFeatures {
-    #[serde(default)]
-    is_retry: bool,
+    features: xiezhi_risk::FeatureVector,
 }
 
 fn code_hash(challenge_id: &str, code: &str) -> String {
@@ -121,7 +115,7 @@ impl State {
             let policy = engine.velocity_policy(d.facts.now_ms);
             // Two-phase borrow: the attempt borrows the facts, not the engine.
             let attempt = attempt.clone();
-            engine.state_mut().record(&attempt, d.outcome, d.features.is_retry, &policy);
+            engine.state_mut().record(&attempt, d.outcome, d.features.bool(xiezhi_risk::Feature::IsRetry), &policy);
             decisions += 1;
             Ok(())
         })?;
@@ -587,8 +581,12 @@ impl State {
     pub(crate) fn decision_record(&mut self, payment_id: &str) -> Result<Reply, CoreError> {
         match self.store.record(RecordKind::Decision, payment_id).map_err(storage)? {
             Some(r) => {
-                let value: serde_json::Value = serde_json::from_str(&r.body)
+                let record: DecisionRecord = serde_json::from_str(&r.body)
                     .map_err(|e| CoreError::StorageUnavailable { message: format!("decision {payment_id}: {e}") })?;
+                let features = record.features.to_map();
+                let mut value = serde_json::to_value(&record).expect("records serialise");
+                // Stored compactly; shown with names.
+                value["features"] = serde_json::Value::Object(features);
                 Ok(Reply::Document(value))
             }
             None => {

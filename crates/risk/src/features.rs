@@ -223,23 +223,43 @@ impl FeatureVector {
     }
 }
 
-/// Serialised as a map from feature name to value: readable in decision records, and only
-/// built when a record is written, not on every decision.
+/// Stored as an array of values in the order of [`Feature::ALL`] (a decision record is written
+/// for every payment, and names would triple its size); read back from that array or from a
+/// name → value map, which is what the API shows ([`FeatureVector::to_map`]). The order of
+/// `Feature::ALL` is therefore part of the stored format: features are only ever appended.
 impl Serialize for FeatureVector {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(Feature::COUNT))?;
-        for feature in Feature::ALL {
-            map.serialize_entry(feature.name(), &self.values[*feature as usize])?;
-        }
-        map.end()
+        self.values.serialize(serializer)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for FeatureVector {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<FeatureVector, D::Error> {
-        let map = serde_json::Map::deserialize(deserializer)?;
-        Ok(FeatureVector::from_map(&map))
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Values(Vec<Value>),
+            Named(serde_json::Map<String, serde_json::Value>),
+        }
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Named(map) => FeatureVector::from_map(&map),
+            Stored::Values(values) => {
+                let mut vector = FeatureVector::new();
+                // A record from an older build has fewer values; the rest keep their zero.
+                for (feature, value) in Feature::ALL.iter().zip(values) {
+                    let fits = matches!(
+                        (&value, feature.feature_type()),
+                        (Value::Int(_), FeatureType::Int)
+                            | (Value::Bool(_), FeatureType::Bool)
+                            | (Value::String(_), FeatureType::String)
+                    );
+                    if fits {
+                        vector.values[*feature as usize] = value;
+                    }
+                }
+                vector
+            }
+        })
     }
 }
 
