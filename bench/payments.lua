@@ -24,7 +24,7 @@ request = function()
   local line = LINES[index]
   local amount = string.format("%d.%02d", math.random(1, 80), math.random(0, 99))
   local i = index - 1
-  local ip = string.format("10.%d.%d.%d", math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256)
+  local ip = string.format("fd00:%x:%x::9", math.floor(i / 65536), i % 65536)
   local body = '{"credit_line_id":"' .. line .. '","qr_payload":"' .. QR .. '","amount":"' .. amount ..
     '","context":{"device_id":"bench-dev-' .. (index - 1) .. '","ip":"' .. ip .. '","network":"wifi"}}'
   local headers = {}

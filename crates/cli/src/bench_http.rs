@@ -58,7 +58,8 @@ async fn run(args: HttpArgs, lines: Arc<Vec<String>>) -> Result<(), String> {
             "amount": format!("{}.{:02}", fastrand::u32(1..80), fastrand::u32(..100)),
             "context": {
                 "device_id": format!("bench-dev-{index}"),
-                "ip": format!("10.{}.{}.{}", (index >> 16) & 255, (index >> 8) & 255, index & 255),
+                // A home network (/48) of their own: shoppers do not share a carrier NAT here.
+                "ip": format!("fd00:{:x}:{:x}::9", index >> 16, index & 0xffff),
                 "network": "wifi",
             },
         });

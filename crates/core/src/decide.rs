@@ -452,6 +452,7 @@ impl State {
         c.resolved_at_ms = Some(now_ms);
         // Kept until the commit, so later commands in this batch see the resolution.
         self.challenges.insert(c.id.clone(), c.clone());
+        self.resolved_challenges.push(c.id.clone());
         out.records.push(record(RecordKind::Challenge, &c.id, &*c, now_ms));
         metrics::counter!("xiezhi_challenges_resolved_total", "status" => format!("{status:?}").to_lowercase())
             .increment(1);

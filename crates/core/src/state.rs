@@ -68,6 +68,8 @@ pub(crate) struct State {
     /// Pending challenges, by id (resolved ones are read from the store).
     pub(crate) challenges: HashMap<String, Challenge>,
     pub(crate) dirty_inboxes: HashMap<String, Vec<Notification>>,
+    /// Challenges resolved in the batch being built; they leave memory at its commit.
+    pub(crate) resolved_challenges: Vec<String>,
     last_risk_prune_ms: i64,
 }
 
@@ -149,6 +151,7 @@ impl State {
             restrictions: HashMap::new(),
             challenges: HashMap::new(),
             dirty_inboxes: HashMap::new(),
+            resolved_challenges: Vec::new(),
             last_risk_prune_ms: 0,
         };
         state.reload()?;
@@ -174,6 +177,7 @@ impl State {
             self.index_merchant(merchant);
         }
         self.dirty_inboxes.clear();
+        self.resolved_challenges.clear();
         self.reload_risk()?;
         self.check_consistency()
     }
@@ -201,7 +205,11 @@ impl State {
         self.dirty_payments.clear();
         self.dirty_idempotency.clear();
         self.dirty_inboxes.clear();
-        self.challenges.retain(|_, c| c.status == ChallengeStatus::Pending);
+        for id in self.resolved_challenges.drain(..) {
+            if self.challenges.get(&id).is_some_and(|c| c.status != ChallengeStatus::Pending) {
+                self.challenges.remove(&id);
+            }
+        }
         self.ledger.evict_settled_holds();
         Ok(())
     }
