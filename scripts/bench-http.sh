@@ -36,7 +36,7 @@ wrk -t2 -c"$connections" -d"$duration" --latency -s "$script" $base
 echo "server RSS after wrk: $(ps -o rss= -p $server) KiB"
 echo "xiezhi bench http --rate $rate --duration-secs ${duration%s} --connections $connections"
 ./target/release/xiezhi bench http --target $base --lines-file "$data/lines.txt" --qr "$qr" \
-  --rate "$rate" --duration-secs "${duration%s}" --connections "$connections"
+  --rate "$rate" --duration-secs "${duration%s}" --connections "$connections" ${BENCH_HTTP_FLAGS:-}
 echo "server RSS after the open-loop run: $(ps -o rss= -p $server) KiB"
 curl -s $base/v1/stats; echo
 ./target/release/xiezhi store check --data-dir "$data" | head -3

@@ -322,12 +322,12 @@ impl State {
             created_at: timestamp(now_ms),
         });
         out.records.push(record(RecordKind::Notification, credit_line_id, &inbox, now_ms));
-        self.dirty_inboxes.insert(credit_line_id.to_owned(), inbox);
+        self.overlay_inbox(credit_line_id, inbox);
         Ok(())
     }
 
     pub(crate) fn inbox(&mut self, credit_line_id: &str) -> Result<Vec<Notification>, CoreError> {
-        if let Some(inbox) = self.dirty_inboxes.get(credit_line_id) {
+        if let Some((_, inbox)) = self.dirty_inboxes.get(credit_line_id) {
             return Ok(inbox.clone());
         }
         match self.store.record(RecordKind::Notification, credit_line_id).map_err(storage)? {
@@ -452,7 +452,7 @@ impl State {
         c.resolved_at_ms = Some(now_ms);
         // Kept until the commit, so later commands in this batch see the resolution.
         self.challenges.insert(c.id.clone(), c.clone());
-        self.resolved_challenges.push(c.id.clone());
+        self.overlay_resolved_challenge(&c.id);
         out.records.push(record(RecordKind::Challenge, &c.id, &*c, now_ms));
         metrics::counter!("xiezhi_challenges_resolved_total", "status" => format!("{status:?}").to_lowercase())
             .increment(1);

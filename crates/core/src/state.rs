@@ -7,6 +7,15 @@ use crate::model::*;
 use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment};
 use xiezhi_risk::{ChallengeMethod, Engine};
 
+/// A key written to one of the overlays by a batch.
+#[derive(Debug, Clone)]
+pub(crate) enum OverlayKey {
+    Payment(String),
+    Idempotency(String),
+    Inbox(String),
+    ResolvedChallenge(String),
+}
+
 /// How often the risk engine forgets idle devices, networks, merchants and users.
 const RISK_PRUNE_INTERVAL_MS: i64 = 10 * 60_000;
 
@@ -56,8 +65,10 @@ pub(crate) struct State {
     pub(crate) merchants: HashMap<String, Merchant>,
     /// (lower-cased partner GUID, merchant ref) → merchant id.
     partner_index: HashMap<(String, String), String>,
-    dirty_payments: HashMap<String, Payment>,
-    dirty_idempotency: HashMap<String, IdempotencyRecord>,
+    /// Records written by batches not yet known to be durable, tagged with their batch, so
+    /// reads see them until the store does (with pipelined commits, for one more batch).
+    dirty_payments: HashMap<String, (u64, Payment)>,
+    dirty_idempotency: HashMap<String, (u64, IdempotencyRecord)>,
     config: AcceptanceConfig,
     pub(crate) hold_ttl_ms: i64,
     pub(crate) engine: Engine,
@@ -67,9 +78,12 @@ pub(crate) struct State {
     pub(crate) restrictions: HashMap<String, Restriction>,
     /// Pending challenges, by id (resolved ones are read from the store).
     pub(crate) challenges: HashMap<String, Challenge>,
-    pub(crate) dirty_inboxes: HashMap<String, Vec<Notification>>,
-    /// Challenges resolved in the batch being built; they leave memory at its commit.
-    pub(crate) resolved_challenges: Vec<String>,
+    pub(crate) dirty_inboxes: HashMap<String, (u64, Vec<Notification>)>,
+    /// The batch being built, and what it wrote to the overlays.
+    batch_seq: u64,
+    batch_keys: Vec<OverlayKey>,
+    /// Sealed batches whose commit is not yet confirmed, oldest first.
+    unconfirmed: std::collections::VecDeque<(u64, Vec<OverlayKey>)>,
     last_risk_prune_ms: i64,
 }
 
@@ -151,7 +165,9 @@ impl State {
             restrictions: HashMap::new(),
             challenges: HashMap::new(),
             dirty_inboxes: HashMap::new(),
-            resolved_challenges: Vec::new(),
+            batch_seq: 1,
+            batch_keys: Vec::new(),
+            unconfirmed: std::collections::VecDeque::new(),
             last_risk_prune_ms: 0,
         };
         state.reload()?;
@@ -177,8 +193,11 @@ impl State {
             self.index_merchant(merchant);
         }
         self.dirty_inboxes.clear();
-        self.resolved_challenges.clear();
+        self.batch_keys.clear();
+        self.unconfirmed.clear();
         self.reload_risk()?;
+        // Reads of this reload end here, so the next batch reads a fresh snapshot.
+        self.store.end_reads()?;
         self.check_consistency()
     }
 
@@ -199,19 +218,70 @@ impl State {
         Ok(())
     }
 
-    /// Commits a batch, then forgets what no longer needs to be in memory.
+    /// Commits a batch on this state's own store handle, then forgets what no longer needs
+    /// to be in memory (commits without a separate committer).
     pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         self.store.commit(batch)?;
-        self.dirty_payments.clear();
-        self.dirty_idempotency.clear();
-        self.dirty_inboxes.clear();
-        for id in self.resolved_challenges.drain(..) {
-            if self.challenges.get(&id).is_some_and(|c| c.status != ChallengeStatus::Pending) {
-                self.challenges.remove(&id);
+        let seq = self.seal()?;
+        self.confirm(seq);
+        Ok(())
+    }
+
+    /// Closes the batch being built: ends its read transaction (the next batch reads a new
+    /// snapshot) and remembers what it wrote until its commit is confirmed.
+    pub fn seal(&mut self) -> Result<u64, StoreError> {
+        self.store.end_reads()?;
+        self.ledger.evict_settled_holds();
+        let seq = self.batch_seq;
+        self.unconfirmed.push_back((seq, std::mem::take(&mut self.batch_keys)));
+        self.batch_seq += 1;
+        Ok(seq)
+    }
+
+    /// Batches up to `seq` are durable: their overlay entries (unless a later batch wrote
+    /// the same key) give way to the store.
+    pub fn confirm(&mut self, seq: u64) {
+        while self.unconfirmed.front().is_some_and(|(s, _)| *s <= seq) {
+            let (s, keys) = self.unconfirmed.pop_front().expect("checked");
+            for key in keys {
+                match key {
+                    OverlayKey::Payment(id) => {
+                        if self.dirty_payments.get(&id).is_some_and(|(t, _)| *t == s) {
+                            self.dirty_payments.remove(&id);
+                        }
+                    }
+                    OverlayKey::Idempotency(id) => {
+                        if self.dirty_idempotency.get(&id).is_some_and(|(t, _)| *t == s) {
+                            self.dirty_idempotency.remove(&id);
+                        }
+                    }
+                    OverlayKey::Inbox(id) => {
+                        if self.dirty_inboxes.get(&id).is_some_and(|(t, _)| *t == s) {
+                            self.dirty_inboxes.remove(&id);
+                        }
+                    }
+                    OverlayKey::ResolvedChallenge(id) => {
+                        if self.challenges.get(&id).is_some_and(|c| c.status != ChallengeStatus::Pending) {
+                            self.challenges.remove(&id);
+                        }
+                    }
+                }
             }
         }
-        self.ledger.evict_settled_holds();
-        Ok(())
+    }
+
+    pub(crate) fn overlay_payment(&mut self, payment: Payment) {
+        self.batch_keys.push(OverlayKey::Payment(payment.id.clone()));
+        self.dirty_payments.insert(payment.id.clone(), (self.batch_seq, payment));
+    }
+
+    pub(crate) fn overlay_inbox(&mut self, credit_line_id: &str, inbox: Vec<Notification>) {
+        self.batch_keys.push(OverlayKey::Inbox(credit_line_id.to_owned()));
+        self.dirty_inboxes.insert(credit_line_id.to_owned(), (self.batch_seq, inbox));
+    }
+
+    pub(crate) fn overlay_resolved_challenge(&mut self, id: &str) {
+        self.batch_keys.push(OverlayKey::ResolvedChallenge(id.to_owned()));
     }
 
     /// Deletes idempotency records older than the retention period.
@@ -253,7 +323,8 @@ impl State {
                 let entry =
                     IdempotencyRecord { fingerprint: key.fingerprint, outcome: outcome.clone(), created_at_ms: now_ms };
                 out.records.push(record(RecordKind::Idempotency, &key.key, &entry, now_ms));
-                self.dirty_idempotency.insert(key.key, entry);
+                self.batch_keys.push(OverlayKey::Idempotency(key.key.clone()));
+                self.dirty_idempotency.insert(key.key, (self.batch_seq, entry));
             }
         }
         outcome
@@ -279,7 +350,7 @@ impl State {
     }
 
     fn idempotency_record(&mut self, key: &str) -> Result<Option<IdempotencyRecord>, CoreError> {
-        if let Some(entry) = self.dirty_idempotency.get(key) {
+        if let Some((_, entry)) = self.dirty_idempotency.get(key) {
             return Ok(Some(entry.clone()));
         }
         match self.store.record(RecordKind::Idempotency, key).map_err(storage)? {
@@ -325,7 +396,7 @@ impl State {
 
     /// A payment as of this batch: written earlier in the batch, or as stored.
     pub(crate) fn payment(&mut self, id: &str) -> Result<Payment, CoreError> {
-        if let Some(payment) = self.dirty_payments.get(id) {
+        if let Some((_, payment)) = self.dirty_payments.get(id) {
             return Ok(payment.clone());
         }
         match self.store.record(RecordKind::Payment, id).map_err(storage)? {
@@ -588,7 +659,7 @@ impl State {
         metrics::counter!("xiezhi_payments_total", "outcome" => decision.outcome.as_str()).increment(1);
         out.records.push(record(RecordKind::Payment, &id, &payment, now_ms));
         let view = PaymentView::from(&payment);
-        self.dirty_payments.insert(id, payment);
+        self.overlay_payment(payment);
         Ok(Reply::Payment(view))
     }
 
@@ -718,7 +789,7 @@ impl State {
         payment.updated_at_ms = now_ms;
         out.records.push(record(RecordKind::Payment, &payment.id, &payment, now_ms));
         let view = PaymentView::from(&payment);
-        self.dirty_payments.insert(payment.id.clone(), payment);
+        self.overlay_payment(payment);
         Reply::Payment(view)
     }
 }

@@ -52,20 +52,160 @@ pub(crate) fn spawn(
     stats: Arc<WriterStats>,
 ) -> Result<(), CoreError> {
     let unavailable = |e: xiezhi_store::StoreError| CoreError::StorageUnavailable { message: e.to_string() };
+    let committer_store = store.open_committer().map_err(unavailable)?;
     let state =
         State::load(store, config.acceptance.clone(), config.hold_ttl_ms, config.risk.clone()).map_err(unavailable)?;
     stats.healthy.store(true, Ordering::Relaxed);
     stats.pending_holds.store(state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
     let max_batch = config.max_batch.clamp(1, xiezhi_store::MAX_BATCH_ITEMS / 4);
     let idempotency_retention_ms = config.idempotency_retention_ms;
+    let committer = match committer_store {
+        Some(store) => Some(Committer::spawn(store, Arc::clone(&stats))?),
+        None => None,
+    };
     std::thread::Builder::new()
         .name("xiezhi-writer".into())
         .spawn(move || {
-            let mut writer = Writer { state, clock, stats, max_batch, idempotency_retention_ms };
+            let mut writer = Writer { state, clock, stats, max_batch, idempotency_retention_ms, committer };
             writer.run(receiver);
         })
         .map_err(|e| CoreError::StorageUnavailable { message: format!("cannot start the writer: {e}") })?;
     Ok(())
+}
+
+type Replies = Vec<tokio::sync::oneshot::Sender<Result<Reply, CoreError>>>;
+
+/// How long the pipelined writer waits for more requests while the committer is busy,
+/// before it looks again whether the committer is free.
+const COMMITTER_POLL: Duration = Duration::from_micros(200);
+
+/// The batch the pipelined writer is building.
+#[derive(Default)]
+struct OpenBatch {
+    batch: Batch,
+    replies: Replies,
+    results: Vec<Result<Reply, CoreError>>,
+    payments_created: u64,
+    prune_before_ms: Option<i64>,
+    poisoned: Option<CoreError>,
+}
+
+impl OpenBatch {
+    fn fail(self, error: CoreError) {
+        for reply in self.replies {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// One sealed batch on its way to durability.
+struct Job {
+    seq: u64,
+    batch: Batch,
+    replies: Replies,
+    results: Vec<Result<Reply, CoreError>>,
+    payments_created: u64,
+    /// Idempotency records older than this are deleted after the commit.
+    prune_before_ms: Option<i64>,
+}
+
+enum ToCommitter {
+    Commit(Job),
+    /// The writer has rebuilt its state from the store: commit again.
+    Reset,
+}
+
+/// The commit half of the pipeline: a thread with its own store handle that makes each
+/// sealed batch durable, in order, and only then replies to its callers. While it waits for
+/// the fsync of batch N the writer is already applying batch N+1. After a failed commit it
+/// refuses every batch already applied on top of the failed one, until the writer has
+/// reloaded from the store and says so.
+struct Committer {
+    jobs: std::sync::mpsc::SyncSender<ToCommitter>,
+    done: Receiver<(u64, bool)>,
+    in_flight: usize,
+}
+
+/// Sealed batches that may wait for the committer; the writer blocks beyond this, which is
+/// the pipeline's back-pressure.
+const PIPELINE_DEPTH: usize = 1;
+
+impl Committer {
+    fn spawn(mut store: Box<dyn Store>, stats: Arc<WriterStats>) -> Result<Committer, CoreError> {
+        let (jobs, job_receiver) = std::sync::mpsc::sync_channel::<ToCommitter>(PIPELINE_DEPTH);
+        let (done_sender, done) = std::sync::mpsc::channel::<(u64, bool)>();
+        std::thread::Builder::new()
+            .name("xiezhi-committer".into())
+            .spawn(move || {
+                let mut failed = false;
+                for message in job_receiver {
+                    match message {
+                        ToCommitter::Reset => failed = false,
+                        ToCommitter::Commit(job) => {
+                            if !commit_job(store.as_mut(), job, &stats, &mut failed, &done_sender) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| CoreError::StorageUnavailable { message: format!("cannot start the committer: {e}") })?;
+        Ok(Committer { jobs, done, in_flight: 0 })
+    }
+}
+
+/// Commits one job (unless an earlier one failed), replies, and reports. Returns false only
+/// when the writer is gone.
+fn commit_job(
+    store: &mut dyn Store,
+    job: Job,
+    stats: &WriterStats,
+    failed: &mut bool,
+    done: &std::sync::mpsc::Sender<(u64, bool)>,
+) -> bool {
+    let Job { seq, batch, replies, mut results, payments_created, prune_before_ms } = job;
+    let requests = results.len();
+    let mut ok = !*failed;
+    if !ok {
+        for result in results.iter_mut() {
+            *result = Err(CoreError::StorageUnavailable {
+                message: "an earlier commit failed; the service is reloading".into(),
+            });
+        }
+    } else if !batch.is_empty() {
+        let started = Instant::now();
+        match store.commit(&batch) {
+            Ok(()) => {
+                metrics::histogram!("xiezhi_commit_duration_us").record(started.elapsed().as_micros() as f64);
+                metrics::histogram!("xiezhi_commit_batch_requests").record(requests as f64);
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.committed_requests.fetch_add(requests as u64, Ordering::Relaxed);
+                stats.payments.fetch_add(payments_created, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::error!(%error, "group commit failed; the writer rebuilds its state from the store");
+                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                for result in results.iter_mut() {
+                    *result = Err(CoreError::StorageUnavailable { message: error.to_string() });
+                }
+                *failed = true;
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        if let Some(before_ms) = prune_before_ms {
+            match store.delete_records_before(xiezhi_store::RecordKind::Idempotency, before_ms, MAX_PRUNED_PER_SWEEP) {
+                Ok(pruned) => metrics::counter!("xiezhi_idempotency_keys_pruned_total").increment(pruned as u64),
+                Err(error) => tracing::warn!(%error, "pruning idempotency keys failed"),
+            }
+        }
+    }
+    for (reply, result) in replies.into_iter().zip(results) {
+        // The client may have gone away; the outcome is durable either way.
+        let _ = reply.send(result);
+    }
+    done.send((seq, ok)).is_ok()
 }
 
 struct Writer {
@@ -74,10 +214,15 @@ struct Writer {
     stats: Arc<WriterStats>,
     max_batch: usize,
     idempotency_retention_ms: i64,
+    /// Present when the store offers a second handle: commits are then pipelined.
+    committer: Option<Committer>,
 }
 
 impl Writer {
     fn run(&mut self, receiver: Receiver<Envelope>) {
+        if self.committer.is_some() {
+            return self.run_pipelined(receiver);
+        }
         let mut envelopes: Vec<Envelope> = Vec::with_capacity(self.max_batch);
         let mut last_sweep = Instant::now();
         loop {
@@ -104,6 +249,141 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// Takes in the committer's reports. With `wait`, until nothing is in flight. Returns
+    /// false if a commit failed (the state is then ahead of the store).
+    fn absorb(&mut self, wait: bool) -> bool {
+        let Some(committer) = self.committer.as_mut() else { return true };
+        let mut all_committed = true;
+        loop {
+            let report = if wait && committer.in_flight > 0 {
+                committer.done.recv().ok()
+            } else {
+                committer.done.try_recv().ok()
+            };
+            let Some((seq, committed)) = report else { break };
+            committer.in_flight = committer.in_flight.saturating_sub(1);
+            if committed {
+                self.state.confirm(seq);
+            } else {
+                all_committed = false;
+            }
+        }
+        all_committed
+    }
+
+    /// After a failed commit or read: let everything in flight finish (the committer refuses
+    /// it), rebuild from the store, and let the committer take batches again.
+    fn recover_pipeline(&mut self) -> bool {
+        self.absorb(true);
+        let healthy = self.recover();
+        if let Some(committer) = &self.committer {
+            if committer.jobs.send(ToCommitter::Reset).is_err() {
+                return false;
+            }
+        }
+        healthy
+    }
+
+    /// The pipelined loop. Requests are applied as they arrive into an open batch; the batch
+    /// is sealed and handed to the committer as soon as the committer is free (or the batch
+    /// is full). While batch N is being made durable, N+1 keeps growing, so a slow fsync
+    /// makes the next commit larger rather than the queue longer.
+    fn run_pipelined(&mut self, receiver: Receiver<Envelope>) {
+        let mut envelopes: Vec<Envelope> = Vec::with_capacity(self.max_batch);
+        let mut open: Option<OpenBatch> = None;
+        let mut last_sweep = Instant::now();
+        loop {
+            let wait = if open.is_some() { COMMITTER_POLL } else { SWEEP_INTERVAL };
+            let mut disconnected = false;
+            match receiver.recv_timeout(wait) {
+                Ok(first) => envelopes.push(first),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => disconnected = true,
+            }
+            let room = self.max_batch.saturating_sub(open.as_ref().map_or(0, |o| o.replies.len()));
+            while envelopes.len() < room {
+                match receiver.try_recv() {
+                    Ok(next) => envelopes.push(next),
+                    Err(_) => break,
+                }
+            }
+            if !self.absorb(false) {
+                // The open batch was built on state that never reached the disk.
+                if let Some(batch) = open.take() {
+                    batch.fail(CoreError::StorageUnavailable { message: "an earlier commit failed; retry".into() });
+                }
+                if !self.recover_pipeline() {
+                    self.stats.healthy.store(false, Ordering::Relaxed);
+                    return;
+                }
+            }
+            let now_ms = self.clock.now_ms();
+            let sweep = last_sweep.elapsed() >= SWEEP_INTERVAL;
+            if sweep || !envelopes.is_empty() {
+                let batch = open.get_or_insert_with(OpenBatch::default);
+                if sweep {
+                    last_sweep = Instant::now();
+                    batch.prune_before_ms = Some(now_ms - self.idempotency_retention_ms);
+                    if let Err(error) = self.state.expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch.batch) {
+                        tracing::error!(%error, "expiring holds failed");
+                        batch.poisoned = Some(error);
+                    }
+                }
+                for Envelope { command, idempotency, reply } in envelopes.drain(..) {
+                    let creates_payment = matches!(command, crate::Command::CreatePayment(_));
+                    let result = self.state.apply(command, idempotency, now_ms, &mut batch.batch);
+                    if creates_payment && result.is_ok() {
+                        batch.payments_created += 1;
+                    }
+                    if let Err(error @ CoreError::StorageUnavailable { .. }) = &result {
+                        batch.poisoned = Some(error.clone());
+                    }
+                    batch.replies.push(reply);
+                    batch.results.push(result);
+                }
+            }
+            let committer_free = self.committer.as_ref().is_some_and(|c| c.in_flight == 0);
+            let full = open.as_ref().is_some_and(|o| o.replies.len() >= self.max_batch);
+            if let Some(batch) = open.take_if(|_| committer_free || full || disconnected) {
+                if !self.hand_over(batch) {
+                    self.stats.healthy.store(false, Ordering::Relaxed);
+                    return;
+                }
+            }
+            if disconnected {
+                self.absorb(true);
+                return;
+            }
+        }
+    }
+
+    /// Seals the open batch and gives it to the committer; a poisoned batch is refused
+    /// whole and the state rebuilt. Returns false if the writer cannot go on.
+    fn hand_over(&mut self, open: OpenBatch) -> bool {
+        let sealed = self.state.seal();
+        let error = match (&open.poisoned, &sealed) {
+            (None, Ok(_)) => None,
+            (Some(error), _) => Some(error.clone()),
+            (None, Err(error)) => Some(CoreError::StorageUnavailable { message: error.to_string() }),
+        };
+        if let Some(error) = error {
+            tracing::error!(%error, "storage failed while building a batch; rebuilding state from the store");
+            // Nothing of this batch is committed; earlier batches still finish first.
+            self.absorb(true);
+            open.fail(error);
+            return self.recover_pipeline();
+        }
+        let OpenBatch { batch, replies, results, payments_created, prune_before_ms, .. } = open;
+        let job = Job { seq: sealed.expect("checked"), batch, replies, results, payments_created, prune_before_ms };
+        let committer = self.committer.as_mut().expect("pipelined");
+        if committer.jobs.send(ToCommitter::Commit(job)).is_err() {
+            return false;
+        }
+        committer.in_flight += 1;
+        self.stats.pending_holds.store(self.state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
+        true
     }
 
     /// Applies a batch, commits it once, then replies. Returns false if the store is gone.

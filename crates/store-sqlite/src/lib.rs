@@ -14,7 +14,7 @@ use std::path::Path;
 use xiezhi_ledger::Transaction;
 use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Store, StoreError, MAX_BATCH_ITEMS};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -35,13 +35,14 @@ CREATE TABLE IF NOT EXISTS records (
     id TEXT NOT NULL,
     body TEXT NOT NULL,
     updated_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (kind, id)
-) WITHOUT ROWID;
+    UNIQUE (kind, id)
+);
 CREATE INDEX IF NOT EXISTS idempotency_age ON records (updated_at_ms) WHERE kind = 'idempotency';
 ";
 
 pub struct SqliteStore {
     connection: Connection,
+    path: std::path::PathBuf,
     /// Dropping this stops the background checkpointer.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
     /// A transaction is open: reads made while a batch is being built share one read
@@ -76,6 +77,33 @@ fn spawn_checkpointer(path: &Path) -> Option<std::sync::mpsc::Sender<()>> {
     Some(stop)
 }
 
+/// Version 1 kept records in a `WITHOUT ROWID` table keyed by (kind, id). Records grew past
+/// a kilobyte once every payment also stored its decision, and such rows split leaf pages
+/// at every few inserts; version 2 keeps them in a rowid table (rows appended in order)
+/// with a unique index on (kind, id).
+fn migrate_v1_to_v2(connection: &Connection) -> Result<(), StoreError> {
+    connection
+        .execute_batch(
+            "BEGIN IMMEDIATE;
+             DROP INDEX IF EXISTS idempotency_age;
+             ALTER TABLE records RENAME TO records_v1;
+             CREATE TABLE records (
+                 kind TEXT NOT NULL,
+                 id TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 updated_at_ms INTEGER NOT NULL,
+                 UNIQUE (kind, id)
+             );
+             INSERT INTO records (kind, id, body, updated_at_ms)
+                 SELECT kind, id, body, updated_at_ms FROM records_v1 ORDER BY updated_at_ms;
+             DROP TABLE records_v1;
+             CREATE INDEX idempotency_age ON records (updated_at_ms) WHERE kind = 'idempotency';
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Io(format!("migrating the store from schema 1 to 2: {e}")))
+}
+
 fn io(error: rusqlite::Error) -> StoreError {
     StoreError::Io(error.to_string())
 }
@@ -88,7 +116,14 @@ impl SqliteStore {
     }
 
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, checkpointer: bool) -> Result<SqliteStore, StoreError> {
         let connection = Connection::open(path).map_err(io)?;
+        // Two connections share the file when commits are pipelined; never fail on a lock
+        // the other holds for a moment.
+        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(io)?;
         // WAL: readers never block the writer and a commit is one sequential WAL append.
         // FULL: the WAL is fsynced at every commit, so acknowledged writes are durable.
         let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)).map_err(io)?;
@@ -116,12 +151,19 @@ impl SqliteStore {
                     .map_err(io)?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) if v == "1" => migrate_v1_to_v2(&connection)?,
             Some(v) => {
                 return Err(StoreError::Corrupt(format!("schema version {v}, this build reads {SCHEMA_VERSION}")))
             }
         }
-        let checkpointer = spawn_checkpointer(path);
-        Ok(SqliteStore { connection, _checkpointer: checkpointer, in_transaction: false, last_journal_id: None })
+        let checkpointer = if checkpointer { spawn_checkpointer(path) } else { None };
+        Ok(SqliteStore {
+            connection,
+            path: path.to_owned(),
+            _checkpointer: checkpointer,
+            in_transaction: false,
+            last_journal_id: None,
+        })
     }
 
     fn last_journal_id(&mut self) -> Result<u64, StoreError> {
@@ -217,6 +259,15 @@ fn delete_before_sql(kind: RecordKind) -> String {
 }
 
 impl Store for SqliteStore {
+    fn end_reads(&mut self) -> Result<(), StoreError> {
+        self.end(true)
+    }
+
+    fn open_committer(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
+        // WAL mode: this connection commits while the first one reads its own snapshots.
+        Ok(Some(Box::new(SqliteStore::open_with(&self.path, false)?)))
+    }
+
     fn for_each_journal_entry(
         &mut self,
         visit: &mut dyn FnMut(Transaction) -> Result<(), StoreError>,
@@ -424,5 +475,42 @@ mod tests {
         store.connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
         drop(store);
         assert!(matches!(SqliteStore::open_dir(dir.path()), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn migrates_a_schema_1_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xiezhi.sqlite3");
+        {
+            // A store as schema 1 left it: records WITHOUT ROWID keyed by (kind, id).
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+                 INSERT INTO meta VALUES ('schema_version', '1');
+                 CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+                     updated_at_ms INTEGER NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
+                 CREATE INDEX idempotency_age ON records (updated_at_ms) WHERE kind = 'idempotency';
+                 INSERT INTO records VALUES ('payment', 'p1', '{\"v\":1}', 5), ('idempotency', 'k1', '{\"v\":2}', 6);",
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let version: String = store
+            .connection
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, "2");
+        assert_eq!(store.record(RecordKind::Payment, "p1").unwrap().unwrap().body, r#"{"v":1}"#);
+        assert_eq!(store.record(RecordKind::Idempotency, "k1").unwrap().unwrap().updated_at_ms, 6);
+        let sql: String = store
+            .connection
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'records'", [], |r| r.get(0))
+            .unwrap();
+        assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+        // The retention delete still finds the age index.
+        assert_eq!(store.delete_records_before(RecordKind::Idempotency, 10, 100).unwrap(), 1);
+        // And a second open is a no-op.
+        drop(store);
+        SqliteStore::open(&path).unwrap();
     }
 }

@@ -146,6 +146,20 @@ pub trait Store: Send + 'static {
     /// Every record of one kind (for kinds small enough to keep in memory, e.g. merchants).
     fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError>;
 
+    /// Ends the read transaction that reads since the last commit shared, so the next read
+    /// sees everything committed since (by this handle or a committer's).
+    fn end_reads(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A second handle on the same store for a committer thread, when the implementation
+    /// lets one connection commit while another reads (SQLite in WAL mode does). The service
+    /// then applies the next batch while the previous one is being made durable. `None`
+    /// (the default) means commits stay on the reading handle.
+    fn open_committer(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
+        Ok(None)
+    }
+
     /// Every record of one kind in id order, one at a time (for kinds too large to collect,
     /// e.g. decisions replayed into the risk engine at start-up).
     fn for_each_record(
