@@ -207,3 +207,67 @@ fn an_unanswered_challenge_lapses_on_the_service_clock() {
     assert_eq!(answer(&service, &challenge_id, &code).status, ChallengeStatus::Expired);
     assert_eq!(line_view(&service, &line).held, "0.00");
 }
+
+/// Rule sets swapped again and again while payments flow: every decision was made by one
+/// whole rule set, the one its record names, never by half of two.
+#[test]
+fn rule_sets_swap_atomically_under_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let service = start(dir.path(), clock.clone());
+    let (qr, line) = setup(&service);
+    // Both sets fire on every payment; set A with two rules, set B with one.
+    let set = |version: &str, ids: &[&str]| -> xiezhi_risk::RuleSetDefinition {
+        let rules: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                serde_json::json!({"id": id, "version": 1, "expression": "amount_minor > 0",
+                    "effect": {"score": 1}, "reason_code": "amount_unusual", "mode": "shadow"})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"version": version, "rules": rules})).unwrap()
+    };
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            for i in 0..60 {
+                let definition = if i % 2 == 0 { set("A", &["a1", "a2"]) } else { set("B", &["b1"]) };
+                run(&service, Command::PutRules(definition)).unwrap();
+            }
+        });
+        let payers: Vec<_> = (0..4)
+            .map(|t| {
+                let (service, qr, line) = (service.clone(), qr.clone(), line.clone());
+                scope.spawn(move || {
+                    (0..40)
+                        .map(|i| pay(&service, &line, &qr, &format!("{}.{:02}", 1 + t, i), "phone-1").id)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        swapper.join().unwrap();
+        payers.into_iter().flat_map(|p| p.join().unwrap()).collect()
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for id in ids {
+        let Reply::Document(record) = run(&service, Command::GetDecision { payment_id: id }).unwrap() else { panic!() };
+        let version = record["versions"]["rules"].as_str().unwrap().to_owned();
+        let mut sources: Vec<&str> = record["signals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["layer"] == "behaviour")
+            .map(|s| s["source"].as_str().unwrap())
+            .collect();
+        sources.sort();
+        let expected: &[&str] = match version.as_str() {
+            "A" => &["a1@1", "a2@1"],
+            "B" => &["b1@1"],
+            _ => &[],
+        };
+        if version == "A" || version == "B" {
+            assert_eq!(sources, expected, "a decision under rule set {version} saw {sources:?}");
+        }
+        seen.insert(version);
+    }
+    assert!(seen.contains("A") && seen.contains("B"), "the swaps must interleave with payments: {seen:?}");
+}
