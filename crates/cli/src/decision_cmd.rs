@@ -4,7 +4,7 @@ use clap::Subcommand;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xiezhi_risk::{Catalogue, DecisionRecord, Policy, RuleSet};
+use xiezhi_risk::{money, Catalogue, DecisionRecord, Policy, RuleSet};
 
 #[derive(Subcommand)]
 pub enum DecisionCommand {
@@ -116,10 +116,6 @@ pub fn run_decision(command: DecisionCommand) -> ExitCode {
 
 fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
-}
-
-fn money(minor: i64, currency: xiezhi_money::Currency) -> String {
-    format!("{} {}", xiezhi_money::format_minor(minor, currency.minor_unit_exponent()), currency.alpha())
 }
 
 /// The record as a person reads it.

@@ -186,6 +186,12 @@ impl Demo {
         Ok((status, value))
     }
 
+    async fn get_json(&self, path: &str) -> Result<Value, String> {
+        let response =
+            self.client.get(format!("{}{path}", self.base)).send().await.map_err(|e| format!("GET {path}: {e}"))?;
+        response.json::<Value>().await.map_err(|e| format!("GET {path}: {e}"))
+    }
+
     async fn get_ok(&self, path: &str) -> bool {
         matches!(self.client.get(format!("{}{path}", self.base)).send().await, Ok(r) if r.status().is_success())
     }
@@ -317,15 +323,7 @@ impl Demo {
     /// Reads the code sent to the shopper's inbox and answers the challenge: what the owner
     /// of the phone does.
     async fn pass_challenge(&self, credit_line_id: &str, challenge_id: &str) -> Result<Value, String> {
-        let inbox: Value = self
-            .client
-            .get(format!("{}/v1/credit-lines/{credit_line_id}/notifications", self.base))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let inbox = self.get_json(&format!("/v1/credit-lines/{credit_line_id}/notifications")).await?;
         let code = inbox["notifications"]
             .as_array()
             .and_then(|n| n.iter().rev().find(|m| m["challenge_id"] == challenge_id && m["code"].is_string()))
@@ -513,17 +511,13 @@ impl Demo {
     /// line is restricted, and later the real owner lifts it with their own code.
     async fn account_takeover(&self, seed: &Seed, victim: usize) -> Result<(), String> {
         let shopper = &seed.shoppers[victim];
-        let line: Value = self
-            .client
-            .get(format!("{}/v1/credit-lines/{}", self.base, shopper.credit_line_id))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let available: f64 = line["available"].as_str().unwrap_or("0").parse().unwrap_or(0.0);
-        let yuan = ((available * 0.8) as u32).clamp(200, 5_000);
+        let line = self.get_json(&format!("/v1/credit-lines/{}", shopper.credit_line_id)).await?;
+        // Four fifths of what is available, in whole yuan: amounts stay integers.
+        let cny = xiezhi_money::Currency::from_alpha("CNY").expect("CNY");
+        let available_minor =
+            xiezhi_money::parse_minor(line["available"].as_str().unwrap_or("0"), cny, xiezhi_money::Sign::Any)
+                .unwrap_or(0);
+        let yuan = (available_minor * 4 / 5 / 100).clamp(200, 5_000);
         let device = format!("fraud-{:06x}", fastrand::u32(..0xFFFFFF));
         let ip = format!("45.{}.{}.{}", fastrand::u8(..), fastrand::u8(..), fastrand::u8(1..255));
         for _ in 0..3 {
@@ -553,15 +547,7 @@ impl Demo {
         }
         // The owner notices the message, opens the app, and lifts the restriction.
         tokio::time::sleep(Duration::from_secs(fastrand::u64(5..30))).await;
-        let line: Value = self
-            .client
-            .get(format!("{}/v1/credit-lines/{}", self.base, shopper.credit_line_id))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let line = self.get_json(&format!("/v1/credit-lines/{}", shopper.credit_line_id)).await?;
         if let Some(challenge_id) = line["restriction"]["challenge_id"].as_str() {
             let answer = self.pass_challenge(&shopper.credit_line_id, challenge_id).await?;
             if answer["status"] == "passed" {
@@ -626,12 +612,9 @@ impl Demo {
         loop {
             ticker.tick().await;
             let shopper = &seed.shoppers[fastrand::usize(..seed.shoppers.len())];
-            let line =
-                match self.client.get(format!("{}/v1/credit-lines/{}", self.base, shopper.credit_line_id)).send().await
-                {
-                    Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
-                    Err(_) => continue,
-                };
+            let Ok(line) = self.get_json(&format!("/v1/credit-lines/{}", shopper.credit_line_id)).await else {
+                continue;
+            };
             let owed = line["receivable"].as_str().unwrap_or("0.00").to_owned();
             if owed == "0.00" {
                 continue;

@@ -515,7 +515,7 @@ impl State {
         let restricted = self.restrictions.get(&payment.credit_line_id).is_some_and(|r| r.until_ms > now_ms);
         if payment.amount_minor > available_minor || restricted {
             let code = if restricted { "line_restricted" } else { "insufficient_credit" };
-            let args = vec![("available", decimal(available_minor, currency) + " " + currency.alpha())];
+            let args = vec![("available", xiezhi_risk::money(available_minor, currency))];
             let explanation = self.engine.catalogue().explain(Outcome::Decline, &[(code, args)]);
             self.save_payment(payment, now_ms, out, |p| {
                 p.status = PaymentStatus::Declined;

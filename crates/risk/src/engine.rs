@@ -186,7 +186,8 @@ pub struct Engine {
     state: RiskState,
 }
 
-fn money(minor: i64, currency: Currency) -> String {
+/// An amount as people read it in explanations: "5000.00 CNY".
+pub fn money(minor: i64, currency: Currency) -> String {
     format!("{} {}", format_minor(minor, currency.minor_unit_exponent()), currency.alpha())
 }
 
