@@ -1,4 +1,4 @@
-//! `xiezhi decision explain ID` and `xiezhi rules check FILE`.
+//! `xiezhi decision explain ID`, `xiezhi decision replay ID` and `xiezhi rules check FILE`.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -20,6 +20,25 @@ pub enum DecisionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-run a payment's decision from its recorded facts and features under the policy,
+    /// rules and scorer in force now; says whether the outcome would change.
+    Replay {
+        id: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl DecisionCommand {
+    fn target(&self) -> (&str, &str, bool) {
+        match self {
+            DecisionCommand::Explain { id, server, json } | DecisionCommand::Replay { id, server, json } => {
+                (id, server, *json)
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -74,11 +93,15 @@ pub fn run_rules(command: RulesCommand) -> ExitCode {
 }
 
 pub fn run_decision(command: DecisionCommand) -> ExitCode {
-    let DecisionCommand::Explain { id, server, json } = command;
+    let replay = matches!(command, DecisionCommand::Replay { .. });
+    let (id, server, json) = command.target();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let url = format!("{}/v1/payments/{id}/decision", server.trim_end_matches('/'));
+    let url =
+        format!("{}/v1/payments/{id}/decision{}", server.trim_end_matches('/'), if replay { "/replay" } else { "" });
     let fetched: Result<(u16, Value), String> = runtime.block_on(async {
-        let response = reqwest::get(&url).await.map_err(|e| format!("cannot reach {server}: {e}"))?;
+        let client = reqwest::Client::new();
+        let request = if replay { client.post(&url).json(&serde_json::json!({})) } else { client.get(&url) };
+        let response = request.send().await.map_err(|e| format!("cannot reach {server}: {e}"))?;
         let status = response.status().as_u16();
         let body = response.json::<Value>().await.map_err(|e| format!("unreadable answer from {url}: {e}"))?;
         Ok((status, body))
@@ -100,6 +123,28 @@ pub fn run_decision(command: DecisionCommand) -> ExitCode {
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&body).expect("json"));
+        return ExitCode::SUCCESS;
+    }
+    if replay {
+        let line = |d: &Value| {
+            format!(
+                "{} [{}] under rules {}, policy {}",
+                d["outcome"].as_str().unwrap_or("?"),
+                d["reason_codes"]
+                    .as_array()
+                    .map(|c| c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                d["versions"]["rules"].as_str().unwrap_or("?"),
+                d["versions"]["policy"].as_str().unwrap_or("?"),
+            )
+        };
+        println!("Payment {id}");
+        println!("  decided:  {}", line(&body["stored"]));
+        println!("  today:    {}", line(&body["replayed"]));
+        println!(
+            "  {}",
+            if body["changed"] == true { "CHANGED: today's rules would decide differently" } else { "unchanged" }
+        );
         return ExitCode::SUCCESS;
     }
     match serde_json::from_value::<DecisionRecord>(body) {

@@ -598,6 +598,33 @@ impl State {
         }
     }
 
+    /// Re-runs a stored decision from its recorded facts and features under the policy,
+    /// rules and scorer in force now: what would be decided today, and whether it differs.
+    pub(crate) fn replay_decision(&mut self, payment_id: &str) -> Result<Reply, CoreError> {
+        let Some(r) = self.store.record(RecordKind::Decision, payment_id).map_err(storage)? else {
+            self.payment(payment_id)?;
+            return Err(CoreError::DecisionNotFound { id: payment_id.to_owned() });
+        };
+        let stored: DecisionRecord = serde_json::from_str(&r.body)
+            .map_err(|e| CoreError::StorageUnavailable { message: format!("decision {payment_id}: {e}") })?;
+        let replayed = self.engine.replay(&stored);
+        let summary = |d: &DecisionRecord| {
+            serde_json::json!({
+                "outcome": d.outcome,
+                "reason_codes": d.reason_codes,
+                "risk_points": d.risk_points,
+                "versions": d.versions,
+                "signals": d.signals,
+            })
+        };
+        Ok(Reply::Document(serde_json::json!({
+            "payment_id": payment_id,
+            "changed": stored.outcome != replayed.outcome || stored.reason_codes != replayed.reason_codes,
+            "stored": summary(&stored),
+            "replayed": summary(&replayed),
+        })))
+    }
+
     pub(crate) fn rules_document(&self) -> Reply {
         let rules = self.engine.rules();
         Reply::Document(serde_json::json!({

@@ -133,6 +133,10 @@ pub enum Command {
     GetDecision {
         payment_id: String,
     },
+    /// The stored decision re-run under today's policy, rules and scorer.
+    ReplayDecision {
+        payment_id: String,
+    },
     CompleteChallenge {
         id: String,
         answer: ChallengeAnswer,

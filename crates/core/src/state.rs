@@ -377,6 +377,7 @@ impl State {
             Command::GetCreditLine { id } => self.credit_line_view_at(&id, now_ms).map(Reply::CreditLine),
             Command::GetPayment { id } => self.payment(&id).map(|p| Reply::Payment((&p).into())),
             Command::GetDecision { payment_id } => self.decision_record(&payment_id),
+            Command::ReplayDecision { payment_id } => self.replay_decision(&payment_id),
             Command::CompleteChallenge { id, answer } => self.complete_challenge(&id, answer, now_ms, out),
             Command::GetChallenge { id } => self.challenge_view(&id),
             Command::GetNotifications { credit_line_id } => self.notifications(&credit_line_id),

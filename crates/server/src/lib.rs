@@ -95,6 +95,7 @@ pub fn router(service: Service) -> Router {
         .route("/v1/payments/{id}/void", post(void))
         .route("/v1/payments/{id}/refunds", post(refund))
         .route("/v1/payments/{id}/decision", get(get_decision))
+        .route("/v1/payments/{id}/decision/replay", post(replay_decision))
         .route("/v1/challenges/{id}", get(get_challenge).post(complete_challenge))
         .route("/v1/credit-lines/{id}/notifications", get(get_notifications))
         .route("/v1/rules", get(get_rules).put(put_rules))
@@ -158,6 +159,7 @@ async fn index() -> impl IntoResponse {
          POST /v1/payments/{id}/void\n\
          POST /v1/payments/{id}/refunds     {amount}\n\
          GET  /v1/payments/{id}/decision    the decision record: features, rule hits, score, versions\n\
+         POST /v1/payments/{id}/decision/replay  the same facts under today's policy and rules\n\
          GET  /v1/challenges/{id}           a step-up or restriction challenge\n\
          POST /v1/challenges/{id}           answer it {code}\n\
          GET  /v1/credit-lines/{id}/notifications  the user's inbox (codes, restriction notices)\n\
@@ -415,6 +417,10 @@ async fn refund(State(state): State<AppState>, Path(id): Path<String>, posted: P
 
 async fn get_decision(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     reply(StatusCode::OK, state.service.execute(Command::GetDecision { payment_id: id }, None).await)
+}
+
+async fn replay_decision(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    reply(StatusCode::OK, state.service.execute(Command::ReplayDecision { payment_id: id }, None).await)
 }
 
 async fn get_challenge(State(state): State<AppState>, Path(id): Path<String>) -> Response {

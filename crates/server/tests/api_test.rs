@@ -439,8 +439,17 @@ async fn rules_policy_and_lists_are_managed_over_the_api() {
     let pay = |amount: &str| json!({"credit_line_id": line_id, "qr_payload": qr, "amount": amount, "context": {"device_id": "d"}});
     let (_, p) = api.post("/v1/payments", pay("60.00"), None).await;
     assert_eq!(p["decision"]["reason_codes"], json!(["amount_unusual"]), "{p}");
+    let declined_id = p["id"].as_str().unwrap().to_owned();
     let (_, record) = api.get(&format!("/v1/payments/{}/decision", p["id"].as_str().unwrap())).await;
     assert_eq!(record["versions"]["rules"], "v2");
+    // Replayed under the shipped rules, the same payment would have been approved.
+    let first =
+        api.post(&format!("/v1/payments/{}/decision/replay", p["id"].as_str().unwrap()), json!({}), None).await.1;
+    assert_eq!(
+        (first["changed"].as_bool(), first["replayed"]["outcome"].as_str()),
+        (Some(false), Some("decline")),
+        "{first}"
+    );
 
     // Lists: deny the device; the entry needs a reason and an author.
     let (status, problem) = api
@@ -461,6 +470,16 @@ async fn rules_policy_and_lists_are_managed_over_the_api() {
     assert_eq!(status, StatusCode::OK);
     let (_, p) = api.post("/v1/payments", pay("10.00"), None).await;
     assert_eq!(p["decision"]["outcome"], "approve", "{p}");
+
+    let back = json!({"version": "v3", "rules": []});
+    assert_eq!(api.put("/v1/rules", back).await.0, StatusCode::OK);
+    let replay = api.post(&format!("/v1/payments/{}/decision/replay", declined_id), json!({}), None).await.1;
+    assert_eq!(replay["changed"], true, "{replay}");
+    assert_eq!(
+        (replay["stored"]["outcome"].as_str(), replay["replayed"]["outcome"].as_str()),
+        (Some("decline"), Some("approve"))
+    );
+    assert_eq!(replay["replayed"]["versions"]["rules"], "v3");
 
     // Policy: scheduled and ended clauses are visible; an older version is refused.
     let (_, policy) = api.get("/v1/policy").await;
