@@ -201,11 +201,14 @@ fn commit_job(
             }
         }
     }
+    // Report before replying: once a caller has its answer, the writer already knows the
+    // batch is durable, so the caller's next request reads it from the store.
+    let writer_alive = done.send((seq, ok)).is_ok();
     for (reply, result) in replies.into_iter().zip(results) {
         // The client may have gone away; the outcome is durable either way.
         let _ = reply.send(result);
     }
-    done.send((seq, ok)).is_ok()
+    writer_alive
 }
 
 struct Writer {
