@@ -1,6 +1,7 @@
+use crate::sharded::ShardedMap;
 use crate::transaction::{Account, LineAccount, Operation, PlatformAccount, Posting, Transaction};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use xiezhi_money::{Currency, MAX_AMOUNT_MINOR};
 
 /// The longest a hold may stay pending: 30 days, the usual authorization validity.
@@ -112,8 +113,8 @@ impl CreditLine {
 /// below zero" hold under any number of concurrent authorizations.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ledger {
-    lines: HashMap<String, CreditLine>,
-    holds: HashMap<String, Hold>,
+    lines: ShardedMap<CreditLine>,
+    holds: ShardedMap<Hold>,
     pending_by_expiry: BTreeSet<(i64, String)>,
     /// Holds resident in memory that are no longer pending (eviction candidates).
     settled_resident: Vec<String>,
@@ -459,7 +460,7 @@ impl Ledger {
             }
         }
         for id in touched_lines {
-            self.lines[id].assert_invariants();
+            self.lines.get(id).expect("touched lines exist").assert_invariants();
         }
         self.last_transaction_id = transaction.id;
     }

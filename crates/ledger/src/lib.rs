@@ -16,6 +16,7 @@
 //! `void` and `expire` release it all.
 
 mod ledger;
+mod sharded;
 mod transaction;
 
 pub use ledger::{CreditLine, Hold, HoldStatus, Ledger, LedgerError, MAX_HOLD_TTL_MS};
