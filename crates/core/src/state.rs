@@ -650,7 +650,14 @@ impl State {
                 )?);
                 payment.status = PaymentStatus::ChallengeRequired;
             }
-            Outcome::Decline => payment.status = PaymentStatus::Declined,
+            Outcome::Decline => {
+                payment.status = PaymentStatus::Declined;
+                // Refused because the line is restricted: the way out is the restriction's
+                // own lifting challenge.
+                if decision.reason_codes.iter().any(|c| c == "line_restricted") {
+                    challenge_id = self.restrictions.get(&payment.credit_line_id).and_then(|r| r.challenge_id.clone());
+                }
+            }
             Outcome::Restrict => {
                 challenge_id = Some(self.restrict(&decision, now_ms, out)?);
                 payment.status = PaymentStatus::Declined;

@@ -526,6 +526,14 @@ impl Engine {
             ));
         }
 
+        // A line already restricted is not restricted again by each refused attempt: that
+        // would push the end of the restriction back at every try, so it would never expire.
+        if f.restriction.as_ref().is_some_and(|r| r.until_ms > f.now_ms) {
+            for s in signals.iter_mut().filter(|s| s.outcome == Outcome::Restrict) {
+                s.outcome = Outcome::Decline;
+            }
+        }
+
         // Allow lists: recorded, not counted, for the layers they vouch for.
         for s in signals.iter_mut() {
             let vouched = (allowed.contains(&crate::SubjectKind::User)

@@ -335,6 +335,16 @@ fn repeated_challenge_failures_restrict_with_an_expiry() {
     assert_eq!(record.reason_codes, vec!["repeated_challenge_failures"]);
     assert_eq!(record.expires_at_ms, Some(now() + 5 * MINUTE + 24 * HOUR));
     assert!(record.recovery.iter().any(|r| r.action == RecoveryKind::VerifyIdentity));
+    // While that restriction is in force, further attempts are declined, not restricted
+    // again: the restriction keeps its end.
+    let mut during = facts("u1", "shop1", 3_000, now() + 10 * MINUTE);
+    during.restriction = Some(ActiveRestriction {
+        reason_code: "repeated_challenge_failures".into(),
+        until_ms: now() + 5 * MINUTE + 24 * HOUR,
+    });
+    let again = engine.evaluate(during);
+    assert_eq!(again.outcome, Outcome::Decline);
+    assert_eq!(again.reason_codes[0], "line_restricted");
     // A day later the failures have aged out.
     assert_eq!(engine.evaluate(facts("u1", "shop1", 3_000, now() + 25 * HOUR)).outcome, Outcome::Approve);
     // And the owner passing a challenge clears them at once.

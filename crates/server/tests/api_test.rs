@@ -393,6 +393,13 @@ async fn failed_challenges_restrict_the_line_and_a_passed_one_lifts_it() {
     // Further payments are declined as restricted, with the way out.
     let (_, blocked) = api.post("/v1/payments", small.clone(), None).await;
     assert!(blocked["decision"]["reason_codes"].as_array().unwrap().contains(&json!("line_restricted")), "{blocked}");
+    assert_eq!(blocked["decision"]["outcome"], "decline", "an attempt while restricted does not restrict again");
+    assert_eq!(blocked["decision"]["challenge_id"], restriction["challenge_id"], "{blocked}");
+    assert!(blocked["decision"]["recovery"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["action"] == "verify_identity" && r["challenge_id"] == restriction["challenge_id"]));
     // The owner verifies with the code sent to their phone: the restriction is lifted.
     let lift_id = restriction["challenge_id"].as_str().unwrap();
     let lift_code = api.code_for(line_id, lift_id).await;
