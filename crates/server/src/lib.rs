@@ -237,6 +237,11 @@ fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Response {
     }
 }
 
+/// Runs a command that needs no body and no idempotency key, answering `200` or a problem.
+async fn query(state: &AppState, command: Command) -> Response {
+    reply(StatusCode::OK, state.service.execute(command, None).await)
+}
+
 /// A POST body with its idempotency key, read once for every POST route.
 struct Posted {
     key: Option<IdempotencyKey>,
@@ -280,7 +285,7 @@ async fn create_merchant(State(state): State<AppState>, posted: Posted) -> Respo
 }
 
 async fn get_merchant(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetMerchant { id }, None).await)
+    query(&state, Command::GetMerchant { id }).await
 }
 
 #[derive(Deserialize)]
@@ -348,7 +353,7 @@ async fn create_credit_line(State(state): State<AppState>, posted: Posted) -> Re
 }
 
 async fn get_credit_line(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetCreditLine { id }, None).await)
+    query(&state, Command::GetCreditLine { id }).await
 }
 
 #[derive(Deserialize)]
@@ -394,7 +399,7 @@ async fn create_payment(State(state): State<AppState>, posted: Posted) -> Respon
 }
 
 async fn get_payment(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetPayment { id }, None).await)
+    query(&state, Command::GetPayment { id }).await
 }
 
 async fn capture(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
@@ -416,15 +421,15 @@ async fn refund(State(state): State<AppState>, Path(id): Path<String>, posted: P
 }
 
 async fn get_decision(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetDecision { payment_id: id }, None).await)
+    query(&state, Command::GetDecision { payment_id: id }).await
 }
 
 async fn replay_decision(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::ReplayDecision { payment_id: id }, None).await)
+    query(&state, Command::ReplayDecision { payment_id: id }).await
 }
 
 async fn get_challenge(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetChallenge { id }, None).await)
+    query(&state, Command::GetChallenge { id }).await
 }
 
 async fn complete_challenge(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
@@ -433,11 +438,11 @@ async fn complete_challenge(State(state): State<AppState>, Path(id): Path<String
 }
 
 async fn get_notifications(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetNotifications { credit_line_id: id }, None).await)
+    query(&state, Command::GetNotifications { credit_line_id: id }).await
 }
 
 async fn get_rules(State(state): State<AppState>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetRules, None).await)
+    query(&state, Command::GetRules).await
 }
 
 async fn put_rules(State(state): State<AppState>, posted: Posted) -> Response {
@@ -467,7 +472,7 @@ async fn reason_codes() -> Json<serde_json::Value> {
 }
 
 async fn get_policy(State(state): State<AppState>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetPolicy, None).await)
+    query(&state, Command::GetPolicy).await
 }
 
 async fn put_policy(State(state): State<AppState>, posted: Posted) -> Response {
@@ -482,7 +487,7 @@ async fn put_policy(State(state): State<AppState>, posted: Posted) -> Response {
 }
 
 async fn get_lists(State(state): State<AppState>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::GetLists, None).await)
+    query(&state, Command::GetLists).await
 }
 
 async fn add_list_entry(State(state): State<AppState>, posted: Posted) -> Response {
@@ -490,7 +495,7 @@ async fn add_list_entry(State(state): State<AppState>, posted: Posted) -> Respon
 }
 
 async fn remove_list_entry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute(Command::RemoveListEntry { id }, None).await)
+    query(&state, Command::RemoveListEntry { id }).await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
