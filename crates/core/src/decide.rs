@@ -113,8 +113,6 @@ impl State {
             let d: ReplayedDecision = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
             let attempt = engine.attempt(&d.facts);
             let policy = engine.velocity_policy(d.facts.now_ms);
-            // Two-phase borrow: the attempt borrows the facts, not the engine.
-            let attempt = attempt.clone();
             engine.state_mut().record(&attempt, d.outcome, d.features.bool(xiezhi_risk::Feature::IsRetry), &policy);
             decisions += 1;
             Ok(())
@@ -546,7 +544,7 @@ impl State {
         {
             let user_id = line.user_id.clone();
             let facts = self.payment_facts(&payment, &merchant, &user_id, 0, 0, now_ms)?;
-            let attempt = self.engine.attempt(&facts).clone();
+            let attempt = self.engine.attempt(&facts);
             let policy = self.engine.velocity_policy(now_ms);
             self.engine.state_mut().record_late_approval(&attempt, &policy);
         }

@@ -90,7 +90,33 @@ struct OpenBatch {
     poisoned: Option<CoreError>,
 }
 
+/// Publishes one successful group commit.
+fn count_commit(stats: &WriterStats, started: Instant, requests: usize, payments_created: u64) {
+    metrics::histogram!("xiezhi_commit_duration_us").record(started.elapsed().as_micros() as f64);
+    metrics::histogram!("xiezhi_commit_batch_requests").record(requests as f64);
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.committed_requests.fetch_add(requests as u64, Ordering::Relaxed);
+    stats.payments.fetch_add(payments_created, Ordering::Relaxed);
+}
+
 impl OpenBatch {
+    /// Applies requests to the batch. A storage error may leave memory half-way through a
+    /// command; the batch is then poisoned and never committed.
+    fn apply(&mut self, state: &mut State, envelopes: &mut Vec<Envelope>, now_ms: i64) {
+        for Envelope { command, idempotency, reply } in envelopes.drain(..) {
+            let creates_payment = matches!(command, crate::Command::CreatePayment(_));
+            let result = state.apply(command, idempotency, now_ms, &mut self.batch);
+            if creates_payment && result.is_ok() {
+                self.payments_created += 1;
+            }
+            if let Err(error @ CoreError::StorageUnavailable { .. }) = &result {
+                self.poisoned = Some(error.clone());
+            }
+            self.replies.push(reply);
+            self.results.push(result);
+        }
+    }
+
     fn fail(self, error: CoreError) {
         for reply in self.replies {
             let _ = reply.send(Err(error.clone()));
@@ -175,13 +201,7 @@ fn commit_job(
     } else if !batch.is_empty() {
         let started = Instant::now();
         match store.commit(&batch) {
-            Ok(()) => {
-                metrics::histogram!("xiezhi_commit_duration_us").record(started.elapsed().as_micros() as f64);
-                metrics::histogram!("xiezhi_commit_batch_requests").record(requests as f64);
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats.committed_requests.fetch_add(requests as u64, Ordering::Relaxed);
-                stats.payments.fetch_add(payments_created, Ordering::Relaxed);
-            }
+            Ok(()) => count_commit(stats, started, requests, payments_created),
             Err(error) => {
                 tracing::error!(%error, "group commit failed; the writer rebuilds its state from the store");
                 stats.failed_commits.fetch_add(1, Ordering::Relaxed);
@@ -334,18 +354,7 @@ impl Writer {
                         batch.poisoned = Some(error);
                     }
                 }
-                for Envelope { command, idempotency, reply } in envelopes.drain(..) {
-                    let creates_payment = matches!(command, crate::Command::CreatePayment(_));
-                    let result = self.state.apply(command, idempotency, now_ms, &mut batch.batch);
-                    if creates_payment && result.is_ok() {
-                        batch.payments_created += 1;
-                    }
-                    if let Err(error @ CoreError::StorageUnavailable { .. }) = &result {
-                        batch.poisoned = Some(error.clone());
-                    }
-                    batch.replies.push(reply);
-                    batch.results.push(result);
-                }
+                batch.apply(&mut self.state, &mut envelopes, now_ms);
             }
             let committer_free = self.committer.as_ref().is_some_and(|c| c.in_flight == 0);
             let full = open.as_ref().is_some_and(|o| o.replies.len() >= self.max_batch);
@@ -392,9 +401,9 @@ impl Writer {
     /// Applies a batch, commits it once, then replies. Returns false if the store is gone.
     fn process(&mut self, envelopes: &mut Vec<Envelope>, sweep: bool) -> bool {
         let now_ms = self.clock.now_ms();
-        let mut batch = Batch::default();
+        let mut open = OpenBatch::default();
         if sweep {
-            if let Err(error) = self.state.expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch) {
+            if let Err(error) = self.state.expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut open.batch) {
                 tracing::error!(%error, "expiring holds failed");
                 return self.recover();
             }
@@ -403,25 +412,9 @@ impl Writer {
                 Err(error) => tracing::warn!(%error, "pruning idempotency keys failed"),
             }
         }
-        let requests = envelopes.len();
-        let mut replies = Vec::with_capacity(requests);
-        let mut results: Vec<Result<Reply, CoreError>> = Vec::with_capacity(requests);
-        let mut payments_created = 0;
-        // A storage error while building the batch may leave memory half-way through a
-        // command; such a batch is never committed.
-        let mut poisoned = None;
-        for Envelope { command, idempotency, reply } in envelopes.drain(..) {
-            let creates_payment = matches!(command, crate::Command::CreatePayment(_));
-            let result = self.state.apply(command, idempotency, now_ms, &mut batch);
-            if creates_payment && result.is_ok() {
-                payments_created += 1;
-            }
-            if let Err(error @ CoreError::StorageUnavailable { .. }) = &result {
-                poisoned = Some(error.clone());
-            }
-            replies.push(reply);
-            results.push(result);
-        }
+        open.apply(&mut self.state, envelopes, now_ms);
+        let OpenBatch { batch, replies, mut results, payments_created, poisoned, .. } = open;
+        let requests = results.len();
         let mut needs_recovery = false;
         if let Some(error) = poisoned {
             tracing::error!(%error, "storage failed while building a batch; rebuilding state from the store");
@@ -432,14 +425,7 @@ impl Writer {
         } else if !batch.is_empty() {
             let started = Instant::now();
             match self.state.commit(&batch) {
-                Ok(()) => {
-                    let elapsed_us = started.elapsed().as_micros() as f64;
-                    metrics::histogram!("xiezhi_commit_duration_us").record(elapsed_us);
-                    metrics::histogram!("xiezhi_commit_batch_requests").record(requests as f64);
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats.committed_requests.fetch_add(requests as u64, Ordering::Relaxed);
-                    self.stats.payments.fetch_add(payments_created, Ordering::Relaxed);
-                }
+                Ok(()) => count_commit(&self.stats, started, requests, payments_created),
                 Err(error) => {
                     tracing::error!(%error, "group commit failed; rebuilding state from the store");
                     self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
