@@ -577,34 +577,30 @@ impl State {
         Ok(due.len())
     }
 
+    /// A payment's stored decision. A payment refused before the engine ran (bad QR code,
+    /// unknown line) has none.
+    fn stored_decision(&mut self, payment_id: &str) -> Result<DecisionRecord, CoreError> {
+        let Some(r) = self.store.record(RecordKind::Decision, payment_id).map_err(storage)? else {
+            self.payment(payment_id)?;
+            return Err(CoreError::DecisionNotFound { id: payment_id.to_owned() });
+        };
+        serde_json::from_str(&r.body)
+            .map_err(|e| CoreError::StorageUnavailable { message: format!("decision {payment_id}: {e}") })
+    }
+
     pub(crate) fn decision_record(&mut self, payment_id: &str) -> Result<Reply, CoreError> {
-        match self.store.record(RecordKind::Decision, payment_id).map_err(storage)? {
-            Some(r) => {
-                let record: DecisionRecord = serde_json::from_str(&r.body)
-                    .map_err(|e| CoreError::StorageUnavailable { message: format!("decision {payment_id}: {e}") })?;
-                let features = record.features.to_map();
-                let mut value = serde_json::to_value(&record).expect("records serialise");
-                // Stored compactly; shown with names.
-                value["features"] = serde_json::Value::Object(features);
-                Ok(Reply::Document(value))
-            }
-            None => {
-                // A payment refused before the engine ran (bad QR, unknown line) has no record.
-                self.payment(payment_id)?;
-                Err(CoreError::DecisionNotFound { id: payment_id.to_owned() })
-            }
-        }
+        let record = self.stored_decision(payment_id)?;
+        let features = record.features.to_map();
+        let mut value = serde_json::to_value(&record).expect("records serialise");
+        // Stored compactly; shown with names.
+        value["features"] = serde_json::Value::Object(features);
+        Ok(Reply::Document(value))
     }
 
     /// Re-runs a stored decision from its recorded facts and features under the policy,
     /// rules and scorer in force now: what would be decided today, and whether it differs.
     pub(crate) fn replay_decision(&mut self, payment_id: &str) -> Result<Reply, CoreError> {
-        let Some(r) = self.store.record(RecordKind::Decision, payment_id).map_err(storage)? else {
-            self.payment(payment_id)?;
-            return Err(CoreError::DecisionNotFound { id: payment_id.to_owned() });
-        };
-        let stored: DecisionRecord = serde_json::from_str(&r.body)
-            .map_err(|e| CoreError::StorageUnavailable { message: format!("decision {payment_id}: {e}") })?;
+        let stored = self.stored_decision(payment_id)?;
         let replayed = self.engine.replay(&stored);
         let summary = |d: &DecisionRecord| {
             serde_json::json!({
