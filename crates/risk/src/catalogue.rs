@@ -167,6 +167,11 @@ impl Catalogue {
         }
     }
 
+    /// The sentence for one reason code (Fluent ids spell `_` as `-`).
+    pub fn reason(&self, language: Language, code: &str, args: &[(&str, String)]) -> Option<String> {
+        self.message(language, &code.replace('_', "-"), args)
+    }
+
     /// The explanation of a decision: the outcome's headline, then one sentence per reason.
     pub fn explain(&self, outcome: Outcome, reasons: &[(&str, Vec<(&str, String)>)]) -> Explanation {
         let one = |language: Language| {
@@ -175,8 +180,8 @@ impl Catalogue {
                 .unwrap_or_default();
             for (code, args) in reasons {
                 let sentence = self
-                    .message(language, &code.replace('_', "-"), args)
-                    .or_else(|| self.message(language, &code.replace('_', "-"), &[]))
+                    .reason(language, code, args)
+                    .or_else(|| self.reason(language, code, &[]))
                     .unwrap_or_else(|| code.to_string());
                 if !text.is_empty() && language == Language::En {
                     text.push(' ');

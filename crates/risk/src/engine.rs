@@ -427,8 +427,7 @@ impl Engine {
             } else {
                 // Users hear about a rule before it bites, not from a declined payment.
                 let args_ref: Vec<(&str, String)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-                let message =
-                    |language| self.catalogue.message(language, &code.replace('_', "-"), &args_ref).unwrap_or_default();
+                let message = |language| self.catalogue.reason(language, code, &args_ref).unwrap_or_default();
                 let when_text = when(clause.from_ms);
                 notices.push(Notice {
                     clause_id: clause.id.clone(),
