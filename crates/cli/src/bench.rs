@@ -14,6 +14,24 @@ use xiezhi_store_sqlite::SqliteStore;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// The population simulator on one thread: with `--driver null` its own cost alone
+    /// (planning, adversaries, ground truth, report); with `--driver engine` through the
+    /// risk engine and the ledger in process.
+    Simulate {
+        #[arg(long, default_value_t = 100_000)]
+        users: u32,
+        #[arg(long, default_value_t = 20_000)]
+        merchants: u32,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 7)]
+        warmup_days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// `null` or `engine`.
+        #[arg(long, default_value = "null")]
+        driver: String,
+    },
     /// Scan-to-pay authorizations (QR already decoded) committed durably to the embedded store.
     Ledger {
         /// Authorizations to run in total.
@@ -137,6 +155,15 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 }
             }
         }
+        BenchCommand::Simulate { users, merchants, days, warmup_days, seed, driver } => {
+            match bench_simulate(users, merchants, days, warmup_days, seed, &driver) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xiezhi bench simulate: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         BenchCommand::Ledger { ops, clients, lines, max_batch, data_dir } => {
             match ledger(ops, clients.clamp(1, 4_096), lines.max(1), max_batch, data_dir) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -170,6 +197,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
                 mcc: "5411".into(),
                 currency: "CNY".into(),
                 partner_accounts: vec![],
+                onboarded_at: None,
             }),
             None,
         )
@@ -192,6 +220,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
                                 currency: "CNY".into(),
                                 limit: "1000000.00".into(),
                                 profile: Default::default(),
+                                opened_at: None,
                             };
                             match service.execute_blocking(Command::CreateCreditLine(request), None) {
                                 Ok(Reply::CreditLine(l)) => l.id,
@@ -267,5 +296,44 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
     });
     println!("{}", serde_json::to_string_pretty(&report).expect("json"));
     drop(service);
+    Ok(())
+}
+
+fn bench_simulate(
+    users: u32,
+    merchants: u32,
+    days: u32,
+    warmup_days: u32,
+    seed: u64,
+    driver: &str,
+) -> Result<(), String> {
+    let config =
+        xiezhi_sim::RunConfig { users, merchants, days, seed, warmup_days, mix: xiezhi_sim::Mix::default_mix() };
+    let currency = xiezhi_money::Currency::from_alpha(&config.mix.currency).ok_or("unknown currency")?;
+    let mut null = xiezhi_sim::NullDriver;
+    let mut bank;
+    let d: &mut dyn xiezhi_sim::Driver = match driver {
+        "null" => &mut null,
+        "engine" => {
+            bank = xiezhi_sim::Bank::new(&xiezhi_sim::EngineConfig::shipped(), currency).map_err(|e| e.to_string())?;
+            &mut bank
+        }
+        other => return Err(format!("unknown driver `{other}` (null, engine)")),
+    };
+    let run = xiezhi_sim::run_with(&config, "default", d, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let executed = run.executed_payments;
+    let out = serde_json::json!({
+        "benchmark": "simulate_single_thread",
+        "driver": driver,
+        "users": users,
+        "days": days,
+        "warmup_days": warmup_days,
+        "payments_measured": run.payments,
+        "payments_executed": executed,
+        "wall_s": (run.wall_s * 100.0).round() / 100.0,
+        "payments_per_s": (executed as f64 / run.wall_s).round(),
+        "process_rss_mib": format!("{:.1}", crate::bench_decide::rss_bytes() as f64 / 1_048_576.0),
+    });
+    println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     Ok(())
 }

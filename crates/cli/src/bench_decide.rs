@@ -19,7 +19,7 @@ pub struct DecideArgs {
 }
 
 /// Resident memory of this process, in bytes (Linux).
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))

@@ -1,6 +1,11 @@
 //! `xiezhi`: the one binary. Subcommands are thin: they parse flags and call the library
 //! crates.
 
+// Payments allocate many small strings (ids in facts, records, postings); mimalloc's
+// per-thread free lists measured faster than glibc's malloc here (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_decide;
 mod bench_http;
@@ -8,6 +13,8 @@ mod decision_cmd;
 mod demo;
 mod qr_cmd;
 mod serve;
+mod sim_http;
+mod simulate;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +52,9 @@ enum Commands {
         #[command(subcommand)]
         command: decision_cmd::RulesCommand,
     },
+    /// Run a seeded population of shoppers and fraudsters and report decision quality
+    /// (docs/QUALITY.md).
+    Simulate(simulate::SimulateArgs),
     /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -68,6 +78,7 @@ fn main() -> ExitCode {
         Commands::Qr { command } => qr_cmd::run(command),
         Commands::Store { command: StoreCommand::Check { data_dir } } => store_cmd::check(&data_dir),
         Commands::Bench { command } => bench::run(command),
+        Commands::Simulate(args) => simulate::run(args),
         Commands::Decision { command } => decision_cmd::run_decision(command),
         Commands::Rules { command } => decision_cmd::run_rules(command),
     }

@@ -3,7 +3,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use xiezhi_core::{AcceptanceConfig, AcceptedScheme, RiskConfig, Service, ServiceConfig, SystemClock};
+use xiezhi_core::{
+    AcceptanceConfig, AcceptedScheme, Clock, RiskConfig, ScaledClock, Service, ServiceConfig, SystemClock,
+};
 use xiezhi_store_sqlite::SqliteStore;
 
 #[derive(Args, Clone)]
@@ -17,13 +19,19 @@ pub struct ServeArgs {
     /// Seed demo merchants and users and run live simulated traffic against this server.
     #[arg(long)]
     pub demo: bool,
-    /// Demo payments per second.
+    /// Demo payments per second, roughly: sets how fast the demo's service clock runs
+    /// (unless `--clock-speed` is given), as the simulated shoppers pay at human rates.
     #[arg(long, default_value_t = 20)]
     pub demo_rate: u32,
     /// Demo shoppers, each with a credit line, seeded at first start. Enough that each pays
     /// a few times an hour at the default rate, as people do.
     #[arg(long, default_value_t = 5_000)]
     pub demo_shoppers: usize,
+    /// Run the service clock this many times faster than the wall, from the later of now
+    /// and where an earlier fast run left it: for demos and simulations (`xiezhi simulate
+    /// --target`), never for production. Default 1, or what `--demo-rate` needs.
+    #[arg(long)]
+    pub clock_speed: Option<f64>,
     /// Refuse QR codes with content deviations from the EMV specification.
     #[arg(long)]
     pub strict_qr: bool,
@@ -109,7 +117,42 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         ..Default::default()
     };
-    let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    let speed = match (args.clock_speed, args.demo) {
+        (Some(speed), _) => speed,
+        (None, true) => {
+            // The simulated shoppers pay at human rates; the clock makes up the rest.
+            let per_user_day = xiezhi_sim::payments_per_user_day(&xiezhi_sim::Mix::default_mix());
+            let per_day = per_user_day * args.demo_shoppers.clamp(10, 100_000) as f64;
+            (f64::from(args.demo_rate.max(1)) * 86_400.0 / per_day.max(1.0)).round()
+        }
+        (None, false) => 1.0,
+    };
+    if !(1.0..=xiezhi_core::MAX_CLOCK_SPEED).contains(&speed) {
+        return Err(format!("--clock-speed is from 1 to {}", xiezhi_core::MAX_CLOCK_SPEED));
+    }
+    let clock_file = args.data_dir.join("clock-state.json");
+    let saved_ms = std::fs::read_to_string(&clock_file)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["now_ms"].as_i64());
+    let wall_ms = SystemClock.now_ms();
+    let clock: Arc<dyn Clock> = match saved_ms {
+        // A fast clock never goes back: records already carry its later times.
+        Some(saved) if saved > wall_ms => Arc::new(ScaledClock::new(saved, speed)),
+        _ if speed > 1.0 => Arc::new(ScaledClock::new(wall_ms, speed)),
+        _ => Arc::new(SystemClock),
+    };
+    let service = Service::start(Box::new(store), config, Arc::clone(&clock)).map_err(|e| e.to_string())?;
+    if clock.speed() > 1.0 || saved_ms.is_some_and(|s| s > wall_ms) {
+        let clock = Arc::clone(&clock);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                ticker.tick().await;
+                let _ = std::fs::write(&clock_file, serde_json::json!({"now_ms": clock.now_ms()}).to_string());
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -120,12 +163,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let router = xiezhi_server::router(service);
     let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
     if args.demo {
-        let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_rate, args.demo_shoppers);
-        tokio::spawn(async move {
-            if let Err(e) = demo.run().await {
-                tracing::error!("demo traffic stopped: {e}");
-            }
-        });
+        let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_shoppers, clock.speed());
+        demo.spawn(tokio::runtime::Handle::current());
     }
     server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     println!("xiezhi stopped");

@@ -67,9 +67,9 @@ async fn the_demo_seeds_and_sends_live_traffic() {
     assert!(banner.contains("decision explain"), "{banner}");
 
     // A payment of our own, explained by the CLI as a person reads it.
-    let seed: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-seed-v2.json")).unwrap()).unwrap();
-    let body = serde_json::json!({"credit_line_id": seed["shoppers"][0]["credit_line_id"], "qr_payload": seed["merchants"][0]["qr_payload"],
+    let population: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-population-v3.json")).unwrap()).unwrap();
+    let body = serde_json::json!({"credit_line_id": population["line_ids"][0], "qr_payload": population["merchant_ids"][0][1],
         "amount": "1500.00", "context": {"device_id": "a-brand-new-phone", "ip": "198.51.100.20", "network": "5g"}});
     let payment: Value =
         client.post(format!("{base}/v1/payments")).json(&body).send().await.unwrap().json().await.unwrap();

@@ -18,7 +18,7 @@ mod writer;
 pub use decide::RiskConfig;
 pub use error::CoreError;
 pub use model::*;
-pub use writer::{Clock, SystemClock, WriterStats};
+pub use writer::{Clock, ScaledClock, SystemClock, WriterStats, MAX_CLOCK_SPEED};
 pub use xiezhi_risk;
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -179,6 +179,7 @@ pub struct Service {
     queue: SyncSender<Envelope>,
     strict_qr: bool,
     stats: Arc<WriterStats>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Service {
@@ -186,8 +187,13 @@ impl Service {
     pub fn start(store: Box<dyn Store>, config: ServiceConfig, clock: Arc<dyn Clock>) -> Result<Service, CoreError> {
         let (queue, receiver) = sync_channel(config.queue_capacity);
         let stats = Arc::new(WriterStats::default());
-        writer::spawn(store, &config, clock, receiver, Arc::clone(&stats))?;
-        Ok(Service { queue, strict_qr: config.strict_qr, stats })
+        writer::spawn(store, &config, Arc::clone(&clock), receiver, Arc::clone(&stats))?;
+        Ok(Service { queue, strict_qr: config.strict_qr, stats, clock })
+    }
+
+    /// The service's clock: what it stamps and decides with.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
     }
 
     pub fn stats(&self) -> &WriterStats {

@@ -38,6 +38,10 @@ pub struct NewMerchant {
     pub currency: String,
     #[serde(default)]
     pub partner_accounts: Vec<PartnerAccount>,
+    /// When the merchant was onboarded, for a merchant moved from an existing book (RFC 3339;
+    /// not in the future). The risk engine reads the merchant's age from it. Default: now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarded_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +53,10 @@ pub struct NewCreditLine {
     /// Age, identity verification level and region, which regulatory policy may require.
     #[serde(default)]
     pub profile: UserProfile,
+    /// When the line was opened, for a line moved from an existing book (RFC 3339; not in
+    /// the future). The risk engine reads the line's age from it. Default: now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<String>,
 }
 
 /// Where the payment came from, as the client reports it.

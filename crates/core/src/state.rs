@@ -131,6 +131,24 @@ pub(crate) fn parse_currency(code: &str) -> Result<Currency, CoreError> {
     Err(CoreError::UnknownCurrency { currency: code.to_owned() })
 }
 
+/// An optional RFC 3339 instant in the past (onboarding dates of a migrated book); now when
+/// absent.
+fn past_instant(field: &str, text: Option<&str>, now_ms: i64) -> Result<i64, CoreError> {
+    let Some(text) = text else { return Ok(now_ms) };
+    let invalid = |message: String| CoreError::InvalidRequest { field: field.into(), message };
+    let at: jiff::Timestamp = text
+        .parse()
+        .map_err(|_| invalid(format!("`{field}` is an RFC 3339 instant, e.g. 2024-03-01T09:00:00+08:00")))?;
+    let at_ms = at.as_millisecond();
+    if at_ms > now_ms {
+        return Err(invalid(format!("`{field}` is in the future")));
+    }
+    if at_ms < 946_684_800_000 {
+        return Err(invalid(format!("`{field}` is before 2000")));
+    }
+    Ok(at_ms)
+}
+
 fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
     let length = value.chars().count();
     if length == 0 || length > MAX_TEXT_CHARS || value.chars().any(char::is_control) {
@@ -474,7 +492,7 @@ impl State {
             currency,
             qr_payload: String::new(),
             partner_accounts: request.partner_accounts,
-            created_at_ms: now_ms,
+            created_at_ms: past_instant("onboarded_at", request.onboarded_at.as_deref(), now_ms)?,
         };
         merchant.qr_payload = merchant_qr(&self.config.own_guid, &merchant, None, None).encode()?;
         out.records.push(record(RecordKind::Merchant, &id, &merchant, now_ms));
@@ -488,6 +506,7 @@ impl State {
         let currency = parse_currency(&request.currency)?;
         let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
         check_profile(&request.profile)?;
+        let opened_at_ms = past_instant("opened_at", request.opened_at.as_deref(), now_ms)?;
         let mut id = new_id("cl", now_ms);
         while self.ledger.credit_line(&id).is_some() {
             id = new_id("cl", now_ms);
@@ -501,8 +520,7 @@ impl State {
             .map_err(|e| CoreError::InvalidRequest { field: "limit".into(), message: e.to_string() })?;
         out.transactions.push(transaction);
         let user_id = self.ledger.credit_line(&id).map(|l| l.user_id.clone()).unwrap_or_default();
-        let profile =
-            LineProfile { credit_line_id: id.clone(), user_id, profile: request.profile, opened_at_ms: now_ms };
+        let profile = LineProfile { credit_line_id: id.clone(), user_id, profile: request.profile, opened_at_ms };
         self.save_line_profile(profile, now_ms, out);
         self.credit_line_view(&id).map(Reply::CreditLine)
     }

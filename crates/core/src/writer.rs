@@ -22,6 +22,10 @@ const MAX_PRUNED_PER_SWEEP: usize = 5_000;
 /// the service reads the wall clock directly.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
+    /// Service seconds per wall-clock second: 1 in production.
+    fn speed(&self) -> f64 {
+        1.0
+    }
 }
 
 pub struct SystemClock;
@@ -29,6 +33,34 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         jiff::Timestamp::now().as_millisecond()
+    }
+}
+
+/// Most service seconds per wall second a scaled clock runs at.
+pub const MAX_CLOCK_SPEED: f64 = 100_000.0;
+
+/// A clock that runs `speed` times faster than the wall, from `origin_ms` on: for demos and
+/// simulations against a server (`serve --clock-speed`), so that days of shopping pass in
+/// minutes and the service's windows and expiries see them as days. Never for production.
+pub struct ScaledClock {
+    wall_origin: std::time::Instant,
+    origin_ms: i64,
+    speed: f64,
+}
+
+impl ScaledClock {
+    pub fn new(origin_ms: i64, speed: f64) -> ScaledClock {
+        assert!((1.0..=MAX_CLOCK_SPEED).contains(&speed), "clock speed {speed} out of range");
+        ScaledClock { wall_origin: std::time::Instant::now(), origin_ms, speed }
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now_ms(&self) -> i64 {
+        self.origin_ms + (self.wall_origin.elapsed().as_secs_f64() * 1_000.0 * self.speed) as i64
+    }
+    fn speed(&self) -> f64 {
+        self.speed
     }
 }
 

@@ -36,6 +36,7 @@ fn merchant(service: &Service, name: &str) -> MerchantView {
         mcc: "5411".into(),
         currency: "CNY".into(),
         partner_accounts: vec![],
+        onboarded_at: None,
     };
     match run(service, Command::CreateMerchant(request)).unwrap() {
         Reply::Merchant(m) => m,
@@ -49,6 +50,7 @@ fn line(service: &Service, limit: &str) -> CreditLineView {
         currency: "CNY".into(),
         limit: limit.into(),
         profile: Default::default(),
+        opened_at: None,
     };
     match run(service, Command::CreateCreditLine(request)).unwrap() {
         Reply::CreditLine(l) => l,
@@ -209,6 +211,7 @@ fn foreign_and_unknown_codes_are_not_accepted() {
             globally_unique_identifier: "d15600000000".into(),
             merchant_ref: "A93FO3230Q".into(),
         }],
+        onboarded_at: None,
     };
     let best = match run(&service, Command::CreateMerchant(request)).unwrap() {
         Reply::Merchant(m) => m,
@@ -230,6 +233,7 @@ fn foreign_and_unknown_codes_are_not_accepted() {
             currency: "USD".into(),
             limit: "5".into(),
             profile: Default::default(),
+            opened_at: None,
         }),
     )
     .unwrap()
@@ -250,7 +254,8 @@ fn foreign_and_unknown_codes_are_not_accepted() {
                 user_id: "u".into(),
                 currency: "XXX".into(),
                 limit: "5".into(),
-                profile: Default::default()
+                profile: Default::default(),
+                opened_at: None
             })
         ),
         Err(CoreError::UnknownCurrency { .. })

@@ -32,6 +32,7 @@ fraud-score-elevated = Some details of this payment look unusual for your accoun
 fraud-score-high = This payment looks very unlike your usual activity.
 challenge-failed = The verification was not completed.
 repeated-challenge-failures = Verification failed several times, so credit payments are paused to protect your account.
+new-line-spend-limit = Your credit line is new, so for now one day of spending is held to part of its limit; a smaller amount goes through.
 insufficient-credit = Your available credit is { $available }.
 
 # Messages to the user's inbox (SMS or push in a deployment).

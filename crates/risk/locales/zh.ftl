@@ -31,6 +31,7 @@ fraud-score-elevated = 这笔支付的部分信息与您的日常习惯不符。
 fraud-score-high = 这笔支付与您的日常习惯差异很大。
 challenge-failed = 验证未通过。
 repeated-challenge-failures = 多次验证未通过，为保护您的账户，信用支付已暂停。
+new-line-spend-limit = 您的额度账户开通不久，目前单日消费仅限额度的一部分；较小金额的支付可以完成。
 insufficient-credit = 您的可用额度为 { $available }。
 
 # 发送到用户收件箱的消息（部署时为短信或推送）。

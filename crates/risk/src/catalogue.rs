@@ -75,6 +75,7 @@ pub const REASON_CODES: &[ReasonCode] = &[
     rc("fraud_score_high", Layer::Score, Decline, &[Appeal]),
     rc("challenge_failed", Layer::Score, Decline, &[Wait, Appeal]),
     rc("repeated_challenge_failures", Layer::Score, Restrict, &[VerifyIdentity, Appeal]),
+    rc("new_line_spend_limit", Layer::Credit, Decline, &[LowerAmount, Wait]),
     rc("insufficient_credit", Layer::Credit, Decline, &[LowerAmount, Repay]),
 ];
 

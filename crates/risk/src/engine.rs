@@ -184,6 +184,10 @@ pub struct Engine {
     lists: Lists,
     scorer: Arc<dyn Scorer>,
     state: RiskState,
+    /// The versions in force, built once per change rather than per decision.
+    versions: Versions,
+    /// The explanation of a plain approval, formatted once.
+    approve_explanation: Explanation,
 }
 
 /// An amount as people read it in explanations: "5000.00 CNY".
@@ -207,14 +211,24 @@ fn age_years(birth_date: &str, now_ms: i64) -> Option<i64> {
 
 impl Engine {
     pub fn new(catalogue: Arc<Catalogue>, policy: Arc<Policy>, rules: Arc<RuleSet>) -> Engine {
-        Engine {
+        let approve_explanation = catalogue.explain(Outcome::Approve, &[]);
+        let mut engine = Engine {
             catalogue,
             policy,
             rules,
             lists: Lists::default(),
             scorer: Arc::new(HeuristicScorer),
             state: RiskState::new(),
-        }
+            versions: Versions {
+                engine: String::new(),
+                policy: String::new(),
+                rules: String::new(),
+                scorer: String::new(),
+            },
+            approve_explanation,
+        };
+        engine.versions = engine.current_versions();
+        engine
     }
 
     /// The engine with the shipped policy and rules.
@@ -250,15 +264,22 @@ impl Engine {
     /// (the service does it on its writer thread), so no decision sees half of two sets.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
         self.rules = rules;
+        self.versions = self.current_versions();
     }
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.policy = policy;
+        self.versions = self.current_versions();
     }
     pub fn set_scorer(&mut self, scorer: Arc<dyn Scorer>) {
         self.scorer = scorer;
+        self.versions = self.current_versions();
     }
 
     pub fn versions(&self) -> Versions {
+        self.versions.clone()
+    }
+
+    fn current_versions(&self) -> Versions {
         Versions {
             engine: ENGINE_VERSION.into(),
             policy: self.policy.version(),
@@ -580,7 +601,11 @@ impl Engine {
                 .unwrap_or_default();
             reasons.push((code.as_str(), args));
         }
-        let explanation = self.catalogue.explain(outcome, &reasons);
+        let explanation = if outcome == Outcome::Approve && reasons.is_empty() {
+            self.approve_explanation.clone()
+        } else {
+            self.catalogue.explain(outcome, &reasons)
+        };
 
         let restriction = &self.policy.document.restriction;
         let expires_at_ms = match outcome {

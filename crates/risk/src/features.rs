@@ -92,7 +92,7 @@ features! {
     IsRetry => "is_retry", Bool, Velocity, "Same user, merchant and amount as an attempt a few seconds ago: a client retry, not a new purchase.";
     DevicePresent => "device_present", Bool, Device, "The client reported a device id.";
     DeviceFirstSeen => "device_first_seen", Bool, Device, "The device has never been used by this user before.";
-    DeviceTrusted => "device_trusted", Bool, Device, "The device is trusted for this user (enough approved payments on it, or a passed challenge).";
+    DeviceTrusted => "device_trusted", Bool, Device, "The device is trusted for this user (enough approved payments above the tiny amount on it, or a passed challenge).";
     DeviceCount1h => "device_count_1h", Int, Device, "Payment attempts from this device in the last hour, any user.";
     DeviceDistinctUsers24h => "device_distinct_users_24h", Int, Device, "Distinct users on this device in the last 24 hours.";
     IpPresent => "ip_present", Bool, Environment, "The client reported an IP address.";

@@ -486,7 +486,8 @@ impl RiskState {
                 }
             }
         }
-        if let Some(device) = attempt.device_id {
+        // Tiny approvals do not build trust: card testers would earn it with them.
+        if let (Some(device), false) = (attempt.device_id, attempt.tiny) {
             let d = Self::device_entry(user, key(device), now_s);
             d.approved = d.approved.saturating_add(1);
             if u32::from(d.approved) >= policy.device_trusted_after {

@@ -202,14 +202,24 @@ fn allow_listed_user_is_not_stepped_up_for_behaviour() {
 #[test]
 fn card_testing_is_declined_but_a_supermarket_checkout_burst_is_not() {
     let mut engine = Engine::with_defaults();
+    // Stolen credentials tested from the thief's own phone: the owner's history is on theirs.
     with_history(&mut engine, "thief", now());
     let mut last = None;
     for i in 0..6 {
-        last = Some(engine.decide(facts("thief", &format!("m{i}"), 100, now() + i * 20_000)));
+        let mut f = facts("thief", &format!("m{i}"), 100, now() + i * 20_000);
+        f.device_id = Some("thiefs-phone".into());
+        last = Some(engine.decide(f));
     }
     let last = last.unwrap();
     assert_eq!(last.outcome, Outcome::Decline, "{:?}", last.signals);
     assert!(last.reason_codes.contains(&"card_testing".to_string()));
+
+    // The same tiny amounts on the owner's trusted phone: a morning market, buns and herbs.
+    with_history(&mut engine, "stroller", now());
+    for i in 0..6 {
+        let record = engine.decide(facts("stroller", &format!("stall{i}"), 100, now() + i * 20_000));
+        assert_eq!(record.outcome, Outcome::Approve, "{:?}", record.signals);
+    }
 
     // A family at one supermarket: seven payments in three minutes, ordinary amounts.
     with_history(&mut engine, "family", now());

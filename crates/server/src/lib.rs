@@ -174,9 +174,16 @@ async fn index() -> impl IntoResponse {
 async fn healthz(State(state): State<AppState>) -> Response {
     let stats = state.service.stats();
     let healthy = stats.healthy.load(Ordering::Relaxed);
+    let clock = state.service.clock();
+    let now_ms = clock.now_ms();
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "unavailable" },
         "writer": healthy,
+        "clock": {
+            "now": jiff::Timestamp::from_millisecond(now_ms).map(|t| t.to_string()).unwrap_or_default(),
+            "now_ms": now_ms,
+            "speed": clock.speed(),
+        },
     });
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

@@ -1,0 +1,531 @@
+//! The simulator's HTTP driver: the same population, sent to a running server as real
+//! clients would (idempotency keys, codes read from the inbox, captures and repayments).
+//! Used by `xiezhi simulate --target` and by `serve --demo` for its live traffic.
+//!
+//! The server decides on its own clock. The driver reads it from `/healthz` (time and
+//! speed), maps the run's first midnight to the server's "now", and sends every event when
+//! the server's clock reaches it; run the server with `--clock-speed` equal to `--speed`.
+
+use reqwest::{Client, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use xiezhi_money::{format_minor, Currency};
+use xiezhi_risk::Outcome;
+use xiezhi_sim::world::{MerchantSpec, UserSpec};
+use xiezhi_sim::{ChallengeEnd, ConfigRun, Driver, PayRequest, PayResult, RunConfig, SimError};
+
+/// Most payments whose follow-up (capture, void, challenge) the driver remembers.
+const MAX_TRACKED_PAYMENTS: usize = 100_000;
+
+/// Server ids of the population, saved so that a restarted demo reuses its shoppers.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Registry {
+    pub seed: u64,
+    pub users: u32,
+    pub merchants: u32,
+    pub merchant_ids: Vec<Option<(String, String)>>,
+    pub line_ids: Vec<Option<String>>,
+}
+
+/// Counters a watcher (the demo's status line) reads while the run goes on.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub payments: AtomicU64,
+    pub approved: AtomicU64,
+    pub stepped_up: AtomicU64,
+    pub declined: AtomicU64,
+    pub restricted: AtomicU64,
+    pub errors: AtomicU64,
+    pub latency_us_total: AtomicU64,
+    /// Simulated time (ms) of the last event sent.
+    pub sim_now_ms: AtomicU64,
+}
+
+struct Tracked {
+    payment_id: String,
+    challenge_id: Option<String>,
+    user: u32,
+}
+
+pub struct HttpDriver {
+    handle: Handle,
+    client: Client,
+    base: String,
+    currency: Currency,
+    run_tag: String,
+    registry: Registry,
+    registry_path: Option<PathBuf>,
+    tracked: HashMap<u64, Tracked>,
+    /// Server time minus simulated time.
+    offset_ms: i64,
+    /// Server clock at `wall_origin`, and its speed.
+    server_origin_ms: i64,
+    wall_origin: Instant,
+    speed: f64,
+    pub counters: Arc<LiveCounters>,
+}
+
+fn error(e: impl std::fmt::Display) -> SimError {
+    SimError::Driver(e.to_string())
+}
+
+fn timestamp_ms(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+impl HttpDriver {
+    /// Connects to `base` and reads its clock. `sim_start_ms` is the run's first midnight.
+    pub fn connect(
+        handle: Handle,
+        base: &str,
+        currency: Currency,
+        sim_start_ms: i64,
+        registry: Registry,
+        registry_path: Option<PathBuf>,
+    ) -> Result<HttpDriver, SimError> {
+        let client = Client::builder().timeout(Duration::from_secs(15)).build().map_err(error)?;
+        let base = base.trim_end_matches('/').to_owned();
+        let health: Value = handle
+            .block_on(async { client.get(format!("{base}/healthz")).send().await?.json::<Value>().await })
+            .map_err(|e| error(format!("{base}/healthz: {e}")))?;
+        let server_now_ms =
+            health["clock"]["now_ms"].as_i64().ok_or_else(|| error("the server does not report its clock"))?;
+        let speed = health["clock"]["speed"].as_f64().unwrap_or(1.0).max(1.0);
+        Ok(HttpDriver {
+            handle,
+            client,
+            base,
+            currency,
+            run_tag: format!("sim{}-{:x}", registry.seed, fastrand::u32(..)),
+            registry,
+            registry_path,
+            tracked: HashMap::new(),
+            offset_ms: server_now_ms - sim_start_ms,
+            server_origin_ms: server_now_ms,
+            wall_origin: Instant::now(),
+            speed,
+            counters: Arc::default(),
+        })
+    }
+
+    /// Opens every user's line not yet on the server, 32 requests at a time: seeding
+    /// thousands of lines one by one would keep a newcomer waiting.
+    pub fn open_lines(&mut self, users: &[UserSpec]) -> Result<(), SimError> {
+        if self.registry.line_ids.len() < users.len() {
+            self.registry.line_ids.resize(users.len(), None);
+        }
+        let server_now = self.server_origin_ms;
+        let missing: Vec<&UserSpec> =
+            users.iter().filter(|u| self.registry.line_ids[u.index as usize].is_none()).collect();
+        for chunk in missing.chunks(32) {
+            let requests: Vec<(u32, Value, String)> = chunk
+                .iter()
+                .map(|u| (u.index, self.line_body(u, server_now), format!("{}-line-{}", self.run_tag, u.index)))
+                .collect();
+            let url = format!("{}/v1/credit-lines", self.base);
+            let results = self.handle.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for (index, body, key) in requests {
+                    let (client, url) = (self.client.clone(), url.clone());
+                    set.spawn(async move {
+                        let r = client.post(url).header("Idempotency-Key", key).json(&body).send().await;
+                        match r {
+                            Ok(r) if r.status() == StatusCode::CREATED => {
+                                let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                                Ok((index, v["id"].as_str().unwrap_or_default().to_owned()))
+                            }
+                            Ok(r) => {
+                                let status = r.status();
+                                Err(format!("opening a credit line: {status} {}", r.text().await.unwrap_or_default()))
+                            }
+                            Err(e) => Err(format!("opening a credit line: {e}")),
+                        }
+                    });
+                }
+                let mut out = Vec::new();
+                while let Some(done) = set.join_next().await {
+                    out.push(done.map_err(|e| e.to_string()).and_then(|r| r));
+                }
+                out
+            });
+            for r in results {
+                let (index, id) = r.map_err(error)?;
+                self.registry.line_ids[index as usize] = Some(id);
+            }
+        }
+        self.save_registry();
+        Ok(())
+    }
+
+    fn line_body(&self, u: &UserSpec, server_now: i64) -> Value {
+        json!({
+            "user_id": format!("{}-u{}", self.run_tag, u.index),
+            "currency": self.currency.alpha(),
+            "limit": self.amount(u.limit_minor),
+            "profile": {"birth_date": u.birth_date, "kyc_level": u.kyc_level, "region": u.region},
+            "opened_at": rfc3339((u.opened_at_ms + self.offset_ms).clamp(946_684_800_000, server_now.max(946_684_800_000))),
+        })
+    }
+
+    /// Registers every merchant not yet on the server (the run would do it lazily; a demo
+    /// wants its banner to show one).
+    pub fn register_merchants(&mut self, merchants: &[MerchantSpec], now_ms: i64) -> Result<(), SimError> {
+        for m in merchants.iter().filter(|m| !m.fraud_qr) {
+            self.add_merchant(m, now_ms)?;
+        }
+        self.save_registry();
+        Ok(())
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn save_registry(&self) {
+        if let Some(path) = &self.registry_path {
+            if let Ok(text) = serde_json::to_string(&self.registry) {
+                let _ = std::fs::write(path, text);
+            }
+        }
+    }
+
+    /// Waits until the server's clock reaches simulated instant `sim_ms`.
+    fn pace(&self, sim_ms: i64) {
+        self.counters.sim_now_ms.store(sim_ms.max(0) as u64, Ordering::Relaxed);
+        let target = sim_ms + self.offset_ms;
+        let wall_ms = ((target - self.server_origin_ms) as f64 / self.speed).max(0.0);
+        let due = self.wall_origin + Duration::from_micros((wall_ms * 1_000.0) as u64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+
+    fn amount(&self, minor: i64) -> String {
+        format_minor(minor, self.currency.minor_unit_exponent())
+    }
+
+    fn post(&self, path: &str, body: &Value, key: &str) -> Result<(StatusCode, Value), SimError> {
+        let url = format!("{}{path}", self.base);
+        self.handle
+            .block_on(async {
+                let r = self.client.post(&url).header("Idempotency-Key", key).json(body).send().await?;
+                let status = r.status();
+                let value = r.json::<Value>().await.unwrap_or(Value::Null);
+                Ok::<_, reqwest::Error>((status, value))
+            })
+            .map_err(|e| error(format!("POST {path}: {e}")))
+    }
+
+    fn get(&self, path: &str) -> Result<(StatusCode, Value), SimError> {
+        let url = format!("{}{path}", self.base);
+        self.handle
+            .block_on(async {
+                let r = self.client.get(&url).send().await?;
+                let status = r.status();
+                Ok::<_, reqwest::Error>((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+            })
+            .map_err(|e| error(format!("GET {path}: {e}")))
+    }
+
+    fn line_id(&self, user: u32) -> Result<String, SimError> {
+        self.registry
+            .line_ids
+            .get(user as usize)
+            .and_then(Clone::clone)
+            .ok_or_else(|| error(format!("no credit line for user {user}")))
+    }
+
+    /// The code the server sent to the line's inbox for `challenge_id`.
+    fn inbox_code(&self, line_id: &str, challenge_id: &str) -> Result<Option<String>, SimError> {
+        let (_, inbox) = self.get(&format!("/v1/credit-lines/{line_id}/notifications"))?;
+        Ok(inbox["notifications"]
+            .as_array()
+            .and_then(|n| n.iter().rev().find(|m| m["challenge_id"] == challenge_id && m["code"].is_string()))
+            .and_then(|m| m["code"].as_str())
+            .map(str::to_owned))
+    }
+
+    fn answer(&self, challenge_id: &str, code: &str, attempt: u32) -> Result<Value, SimError> {
+        let key = format!("{}-answer-{challenge_id}-{attempt}", self.run_tag);
+        let (status, value) = self.post(&format!("/v1/challenges/{challenge_id}"), &json!({"code": code}), &key)?;
+        if !status.is_success() {
+            return Err(error(format!("answering challenge {challenge_id}: {status} {value}")));
+        }
+        Ok(value)
+    }
+}
+
+fn wrong_code(code: &str) -> String {
+    let mut digits: Vec<u8> = code.bytes().collect();
+    if let Some(last) = digits.last_mut() {
+        *last = if *last == b'9' { b'0' } else { *last + 1 };
+    }
+    String::from_utf8(digits).unwrap_or_else(|_| "000000".into())
+}
+
+impl Driver for HttpDriver {
+    fn mode(&self) -> &'static str {
+        "http"
+    }
+
+    fn add_merchant(&mut self, m: &MerchantSpec, now_ms: i64) -> Result<(), SimError> {
+        let index = m.index as usize;
+        if self.registry.merchant_ids.get(index).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        self.pace(now_ms);
+        let server_now = now_ms + self.offset_ms;
+        let onboarded = (m.created_at_ms + self.offset_ms).min(server_now);
+        let mut body = json!({"name": m.name, "city": m.city_name, "country": "CN", "mcc": m.category.mcc(),
+            "currency": self.currency.alpha()});
+        if onboarded > 946_684_800_000 {
+            body["onboarded_at"] = json!(rfc3339(onboarded));
+        }
+        let key = format!("{}-merchant-{}", self.run_tag, m.index);
+        let (status, value) = self.post("/v1/merchants", &body, &key)?;
+        if status != StatusCode::CREATED {
+            return Err(error(format!("creating merchant {}: {status} {value}", m.name)));
+        }
+        if self.registry.merchant_ids.len() <= index {
+            self.registry.merchant_ids.resize(index + 1, None);
+        }
+        let id = value["id"].as_str().unwrap_or_default().to_owned();
+        let qr = value["qr_payload"].as_str().unwrap_or_default().to_owned();
+        self.registry.merchant_ids[index] = Some((id, qr));
+        if m.fraud_qr {
+            self.save_registry();
+        }
+        Ok(())
+    }
+
+    fn open_line(&mut self, u: &UserSpec, now_ms: i64) -> Result<(), SimError> {
+        let index = u.index as usize;
+        if index == 0 {
+            // A run registers every merchant before the first line: the ids are complete.
+            self.save_registry();
+        }
+        if self.registry.line_ids.get(index).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let body = self.line_body(u, now_ms + self.offset_ms);
+        let key = format!("{}-line-{}", self.run_tag, u.index);
+        let (status, value) = self.post("/v1/credit-lines", &body, &key)?;
+        if status != StatusCode::CREATED {
+            return Err(error(format!("opening a credit line: {status} {value}")));
+        }
+        if self.registry.line_ids.len() <= index {
+            self.registry.line_ids.resize(index + 1, None);
+        }
+        self.registry.line_ids[index] = value["id"].as_str().map(str::to_owned);
+        if index + 1 == self.registry.users as usize {
+            self.save_registry();
+        }
+        Ok(())
+    }
+
+    fn pay(&mut self, r: &PayRequest) -> Result<PayResult, SimError> {
+        self.pace(r.now_ms);
+        let line_id = self.line_id(r.user)?;
+        let (_, qr) = self
+            .registry
+            .merchant_ids
+            .get(r.merchant as usize)
+            .and_then(Clone::clone)
+            .ok_or_else(|| error(format!("no merchant {}", r.merchant)))?;
+        let mut context = serde_json::Map::new();
+        if let Some(d) = r.device {
+            context.insert("device_id".into(), json!(format!("d{d:x}")));
+        }
+        if let Some(ip) = r.ip {
+            context.insert("ip".into(), json!(ip.to_string()));
+        }
+        if let Some(n) = r.network {
+            context.insert("network".into(), json!(n));
+        }
+        let body = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": self.amount(r.amount_minor),
+            "context": context});
+        let started = Instant::now();
+        let (status, value) = self.post("/v1/payments", &body, &format!("{}-pay-{}", self.run_tag, r.token))?;
+        let latency_ns = started.elapsed().as_nanos() as u64;
+        if status != StatusCode::CREATED && status != StatusCode::OK {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(error(format!("payment: {status} {value}")));
+        }
+        let decision = &value["decision"];
+        let outcome = match decision["outcome"].as_str() {
+            Some("approve") => Outcome::Approve,
+            Some("step_up") => Outcome::StepUp,
+            Some("restrict") => Outcome::Restrict,
+            _ => Outcome::Decline,
+        };
+        // The engine may approve what the ledger then cannot hold.
+        let outcome =
+            if outcome == Outcome::Approve && value["status"] != "authorized" { Outcome::Decline } else { outcome };
+        let reason_codes: Vec<String> = decision["reason_codes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let restricted_until_ms = (outcome == Outcome::Restrict)
+            .then(|| decision["expires_at"].as_str().and_then(timestamp_ms).map(|t| t - self.offset_ms))
+            .flatten()
+            .or((outcome == Outcome::Restrict).then_some(r.now_ms + 24 * 3_600_000));
+        let c = &self.counters;
+        c.payments.fetch_add(1, Ordering::Relaxed);
+        c.latency_us_total.fetch_add(latency_ns / 1_000, Ordering::Relaxed);
+        match outcome {
+            Outcome::Approve => c.approved.fetch_add(1, Ordering::Relaxed),
+            Outcome::StepUp => c.stepped_up.fetch_add(1, Ordering::Relaxed),
+            Outcome::Decline => c.declined.fetch_add(1, Ordering::Relaxed),
+            Outcome::Restrict => c.restricted.fetch_add(1, Ordering::Relaxed),
+        };
+        if self.tracked.len() >= MAX_TRACKED_PAYMENTS {
+            // Follow-ups come within seconds; anything this old is settled.
+            let oldest = self.tracked.keys().copied().min().unwrap_or(0);
+            self.tracked.retain(|token, _| *token > oldest + (MAX_TRACKED_PAYMENTS as u64) / 2);
+        }
+        self.tracked.insert(
+            r.token,
+            Tracked {
+                payment_id: value["id"].as_str().unwrap_or_default().to_owned(),
+                challenge_id: decision["challenge_id"].as_str().map(str::to_owned),
+                user: r.user,
+            },
+        );
+        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns })
+    }
+
+    fn answer_challenge(
+        &mut self,
+        token: u64,
+        wrong_codes: u32,
+        then_correct: bool,
+        now_ms: i64,
+    ) -> Result<ChallengeEnd, SimError> {
+        self.pace(now_ms);
+        let (challenge_id, user) = match self.tracked.get(&token) {
+            Some(Tracked { challenge_id: Some(c), user, .. }) => (c.clone(), *user),
+            _ => return Err(error(format!("no challenge for payment {token}"))),
+        };
+        let line_id = self.line_id(user)?;
+        let code = self.inbox_code(&line_id, &challenge_id)?.unwrap_or_else(|| "000000".into());
+        let mut last = Value::Null;
+        for attempt in 0..wrong_codes {
+            last = self.answer(&challenge_id, &wrong_code(&code), attempt)?;
+            if last["status"] != "pending" {
+                return Ok(ChallengeEnd::Failed);
+            }
+        }
+        if !then_correct {
+            return Ok(ChallengeEnd::Failed);
+        }
+        last = self.answer(&challenge_id, &code, wrong_codes).map(|v| if v.is_null() { last } else { v })?;
+        Ok(match (last["status"].as_str(), last["payment"]["status"].as_str()) {
+            (Some("passed"), Some("authorized")) => ChallengeEnd::Approved,
+            (Some("passed"), _) => ChallengeEnd::PassedDeclined,
+            _ => ChallengeEnd::Failed,
+        })
+    }
+
+    fn capture(&mut self, token: u64, now_ms: i64) -> Result<(), SimError> {
+        self.pace(now_ms);
+        let Some(t) = self.tracked.remove(&token) else { return Ok(()) };
+        let key = format!("{}-capture-{token}", self.run_tag);
+        let (status, value) = self.post(&format!("/v1/payments/{}/capture", t.payment_id), &json!({}), &key)?;
+        if !status.is_success() {
+            return Err(error(format!("capture: {status} {value}")));
+        }
+        Ok(())
+    }
+
+    fn void(&mut self, token: u64, now_ms: i64) -> Result<(), SimError> {
+        self.pace(now_ms);
+        let Some(t) = self.tracked.remove(&token) else { return Ok(()) };
+        let key = format!("{}-void-{token}", self.run_tag);
+        let (status, value) = self.post(&format!("/v1/payments/{}/void", t.payment_id), &json!({}), &key)?;
+        if !status.is_success() {
+            return Err(error(format!("void: {status} {value}")));
+        }
+        Ok(())
+    }
+
+    fn repay(&mut self, user: u32, amount_minor: i64, now_ms: i64) -> Result<i64, SimError> {
+        self.pace(now_ms);
+        let line_id = self.line_id(user)?;
+        let (_, line) = self.get(&format!("/v1/credit-lines/{line_id}"))?;
+        let owed = line["receivable"]
+            .as_str()
+            .and_then(|t| xiezhi_money::parse_minor(t, self.currency, xiezhi_money::Sign::NonNegative).ok())
+            .unwrap_or(0);
+        let amount_minor = amount_minor.min(owed);
+        if amount_minor <= 0 {
+            return Ok(0);
+        }
+        let key = format!("{}-repay-{user}-{now_ms}", self.run_tag);
+        let (status, value) = self.post(
+            &format!("/v1/credit-lines/{line_id}/repayments"),
+            &json!({"amount": self.amount(amount_minor)}),
+            &key,
+        )?;
+        if !status.is_success() {
+            return Err(error(format!("repayment: {status} {value}")));
+        }
+        Ok(amount_minor)
+    }
+
+    fn lift_restriction(&mut self, user: u32, now_ms: i64) -> Result<bool, SimError> {
+        self.pace(now_ms);
+        let line_id = self.line_id(user)?;
+        let (_, line) = self.get(&format!("/v1/credit-lines/{line_id}"))?;
+        let Some(challenge_id) = line["restriction"]["challenge_id"].as_str().map(str::to_owned) else {
+            return Ok(false);
+        };
+        let Some(code) = self.inbox_code(&line_id, &challenge_id)? else { return Ok(false) };
+        let answer = self.answer(&challenge_id, &code, 0)?;
+        Ok(answer["status"] == "passed")
+    }
+}
+
+/// `xiezhi simulate --target`: one run against the server, on its clock.
+pub fn run(config: &RunConfig, target: &str, registry_path: Option<&Path>) -> Result<ConfigRun, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let currency = Currency::from_alpha(&config.mix.currency).ok_or("unknown currency")?;
+    let sim = xiezhi_sim::Simulation::new(config).map_err(|e| e.to_string())?;
+    let registry =
+        Registry { seed: config.seed, users: config.users, merchants: config.merchants, ..Registry::default() };
+    let mut driver = HttpDriver::connect(
+        runtime.handle().clone(),
+        target,
+        currency,
+        sim.start_ms(),
+        registry,
+        registry_path.map(Path::to_path_buf),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "xiezhi simulate: {} users against {target}; its clock runs at {}x, so a simulated day takes {:.0} s",
+        config.users,
+        driver.speed,
+        86_400.0 / driver.speed
+    );
+    driver.open_lines(&sim.world().users).map_err(|e| e.to_string())?;
+    let days = config.days;
+    xiezhi_sim::run_simulation(sim, "server", &mut driver, &mut |day, payments| {
+        eprintln!("[server] day {}/{days} done, {payments} payments", day + 1);
+    })
+    .map_err(|e| e.to_string())
+}

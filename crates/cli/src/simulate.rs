@@ -1,0 +1,146 @@
+//! `xiezhi simulate`: a seeded population through the engine and ledger in process (the
+//! default) or through a running server (`--target`), with the quality report.
+
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use xiezhi_sim::{EngineConfig, Mix, RunConfig};
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u32,
+    #[arg(long, default_value_t = 2_000)]
+    pub merchants: u32,
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Days run before the measured ones (not in the report), so the engine knows the
+    /// shoppers' history as a live service would. Default: 7 in process, 0 against a server.
+    #[arg(long)]
+    pub warmup_days: Option<u32>,
+    /// A mix file whose keys override the shipped mix (crates/sim/mix/default.json).
+    #[arg(long)]
+    pub mix: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the markdown report here (it is printed to stdout as well).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Rules for the main configuration (default: the shipped rules).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Policy for the main configuration (default: the shipped policy).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Baseline configurations run side by side with the main one: `default`, `strict`.
+    #[arg(long, value_delimiter = ',', default_value = "strict")]
+    pub baselines: Vec<String>,
+    /// Send the traffic to a running server instead (http://host:port). Events go out when
+    /// the server's clock reaches them: run it with `serve --clock-speed N` to compress days.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Print the JSON report instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read(path: &PathBuf, what: &str) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    if meta.len() > 4 * 1024 * 1024 {
+        return Err(format!("{what} {} is over 4 MiB", path.display()));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+pub fn run(args: SimulateArgs) -> ExitCode {
+    match simulate(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xiezhi simulate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn simulate(args: SimulateArgs) -> Result<(), String> {
+    let mix = match &args.mix {
+        Some(path) => Mix::with_overrides(&read(path, "mix")?).map_err(|e| e.to_string())?,
+        None => Mix::default_mix(),
+    };
+    let config = RunConfig {
+        users: args.users,
+        merchants: args.merchants,
+        days: args.days,
+        seed: args.seed,
+        warmup_days: args.warmup_days.unwrap_or(if args.target.is_some() { 0 } else { 7 }),
+        mix,
+    };
+    config.check().map_err(|e| e.to_string())?;
+    let custom = args.rules.is_some() || args.policy.is_some();
+    let main = EngineConfig {
+        name: if custom { "custom".into() } else { "default".into() },
+        rules_json: args.rules.as_ref().map(|p| read(p, "rules")).transpose()?,
+        policy_json: args.policy.as_ref().map(|p| read(p, "policy")).transpose()?,
+    };
+    main.build().map_err(|e| e.to_string())?;
+    let mut engines = vec![main];
+    for name in args.baselines.iter().map(|b| b.trim()).filter(|b| !b.is_empty() && *b != "none") {
+        let baseline = match name {
+            "default" => EngineConfig::shipped(),
+            "strict" => EngineConfig::strict(),
+            other => return Err(format!("unknown baseline `{other}` (known: default, strict, none)")),
+        };
+        if engines.iter().all(|e| e.name != baseline.name) {
+            engines.push(baseline);
+        }
+    }
+    let runs = match &args.target {
+        None => {
+            let tty = std::io::stderr().is_terminal();
+            let last = Mutex::new(std::time::Instant::now());
+            let progress = |name: &str, day: u32, payments: u64| {
+                let mut last = last.lock().expect("progress lock");
+                if tty || last.elapsed().as_secs() >= 5 {
+                    eprintln!("[{name}] day {}/{} done, {payments} payments", day + 1, config.days);
+                    *last = std::time::Instant::now();
+                }
+            };
+            xiezhi_sim::run_in_process(&config, &engines, &progress).map_err(|e| e.to_string())?
+        }
+        Some(target) => {
+            if engines.len() > 1 {
+                eprintln!("xiezhi simulate: against a server only its own configuration runs; baselines skipped");
+            }
+            vec![crate::sim_http::run(&config, target, None)?]
+        }
+    };
+    for r in &runs {
+        eprintln!(
+            "[{}] {} payments in {:.1} s: {:.0} simulated payments/s",
+            r.name,
+            r.payments,
+            r.wall_s,
+            r.payments_per_s()
+        );
+    }
+    let report = xiezhi_sim::report(&config, &runs);
+    let markdown = xiezhi_sim::markdown(&report);
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        std::fs::write(path, text + "\n").map_err(|e| format!("report {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &markdown).map_err(|e| format!("markdown {}: {e}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+    } else {
+        print!("{markdown}");
+    }
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! Where simulated traffic goes: the in-process [`Bank`] (the real engine and the real
+//! ledger, on the simulator's clock), or a server over HTTP (the CLI's driver). Both answer
+//! the same calls, so the report means the same thing whichever ran it.
+
+use crate::world::{MerchantSpec, UserSpec};
+use crate::SimError;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use xiezhi_ledger::{Ledger, Operation};
+use xiezhi_money::Currency;
+use xiezhi_risk::{ActiveRestriction, Engine, Outcome, PaymentFacts, Policy, RuleSet, UserProfile};
+
+/// A payment as the simulator hands it over. Ids are the world's indexes; drivers turn
+/// them into their own identifiers.
+#[derive(Debug, Clone)]
+pub struct PayRequest {
+    /// Unique within a run; drivers use it to name the payment and its idempotency key.
+    pub token: u64,
+    pub user: u32,
+    pub merchant: u32,
+    pub amount_minor: i64,
+    pub device: Option<u64>,
+    pub ip: Option<IpAddr>,
+    pub network: Option<&'static str>,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayResult {
+    pub outcome: Outcome,
+    pub reason_codes: Vec<String>,
+    /// When a restriction was imposed by this payment: its end.
+    pub restricted_until_ms: Option<i64>,
+    /// Time to decide, as the driver can see it: the engine alone in process, the whole
+    /// request over HTTP.
+    pub latency_ns: u64,
+}
+
+/// How a challenge ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeEnd {
+    /// Passed and the payment was authorized.
+    Approved,
+    /// Passed, but the credit or the line was no longer there.
+    PassedDeclined,
+    /// Wrong codes until the attempts ran out.
+    Failed,
+}
+
+pub trait Driver {
+    /// Short name for the report (`in_process`, `http`).
+    fn mode(&self) -> &'static str;
+    fn add_merchant(&mut self, merchant: &MerchantSpec, now_ms: i64) -> Result<(), SimError>;
+    fn open_line(&mut self, user: &UserSpec, now_ms: i64) -> Result<(), SimError>;
+    fn pay(&mut self, request: &PayRequest) -> Result<PayResult, SimError>;
+    /// The step-up challenge of payment `token`, answered with `wrong_codes` wrong codes
+    /// first and then the right one if `then_correct`.
+    fn answer_challenge(
+        &mut self,
+        token: u64,
+        wrong_codes: u32,
+        then_correct: bool,
+        now_ms: i64,
+    ) -> Result<ChallengeEnd, SimError>;
+    /// The merchant settles an authorized payment.
+    fn capture(&mut self, token: u64, now_ms: i64) -> Result<(), SimError>;
+    /// The client cancels an authorized payment (a duplicate after a retry).
+    fn void(&mut self, token: u64, now_ms: i64) -> Result<(), SimError>;
+    /// Repays up to `amount_minor`; returns what was owed and repaid.
+    fn repay(&mut self, user: u32, amount_minor: i64, now_ms: i64) -> Result<i64, SimError>;
+    /// The owner answers the code sent with a restriction. Returns whether it was lifted.
+    fn lift_restriction(&mut self, user: u32, now_ms: i64) -> Result<bool, SimError>;
+    /// Once per simulated hour: upkeep (expiries, pruning).
+    fn tick(&mut self, _now_ms: i64) -> Result<(), SimError> {
+        Ok(())
+    }
+}
+
+/// Which rules and policy a configuration runs. `None` keeps the shipped ones.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub name: String,
+    pub rules_json: Option<String>,
+    pub policy_json: Option<String>,
+}
+
+impl EngineConfig {
+    pub fn shipped() -> EngineConfig {
+        EngineConfig { name: "default".into(), rules_json: None, policy_json: None }
+    }
+
+    /// The blunt baseline: restricts on any burst or change of network.
+    pub fn strict() -> EngineConfig {
+        EngineConfig { name: "strict".into(), rules_json: Some(crate::STRICT_RULES.into()), policy_json: None }
+    }
+
+    pub fn build(&self) -> Result<Engine, SimError> {
+        let mut engine = Engine::with_defaults();
+        let catalogue = Arc::clone(engine.catalogue());
+        if let Some(text) = &self.policy_json {
+            let policy = Policy::from_json(text, &catalogue).map_err(|e| SimError::Config(e.to_string()))?;
+            engine.set_policy(Arc::new(policy));
+        }
+        if let Some(text) = &self.rules_json {
+            let rules = RuleSet::from_json(text, &catalogue).map_err(|e| SimError::Config(e.to_string()))?;
+            engine.set_rules(Arc::new(rules));
+        }
+        Ok(engine)
+    }
+}
+
+struct BankMerchant {
+    id: String,
+    mcc: &'static str,
+    created_at_ms: i64,
+}
+
+struct BankLine {
+    user_id: String,
+    line_id: String,
+    opened_at_ms: i64,
+    profile: UserProfile,
+    restriction: Option<ActiveRestriction>,
+}
+
+/// A step-up waiting for its code.
+struct PendingChallenge {
+    request: PayRequest,
+    attempts: u32,
+}
+
+/// The in-process service: the real risk engine and the real ledger, with the outcome
+/// handling of the service's payment path (holds on approval, challenges on step-up, a
+/// restriction with an expiry on restrict). Nothing is written to disk.
+pub struct Bank {
+    engine: Engine,
+    ledger: Ledger,
+    currency: Currency,
+    merchants: Vec<Option<BankMerchant>>,
+    lines: Vec<Option<BankLine>>,
+    challenges: HashMap<u64, PendingChallenge>,
+    hold_ttl_ms: i64,
+    max_attempts: u32,
+    last_prune_ms: i64,
+    spare_facts: Option<PaymentFacts>,
+}
+
+fn empty_facts(currency: Currency) -> PaymentFacts {
+    PaymentFacts {
+        payment_id: String::new(),
+        user_id: String::new(),
+        credit_line_id: String::new(),
+        amount_minor: 0,
+        currency,
+        merchant_id: String::new(),
+        mcc: String::new(),
+        merchant_country: String::new(),
+        merchant_created_at_ms: 0,
+        device_id: None,
+        ip: None,
+        network: None,
+        available_minor: 0,
+        limit_minor: 0,
+        line_opened_at_ms: 0,
+        profile: UserProfile::default(),
+        restriction: None,
+        now_ms: 0,
+    }
+}
+
+/// `prefix` and `n` in lower-case hex: ids are written for every payment, and `format!`
+/// costs more than the rest of building the facts.
+fn push_id(out: &mut String, prefix: char, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(prefix);
+    let digits = (64 - (n | 1).leading_zeros()).div_ceil(4);
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((n >> (i * 4)) & 0xF) as usize]));
+    }
+}
+
+fn device_id(device: u64) -> String {
+    let mut s = String::with_capacity(17);
+    push_id(&mut s, 'd', device);
+    s
+}
+
+fn hold_id(token: u64) -> String {
+    let mut s = String::with_capacity(17);
+    push_id(&mut s, 'p', token);
+    s
+}
+
+impl Bank {
+    pub fn new(config: &EngineConfig, currency: Currency) -> Result<Bank, SimError> {
+        let engine = config.build()?;
+        let max_attempts = engine.policy().document.trust.challenge_max_attempts.max(1);
+        Ok(Bank {
+            engine,
+            ledger: Ledger::new(),
+            currency,
+            merchants: Vec::new(),
+            lines: Vec::new(),
+            challenges: HashMap::new(),
+            hold_ttl_ms: 7 * 86_400_000,
+            max_attempts,
+            last_prune_ms: 0,
+            spare_facts: None,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    fn line(&self, user: u32) -> Result<&BankLine, SimError> {
+        self.lines
+            .get(user as usize)
+            .and_then(Option::as_ref)
+            .ok_or(SimError::Driver(format!("no line for user {user}")))
+    }
+
+    /// The facts of `r`, written into the strings of the last decision's facts: a payment
+    /// then costs no allocation for them.
+    fn facts(&mut self, r: &PayRequest) -> Result<PaymentFacts, SimError> {
+        let mut f = self.spare_facts.take().unwrap_or_else(|| empty_facts(self.currency));
+        let line = self
+            .lines
+            .get(r.user as usize)
+            .and_then(Option::as_ref)
+            .ok_or(SimError::Driver(format!("no line for user {}", r.user)))?;
+        let merchant = self
+            .merchants
+            .get(r.merchant as usize)
+            .and_then(Option::as_ref)
+            .ok_or(SimError::Driver(format!("no merchant {}", r.merchant)))?;
+        let credit = self.ledger.credit_line(&line.line_id).ok_or(SimError::Driver("line not in ledger".into()))?;
+        let put = |slot: &mut String, value: &str| {
+            slot.clear();
+            slot.push_str(value);
+        };
+        f.payment_id.clear();
+        push_id(&mut f.payment_id, 'p', r.token);
+        put(&mut f.user_id, &line.user_id);
+        put(&mut f.credit_line_id, &line.line_id);
+        f.amount_minor = r.amount_minor;
+        f.currency = self.currency;
+        put(&mut f.merchant_id, &merchant.id);
+        put(&mut f.mcc, merchant.mcc);
+        put(&mut f.merchant_country, "CN");
+        f.merchant_created_at_ms = merchant.created_at_ms;
+        f.device_id = r.device.map(|d| {
+            let mut s = f.device_id.take().unwrap_or_default();
+            s.clear();
+            push_id(&mut s, 'd', d);
+            s
+        });
+        f.ip = r.ip;
+        f.network = r.network.map(|n| {
+            let mut s = f.network.take().unwrap_or_default();
+            put(&mut s, n);
+            s
+        });
+        f.available_minor = credit.available_minor();
+        f.limit_minor = credit.limit_minor();
+        f.line_opened_at_ms = line.opened_at_ms;
+        f.profile.kyc_level = line.profile.kyc_level;
+        put(&mut f.profile.region, &line.profile.region);
+        f.profile.birth_date = line.profile.birth_date.as_deref().map(|b| {
+            let mut s = f.profile.birth_date.take().unwrap_or_default();
+            put(&mut s, b);
+            s
+        });
+        f.restriction = line.restriction.clone().filter(|x| x.until_ms > r.now_ms);
+        f.now_ms = r.now_ms;
+        Ok(f)
+    }
+
+    fn authorize(&mut self, r: &PayRequest) -> Result<bool, SimError> {
+        let line_id = self.line(r.user)?.line_id.clone();
+        let op = Operation::Authorize {
+            hold_id: hold_id(r.token),
+            credit_line_id: line_id,
+            amount_minor: r.amount_minor,
+            expires_at_ms: r.now_ms + self.hold_ttl_ms,
+        };
+        // Insufficient credit after a challenge is a normal decline, not an error.
+        Ok(self.ledger.execute(op, r.now_ms).is_ok())
+    }
+}
+
+impl Driver for Bank {
+    fn mode(&self) -> &'static str {
+        "in_process"
+    }
+
+    fn add_merchant(&mut self, m: &MerchantSpec, _now_ms: i64) -> Result<(), SimError> {
+        let index = m.index as usize;
+        if self.merchants.len() <= index {
+            self.merchants.resize_with(index + 1, || None);
+        }
+        self.merchants[index] =
+            Some(BankMerchant { id: format!("m{}", m.index), mcc: m.category.mcc(), created_at_ms: m.created_at_ms });
+        Ok(())
+    }
+
+    fn open_line(&mut self, u: &UserSpec, now_ms: i64) -> Result<(), SimError> {
+        let index = u.index as usize;
+        if self.lines.len() <= index {
+            self.lines.resize_with(index + 1, || None);
+        }
+        let line_id = format!("cl{}", u.index);
+        self.ledger
+            .execute(
+                Operation::OpenLine {
+                    credit_line_id: line_id.clone(),
+                    user_id: format!("u{}", u.index),
+                    currency: self.currency,
+                    limit_minor: u.limit_minor,
+                },
+                now_ms,
+            )
+            .map_err(|e| SimError::Driver(e.to_string()))?;
+        self.lines[index] = Some(BankLine {
+            user_id: format!("u{}", u.index),
+            line_id,
+            opened_at_ms: u.opened_at_ms,
+            profile: UserProfile {
+                birth_date: Some(u.birth_date.clone()),
+                kyc_level: i64::from(u.kyc_level),
+                region: u.region.to_owned(),
+            },
+            restriction: None,
+        });
+        Ok(())
+    }
+
+    fn pay(&mut self, r: &PayRequest) -> Result<PayResult, SimError> {
+        let facts = self.facts(r)?;
+        let started = Instant::now();
+        let decision = self.engine.decide(facts);
+        let latency_ns = started.elapsed().as_nanos() as u64;
+        let xiezhi_risk::DecisionRecord { facts, outcome, reason_codes, expires_at_ms, .. } = decision;
+        self.spare_facts = Some(facts);
+        let mut restricted_until_ms = None;
+        let mut outcome = outcome;
+        match outcome {
+            Outcome::Approve => {
+                if !self.authorize(r)? {
+                    outcome = Outcome::Decline;
+                }
+            }
+            Outcome::StepUp => {
+                self.challenges.insert(r.token, PendingChallenge { request: r.clone(), attempts: 0 });
+            }
+            Outcome::Decline => {}
+            Outcome::Restrict => {
+                let until_ms = expires_at_ms.unwrap_or(r.now_ms + 24 * 3_600_000);
+                let reason_code = reason_codes.first().cloned().unwrap_or_default();
+                let line = self.lines[r.user as usize].as_mut().expect("checked in facts");
+                line.restriction = Some(ActiveRestriction { reason_code, until_ms });
+                restricted_until_ms = Some(until_ms);
+            }
+        }
+        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns })
+    }
+
+    fn answer_challenge(
+        &mut self,
+        token: u64,
+        wrong_codes: u32,
+        then_correct: bool,
+        now_ms: i64,
+    ) -> Result<ChallengeEnd, SimError> {
+        let Some(mut pending) = self.challenges.remove(&token) else {
+            return Err(SimError::Driver(format!("no challenge for payment {token}")));
+        };
+        let (user_id, device) = {
+            let line = self.line(pending.request.user)?;
+            (line.user_id.clone(), pending.request.device.map(device_id))
+        };
+        for _ in 0..wrong_codes {
+            pending.attempts += 1;
+            self.engine.state_mut().record_challenge(&user_id, device.as_deref(), false, now_ms);
+            if pending.attempts >= self.max_attempts {
+                return Ok(ChallengeEnd::Failed);
+            }
+        }
+        if !then_correct {
+            // Abandoned: the challenge lapses, the payment is never authorized.
+            return Ok(ChallengeEnd::Failed);
+        }
+        self.engine.state_mut().record_challenge(&user_id, device.as_deref(), true, now_ms);
+        let mut request = pending.request;
+        request.now_ms = now_ms;
+        let restricted =
+            self.line(request.user)?.restriction.as_ref().is_some_and(|x: &ActiveRestriction| x.until_ms > now_ms);
+        if restricted || !self.authorize(&request)? {
+            return Ok(ChallengeEnd::PassedDeclined);
+        }
+        let facts = self.facts(&request)?;
+        let attempt = self.engine.attempt(&facts);
+        let policy = self.engine.velocity_policy(now_ms);
+        self.engine.state_mut().record_late_approval(&attempt, &policy);
+        Ok(ChallengeEnd::Approved)
+    }
+
+    fn capture(&mut self, token: u64, now_ms: i64) -> Result<(), SimError> {
+        let id = hold_id(token);
+        let amount_minor =
+            self.ledger.hold(&id).map(|h| h.amount_minor).ok_or(SimError::Driver(format!("no hold {id}")))?;
+        self.ledger
+            .execute(Operation::Capture { hold_id: id, amount_minor }, now_ms)
+            .map(|_| ())
+            .map_err(|e| SimError::Driver(e.to_string()))
+    }
+
+    fn void(&mut self, token: u64, now_ms: i64) -> Result<(), SimError> {
+        self.ledger
+            .execute(Operation::Void { hold_id: hold_id(token) }, now_ms)
+            .map(|_| ())
+            .map_err(|e| SimError::Driver(e.to_string()))
+    }
+
+    fn repay(&mut self, user: u32, amount_minor: i64, now_ms: i64) -> Result<i64, SimError> {
+        let line_id = self.line(user)?.line_id.clone();
+        let owed = self.ledger.credit_line(&line_id).map_or(0, |l| l.receivable_minor());
+        let amount_minor = amount_minor.min(owed);
+        if amount_minor <= 0 {
+            return Ok(0);
+        }
+        self.ledger
+            .execute(Operation::Repay { credit_line_id: line_id, amount_minor }, now_ms)
+            .map_err(|e| SimError::Driver(e.to_string()))?;
+        Ok(amount_minor)
+    }
+
+    fn lift_restriction(&mut self, user: u32, now_ms: i64) -> Result<bool, SimError> {
+        let line =
+            self.lines.get_mut(user as usize).and_then(Option::as_mut).ok_or(SimError::Driver("no line".into()))?;
+        let active = line.restriction.take().filter(|r| r.until_ms > now_ms).is_some();
+        if active {
+            let user_id = line.user_id.clone();
+            // The lifting code goes to the owner's phone; passing it clears earlier failures.
+            self.engine.state_mut().record_challenge(&user_id, None, true, now_ms);
+        }
+        Ok(active)
+    }
+
+    fn tick(&mut self, now_ms: i64) -> Result<(), SimError> {
+        for t in self.ledger.expire_due(now_ms, usize::MAX) {
+            debug_assert!(t.is_balanced());
+        }
+        if now_ms - self.last_prune_ms >= 86_400_000 {
+            self.engine.state_mut().prune(now_ms);
+            self.ledger.evict_settled_holds();
+            self.last_prune_ms = now_ms;
+        }
+        Ok(())
+    }
+}
+
+/// Approves everything at once: measures the simulator's own cost (planning, actors, ground
+/// truth, report) without the engine or the ledger.
+#[derive(Debug, Default)]
+pub struct NullDriver;
+
+impl Driver for NullDriver {
+    fn mode(&self) -> &'static str {
+        "null"
+    }
+    fn add_merchant(&mut self, _: &MerchantSpec, _: i64) -> Result<(), SimError> {
+        Ok(())
+    }
+    fn open_line(&mut self, _: &UserSpec, _: i64) -> Result<(), SimError> {
+        Ok(())
+    }
+    fn pay(&mut self, _: &PayRequest) -> Result<PayResult, SimError> {
+        Ok(PayResult { outcome: Outcome::Approve, reason_codes: Vec::new(), restricted_until_ms: None, latency_ns: 0 })
+    }
+    fn answer_challenge(&mut self, _: u64, _: u32, _: bool, _: i64) -> Result<ChallengeEnd, SimError> {
+        Ok(ChallengeEnd::Approved)
+    }
+    fn capture(&mut self, _: u64, _: i64) -> Result<(), SimError> {
+        Ok(())
+    }
+    fn void(&mut self, _: u64, _: i64) -> Result<(), SimError> {
+        Ok(())
+    }
+    fn repay(&mut self, _: u32, amount_minor: i64, _: i64) -> Result<i64, SimError> {
+        Ok(amount_minor)
+    }
+    fn lift_restriction(&mut self, _: u32, _: i64) -> Result<bool, SimError> {
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_hex() {
+        assert_eq!(hold_id(0), "p0");
+        assert_eq!(hold_id(255), "pff");
+        assert_eq!(device_id(u64::MAX), "dffffffffffffffff");
+        assert_eq!(hold_id(0x1234), format!("p{:x}", 0x1234));
+    }
+}

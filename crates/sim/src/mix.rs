@@ -1,0 +1,373 @@
+//! The population mix: how honest shoppers live and how each adversary attacks. Every
+//! parameter is documented here; `mix/default.json` holds the shipped values, and a mix file
+//! (`xiezhi simulate --mix FILE`) overrides any subset of them (merged key by key).
+
+use crate::SimError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The shipped mix.
+pub const DEFAULT_MIX: &str = include_str!("../mix/default.json");
+
+/// Largest mix file accepted.
+pub const MAX_MIX_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    /// Named in the report so a figure can be traced to its mix.
+    pub version: String,
+    /// Local date of the first simulated day (`YYYY-MM-DD`).
+    pub start_date: String,
+    /// Local time zone of the population, minutes east of UTC (China: 480).
+    pub timezone_offset_minutes: i64,
+    /// ISO 4217 code of every credit line and merchant.
+    pub currency: String,
+    pub cities: Vec<City>,
+    pub honest: Honest,
+    pub adversaries: Adversaries,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct City {
+    pub name: String,
+    /// Relative share of users and merchants.
+    pub weight: u32,
+}
+
+/// Honest shoppers. Probabilities are per user per day unless named otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Honest {
+    /// Mean discretionary purchases a day (convenience store, supermarket, restaurants,
+    /// pharmacy, …) for an average shopper; each shopper's own rate varies around it.
+    pub discretionary_per_day: f64,
+    /// Share of shoppers who commute on weekdays (breakfast, metro, lunch near work).
+    pub commuter_share: f64,
+    pub breakfast_prob: f64,
+    /// Chance of paying the metro by credit on a commuting day (two rides).
+    pub metro_prob: f64,
+    pub lunch_prob: f64,
+    /// Chance of a mall trip (two to four payments in an afternoon) on a weekend day.
+    pub weekend_mall_prob: f64,
+    /// Chance of a market stroll: four to ten small payments at different stalls in 40 min.
+    pub market_stroll_prob: f64,
+    /// Chance that one market payment is tiny (at or under the policy's tiny amount).
+    pub market_tiny_payment_prob: f64,
+    /// Chance that a purchase is the shopper's first at a merchant they have not used.
+    pub new_merchant_prob: f64,
+    pub car_owner_share: f64,
+    /// Trips to another city per month; a trip lasts `trip_days`.
+    pub trips_per_month: f64,
+    pub trip_days: [u32; 2],
+    /// New phones per shopper per month: a new device id from then on.
+    pub new_phone_per_month: f64,
+    /// Share of payments away from home and work made on mobile data (carrier NAT: the IP
+    /// changes every `mobile_ip_change_minutes`).
+    pub mobile_data_share: f64,
+    pub mobile_ip_change_minutes: u32,
+    /// Chance that a payment times out on the client and is retried.
+    pub timeout_prob: f64,
+    /// Share of those retries that reuse the idempotency key; the rest send a new request
+    /// (and void the duplicate if both went through).
+    pub retry_with_same_key_share: f64,
+    /// Chance that the owner completes a step-up challenge (the rest abandon it).
+    pub challenge_pass_prob: f64,
+    /// Chance that the owner mistypes the code once before getting it right.
+    pub challenge_typo_prob: f64,
+    /// Chance that a payer asked to check the payee (`merchant_qr_suspicious`) finds a
+    /// QR code pasted over the real one and cancels.
+    pub payee_check_catches_prob: f64,
+    /// Chance that a restricted owner lifts the restriction with the code sent to them
+    /// (the rest wait for it to expire).
+    pub lift_restriction_prob: f64,
+    pub lift_delay_minutes: [u32; 2],
+    /// Each shopper repays the whole balance every so many days (drawn per shopper).
+    pub repay_every_days: [u32; 2],
+    pub late_repayer_share: f64,
+    pub late_days: [u32; 2],
+    /// Days of the month when salaries arrive; spending is multiplied that day.
+    pub salary_days: Vec<u32>,
+    pub salary_day_multiplier: f64,
+    /// Shopping festivals (e.g. Double 11): discretionary volume multiplied that day.
+    pub festivals: Vec<Festival>,
+    /// Credit limits in major units, drawn uniformly.
+    pub limit_yuan: Vec<i64>,
+    /// Share of honest shoppers verified by phone only (identity level 1).
+    pub kyc_level_1_share: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Festival {
+    pub name: String,
+    pub date: String,
+    pub multiplier: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adversaries {
+    pub account_takeover: AccountTakeover,
+    pub card_testing: CardTesting,
+    pub collusion_cash_out: CollusionCashOut,
+    pub synthetic_identity: SyntheticIdentity,
+    pub first_party_default: FirstPartyDefault,
+    pub compromised_qr: CompromisedQr,
+}
+
+/// A fraudster with a victim's credentials: new device, new network, drains the line fast.
+/// Fails every challenge (the code goes to the owner).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountTakeover {
+    /// Incidents per 10,000 users over the run (victims are honest users).
+    pub per_10k_users: f64,
+    pub attempts_max: u32,
+    pub minutes_between: [u32; 2],
+    /// First attempt as a share of the victim's available credit, in %.
+    pub drain_share_pct: [u32; 2],
+    /// The attacker gives up after this many stopped attempts.
+    pub give_up_after_stops: u32,
+}
+
+/// Leaked credentials tested with bursts of tiny payments at different merchants, then one
+/// larger purchase if the tests went through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardTesting {
+    pub per_10k_users: f64,
+    pub tiny_payments: [u32; 2],
+    pub seconds_between: [u32; 2],
+    pub cash_out_after: bool,
+}
+
+/// 套现: a colluding merchant and a ring of users making fake purchases at round amounts.
+/// The members are fraud-class users; nothing they spend is repaid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollusionCashOut {
+    pub rings_per_100k_users: f64,
+    pub members: [u32; 2],
+    pub payments_per_member: [u32; 2],
+    pub round_amounts_yuan: Vec<i64>,
+    /// The ring's purchases spread over this many days.
+    pub ring_days: [u32; 2],
+}
+
+/// An invented person: builds a clean history with small purchases it repays, then spends
+/// the whole line in one day and disappears.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticIdentity {
+    pub per_10k_users: f64,
+    pub build_days: [u32; 2],
+    pub build_payments_per_day: f64,
+    pub bust_out_payments: [u32; 2],
+}
+
+/// A real user who spends to the limit with ordinary-looking purchases and never repays:
+/// credit risk, not fraud; counted as default loss.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstPartyDefault {
+    pub per_10k_users: f64,
+    pub spend_days: [u32; 2],
+}
+
+/// A fraudster's QR code pasted over a real merchant's: honest shoppers there pay a new
+/// account of the fraudster's for some hours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompromisedQr {
+    pub per_100k_users: f64,
+    pub hours: [u32; 2],
+}
+
+impl Mix {
+    pub fn default_mix() -> Mix {
+        Mix::from_json(DEFAULT_MIX).expect("the shipped mix is valid")
+    }
+
+    /// A whole mix document.
+    pub fn from_json(text: &str) -> Result<Mix, SimError> {
+        let mix: Mix = serde_json::from_str(text).map_err(|e| SimError::Mix(e.to_string()))?;
+        mix.validate()?;
+        Ok(mix)
+    }
+
+    /// The shipped mix with `text`'s keys laid over it.
+    pub fn with_overrides(text: &str) -> Result<Mix, SimError> {
+        if text.len() > MAX_MIX_BYTES {
+            return Err(SimError::Mix(format!("the mix file is over {MAX_MIX_BYTES} bytes")));
+        }
+        let mut base: Value = serde_json::from_str(DEFAULT_MIX).expect("the shipped mix is JSON");
+        let over: Value = serde_json::from_str(text).map_err(|e| SimError::Mix(e.to_string()))?;
+        if !over.is_object() {
+            return Err(SimError::Mix("a mix file is a JSON object".into()));
+        }
+        merge(&mut base, over);
+        let mix: Mix = serde_json::from_value(base).map_err(|e| SimError::Mix(e.to_string()))?;
+        mix.validate()?;
+        Ok(mix)
+    }
+
+    fn validate(&self) -> Result<(), SimError> {
+        let bad = |m: String| Err(SimError::Mix(m));
+        if self.cities.is_empty() || self.cities.iter().all(|c| c.weight == 0) {
+            return bad("`cities` needs at least one city with a weight".into());
+        }
+        if self.cities.len() > 250 {
+            return bad("at most 250 cities".into());
+        }
+        if xiezhi_money::Currency::from_alpha(&self.currency).is_none() {
+            return bad(format!("unknown currency `{}`", self.currency));
+        }
+        crate::clock::parse_date(&self.start_date).ok_or_else(|| SimError::Mix("`start_date` is YYYY-MM-DD".into()))?;
+        let h = &self.honest;
+        let probs = [
+            ("honest.commuter_share", h.commuter_share),
+            ("honest.breakfast_prob", h.breakfast_prob),
+            ("honest.metro_prob", h.metro_prob),
+            ("honest.lunch_prob", h.lunch_prob),
+            ("honest.weekend_mall_prob", h.weekend_mall_prob),
+            ("honest.market_stroll_prob", h.market_stroll_prob),
+            ("honest.market_tiny_payment_prob", h.market_tiny_payment_prob),
+            ("honest.new_merchant_prob", h.new_merchant_prob),
+            ("honest.car_owner_share", h.car_owner_share),
+            ("honest.mobile_data_share", h.mobile_data_share),
+            ("honest.timeout_prob", h.timeout_prob),
+            ("honest.retry_with_same_key_share", h.retry_with_same_key_share),
+            ("honest.challenge_pass_prob", h.challenge_pass_prob),
+            ("honest.challenge_typo_prob", h.challenge_typo_prob),
+            ("honest.payee_check_catches_prob", h.payee_check_catches_prob),
+            ("honest.lift_restriction_prob", h.lift_restriction_prob),
+            ("honest.late_repayer_share", h.late_repayer_share),
+            ("honest.kyc_level_1_share", h.kyc_level_1_share),
+        ];
+        for (name, p) in probs {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(format!("`{name}` is a probability between 0 and 1, not {p}"));
+            }
+        }
+        let rates = [
+            ("honest.discretionary_per_day", h.discretionary_per_day, 50.0),
+            ("honest.trips_per_month", h.trips_per_month, 30.0),
+            ("honest.new_phone_per_month", h.new_phone_per_month, 30.0),
+            ("honest.salary_day_multiplier", h.salary_day_multiplier, 20.0),
+            ("adversaries.account_takeover.per_10k_users", self.adversaries.account_takeover.per_10k_users, 1000.0),
+            ("adversaries.card_testing.per_10k_users", self.adversaries.card_testing.per_10k_users, 1000.0),
+            (
+                "adversaries.collusion_cash_out.rings_per_100k_users",
+                self.adversaries.collusion_cash_out.rings_per_100k_users,
+                1000.0,
+            ),
+            ("adversaries.synthetic_identity.per_10k_users", self.adversaries.synthetic_identity.per_10k_users, 1000.0),
+            (
+                "adversaries.synthetic_identity.build_payments_per_day",
+                self.adversaries.synthetic_identity.build_payments_per_day,
+                20.0,
+            ),
+            (
+                "adversaries.first_party_default.per_10k_users",
+                self.adversaries.first_party_default.per_10k_users,
+                1000.0,
+            ),
+            ("adversaries.compromised_qr.per_100k_users", self.adversaries.compromised_qr.per_100k_users, 1000.0),
+        ];
+        for (name, v, max) in rates {
+            if !(0.0..=max).contains(&v) {
+                return bad(format!("`{name}` is between 0 and {max}, not {v}"));
+            }
+        }
+        for f in &h.festivals {
+            if crate::clock::parse_date(&f.date).is_none() || !(0.0..=50.0).contains(&f.multiplier) {
+                return bad(format!("festival `{}` needs a YYYY-MM-DD date and a multiplier from 0 to 50", f.name));
+            }
+        }
+        let ranges = [
+            ("honest.trip_days", h.trip_days),
+            ("honest.lift_delay_minutes", h.lift_delay_minutes),
+            ("honest.repay_every_days", h.repay_every_days),
+            ("honest.late_days", h.late_days),
+            ("adversaries.account_takeover.minutes_between", self.adversaries.account_takeover.minutes_between),
+            ("adversaries.account_takeover.drain_share_pct", self.adversaries.account_takeover.drain_share_pct),
+            ("adversaries.card_testing.tiny_payments", self.adversaries.card_testing.tiny_payments),
+            ("adversaries.card_testing.seconds_between", self.adversaries.card_testing.seconds_between),
+            ("adversaries.collusion_cash_out.members", self.adversaries.collusion_cash_out.members),
+            (
+                "adversaries.collusion_cash_out.payments_per_member",
+                self.adversaries.collusion_cash_out.payments_per_member,
+            ),
+            ("adversaries.collusion_cash_out.ring_days", self.adversaries.collusion_cash_out.ring_days),
+            ("adversaries.synthetic_identity.build_days", self.adversaries.synthetic_identity.build_days),
+            ("adversaries.synthetic_identity.bust_out_payments", self.adversaries.synthetic_identity.bust_out_payments),
+            ("adversaries.first_party_default.spend_days", self.adversaries.first_party_default.spend_days),
+            ("adversaries.compromised_qr.hours", self.adversaries.compromised_qr.hours),
+        ];
+        for (name, [lo, hi]) in ranges {
+            if lo > hi || hi > 10_000 {
+                return bad(format!("`{name}` is [low, high] with low ≤ high ≤ 10000"));
+            }
+        }
+        if h.repay_every_days[0] == 0 || self.adversaries.collusion_cash_out.ring_days[0] == 0 {
+            return bad("day ranges start at 1".into());
+        }
+        if h.limit_yuan.is_empty() || h.limit_yuan.iter().any(|l| !(1..=10_000_000).contains(l)) {
+            return bad("`honest.limit_yuan` lists limits from 1 to 10,000,000".into());
+        }
+        let c = &self.adversaries.collusion_cash_out;
+        if c.round_amounts_yuan.is_empty() || c.round_amounts_yuan.iter().any(|a| !(1..=1_000_000).contains(a)) {
+            return bad("`adversaries.collusion_cash_out.round_amounts_yuan` lists amounts from 1 to 1,000,000".into());
+        }
+        if h.salary_days.iter().any(|d| !(1..=31).contains(d)) {
+            return bad("`honest.salary_days` are days of the month, 1 to 31".into());
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    // Unknown keys are kept so that deserialisation names them.
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_mix_is_valid_and_overrides_merge() {
+        let mix = Mix::default_mix();
+        assert_eq!(mix.version, "mix-1");
+        let over = Mix::with_overrides(r#"{"honest": {"timeout_prob": 0.05}}"#).unwrap();
+        assert_eq!(over.honest.timeout_prob, 0.05);
+        assert_eq!(over.honest.commuter_share, mix.honest.commuter_share);
+    }
+
+    #[test]
+    fn bad_mixes_are_named() {
+        let e = Mix::with_overrides(r#"{"honest": {"timeout_probability": 0.05}}"#).unwrap_err().to_string();
+        assert!(e.contains("timeout_probability"), "{e}");
+        let e = Mix::with_overrides(r#"{"honest": {"timeout_prob": 1.5}}"#).unwrap_err().to_string();
+        assert!(e.contains("honest.timeout_prob"), "{e}");
+        let e = Mix::with_overrides(r#"{"currency": "XYZ"}"#).unwrap_err().to_string();
+        assert!(e.contains("XYZ"), "{e}");
+        let e = Mix::with_overrides(r#"{"honest": {"trip_days": [5, 2]}}"#).unwrap_err().to_string();
+        assert!(e.contains("trip_days"), "{e}");
+        assert!(Mix::with_overrides("[1]").is_err());
+    }
+}
