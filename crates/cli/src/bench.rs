@@ -188,6 +188,12 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
     let store = SqliteStore::open_dir(&dir).map_err(|e| e.to_string())?;
     let config = ServiceConfig { max_batch, queue_capacity: clients * 2, ..Default::default() };
     let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    // An established merchant and established lines: a book with history, as in production.
+    // (Brand-new ones meet the engine's new-merchant and new-line rules.)
+    let year_ago = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * 365))
+        .map_err(|e| e.to_string())?
+        .to_string();
     let merchant = match service
         .execute_blocking(
             Command::CreateMerchant(NewMerchant {
@@ -197,7 +203,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
                 mcc: "5411".into(),
                 currency: "CNY".into(),
                 partner_accounts: vec![],
-                onboarded_at: None,
+                onboarded_at: Some(year_ago.clone()),
             }),
             None,
         )
@@ -211,6 +217,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
         let handles: Vec<_> = (0..clients.min(64))
             .map(|worker| {
                 let service = service.clone();
+                let year_ago = year_ago.clone();
                 scope.spawn(move || {
                     (worker..lines)
                         .step_by(clients.min(64))
@@ -220,7 +227,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
                                 currency: "CNY".into(),
                                 limit: "1000000.00".into(),
                                 profile: Default::default(),
-                                opened_at: None,
+                                opened_at: Some(year_ago.clone()),
                             };
                             match service.execute_blocking(Command::CreateCreditLine(request), None) {
                                 Ok(Reply::CreditLine(l)) => l.id,

@@ -126,7 +126,9 @@ pub fn seed_lines(target: &str, count: usize, out: &std::path::Path, with_profil
                 let mut body =
                     serde_json::json!({"user_id": format!("bench-{i}"), "currency": "CNY", "limit": "100000000.00"});
                 if with_profile {
+                    // An established line: brand-new ones meet the engine's new-line rules.
                     body["profile"] = serde_json::json!({"kyc_level": 2});
+                    body["opened_at"] = serde_json::json!("2025-01-01T00:00:00Z");
                 }
                 let response = client.post(url).json(&body).send().await.map_err(|e| e.to_string())?;
                 let value: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;

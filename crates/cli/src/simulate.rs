@@ -87,7 +87,11 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         rules_json: args.rules.as_ref().map(|p| read(p, "rules")).transpose()?,
         policy_json: args.policy.as_ref().map(|p| read(p, "policy")).transpose()?,
     };
-    main.build().map_err(|e| e.to_string())?;
+    main.build().map_err(|e| {
+        let files: Vec<String> =
+            [&args.rules, &args.policy].iter().filter_map(|p| p.as_ref().map(|p| p.display().to_string())).collect();
+        format!("{}: {e}", files.join(", "))
+    })?;
     let mut engines = vec![main];
     for name in args.baselines.iter().map(|b| b.trim()).filter(|b| !b.is_empty() && *b != "none") {
         let baseline = match name {

@@ -1,0 +1,179 @@
+//! `xiezhi simulate` as an operator runs it: in process with its baselines, against a
+//! running server on a fast clock, and refusing bad input with one clear line.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const FRAUD_HEAVY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/mix/fraud-heavy.json");
+const KEYS: [&str; 11] = [
+    "honest_users_restricted_pct",
+    "honest_payments_declined_pct",
+    "honest_payments_stepped_up_pct",
+    "fraud_payments_stopped_pct",
+    "fraud_amount_stopped_pct",
+    "fraud_loss_minor",
+    "default_loss_minor",
+    "approval_rate_pct",
+    "decision_latency_us_p50",
+    "decision_latency_us_p99",
+    "payments",
+];
+
+fn xiezhi(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xiezhi")).args(args).output().expect("run xiezhi")
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn simulate_in_process_writes_the_report_with_its_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let markdown_path = dir.path().join("report.md");
+    let out = xiezhi(&[
+        "simulate",
+        "--users",
+        "600",
+        "--merchants",
+        "120",
+        "--days",
+        "3",
+        "--warmup-days",
+        "1",
+        "--seed",
+        "9",
+        "--mix",
+        FRAUD_HEAVY,
+        "--report",
+        report_path.to_str().unwrap(),
+        "--markdown",
+        markdown_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("| figure | default | strict |"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&markdown_path).unwrap(), stdout);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["simulation"]["users"], 600);
+    assert_eq!(report["simulation"]["seed"], 9);
+    assert_eq!(report["simulation"]["mode"], "in_process");
+    for block in [&report["overall"], &report["baselines"]["default"], &report["baselines"]["strict"]] {
+        for key in KEYS {
+            assert!(block.get(key).is_some(), "`{key}` missing: {block}");
+        }
+    }
+    assert!(report["scenarios"]["routine"]["payments"].as_u64().unwrap() > 1_000, "{report}");
+    assert_eq!(report["overall"], report["baselines"]["default"], "the main configuration is `default`");
+}
+
+#[test]
+fn simulate_refuses_bad_input_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--users".into(), "5".into()], "--users"),
+        (vec!["--baselines".into(), "lenient".into()], "unknown baseline `lenient`"),
+        (vec!["--mix".into(), dir.path().join("missing.json").display().to_string()], "missing.json"),
+        (
+            vec!["--mix".into(), write(&dir, "typo.json", r#"{"honest": {"timeout_probability": 1}}"#)],
+            "timeout_probability",
+        ),
+        (
+            vec!["--rules".into(), write(&dir, "rules.json", r#"{"version": "x", "rules": [{"id": "r"}]}"#)],
+            "rules.json",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["simulate".to_owned(), "--days".into(), "1".into()];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = xiezhi(&refs);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {stderr}");
+        assert!(stderr.contains(expected), "{all:?}: `{expected}` not in {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn simulate_against_a_server_on_a_fast_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--clock-speed", "20000", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let server = Server(child);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+
+    let report_path = dir.path().join("report.json");
+    let out = xiezhi(&[
+        "simulate",
+        "--users",
+        "250",
+        "--merchants",
+        "60",
+        "--days",
+        "1",
+        "--seed",
+        "3",
+        "--mix",
+        FRAUD_HEAVY,
+        "--target",
+        &base,
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["simulation"]["mode"], "http");
+    let overall = &report["overall"];
+    for key in KEYS {
+        assert!(overall.get(key).is_some(), "`{key}` missing: {overall}");
+    }
+    let payments = overall["payments"].as_u64().unwrap();
+    assert!(payments > 300, "{overall}");
+    assert!(overall["approval_rate_pct"].as_f64().unwrap() > 90.0, "{overall}");
+    // Latency over HTTP is the whole request: far above the engine's microseconds.
+    assert!(overall["decision_latency_us_p50"].as_f64().unwrap() > 50.0, "{overall}");
+
+    // The server saw every one of them, and its books balance.
+    let stats: Value = serde_json::from_str(
+        &reqwest::blocking_get(&format!("{base}/v1/stats")).unwrap_or_else(|e| panic!("stats: {e}")),
+    )
+    .unwrap();
+    assert!(stats["payments"].as_u64().unwrap() >= payments, "{stats} vs {payments}");
+    drop(server);
+    let check = xiezhi(&["store", "check", "--data-dir", dir.path().join("data").to_str().unwrap()]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}
+
+mod reqwest {
+    /// A GET on a fresh runtime: the test itself is synchronous.
+    pub fn blocking_get(url: &str) -> Result<String, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            ::reqwest::get(url).await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())
+        })
+    }
+}
