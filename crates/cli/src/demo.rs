@@ -95,30 +95,27 @@ impl Demo {
         currency: xiezhi_money::Currency,
         handle: &tokio::runtime::Handle,
     ) -> Result<(), String> {
-        let config = config.clone();
-        {
-            let sim = Simulation::new(&config).map_err(|e| e.to_string())?;
-            let registry = self.registry(&config, handle);
-            let mut driver = HttpDriver::connect(
-                handle.clone(),
-                &self.base,
-                currency,
-                // The first morning starts now: a newcomer sees breakfast, not a night.
-                sim.start_ms() + 7 * 3_600_000,
-                registry,
-                Some(self.data_dir.join(REGISTRY_FILE)),
-            )
-            .map_err(|e| e.to_string())?;
-            driver.register_merchants(&sim.world().merchants, sim.start_ms()).map_err(|e| e.to_string())?;
-            driver.open_lines(&sim.world().users).map_err(|e| e.to_string())?;
-            self.announce(&driver, &config);
-            let counters = Arc::clone(&driver.counters);
-            handle.spawn(report_forever(counters, self.speed));
-            let mut day_line = |day: u32, payments: u64| {
-                println!("demo: simulated day {} done, {payments} payments so far", day + 1);
-            };
-            xiezhi_sim::run_simulation(sim, "demo", &mut driver, &mut day_line).map_err(|e| e.to_string())?;
-        }
+        let sim = Simulation::new(config).map_err(|e| e.to_string())?;
+        let registry = self.registry(config, handle);
+        let mut driver = HttpDriver::connect(
+            handle.clone(),
+            &self.base,
+            currency,
+            // The first morning starts now: a newcomer sees breakfast, not a night.
+            sim.start_ms() + 7 * 3_600_000,
+            registry,
+            Some(self.data_dir.join(REGISTRY_FILE)),
+        )
+        .map_err(|e| e.to_string())?;
+        driver.register_merchants(&sim.world().merchants, sim.start_ms()).map_err(|e| e.to_string())?;
+        driver.open_lines(&sim.world().users).map_err(|e| e.to_string())?;
+        self.announce(&driver, config);
+        let counters = Arc::clone(&driver.counters);
+        handle.spawn(report_forever(counters, self.speed));
+        let mut day_line = |day: u32, payments: u64| {
+            println!("demo: simulated day {} done, {payments} payments so far", day + 1);
+        };
+        xiezhi_sim::run_simulation(sim, "demo", &mut driver, &mut day_line).map_err(|e| e.to_string())?;
         Ok(())
     }
 

@@ -376,10 +376,10 @@ impl Driver for HttpDriver {
             .as_array()
             .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
-        let restricted_until_ms = (outcome == Outcome::Restrict)
-            .then(|| decision["expires_at"].as_str().and_then(timestamp_ms).map(|t| t - self.offset_ms))
-            .flatten()
-            .or((outcome == Outcome::Restrict).then_some(r.now_ms + 24 * 3_600_000));
+        let restricted_until_ms = (outcome == Outcome::Restrict).then(|| {
+            let until = decision["expires_at"].as_str().and_then(timestamp_ms);
+            until.map_or(r.now_ms + 24 * 3_600_000, |t| t - self.offset_ms)
+        });
         let c = &self.counters;
         c.payments.fetch_add(1, Ordering::Relaxed);
         c.latency_us_total.fetch_add(latency_ns / 1_000, Ordering::Relaxed);

@@ -2,44 +2,22 @@
 //! stream of payments; the store must reopen with balanced books and every payment that was
 //! acknowledged (HTTP 201) present with the outcome the client was told.
 
+mod common;
+
+use common::Server;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn xiezhi() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xiezhi"))
 }
 
-/// Kills the server when dropped, so a failing assertion never leaves it running.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `xiezhi serve` on a free port and returns the child and its base URL.
 fn serve(data_dir: &Path) -> (Server, String) {
-    let mut child = xiezhi()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn xiezhi serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the listening line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    (Server(child), base)
+    let (server, base, _stdout) = common::serve(data_dir, &[]);
+    (server, base)
 }
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> Result<(u16, Value), reqwest::Error> {

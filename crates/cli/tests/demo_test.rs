@@ -1,45 +1,17 @@
 //! The README's first command: `xiezhi serve --demo` comes up, seeds, and keeps paying.
 
+mod common;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::BufRead;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_seeds_and_sends_live_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
-        .args([
-            "serve",
-            "--demo",
-            "--demo-rate",
-            "50",
-            "--demo-shoppers",
-            "300",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let server = Server(child);
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    let (server, base, mut stdout) =
+        common::serve(dir.path(), &["--demo", "--demo-rate", "50", "--demo-shoppers", "300"]);
     // The banner tells a newcomer where to look.
     let mut banner = String::new();
     for _ in 0..17 {

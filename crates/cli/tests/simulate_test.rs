@@ -1,9 +1,10 @@
 //! `xiezhi simulate` as an operator runs it: in process with its baselines, against a
 //! running server on a fast clock, and refusing bad input with one clear line.
 
+mod common;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 const FRAUD_HEAVY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/mix/fraud-heavy.json");
 const KEYS: [&str; 11] = [
@@ -22,15 +23,6 @@ const KEYS: [&str; 11] = [
 
 fn xiezhi(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_xiezhi")).args(args).output().expect("run xiezhi")
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -112,19 +104,7 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 #[test]
 fn simulate_against_a_server_on_a_fast_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--clock-speed", "20000", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let server = Server(child);
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    let (server, base, _stdout) = common::serve(&dir.path().join("data"), &["--clock-speed", "20000"]);
 
     let report_path = dir.path().join("report.json");
     let out = xiezhi(&[

@@ -136,12 +136,37 @@ struct UserState {
 
 #[derive(Debug, Clone)]
 enum IncidentKind {
-    AccountTakeover { victim: u32, attempts: u32, stops: u32, drain_pct: u32 },
-    CardTesting { victim: u32, tests_left: u32, tests_passed: u32, tests_done: u32 },
-    Ring { merchant: u32, members: Vec<u32>, payments: Vec<(u32, i64)>, next: usize },
-    SyntheticBustOut { user: u32, left: u32 },
-    DefaultSpree { user: u32, until_day: u32 },
-    CompromisedQr { real: u32, fraud: u32, until_ms: i64 },
+    AccountTakeover {
+        victim: u32,
+        attempts: u32,
+        stops: u32,
+        drain_pct: u32,
+    },
+    CardTesting {
+        victim: u32,
+        tests_left: u32,
+        tests_passed: u32,
+        tests_done: u32,
+    },
+    /// The ring's purchases in time order: (member, when). Shared, not copied per step.
+    Ring {
+        merchant: u32,
+        payments: std::rc::Rc<[(u32, i64)]>,
+        next: usize,
+    },
+    SyntheticBustOut {
+        user: u32,
+        left: u32,
+    },
+    DefaultSpree {
+        user: u32,
+        until_day: u32,
+    },
+    CompromisedQr {
+        real: u32,
+        fraud: u32,
+        until_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -299,31 +324,22 @@ impl<'a> Simulation<'a> {
             sim.calendar.day(warm + d).start_ms
         };
         let pick_honest = |rng: &mut fastrand::Rng| honest[rng.usize(..honest.len().max(1))];
-        let new_incident = |kind: IncidentKind, start_ms: i64, rng: &mut fastrand::Rng, i: usize| Incident {
-            kind,
-            device: DEVICE_ATTACKER_BIT | ((i as u64) << 8) | u64::from(rng.u8(..)),
-            proxy: rng.u16(..40),
-            start_ms,
-            done: false,
-        };
         if !honest.is_empty() {
             let ato = count(a.account_takeover.per_10k_users, 10_000.0);
             for _ in 0..ato {
                 let victim = pick_honest(&mut rng);
                 let at = day_start(&sim, &mut rng, 1) + rng.i64(0..DAY_MS);
                 let drain_pct = rng.u32(a.account_takeover.drain_share_pct[0]..=a.account_takeover.drain_share_pct[1]);
-                let i = sim.incidents.len();
                 let kind = IncidentKind::AccountTakeover { victim, attempts: 0, stops: 0, drain_pct };
-                sim.incidents.push(new_incident(kind, at, &mut rng, i));
+                sim.add_incident(kind, at, &mut rng);
             }
             let testing = count(a.card_testing.per_10k_users, 10_000.0);
             for _ in 0..testing {
                 let victim = pick_honest(&mut rng);
                 let at = day_start(&sim, &mut rng, 1) + rng.i64(0..DAY_MS);
                 let tests = rng.u32(a.card_testing.tiny_payments[0]..=a.card_testing.tiny_payments[1]);
-                let i = sim.incidents.len();
                 let kind = IncidentKind::CardTesting { victim, tests_left: tests, tests_passed: 0, tests_done: 0 };
-                sim.incidents.push(new_incident(kind, at, &mut rng, i));
+                sim.add_incident(kind, at, &mut rng);
             }
             let qr = count(a.compromised_qr.per_100k_users, 100_000.0);
             for _ in 0..qr {
@@ -347,9 +363,8 @@ impl<'a> Simulation<'a> {
                     colluder: false,
                     fraud_qr: true,
                 });
-                let i = sim.incidents.len();
                 let kind = IncidentKind::CompromisedQr { real, fraud, until_ms: at + i64::from(hours) * HOUR_MS };
-                sim.incidents.push(new_incident(kind, at, &mut rng, i));
+                sim.add_incident(kind, at, &mut rng);
             }
         }
         for members in ring_members {
@@ -373,9 +388,8 @@ impl<'a> Simulation<'a> {
             }
             payments.sort_by_key(|(_, at)| *at);
             let at = payments.first().map_or(start_ms, |p| p.1);
-            let i = sim.incidents.len();
-            let kind = IncidentKind::Ring { merchant, members, payments, next: 0 };
-            sim.incidents.push(new_incident(kind, at, &mut rng, i));
+            let kind = IncidentKind::Ring { merchant, payments: payments.into(), next: 0 };
+            sim.add_incident(kind, at, &mut rng);
         }
         for user in synthetic_users {
             let s = &a.synthetic_identity;
@@ -385,8 +399,7 @@ impl<'a> Simulation<'a> {
             if build < days {
                 let at = sim.calendar.day(warm + build).start_ms + 11 * HOUR_MS + rng.i64(0..8 * HOUR_MS);
                 let left = rng.u32(s.bust_out_payments[0]..=s.bust_out_payments[1]).max(1);
-                let i = sim.incidents.len();
-                sim.incidents.push(new_incident(IncidentKind::SyntheticBustOut { user, left }, at, &mut rng, i));
+                sim.add_incident(IncidentKind::SyntheticBustOut { user, left }, at, &mut rng);
             }
         }
         for user in defaulter_users {
@@ -394,9 +407,8 @@ impl<'a> Simulation<'a> {
             let spend = rng.u32(a.first_party_default.spend_days[0]..=a.first_party_default.spend_days[1]).max(1);
             sim.states[user as usize].spree_from_day = Some(from);
             let at = sim.calendar.day(from).start_ms + 10 * HOUR_MS;
-            let i = sim.incidents.len();
             let kind = IncidentKind::DefaultSpree { user, until_day: from + spend };
-            sim.incidents.push(new_incident(kind, at, &mut rng, i));
+            sim.add_incident(kind, at, &mut rng);
         }
         for i in 0..sim.incidents.len() {
             let at = sim.incidents[i].start_ms;
@@ -405,6 +417,17 @@ impl<'a> Simulation<'a> {
         sim.tally.set_classes(&world.users.iter().map(|u| u.class).collect::<Vec<_>>());
         sim.world = world;
         Ok(sim)
+    }
+
+    fn add_incident(&mut self, kind: IncidentKind, start_ms: i64, rng: &mut fastrand::Rng) {
+        let i = self.incidents.len() as u64;
+        self.incidents.push(Incident {
+            kind,
+            device: DEVICE_ATTACKER_BIT | (i << 8) | u64::from(rng.u8(..)),
+            proxy: rng.u16(..40),
+            start_ms,
+            done: false,
+        });
     }
 
     fn push(&mut self, at_ms: i64, kind: EventKind) {
@@ -525,7 +548,8 @@ impl<'a> Simulation<'a> {
         self.today.clear();
         self.today_cursor = 0;
         self.today_end_ms = self.day(d + 1).start_ms;
-        let h = self.config.mix.honest.clone();
+        let config: &'a RunConfig = self.config;
+        let h = &config.mix.honest;
         let festival = self.festival_days.iter().find(|(i, _)| *i == d).map(|(_, m)| *m);
         let salary = h.salary_days.contains(&day.day_of_month);
         let multiplier = festival.unwrap_or(1.0) * if salary { h.salary_day_multiplier } else { 1.0 };
@@ -551,7 +575,7 @@ impl<'a> Simulation<'a> {
                 let late = u64::from(spec.late_days);
                 let at = day.start_ms + late as i64 * DAY_MS + 19 * HOUR_MS + rng.i64(0..3 * HOUR_MS);
                 if !(class == UserClass::Default && in_spree) {
-                    self.queue_repay(u, at);
+                    self.push(at, EventKind::Repay(u));
                 }
             }
             let state = &mut self.states[u as usize];
@@ -709,10 +733,6 @@ impl<'a> Simulation<'a> {
             }
         }
         self.today.sort_unstable();
-    }
-
-    fn queue_repay(&mut self, user: u32, at_ms: i64) {
-        self.push(at_ms, EventKind::Repay(user));
     }
 
     fn repay(&mut self, driver: &mut dyn Driver, user: u32, now_ms: i64) -> Result<(), SimError> {
@@ -913,7 +933,8 @@ impl<'a> Simulation<'a> {
     }
 
     fn incident_step(&mut self, driver: &mut dyn Driver, i: u32, now_ms: i64) -> Result<(), SimError> {
-        let a = self.config.mix.adversaries.clone();
+        let config: &'a RunConfig = self.config;
+        let a = &config.mix.adversaries;
         let mut rng = rng_for(self.config.seed, 11, (u64::from(i) << 32) ^ now_ms as u64);
         let incident = self.incidents[i as usize].clone();
         if incident.done {
@@ -984,8 +1005,7 @@ impl<'a> Simulation<'a> {
                 let gap = rng.u32(c.seconds_between[0]..=c.seconds_between[1].max(c.seconds_between[0]));
                 self.push(now_ms + i64::from(gap.max(1)) * 1_000, EventKind::Incident(i));
             }
-            IncidentKind::Ring { merchant, ref members, ref payments, next } => {
-                let _ = members;
+            IncidentKind::Ring { merchant, ref payments, next } => {
                 let Some((member, _)) = payments.get(next).copied() else {
                     self.incidents[i as usize].done = true;
                     return Ok(());
