@@ -62,6 +62,8 @@ pub struct HttpDriver {
     registry: Registry,
     registry_path: Option<PathBuf>,
     tracked: HashMap<u64, Tracked>,
+    /// The last payment's body and simulated time, for a re-send with the same key.
+    last_body: Option<(u64, Value, i64)>,
     /// Server time minus simulated time.
     offset_ms: i64,
     /// Server clock at `wall_origin`, and its speed.
@@ -110,6 +112,7 @@ impl HttpDriver {
             registry,
             registry_path,
             tracked: HashMap::new(),
+            last_body: None,
             offset_ms: server_now_ms - sim_start_ms,
             server_origin_ms: server_now_ms,
             wall_origin: Instant::now(),
@@ -266,6 +269,42 @@ impl HttpDriver {
     }
 }
 
+impl HttpDriver {
+    /// `POST /v1/payments` with the payment's own idempotency key: a re-send is answered
+    /// from the server's idempotency store.
+    fn send_payment(&self, token: u64, body: &Value) -> Result<Value, SimError> {
+        let (status, value) = self.post("/v1/payments", body, &format!("{}-pay-{token}", self.run_tag))?;
+        if status != StatusCode::CREATED && status != StatusCode::OK {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(error(format!("payment: {status} {value}")));
+        }
+        Ok(value)
+    }
+
+    /// The outcome, reason codes and restriction end of a payment view, in simulated time.
+    fn read_decision(&self, payment: &Value, paid_at_ms: i64) -> (Outcome, Vec<String>, Option<i64>) {
+        let decision = &payment["decision"];
+        let outcome = match decision["outcome"].as_str() {
+            Some("approve") => Outcome::Approve,
+            Some("step_up") => Outcome::StepUp,
+            Some("restrict") => Outcome::Restrict,
+            _ => Outcome::Decline,
+        };
+        // The engine may approve what the ledger then cannot hold.
+        let outcome =
+            if outcome == Outcome::Approve && payment["status"] != "authorized" { Outcome::Decline } else { outcome };
+        let reason_codes = decision["reason_codes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let restricted_until_ms = (outcome == Outcome::Restrict).then(|| {
+            let until = decision["expires_at"].as_str().and_then(timestamp_ms);
+            until.map_or(paid_at_ms + 24 * 3_600_000, |t| t - self.offset_ms)
+        });
+        (outcome, reason_codes, restricted_until_ms)
+    }
+}
+
 fn wrong_code(code: &str) -> String {
     let mut digits: Vec<u8> = code.bytes().collect();
     if let Some(last) = digits.last_mut() {
@@ -356,30 +395,10 @@ impl Driver for HttpDriver {
         let body = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": self.amount(r.amount_minor),
             "context": context});
         let started = Instant::now();
-        let (status, value) = self.post("/v1/payments", &body, &format!("{}-pay-{}", self.run_tag, r.token))?;
+        let value = self.send_payment(r.token, &body)?;
         let latency_ns = started.elapsed().as_nanos() as u64;
-        if status != StatusCode::CREATED && status != StatusCode::OK {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            return Err(error(format!("payment: {status} {value}")));
-        }
-        let decision = &value["decision"];
-        let outcome = match decision["outcome"].as_str() {
-            Some("approve") => Outcome::Approve,
-            Some("step_up") => Outcome::StepUp,
-            Some("restrict") => Outcome::Restrict,
-            _ => Outcome::Decline,
-        };
-        // The engine may approve what the ledger then cannot hold.
-        let outcome =
-            if outcome == Outcome::Approve && value["status"] != "authorized" { Outcome::Decline } else { outcome };
-        let reason_codes: Vec<String> = decision["reason_codes"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        let restricted_until_ms = (outcome == Outcome::Restrict).then(|| {
-            let until = decision["expires_at"].as_str().and_then(timestamp_ms);
-            until.map_or(r.now_ms + 24 * 3_600_000, |t| t - self.offset_ms)
-        });
+        self.last_body = Some((r.token, body, r.now_ms));
+        let (outcome, reason_codes, restricted_until_ms) = self.read_decision(&value, r.now_ms);
         let c = &self.counters;
         c.payments.fetch_add(1, Ordering::Relaxed);
         c.latency_us_total.fetch_add(latency_ns / 1_000, Ordering::Relaxed);
@@ -398,11 +417,25 @@ impl Driver for HttpDriver {
             r.token,
             Tracked {
                 payment_id: value["id"].as_str().unwrap_or_default().to_owned(),
-                challenge_id: decision["challenge_id"].as_str().map(str::to_owned),
+                challenge_id: value["decision"]["challenge_id"].as_str().map(str::to_owned),
                 user: r.user,
             },
         );
         Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns })
+    }
+
+    fn resend(&mut self, token: u64, now_ms: i64) -> Result<PayResult, SimError> {
+        let Some((last, body, paid_at_ms)) = self.last_body.clone() else {
+            return Err(error(format!("payment {token} was not the last one sent")));
+        };
+        if last != token {
+            return Err(error(format!("payment {token} was not the last one sent")));
+        }
+        self.pace(now_ms);
+        let started = Instant::now();
+        let value = self.send_payment(token, &body)?;
+        let (outcome, reason_codes, restricted_until_ms) = self.read_decision(&value, paid_at_ms);
+        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns: started.elapsed().as_nanos() as u64 })
     }
 
     fn answer_challenge(

@@ -106,6 +106,10 @@ fn simulate_against_a_server_on_a_fast_clock() {
     let dir = tempfile::tempdir().unwrap();
     let (server, base, _stdout) = common::serve(&dir.path().join("data"), &["--clock-speed", "20000"]);
 
+    // Every adversary, and many client timeouts: re-sends with the same key go to the server.
+    let mut mix: Value = serde_json::from_str(&std::fs::read_to_string(FRAUD_HEAVY).unwrap()).unwrap();
+    mix["honest"] = serde_json::json!({"timeout_prob": 0.1});
+    let mix_path = write(&dir, "mix.json", &mix.to_string());
     let report_path = dir.path().join("report.json");
     let out = xiezhi(&[
         "simulate",
@@ -118,7 +122,7 @@ fn simulate_against_a_server_on_a_fast_clock() {
         "--seed",
         "3",
         "--mix",
-        FRAUD_HEAVY,
+        &mix_path,
         "--target",
         &base,
         "--report",
@@ -134,6 +138,9 @@ fn simulate_against_a_server_on_a_fast_clock() {
     let payments = overall["payments"].as_u64().unwrap();
     assert!(payments > 300, "{overall}");
     assert!(overall["approval_rate_pct"].as_f64().unwrap() > 90.0, "{overall}");
+    // Payments re-sent with their key after a timeout got the same answer from the server.
+    assert!(overall["retries_with_same_key"].as_u64().unwrap() > 5, "{overall}");
+    assert_eq!(overall["idempotent_replay_mismatches"], 0, "{overall}");
     // Latency over HTTP is the whole request: far above the engine's microseconds.
     assert!(overall["decision_latency_us_p50"].as_f64().unwrap() > 50.0, "{overall}");
 

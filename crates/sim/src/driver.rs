@@ -55,6 +55,9 @@ pub trait Driver {
     fn add_merchant(&mut self, merchant: &MerchantSpec, now_ms: i64) -> Result<(), SimError>;
     fn open_line(&mut self, user: &UserSpec, now_ms: i64) -> Result<(), SimError>;
     fn pay(&mut self, request: &PayRequest) -> Result<PayResult, SimError>;
+    /// The client re-sends payment `token` (its last payment) with the same idempotency key
+    /// after a timeout; the service answers as it did the first time.
+    fn resend(&mut self, token: u64, now_ms: i64) -> Result<PayResult, SimError>;
     /// The step-up challenge of payment `token`, answered with `wrong_codes` wrong codes
     /// first and then the right one if `then_correct`.
     fn answer_challenge(
@@ -145,6 +148,9 @@ pub struct Bank {
     max_attempts: u32,
     last_prune_ms: i64,
     spare_facts: Option<PaymentFacts>,
+    /// The last payment's answer, for a client re-sending it with its key: the service's
+    /// idempotency store answers from it without asking the engine again.
+    last_answer: Option<(u64, PayResult)>,
 }
 
 fn empty_facts(currency: Currency) -> PaymentFacts {
@@ -208,6 +214,7 @@ impl Bank {
             max_attempts,
             last_prune_ms: 0,
             spare_facts: None,
+            last_answer: None,
         })
     }
 
@@ -368,7 +375,16 @@ impl Driver for Bank {
                 restricted_until_ms = Some(until_ms);
             }
         }
-        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns })
+        let result = PayResult { outcome, reason_codes, restricted_until_ms, latency_ns };
+        self.last_answer = Some((r.token, result.clone()));
+        Ok(result)
+    }
+
+    fn resend(&mut self, token: u64, _now_ms: i64) -> Result<PayResult, SimError> {
+        match &self.last_answer {
+            Some((t, result)) if *t == token => Ok(result.clone()),
+            _ => Err(SimError::Driver(format!("payment {token} was not the last one sent"))),
+        }
     }
 
     fn answer_challenge(
@@ -482,6 +498,11 @@ impl Driver for NullDriver {
     }
     fn pay(&mut self, _: &PayRequest) -> Result<PayResult, SimError> {
         Ok(PayResult { outcome: Outcome::Approve, reason_codes: Vec::new(), restricted_until_ms: None, latency_ns: 0 })
+    }
+    fn resend(&mut self, token: u64, now_ms: i64) -> Result<PayResult, SimError> {
+        let request =
+            PayRequest { token, user: 0, merchant: 0, amount_minor: 0, device: None, ip: None, network: None, now_ms };
+        self.pay(&request)
     }
     fn answer_challenge(&mut self, _: u64, _: u32, _: bool, _: i64) -> Result<ChallengeEnd, SimError> {
         Ok(ChallengeEnd::Approved)

@@ -265,6 +265,8 @@ pub struct Tally {
     restriction_ms: Vec<i64>,
     skipped_no_credit: [u64; 4],
     retries_with_same_key: u64,
+    /// Re-sent payments answered differently from the first time: must stay 0.
+    replay_mismatches: u64,
     /// Restrictions set off by honest owners, including repeats on one user.
     honest_restrictions: u64,
 }
@@ -278,6 +280,7 @@ impl Tally {
             restriction_ms: Vec::new(),
             skipped_no_credit: [0; 4],
             retries_with_same_key: 0,
+            replay_mismatches: 0,
             honest_restrictions: 0,
         }
     }
@@ -352,8 +355,10 @@ impl Tally {
         self.skipped_no_credit[truth as usize] += 1;
     }
 
-    pub fn retry_with_same_key(&mut self) {
+    /// A client re-sent a payment with its idempotency key; `same` when the answer matched.
+    pub fn retry_with_same_key(&mut self, same: bool) {
         self.retries_with_same_key += 1;
+        self.replay_mismatches += u64::from(!same);
     }
 
     /// An honest owner's own payment restricted their line.
@@ -440,6 +445,7 @@ impl Tally {
         m.insert("honest_restriction_hours_max".into(), h(1.0));
         m.insert("honest_payments_skipped_no_credit".into(), json!(self.skipped_no_credit[Truth::Honest as usize]));
         m.insert("retries_with_same_key".into(), json!(self.retries_with_same_key));
+        m.insert("idempotent_replay_mismatches".into(), json!(self.replay_mismatches));
         Value::Object(m)
     }
 

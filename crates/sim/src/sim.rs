@@ -905,8 +905,10 @@ impl<'a> Simulation<'a> {
         let retries = plan.actor == Actor::Owner && matches!(plan.truth, Truth::Honest | Truth::Setup);
         if retries && plan.is_retry_of.is_none() && react.f64() < h.timeout_prob {
             if react.f64() < h.retry_with_same_key_share {
+                // The same request again, same key: the service must answer as it did.
+                let again = driver.resend(token, now_ms + react.i64(2_000..10_000))?;
                 if measured {
-                    self.tally.retry_with_same_key();
+                    self.tally.retry_with_same_key(again.outcome == result.outcome);
                 }
                 if approved {
                     driver.capture(token, now_ms)?;

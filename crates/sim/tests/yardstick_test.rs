@@ -68,6 +68,8 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     assert!(num(d, "fraud_payments_stopped_pct") >= 63.0, "{d}");
     assert!(num(d, "approval_rate_pct") >= 99.0, "{d}");
     assert!(num(d, "decision_latency_us_p99") > 0.0, "{d}");
+    assert!(num(d, "retries_with_same_key") > 0.0, "{d}");
+    assert_eq!(d["idempotent_replay_mismatches"], 0, "a re-sent payment was answered differently");
     let ato = &report["scenarios"]["account_takeover"];
     assert!(num(ato, "fraud_amount_stopped_pct") >= 95.0, "account takeover: {ato}");
     let ring = &report["scenarios"]["collusion_cash_out"];
