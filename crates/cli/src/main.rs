@@ -11,6 +11,7 @@ mod bench_decide;
 mod bench_http;
 mod decision_cmd;
 mod demo;
+mod model_cmd;
 mod qr_cmd;
 mod serve;
 mod sim_http;
@@ -52,6 +53,11 @@ enum Commands {
         #[command(subcommand)]
         command: decision_cmd::RulesCommand,
     },
+    /// Train and evaluate credit and fraud models on the public datasets (docs/QUALITY.md).
+    Model {
+        #[command(subcommand)]
+        command: model_cmd::ModelCommand,
+    },
     /// Run a seeded population of shoppers and fraudsters and report decision quality
     /// (docs/QUALITY.md).
     Simulate(simulate::SimulateArgs),
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         Commands::Store { command: StoreCommand::Check { data_dir } } => store_cmd::check(&data_dir),
         Commands::Bench { command } => bench::run(command),
         Commands::Simulate(args) => simulate::run(args),
+        Commands::Model { command } => model_cmd::run(command),
         Commands::Decision { command } => decision_cmd::run_decision(command),
         Commands::Rules { command } => decision_cmd::run_rules(command),
     }

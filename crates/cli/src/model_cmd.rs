@@ -1,0 +1,144 @@
+//! `xiezhi model train|evaluate`: models on the public datasets, with the fixed split.
+
+use clap::Subcommand;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use xiezhi_models::artefact::{Artefact, ModelBody, MANIFEST_FILE, MODEL_FILE};
+use xiezhi_models::gbdt::{Gbdt, GbdtOptions};
+use xiezhi_models::{Metrics, Scorecard, ScorecardOptions};
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Train on a dataset's training split and write a versioned artefact.
+    Train {
+        /// A dataset of ../shared/data (german_credit, modeldata_credit_data, …).
+        #[arg(long)]
+        dataset: String,
+        /// `scorecard` or `gbdt`.
+        #[arg(long, default_value = "scorecard")]
+        kind: String,
+        /// Directory to write `manifest.json` and `model.json` into.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where the datasets are (default: $XIEZHI_DATA_DIR or ../shared/data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Evaluate an artefact on a dataset's fixed test split.
+    Evaluate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: ModelCommand) -> ExitCode {
+    let result = match command {
+        ModelCommand::Train { dataset, kind, out, seed, data_dir } => train(&dataset, &kind, &out, seed, data_dir),
+        ModelCommand::Evaluate { model, dataset, json, data_dir } => evaluate(&model, &dataset, json, data_dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xiezhi model: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn metrics_json(dataset: &str, m: &Metrics, fraud: bool) -> serde_json::Value {
+    let mut v = json!({
+        "dataset": dataset,
+        "rows_test": m.rows,
+        "roc_auc": round(m.roc_auc),
+        "ks": round(m.ks),
+        "pr_auc": round(m.pr_auc),
+        "brier": round(m.brier),
+    });
+    if fraud {
+        v["recall_at_1pct_fpr"] = json!(round(m.recall_at_1pct_fpr));
+    }
+    v
+}
+
+fn train(dataset: &str, kind: &str, out: &Path, seed: u64, data_dir: Option<PathBuf>) -> Result<(), String> {
+    if kind != "scorecard" && kind != "gbdt" {
+        return Err(format!("unknown --kind `{kind}` (known: scorecard, gbdt)"));
+    }
+    let spec = xiezhi_datasets::spec(dataset).map_err(|e| e.to_string())?;
+    let dir = data_dir.unwrap_or_else(xiezhi_datasets::default_data_dir);
+    let started = std::time::Instant::now();
+    let loaded = xiezhi_datasets::load(spec, &dir).map_err(|e| e.to_string())?;
+    let (train, test) = loaded.split(spec);
+    let model = if kind == "gbdt" {
+        let options = GbdtOptions { seed, ..GbdtOptions::default() };
+        ModelBody::Gbdt(Gbdt::train(&train, &options).map_err(|e| e.to_string())?)
+    } else {
+        ModelBody::Scorecard(Scorecard::train(&train, &ScorecardOptions::default()).map_err(|e| e.to_string())?)
+    };
+    let mut metrics = BTreeMap::new();
+    for (name, table) in [("train", &train), ("test", &test)] {
+        let p = model.predict(table).map_err(|e| e.to_string())?;
+        metrics.insert(name.to_owned(), Metrics::compute(&p, &table.target));
+    }
+    let test_metrics = metrics["test"].clone();
+    let artefact = Artefact::new(model, dataset, loaded.sha256.clone(), train.rows(), seed, metrics);
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (manifest, model) = artefact.to_files();
+    // The model first, then the manifest that vouches for it: a crash between leaves no
+    // manifest pointing at a half-written model.
+    std::fs::write(out.join(MODEL_FILE), &model).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out.join(MANIFEST_FILE), manifest).map_err(|e| format!("{}: {e}", out.display()))?;
+    let summary = json!({
+        "version": artefact.manifest.version,
+        "kind": kind,
+        "rows_train": train.rows(),
+        "features": artefact.manifest.features.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        "test": metrics_json(dataset, &test_metrics, false),
+        "out": out.display().to_string(),
+        "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    Ok(())
+}
+
+/// Reads an artefact directory, checking its hash and format.
+pub fn read_artefact(dir: &Path) -> Result<Artefact, String> {
+    let manifest = std::fs::read_to_string(dir.join(MANIFEST_FILE))
+        .map_err(|e| format!("{}: {e}", dir.join(MANIFEST_FILE).display()))?;
+    let model = std::fs::read(dir.join(MODEL_FILE)).map_err(|e| format!("{}: {e}", dir.join(MODEL_FILE).display()))?;
+    Artefact::from_files(&manifest, &model).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+fn evaluate(model: &Path, dataset: &str, as_json: bool, data_dir: Option<PathBuf>) -> Result<(), String> {
+    let artefact = read_artefact(model)?;
+    let spec = xiezhi_datasets::spec(dataset).map_err(|e| e.to_string())?;
+    let dir = data_dir.unwrap_or_else(xiezhi_datasets::default_data_dir);
+    let loaded = xiezhi_datasets::load(spec, &dir).map_err(|e| e.to_string())?;
+    let (_, test) = loaded.split(spec);
+    let p = artefact.model.predict(&test).map_err(|e| format!("{}: {e}", model.display()))?;
+    let m = Metrics::compute(&p, &test.target);
+    let out = metrics_json(dataset, &m, false);
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        println!(
+            "{} on {dataset} (test, {} rows): ROC AUC {:.4}, KS {:.4}, PR AUC {:.4}, Brier {:.4}",
+            artefact.manifest.version, m.rows, m.roc_auc, m.ks, m.pr_auc, m.brier
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! The datasets of `../shared/data/` (see its README), loaded into [`Table`]s exactly as the
+//! README defines them: the target and its positive label, the columns that must never be
+//! features (ids and leaks), and the fixed split.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use xiezhi_models::table::{Column, Table, MAX_LEVELS, MISSING_CODE};
+
+/// Largest file read (the biggest, SBA, is 180 MB unpacked).
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("unknown dataset `{0}` (known: {1})")]
+    Unknown(String, String),
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: row {row}: {message}")]
+    Row { path: String, row: usize, message: String },
+}
+
+/// How rows are split into training and test data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Data-row index modulo 10 in {0, 1, 2} is test.
+    Credit,
+    /// Sorted by this column, then by `id`: the earliest 70 % train.
+    Time { column: &'static str },
+}
+
+#[derive(Debug, Clone)]
+pub struct DatasetSpec {
+    pub name: &'static str,
+    /// Relative to the data directory.
+    pub file: &'static str,
+    pub target: &'static str,
+    /// Labels of the positive class (bad, default, fraud), compared trimmed.
+    pub positive: &'static [&'static str],
+    /// Never features: ids, leaks, free text, raw dates.
+    pub drop: &'static [&'static str],
+    /// Read as categories even when every value is a number (codes).
+    pub categorical: &'static [&'static str],
+    /// Money written as `"$60,000.00 "`.
+    pub money: &'static [&'static str],
+    pub split: Split,
+}
+
+const SBA_DROP: &[&str] =
+    &["LoanNr_ChkDgt", "Name", "ChgOffDate", "ChgOffPrinGr", "BalanceGross", "ApprovalDate", "DisbursementDate", "Zip"];
+const SBA_DROP_NO_TERM: &[&str] = &[
+    "LoanNr_ChkDgt",
+    "Name",
+    "ChgOffDate",
+    "ChgOffPrinGr",
+    "BalanceGross",
+    "ApprovalDate",
+    "DisbursementDate",
+    "Zip",
+    "Term",
+];
+const SBA_CATEGORICAL: &[&str] = &["NAICS", "FranchiseCode", "UrbanRural", "NewExist", "ApprovalFY"];
+const SBA_MONEY: &[&str] = &["DisbursementGross", "GrAppv", "SBA_Appv"];
+
+pub const DATASETS: &[DatasetSpec] = &[
+    DatasetSpec {
+        name: "german_credit",
+        file: "credit/german_credit.csv",
+        target: "creditability",
+        positive: &["bad"],
+        drop: &[],
+        categorical: &[],
+        money: &[],
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "modeldata_credit_data",
+        file: "credit/modeldata_credit_data.csv",
+        target: "Status",
+        positive: &["bad"],
+        drop: &["rownames"],
+        categorical: &[],
+        money: &[],
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "modeldata_lending_club",
+        file: "credit/modeldata_lending_club.csv",
+        target: "Class",
+        positive: &["bad"],
+        drop: &["rownames"],
+        categorical: &[],
+        money: &[],
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "taiwan_uci_credit_card_sample6000",
+        file: "credit/taiwan_uci_credit_card_sample6000.csv",
+        target: "default",
+        positive: &["1"],
+        drop: &[],
+        categorical: &["EDUCATION", "MARRIAGE"],
+        money: &[],
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "sba_national_loans",
+        file: "credit/sba_national_loans.csv.gz",
+        target: "MIS_Status",
+        positive: &["CHGOFF"],
+        drop: SBA_DROP,
+        categorical: SBA_CATEGORICAL,
+        money: SBA_MONEY,
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "sba_no_term",
+        file: "credit/sba_national_loans.csv.gz",
+        target: "MIS_Status",
+        positive: &["CHGOFF"],
+        drop: SBA_DROP_NO_TERM,
+        categorical: SBA_CATEGORICAL,
+        money: SBA_MONEY,
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "taiwan_credit_cards_causaldata",
+        file: "credit/taiwan_credit_cards_causaldata.csv",
+        target: "LateSept",
+        positive: &["True"],
+        drop: &["rownames"],
+        categorical: &[],
+        money: &[],
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "islr_default",
+        file: "credit/islr_default.csv",
+        target: "default",
+        positive: &["Yes"],
+        drop: &[],
+        categorical: &[],
+        money: &[],
+        split: Split::Credit,
+    },
+    DatasetSpec {
+        name: "aer_creditcard",
+        file: "credit/aer_creditcard.csv",
+        target: "card",
+        positive: &["no"],
+        drop: &["rownames", "share", "expenditure"],
+        categorical: &[],
+        money: &[],
+        split: Split::Credit,
+    },
+];
+
+pub fn spec(name: &str) -> Result<&'static DatasetSpec, DataError> {
+    DATASETS.iter().find(|d| d.name == name).ok_or_else(|| {
+        DataError::Unknown(name.to_owned(), DATASETS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "))
+    })
+}
+
+/// Where the data lives: `XIEZHI_DATA_DIR`, else the first of `../shared/data` from the
+/// working directory, from the workspace root, or the machine's `/work/shared/data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("XIEZHI_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    let candidates = [
+        PathBuf::from("../shared/data"),
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")),
+        PathBuf::from("/work/shared/data"),
+    ];
+    candidates.iter().find(|d| d.join("credit").is_dir()).cloned().unwrap_or_else(|| candidates[0].clone())
+}
+
+/// A loaded dataset: every labelled row, and the SHA-256 of the file's bytes.
+#[derive(Debug)]
+pub struct Loaded {
+    pub table: Table,
+    pub sha256: String,
+}
+
+impl Loaded {
+    /// (train, test) by the dataset's fixed split.
+    pub fn split(&self, spec: &DatasetSpec) -> (Table, Table) {
+        match spec.split {
+            Split::Credit => xiezhi_models::table::credit_split(&self.table),
+            Split::Time { .. } => unreachable!("time-split datasets load through their own loader"),
+        }
+    }
+}
+
+fn clean_money(text: &str) -> String {
+    text.trim().trim_start_matches('$').replace(',', "")
+}
+
+/// Interned values of one column while reading.
+#[derive(Default)]
+struct Builder {
+    index: HashMap<String, u32>,
+    values: Vec<String>,
+    codes: Vec<u32>,
+}
+
+impl Builder {
+    fn push(&mut self, text: &str) {
+        if text.is_empty() {
+            self.codes.push(MISSING_CODE);
+            return;
+        }
+        let code = match self.index.get(text) {
+            Some(c) => *c,
+            None => {
+                let c = self.values.len() as u32;
+                self.index.insert(text.to_owned(), c);
+                self.values.push(text.to_owned());
+                c
+            }
+        };
+        self.codes.push(code);
+    }
+
+    /// Numeric when every distinct value is a number, unless forced categorical.
+    fn finish(self, categorical: bool) -> Column {
+        if !categorical {
+            let numbers: Option<Vec<f64>> =
+                self.values.iter().map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite())).collect();
+            if let Some(numbers) = numbers {
+                return Column::Numeric(
+                    self.codes
+                        .iter()
+                        .map(|c| if *c == MISSING_CODE { f64::NAN } else { numbers[*c as usize] })
+                        .collect(),
+                );
+            }
+        }
+        // Rare levels beyond the cap fold into one: the scorecard groups rare levels anyway.
+        let mut levels = self.values;
+        let mut codes = self.codes;
+        if levels.len() > MAX_LEVELS {
+            let mut counts = vec![0u64; levels.len()];
+            for c in codes.iter().filter(|c| **c != MISSING_CODE) {
+                counts[*c as usize] += 1;
+            }
+            let mut order: Vec<usize> = (0..levels.len()).collect();
+            order.sort_by(|a, b| counts[*b].cmp(&counts[*a]).then(a.cmp(b)));
+            let mut remap = vec![(MAX_LEVELS - 1) as u32; levels.len()];
+            let mut kept = Vec::with_capacity(MAX_LEVELS);
+            for (new, old) in order.iter().take(MAX_LEVELS - 1).enumerate() {
+                remap[*old] = new as u32;
+                kept.push(levels[*old].clone());
+            }
+            kept.push("(rare levels)".to_owned());
+            for c in codes.iter_mut().filter(|c| **c != MISSING_CODE) {
+                *c = remap[*c as usize];
+            }
+            levels = kept;
+        }
+        Column::Categorical { codes, levels }
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let err = |message: String| DataError::Read { path: path.display().to_string(), message };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(err(format!("over {MAX_FILE_BYTES} bytes")));
+    }
+    std::fs::read(path).map_err(|e| err(e.to_string()))
+}
+
+/// Loads `spec` from `data_dir`.
+pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Loaded, DataError> {
+    let path = data_dir.join(spec.file);
+    let shown = path.display().to_string();
+    let raw = read_bytes(&path)?;
+    let sha256: String = Sha256::digest(&raw).iter().map(|b| format!("{b:02x}")).collect();
+    let text = if spec.file.ends_with(".gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .take(MAX_FILE_BYTES)
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::Read { path: shown.clone(), message: format!("gzip: {e}") })?;
+        out
+    } else {
+        raw
+    };
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_slice());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| DataError::Read { path: shown.clone(), message: e.to_string() })?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let target = headers.iter().position(|h| h == spec.target).ok_or_else(|| DataError::Read {
+        path: shown.clone(),
+        message: format!("no target column `{}`", spec.target),
+    })?;
+    let features: Vec<usize> =
+        (0..headers.len()).filter(|i| *i != target && !spec.drop.contains(&headers[*i].as_str())).collect();
+    let money: Vec<bool> = features.iter().map(|i| spec.money.contains(&headers[*i].as_str())).collect();
+    let mut builders: Vec<Builder> = features.iter().map(|_| Builder::default()).collect();
+    let mut labels = Vec::new();
+    let mut row_index = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut row = 0usize;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(DataError::Row { path: shown.clone(), row, message: e.to_string() }),
+        }
+        if record.len() != headers.len() {
+            return Err(DataError::Row {
+                path: shown.clone(),
+                row,
+                message: format!("{} fields, the header has {}", record.len(), headers.len()),
+            });
+        }
+        // The split index counts every data row; unlabelled rows are dropped after it.
+        let label = record[target].trim();
+        if !label.is_empty() {
+            labels.push(spec.positive.contains(&label));
+            row_index.push(row);
+            for (k, i) in features.iter().enumerate() {
+                let value = record[*i].trim();
+                if money[k] {
+                    builders[k].push(&clean_money(value));
+                } else {
+                    builders[k].push(value);
+                }
+            }
+        }
+        row += 1;
+    }
+    let columns = builders
+        .into_iter()
+        .zip(&features)
+        .map(|(b, i)| b.finish(spec.categorical.contains(&headers[*i].as_str())))
+        .collect();
+    Ok(Loaded {
+        table: Table {
+            names: features.iter().map(|i| headers[*i].clone()).collect(),
+            columns,
+            target: labels,
+            row_index,
+        },
+        sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Option<PathBuf> {
+        let dir = default_data_dir();
+        dir.join("credit/german_credit.csv").is_file().then_some(dir)
+    }
+
+    #[test]
+    fn german_credit_loads_as_the_readme_says() {
+        let Some(dir) = data() else { panic!("../shared/data is missing: set XIEZHI_DATA_DIR") };
+        let spec = spec("german_credit").unwrap();
+        let loaded = load(spec, &dir).unwrap();
+        let t = &loaded.table;
+        assert_eq!(t.rows(), 1_000);
+        assert_eq!(t.positives(), 300, "30 % bad");
+        assert_eq!(t.names.len(), 20);
+        let amount = t.names.iter().position(|n| n == "credit_amount").unwrap();
+        assert!(matches!(t.columns[amount], Column::Numeric(_)));
+        let purpose = t.names.iter().position(|n| n == "purpose").unwrap();
+        assert!(matches!(t.columns[purpose], Column::Categorical { .. }));
+        let (train, test) = loaded.split(spec);
+        assert_eq!((train.rows(), test.rows()), (700, 300));
+        assert_eq!(loaded.sha256.len(), 64);
+    }
+
+    #[test]
+    fn ids_and_leaks_are_never_features() {
+        let Some(dir) = data() else { panic!("../shared/data is missing") };
+        let loaded = load(spec("aer_creditcard").unwrap(), &dir).unwrap();
+        for leak in ["rownames", "share", "expenditure", "card"] {
+            assert!(!loaded.table.names.iter().any(|n| n == leak), "{leak}");
+        }
+        let lc = load(spec("modeldata_lending_club").unwrap(), &dir).unwrap();
+        assert_eq!(lc.table.rows(), 9_857);
+        assert_eq!(lc.table.positives(), 517);
+        assert!(!lc.table.names.iter().any(|n| n == "rownames"));
+    }
+
+    #[test]
+    fn unknown_datasets_are_named() {
+        let e = spec("nope").unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("german_credit"), "{e}");
+    }
+}
