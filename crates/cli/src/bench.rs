@@ -14,6 +14,16 @@ use xiezhi_store_sqlite::SqliteStore;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// One prediction at a time, as serving does: a scorecard with its reasons, or boosted
+    /// trees with their Shapley contributions, on a dataset's test rows.
+    Model {
+        #[arg(long)]
+        model: std::path::PathBuf,
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, default_value_t = 20_000)]
+        rows: usize,
+    },
     /// The population simulator on one thread: with `--driver null` its own cost alone
     /// (planning, adversaries, ground truth, report); with `--driver engine` through the
     /// risk engine and the ledger in process.
@@ -155,6 +165,13 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 }
             }
         }
+        BenchCommand::Model { model, dataset, rows } => match bench_model(&model, &dataset, rows) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xiezhi bench model: {e}");
+                ExitCode::from(1)
+            }
+        },
         BenchCommand::Simulate { users, merchants, days, warmup_days, seed, driver } => {
             match bench_simulate(users, merchants, days, warmup_days, seed, &driver) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -340,6 +357,57 @@ fn bench_simulate(
         "wall_s": (run.wall_s * 100.0).round() / 100.0,
         "payments_per_s": (executed as f64 / run.wall_s).round(),
         "process_rss_mib": format!("{:.1}", crate::bench_decide::rss_bytes() as f64 / 1_048_576.0),
+    });
+    println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    Ok(())
+}
+
+fn bench_model(dir: &std::path::Path, dataset: &str, rows: usize) -> Result<(), String> {
+    use xiezhi_models::artefact::ModelBody;
+    let artefact = crate::model_cmd::read_artefact(dir)?;
+    let spec = xiezhi_datasets::spec(dataset).map_err(|e| e.to_string())?;
+    let loaded = xiezhi_datasets::load(spec, &xiezhi_datasets::default_data_dir()).map_err(|e| e.to_string())?;
+    let (_, test) = loaded.split(spec);
+    let n = rows.min(test.rows()).max(1);
+    let mut latencies_ns: Vec<u64> = Vec::with_capacity(n);
+    let mut checksum = 0.0;
+    match &artefact.model {
+        ModelBody::Scorecard(card) => {
+            let columns = card.columns_in(&test).map_err(|e| e.to_string())?;
+            let compiled = card.compile();
+            let mut values = Vec::with_capacity(columns.len());
+            for row in 0..n {
+                values.clear();
+                values.extend(columns.iter().map(|c| test.value(*c, row)));
+                let started = Instant::now();
+                let scored = compiled.score(&values, 4);
+                latencies_ns.push(started.elapsed().as_nanos() as u64);
+                checksum += scored.score;
+            }
+        }
+        ModelBody::Gbdt(model) => {
+            let columns = model.columns_in(&test).map_err(|e| e.to_string())?;
+            let mut values = Vec::with_capacity(columns.len());
+            for row in 0..n {
+                values.clear();
+                values.extend(columns.iter().map(|c| test.value(*c, row)));
+                let started = Instant::now();
+                let (p, contributions) = model.explain(&values).map_err(|e| e.to_string())?;
+                latencies_ns.push(started.elapsed().as_nanos() as u64);
+                checksum += p + contributions[0].log_odds;
+            }
+        }
+    }
+    latencies_ns.sort_unstable();
+    let q = |p: f64| latencies_ns[((p * n as f64) as usize).min(n - 1)] as f64 / 1_000.0;
+    let out = serde_json::json!({
+        "benchmark": "model_inference_one_row",
+        "model": artefact.manifest.version,
+        "rows": n,
+        "latency_us_p50": q(0.50),
+        "latency_us_p99": q(0.99),
+        "latency_us_max": q(1.0),
+        "checksum": checksum,
     });
     println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     Ok(())

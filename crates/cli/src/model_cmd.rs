@@ -55,6 +55,11 @@ pub fn run(command: ModelCommand) -> ExitCode {
     }
 }
 
+/// Fraud datasets are split by time and also report recall at a 1 % false-positive rate.
+fn is_fraud(spec: &xiezhi_datasets::DatasetSpec) -> bool {
+    matches!(spec.split, xiezhi_datasets::Split::Time { .. })
+}
+
 fn round(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
@@ -107,7 +112,7 @@ fn train(dataset: &str, kind: &str, out: &Path, seed: u64, data_dir: Option<Path
         "kind": kind,
         "rows_train": train.rows(),
         "features": artefact.manifest.features.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
-        "test": metrics_json(dataset, &test_metrics, false),
+        "test": metrics_json(dataset, &test_metrics, is_fraud(spec)),
         "out": out.display().to_string(),
         "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
     });
@@ -131,7 +136,7 @@ fn evaluate(model: &Path, dataset: &str, as_json: bool, data_dir: Option<PathBuf
     let (_, test) = loaded.split(spec);
     let p = artefact.model.predict(&test).map_err(|e| format!("{}: {e}", model.display()))?;
     let m = Metrics::compute(&p, &test.target);
-    let out = metrics_json(dataset, &m, false);
+    let out = metrics_json(dataset, &m, is_fraud(spec));
     if as_json {
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {

@@ -3,6 +3,8 @@
 //! features (ids and leaks), and the fixed split.
 
 use sha2::{Digest, Sha256};
+mod fraud;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -145,6 +147,16 @@ pub const DATASETS: &[DatasetSpec] = &[
         split: Split::Credit,
     },
     DatasetSpec {
+        name: "evalml_fraud_transactions",
+        file: "fraud/evalml_fraud_transactions.csv.gz",
+        target: "fraud",
+        positive: &["True"],
+        drop: &["id", "card_id", "store_id"],
+        categorical: &[],
+        money: &[],
+        split: Split::Time { column: "datetime" },
+    },
+    DatasetSpec {
         name: "aer_creditcard",
         file: "credit/aer_creditcard.csv",
         target: "card",
@@ -188,7 +200,11 @@ impl Loaded {
     pub fn split(&self, spec: &DatasetSpec) -> (Table, Table) {
         match spec.split {
             Split::Credit => xiezhi_models::table::credit_split(&self.table),
-            Split::Time { .. } => unreachable!("time-split datasets load through their own loader"),
+            // Time-split tables are loaded in time order already.
+            Split::Time { .. } => {
+                let order: Vec<usize> = (0..self.table.rows()).collect();
+                xiezhi_models::table::time_split(&self.table, &order)
+            }
         }
     }
 }
@@ -199,14 +215,14 @@ fn clean_money(text: &str) -> String {
 
 /// Interned values of one column while reading.
 #[derive(Default)]
-struct Builder {
+pub(crate) struct Builder {
     index: HashMap<String, u32>,
     values: Vec<String>,
     codes: Vec<u32>,
 }
 
 impl Builder {
-    fn push(&mut self, text: &str) {
+    pub(crate) fn push(&mut self, text: &str) {
         if text.is_empty() {
             self.codes.push(MISSING_CODE);
             return;
@@ -224,7 +240,7 @@ impl Builder {
     }
 
     /// Numeric when every distinct value is a number, unless forced categorical.
-    fn finish(self, categorical: bool) -> Column {
+    pub(crate) fn finish(self, categorical: bool) -> Column {
         if !categorical {
             let numbers: Option<Vec<f64>> =
                 self.values.iter().map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite())).collect();
@@ -263,7 +279,7 @@ impl Builder {
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     let err = |message: String| DataError::Read { path: path.display().to_string(), message };
     let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
     if meta.len() > MAX_FILE_BYTES {
@@ -274,6 +290,9 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
 
 /// Loads `spec` from `data_dir`.
 pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Loaded, DataError> {
+    if let Split::Time { column } = spec.split {
+        return fraud::load(spec, column, data_dir);
+    }
     let path = data_dir.join(spec.file);
     let shown = path.display().to_string();
     let raw = read_bytes(&path)?;

@@ -1,7 +1,10 @@
 //! Gradient-boosted trees: the challenger for credit and the main fraud model.
 //!
 //! Trained with `forust-ml` (pure Rust, stable toolchain, histogram trees with native
-//! missing values, early stopping and Shapley contributions per prediction). Categories are
+//! missing values, early stopping, contributions per prediction). Contributions use the
+//! path-average method (XGBoost's `approx_contribs`): they add up to the prediction's log
+//! odds exactly and cost 15 µs for the 193-tree fraud model, where exact Shapley values
+//! (also in forust) cost 170–290 µs (docs/BENCHMARKS.md). Categories are
 //! coded by their training bad rate, so a split on the code separates risky levels from
 //! safe ones; unseen levels are missing. Early stopping watches a validation slice carved
 //! from the training rows by their file index, never the test split.
@@ -57,8 +60,14 @@ pub struct Gbdt {
     pub trees: usize,
     /// The booster as `forust-ml` writes it.
     pub booster: String,
+    /// The parsed booster and level lookups, built once (training or `load`).
     #[serde(skip)]
-    loaded: Option<std::sync::Arc<GradientBooster>>,
+    loaded: Option<std::sync::Arc<Ready>>,
+}
+
+struct Ready {
+    booster: GradientBooster,
+    lookups: Vec<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for Gbdt {
@@ -165,27 +174,29 @@ impl Gbdt {
             .map_err(|e| ModelError::Schema(format!("training failed: {e}")))?;
         model.trees = booster.trees.len();
         model.booster = booster.json_dump().map_err(|e| ModelError::Artefact(e.to_string()))?;
-        model.loaded = Some(std::sync::Arc::new(booster));
+        model.loaded = Some(std::sync::Arc::new(Ready { booster, lookups: model.lookups() }));
         Ok(model)
     }
 
-    fn booster(&self) -> Result<std::sync::Arc<GradientBooster>, ModelError> {
+    fn ready(&self) -> Result<std::sync::Arc<Ready>, ModelError> {
         match &self.loaded {
-            Some(b) => Ok(std::sync::Arc::clone(b)),
-            None => GradientBooster::from_json(&self.booster)
-                .map(std::sync::Arc::new)
-                .map_err(|e| ModelError::Artefact(format!("booster: {e}"))),
+            Some(r) => Ok(std::sync::Arc::clone(r)),
+            None => {
+                let booster = GradientBooster::from_json(&self.booster)
+                    .map_err(|e| ModelError::Artefact(format!("booster: {e}")))?;
+                Ok(std::sync::Arc::new(Ready { booster, lookups: self.lookups() }))
+            }
         }
     }
 
-    /// Parses the booster once, so that scoring does not.
+    /// Parses the booster and builds the level lookups once, so that scoring does not.
     pub fn load(mut self) -> Result<Gbdt, ModelError> {
-        let booster = self.booster()?;
-        self.loaded = Some(booster);
+        let ready = self.ready()?;
+        self.loaded = Some(ready);
         Ok(self)
     }
 
-    fn code(&self, feature: usize, value: Value<'_>, lookup: &HashMap<&str, usize>) -> f64 {
+    fn code(&self, feature: usize, value: Value<'_>, lookup: &HashMap<String, usize>) -> f64 {
         match value {
             Value::Missing => f64::NAN,
             Value::Number(x) => x,
@@ -194,13 +205,20 @@ impl Gbdt {
         .max(if self.features[feature].kind == FeatureKind::Numeric { f64::NEG_INFINITY } else { 0.0 })
     }
 
-    fn lookups(&self) -> Vec<HashMap<&str, usize>> {
-        self.features.iter().map(|f| f.levels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect()).collect()
+    fn lookups(&self) -> Vec<HashMap<String, usize>> {
+        self.features.iter().map(|f| f.levels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect()).collect()
     }
 
     /// Column-major matrix of `table`'s `columns` in feature order.
     fn matrix(&self, table: &Table, columns: &[usize]) -> Vec<f64> {
-        let lookups = self.lookups();
+        let built;
+        let lookups = match &self.loaded {
+            Some(ready) => &ready.lookups,
+            None => {
+                built = self.lookups();
+                &built
+            }
+        };
         let mut x = Vec::with_capacity(table.rows() * columns.len());
         for (f, c) in columns.iter().enumerate() {
             for row in 0..table.rows() {
@@ -231,20 +249,19 @@ impl Gbdt {
     pub fn predict(&self, table: &Table) -> Result<Vec<f64>, ModelError> {
         let columns = self.columns_in(table)?;
         let x = self.matrix(table, &columns);
-        let booster = self.booster()?;
+        let ready = self.ready()?;
         let matrix = Matrix::new(&x, table.rows(), columns.len());
-        Ok(booster.predict(&matrix, true).into_iter().map(sigmoid).collect())
+        Ok(ready.booster.predict(&matrix, true).into_iter().map(sigmoid).collect())
     }
 
-    /// One row: the probability and each feature's Shapley contribution in log-odds,
-    /// largest push towards the positive class first.
+    /// One row: the probability and each feature's contribution in log-odds (path
+    /// averages; they sum to the prediction), largest push towards the positive class first.
     pub fn explain(&self, values: &[Value<'_>]) -> Result<(f64, Vec<Contribution>), ModelError> {
         assert_eq!(values.len(), self.features.len(), "one value per feature");
-        let lookups = self.lookups();
-        let x: Vec<f64> = values.iter().enumerate().map(|(f, v)| self.code(f, *v, &lookups[f])).collect();
-        let booster = self.booster()?;
+        let ready = self.ready()?;
+        let x: Vec<f64> = values.iter().enumerate().map(|(f, v)| self.code(f, *v, &ready.lookups[f])).collect();
         let matrix = Matrix::new(&x, 1, x.len());
-        let contributions = booster.predict_contributions(&matrix, ContributionsMethod::Shapley, false);
+        let contributions = ready.booster.predict_contributions(&matrix, ContributionsMethod::Average, false);
         let logit: f64 = contributions.iter().sum();
         let mut out: Vec<Contribution> = self
             .features

@@ -7,10 +7,13 @@
 //! - [`scorecard`]: the industry-standard credit scorecard: supervised monotone binning,
 //!   weight of evidence, information value, logistic regression, points, and adverse-action
 //!   reasons (the features that cost the applicant most points against their best bin).
+//! - [`gbdt`]: gradient-boosted trees (`forust-ml`) with per-prediction contributions: the
+//!   credit challenger and the fraud model.
 //! - [`artefact`]: the versioned model file: format version, content hash, training data
 //!   hash, features, metrics.
 //!
-//! Pure: no file or network I/O; loaders live in `xiezhi-datasets`.
+//! No file or network I/O: loaders live in `xiezhi-datasets`, the CLI reads and writes the
+//! artefact files.
 
 pub mod artefact;
 pub mod gbdt;
