@@ -57,7 +57,7 @@ pub fn run(command: ModelCommand) -> ExitCode {
 
 /// Fraud datasets are split by time and also report recall at a 1 % false-positive rate.
 fn is_fraud(spec: &xiezhi_datasets::DatasetSpec) -> bool {
-    matches!(spec.split, xiezhi_datasets::Split::Time { .. })
+    matches!(spec.split, xiezhi_datasets::Split::Time { .. } | xiezhi_datasets::Split::Ordered)
 }
 
 fn round(x: f64) -> f64 {
@@ -146,4 +146,12 @@ fn evaluate(model: &Path, dataset: &str, as_json: bool, data_dir: Option<PathBuf
         );
     }
     Ok(())
+}
+
+/// A fraud model directory as the engine's scorer, its schema checked against the engine's
+/// features.
+pub fn fraud_scorer(dir: &Path) -> Result<std::sync::Arc<dyn xiezhi_risk::Scorer>, String> {
+    let artefact = read_artefact(dir)?;
+    let scorer = xiezhi_risk::ModelScorer::new(artefact).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(std::sync::Arc::new(scorer))
 }

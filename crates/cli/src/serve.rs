@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// stored through `PUT /v1/policy`; without either, the shipped policy applies.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// A trained fraud model (`xiezhi model train --kind gbdt` on engine features) to score
+    /// every payment instead of the heuristic scorer; refused at start if its features are
+    /// not the engine's.
+    #[arg(long)]
+    pub fraud_model: Option<PathBuf>,
 }
 
 fn read_file(what: &str, path: &Option<PathBuf>) -> Result<Option<String>, String> {
@@ -114,6 +119,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         risk: RiskConfig {
             rules_json: read_file("rules", &args.rules)?,
             policy_json: read_file("policy", &args.policy)?,
+            scorer: args.fraud_model.as_deref().map(crate::model_cmd::fraud_scorer).transpose()?,
         },
         ..Default::default()
     };

@@ -37,6 +37,10 @@ pub struct SimulateArgs {
     /// Policy for the main configuration (default: the shipped policy).
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// A fraud model (`xiezhi model train --kind gbdt` on engine features, e.g. the
+    /// `sim_traffic` export) as the main configuration's scorer instead of the heuristic one.
+    #[arg(long)]
+    pub fraud_model: Option<PathBuf>,
     /// Baseline configurations run side by side with the main one: `default`, `strict`.
     #[arg(long, value_delimiter = ',', default_value = "strict")]
     pub baselines: Vec<String>,
@@ -47,6 +51,11 @@ pub struct SimulateArgs {
     /// Print the JSON report instead of markdown.
     #[arg(long)]
     pub json: bool,
+    /// Write every measured payment's engine features and whether it was fraud to this CSV
+    /// (training data for `xiezhi model train --dataset sim_traffic`). In process, main
+    /// configuration only.
+    #[arg(long)]
+    pub export_features: Option<PathBuf>,
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<String, String> {
@@ -81,11 +90,16 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         mix,
     };
     config.check().map_err(|e| e.to_string())?;
-    let custom = args.rules.is_some() || args.policy.is_some();
+    let custom = args.rules.is_some() || args.policy.is_some() || args.fraud_model.is_some();
+    let scorer = match &args.fraud_model {
+        Some(dir) => Some(crate::model_cmd::fraud_scorer(dir)?),
+        None => None,
+    };
     let main = EngineConfig {
         name: if custom { "custom".into() } else { "default".into() },
         rules_json: args.rules.as_ref().map(|p| read(p, "rules")).transpose()?,
         policy_json: args.policy.as_ref().map(|p| read(p, "policy")).transpose()?,
+        scorer,
     };
     main.build().map_err(|e| {
         let files: Vec<String> =
@@ -103,8 +117,15 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
             engines.push(baseline);
         }
     }
-    let runs = match &args.target {
-        None => {
+    let runs = match (&args.target, &args.export_features) {
+        (None, Some(path)) => {
+            if engines.len() > 1 {
+                eprintln!("xiezhi simulate: exporting features runs the main configuration only; baselines skipped");
+            }
+            vec![export_features(&config, &engines[0], path)?]
+        }
+        (Some(_), Some(_)) => return Err("--export-features works in process only, not with --target".into()),
+        (None, None) => {
             let tty = std::io::stderr().is_terminal();
             let last = Mutex::new(std::time::Instant::now());
             let progress = |name: &str, day: u32, payments: u64| {
@@ -116,7 +137,7 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
             };
             xiezhi_sim::run_in_process(&config, &engines, &progress).map_err(|e| e.to_string())?
         }
-        Some(target) => {
+        (Some(target), None) => {
             if engines.len() > 1 {
                 eprintln!("xiezhi simulate: against a server only its own configuration runs; baselines skipped");
             }
@@ -147,4 +168,60 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         print!("{markdown}");
     }
     Ok(())
+}
+
+/// Runs the main configuration in process and writes the features the engine computed for
+/// every measured payment, with its truth, as CSV (time order).
+fn export_features(config: &RunConfig, engine: &EngineConfig, path: &PathBuf) -> Result<xiezhi_sim::ConfigRun, String> {
+    use std::io::Write;
+    use xiezhi_risk::features::FeatureType;
+    use xiezhi_risk::Feature;
+    let currency = xiezhi_money::Currency::from_alpha(&config.mix.currency).ok_or("unknown currency")?;
+    let mut bank = xiezhi_sim::Bank::new(engine, currency).map_err(|e| e.to_string())?;
+    bank.keep_features();
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    // The score itself is the model's output, never its input.
+    let columns: Vec<Feature> = Feature::ALL.iter().copied().filter(|f| *f != Feature::FraudScore).collect();
+    let header: Vec<&str> = columns.iter().map(|f| f.name()).chain(["fraud"]).collect();
+    writeln!(out, "{}", header.join(",")).map_err(|e| e.to_string())?;
+    let mut failed: Option<std::io::Error> = None;
+    let mut line = String::new();
+    let mut sim = xiezhi_sim::Simulation::new(config).map_err(|e| e.to_string())?;
+    sim.export_features(|features, fraud| {
+        line.clear();
+        for f in &columns {
+            match f.feature_type() {
+                FeatureType::Int => line.push_str(&features.int(*f).to_string()),
+                FeatureType::Bool => line.push(if features.bool(*f) { '1' } else { '0' }),
+                FeatureType::String => {
+                    let text = features.string(*f);
+                    if text.contains([',', '"', '\n']) {
+                        line.push('"');
+                        line.push_str(&text.replace('"', "\"\""));
+                        line.push('"');
+                    } else {
+                        line.push_str(text);
+                    }
+                }
+            }
+            line.push(',');
+        }
+        line.push(if fraud { '1' } else { '0' });
+        line.push('\n');
+        if failed.is_none() {
+            if let Err(e) = out.write_all(line.as_bytes()) {
+                failed = Some(e);
+            }
+        }
+    });
+    let run = xiezhi_sim::run_simulation(sim, &engine.name, &mut bank, &mut |day, payments| {
+        eprintln!("[{}] day {} done, {payments} payments", engine.name, day + 1);
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(format!("{}: {e}", path.display()));
+    }
+    out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(run)
 }

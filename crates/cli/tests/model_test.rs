@@ -101,3 +101,106 @@ fn train_then_evaluate_boosted_trees() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("scorecard, gbdt"));
 }
+
+#[test]
+fn a_fraud_model_trained_on_simulated_traffic_scores_payments() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mix = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/mix/fraud-heavy.json");
+    // Labelled traffic: the engine's features for every payment, with the truth.
+    let export = data.join("sim_traffic.csv");
+    let o = xiezhi(&[
+        "simulate",
+        "--users",
+        "1500",
+        "--merchants",
+        "300",
+        "--days",
+        "10",
+        "--warmup-days",
+        "2",
+        "--seed",
+        "5",
+        "--mix",
+        mix,
+        "--export-features",
+        export.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let header = std::fs::read_to_string(&export).unwrap().lines().next().unwrap().to_owned();
+    assert!(header.starts_with("amount_minor,currency,mcc") && header.ends_with(",fraud"), "{header}");
+    assert!(!header.contains("fraud_score"), "the score is the model's output, not its input");
+
+    let model = dir.path().join("fraud-gbdt");
+    let o = xiezhi(&[
+        "model",
+        "train",
+        "--dataset",
+        "sim_traffic",
+        "--kind",
+        "gbdt",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["test"]["recall_at_1pct_fpr"].as_f64().is_some(), "{summary}");
+
+    // The model as the engine's scorer, on another population.
+    let report = dir.path().join("report.json");
+    let o = xiezhi(&[
+        "simulate",
+        "--users",
+        "1500",
+        "--merchants",
+        "300",
+        "--days",
+        "5",
+        "--warmup-days",
+        "2",
+        "--seed",
+        "6",
+        "--mix",
+        mix,
+        "--fraud-model",
+        model.to_str().unwrap(),
+        "--baselines",
+        "default",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["simulation"]["configuration"], "custom");
+    assert!(r["baselines"]["custom"]["fraud_payments_stopped_pct"].as_f64().unwrap() > 50.0, "{}", r["baselines"]);
+
+    // A credit model is not a fraud scorer: refused at start, naming why.
+    let credit = dir.path().join("credit");
+    assert!(xiezhi(&[
+        "model",
+        "train",
+        "--dataset",
+        "german_credit",
+        "--kind",
+        "gbdt",
+        "--out",
+        credit.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let o = xiezhi(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("store").to_str().unwrap(),
+        "--fraud-model",
+        credit.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("is not an engine feature"), "{stderr}");
+}

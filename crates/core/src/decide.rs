@@ -21,13 +21,25 @@ pub const MAX_INBOX_MESSAGES: usize = 20;
 const RULES_SETTING: &str = "rules";
 const POLICY_SETTING: &str = "policy";
 
-/// Where the engine's policy and rules come from at start-up.
-#[derive(Debug, Clone, Default)]
+/// Where the engine's policy, rules and fraud scorer come from at start-up.
+#[derive(Clone, Default)]
 pub struct RiskConfig {
     /// A policy document (`--policy FILE`); overrides one stored through the API.
     pub policy_json: Option<String>,
     /// A rule set (`--rules FILE`); overrides one stored through the API.
     pub rules_json: Option<String>,
+    /// A trained fraud model (`--fraud-model DIR`); the heuristic scorer otherwise.
+    pub scorer: Option<Arc<dyn xiezhi_risk::Scorer>>,
+}
+
+impl std::fmt::Debug for RiskConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RiskConfig")
+            .field("policy_json", &self.policy_json.as_ref().map(String::len))
+            .field("rules_json", &self.rules_json.as_ref().map(String::len))
+            .field("scorer", &self.scorer.as_ref().map(|s| format!("{}@{}", s.name(), s.version())))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +86,9 @@ pub(crate) fn build_engine(store: &mut dyn xiezhi_store::Store, config: &RiskCon
     if let Some(text) = rules_text {
         let rules = RuleSet::from_json(&text, &catalogue).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         engine.set_rules(Arc::new(rules));
+    }
+    if let Some(scorer) = &config.scorer {
+        engine.set_scorer(Arc::clone(scorer));
     }
     Ok(engine)
 }

@@ -30,6 +30,8 @@ pub enum Split {
     Credit,
     /// Sorted by this column, then by `id`: the earliest 70 % train.
     Time { column: &'static str },
+    /// Already in time order (the simulator's export): the first 70 % of rows train.
+    Ordered,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +159,16 @@ pub const DATASETS: &[DatasetSpec] = &[
         split: Split::Time { column: "datetime" },
     },
     DatasetSpec {
+        name: "sim_traffic",
+        file: "sim_traffic.csv",
+        target: "fraud",
+        positive: &["1"],
+        drop: &[],
+        categorical: &["currency", "mcc", "merchant_country", "user_region"],
+        money: &[],
+        split: Split::Ordered,
+    },
+    DatasetSpec {
         name: "aer_creditcard",
         file: "credit/aer_creditcard.csv",
         target: "card",
@@ -201,7 +213,7 @@ impl Loaded {
         match spec.split {
             Split::Credit => xiezhi_models::table::credit_split(&self.table),
             // Time-split tables are loaded in time order already.
-            Split::Time { .. } => {
+            Split::Time { .. } | Split::Ordered => {
                 let order: Vec<usize> = (0..self.table.rows()).collect();
                 xiezhi_models::table::time_split(&self.table, &order)
             }

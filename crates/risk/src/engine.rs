@@ -527,10 +527,21 @@ impl Engine {
         let risk_points = fraud_score + rule_points;
         let t = &policy.document.thresholds;
         let score_source = format!("{}@{}", self.scorer.name(), self.scorer.version());
+        // The features that pushed the score up most, on the signal: what an analyst or an
+        // appeal reads first.
+        let factors = || -> Vec<(String, String)> {
+            let top: Vec<&str> =
+                score.contributions.iter().filter(|c| c.points > 0).take(3).map(|c| c.feature.as_str()).collect();
+            if top.is_empty() {
+                vec![]
+            } else {
+                vec![("factors".into(), top.join(", "))]
+            }
+        };
         if risk_points >= t.decline_score {
-            signals.push(signal(Layer::Score, "fraud_score_high", &score_source, vec![]));
+            signals.push(signal(Layer::Score, "fraud_score_high", &score_source, factors()));
         } else if risk_points >= t.step_up_score {
-            signals.push(signal(Layer::Score, "fraud_score_elevated", &score_source, vec![]));
+            signals.push(signal(Layer::Score, "fraud_score_elevated", &score_source, factors()));
         }
         let failed = features.int(Feature::UserFailedChallenges24h);
         if failed >= policy.document.restriction.failed_challenges_to_restrict {

@@ -538,3 +538,48 @@ fn compiled_rules_agree_with_the_cel_interpreter() {
     }
     assert!(fired > 20, "the comparison must exercise rules that fire ({fired})");
 }
+
+#[test]
+fn a_trained_fraud_model_scores_payments_and_names_its_factors() {
+    use std::collections::BTreeMap;
+    use xiezhi_models::artefact::{Artefact, ModelBody};
+    use xiezhi_models::gbdt::{Gbdt, GbdtOptions};
+    use xiezhi_models::table::{Column, Table};
+    // Fraud is a large amount from a device the user never used.
+    let n = 4_000;
+    let (mut amount, mut first, mut target) = (vec![], vec![], vec![]);
+    for i in 0..n {
+        let big = i % 4 == 0;
+        let new_device = i % 6 == 0;
+        amount.push(if big { 400_000.0 } else { 2_000.0 + (i % 40) as f64 * 150.0 });
+        first.push(f64::from(u8::from(new_device)));
+        target.push(big && new_device);
+    }
+    let table = Table {
+        names: vec!["amount_minor".into(), "device_first_seen".into()],
+        columns: vec![Column::Numeric(amount), Column::Numeric(first)],
+        target,
+        row_index: (0..n).collect(),
+    };
+    let model = Gbdt::train(&table, &GbdtOptions::default()).unwrap();
+    let artefact = Artefact::new(ModelBody::Gbdt(model), "toy", "00".repeat(32), n, 1, BTreeMap::new());
+    let scorer = xiezhi_risk::ModelScorer::new(artefact).unwrap();
+    let mut engine = Engine::with_defaults();
+    engine.set_scorer(std::sync::Arc::new(scorer));
+    with_history(&mut engine, "victim", now());
+    let mut stolen = facts("victim", "m-electronics", 400_000, now() + 60_000);
+    stolen.device_id = Some("thiefs-phone".into());
+    let record = engine.decide(stolen);
+    assert!(record.score.value > 650, "{:?}", record.score);
+    assert!(record.versions.scorer.starts_with("gbdt@gbdt-toy-"), "{:?}", record.versions);
+    let signal = record
+        .signals
+        .iter()
+        .find(|s| s.reason_code.starts_with("fraud_score_"))
+        .unwrap_or_else(|| panic!("{:?}", record.signals));
+    let factors = &signal.args.iter().find(|(k, _)| k == "factors").unwrap().1;
+    assert!(factors.contains("amount_minor") || factors.contains("device_first_seen"), "{factors}");
+    // The same payment on the owner's phone is not the model's concern.
+    let usual = engine.decide(facts("victim", "m-grocer", 3_000, now() + 120_000));
+    assert!(usual.score.value < 200, "{:?}", usual.score);
+}

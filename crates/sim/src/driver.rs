@@ -79,24 +79,44 @@ pub trait Driver {
     fn tick(&mut self, _now_ms: i64) -> Result<(), SimError> {
         Ok(())
     }
+    /// The features the engine computed for the last payment, when the driver can see them
+    /// (in process, with `keep_features`): training data for the fraud model.
+    fn last_features(&self) -> Option<&xiezhi_risk::FeatureVector> {
+        None
+    }
 }
 
-/// Which rules and policy a configuration runs. `None` keeps the shipped ones.
-#[derive(Debug, Clone)]
+/// Which rules, policy and fraud scorer a configuration runs. `None` keeps the shipped ones.
+#[derive(Clone)]
 pub struct EngineConfig {
     pub name: String,
     pub rules_json: Option<String>,
     pub policy_json: Option<String>,
+    pub scorer: Option<Arc<dyn xiezhi_risk::Scorer>>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("name", &self.name)
+            .field("scorer", &self.scorer.as_ref().map(|s| format!("{}@{}", s.name(), s.version())))
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineConfig {
     pub fn shipped() -> EngineConfig {
-        EngineConfig { name: "default".into(), rules_json: None, policy_json: None }
+        EngineConfig { name: "default".into(), rules_json: None, policy_json: None, scorer: None }
     }
 
     /// The blunt baseline: restricts on any burst or change of network.
     pub fn strict() -> EngineConfig {
-        EngineConfig { name: "strict".into(), rules_json: Some(crate::STRICT_RULES.into()), policy_json: None }
+        EngineConfig {
+            name: "strict".into(),
+            rules_json: Some(crate::STRICT_RULES.into()),
+            policy_json: None,
+            scorer: None,
+        }
     }
 
     pub fn build(&self) -> Result<Engine, SimError> {
@@ -109,6 +129,9 @@ impl EngineConfig {
         if let Some(text) = &self.rules_json {
             let rules = RuleSet::from_json(text, &catalogue).map_err(|e| SimError::Config(e.to_string()))?;
             engine.set_rules(Arc::new(rules));
+        }
+        if let Some(scorer) = &self.scorer {
+            engine.set_scorer(Arc::clone(scorer));
         }
         Ok(engine)
     }
@@ -151,6 +174,9 @@ pub struct Bank {
     /// The last payment's answer, for a client re-sending it with its key: the service's
     /// idempotency store answers from it without asking the engine again.
     last_answer: Option<(u64, PayResult)>,
+    /// Keep each decision's features for `last_features` (costs a copy per payment).
+    keep_features: bool,
+    last_features: Option<xiezhi_risk::FeatureVector>,
 }
 
 fn empty_facts(currency: Currency) -> PaymentFacts {
@@ -215,7 +241,19 @@ impl Bank {
             last_prune_ms: 0,
             spare_facts: None,
             last_answer: None,
+            keep_features: false,
+            last_features: None,
         })
+    }
+
+    /// Keep every decision's features so that `last_features` returns them.
+    pub fn keep_features(&mut self) {
+        self.keep_features = true;
+    }
+
+    /// Runs the engine with this fraud scorer instead of the shipped heuristic one.
+    pub fn set_scorer(&mut self, scorer: Arc<dyn xiezhi_risk::Scorer>) {
+        self.engine.set_scorer(scorer);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -353,7 +391,10 @@ impl Driver for Bank {
         let started = Instant::now();
         let decision = self.engine.decide(facts);
         let latency_ns = started.elapsed().as_nanos() as u64;
-        let xiezhi_risk::DecisionRecord { facts, outcome, reason_codes, expires_at_ms, .. } = decision;
+        let xiezhi_risk::DecisionRecord { facts, outcome, reason_codes, expires_at_ms, features, .. } = decision;
+        if self.keep_features {
+            self.last_features = Some(features);
+        }
         self.spare_facts = Some(facts);
         let mut restricted_until_ms = None;
         let mut outcome = outcome;
@@ -467,6 +508,10 @@ impl Driver for Bank {
             self.engine.state_mut().record_challenge(&user_id, None, true, now_ms);
         }
         Ok(active)
+    }
+
+    fn last_features(&self) -> Option<&xiezhi_risk::FeatureVector> {
+        self.last_features.as_ref()
     }
 
     fn tick(&mut self, now_ms: i64) -> Result<(), SimError> {

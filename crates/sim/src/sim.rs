@@ -216,6 +216,9 @@ fn poisson(rng: &mut fastrand::Rng, mean: f64) -> u32 {
 
 const DEVICE_ATTACKER_BIT: u64 = 1 << 62;
 
+/// Hears a payment's engine features and whether it was fraud.
+type Exporter<'a> = Box<dyn FnMut(&xiezhi_risk::FeatureVector, bool) + 'a>;
+
 pub struct Simulation<'a> {
     config: &'a RunConfig,
     calendar: Calendar,
@@ -239,6 +242,8 @@ pub struct Simulation<'a> {
     /// Start of the first measured day; earlier payments are warm-up.
     measure_from_ms: i64,
     total_days: u32,
+    /// Hears every measured payment's engine features with its truth (fraud or not).
+    exporter: Option<Exporter<'a>>,
 }
 
 impl<'a> Simulation<'a> {
@@ -312,6 +317,7 @@ impl<'a> Simulation<'a> {
             end_ms,
             measure_from_ms: start_ms,
             total_days: warm + config.days,
+            exporter: None,
         };
         for f in &mix.honest.festivals {
             if let Some(i) = crate::clock::parse_date(&f.date).and_then(|d| sim.calendar.index_of(d)) {
@@ -460,6 +466,12 @@ impl<'a> Simulation<'a> {
         } else {
             self.queue.pop().map(|Reverse(e)| e)
         }
+    }
+
+    /// Sends every measured payment's features and truth to `exporter` (the driver must
+    /// expose them: `Bank::keep_features`).
+    pub fn export_features(&mut self, exporter: impl FnMut(&xiezhi_risk::FeatureVector, bool) + 'a) {
+        self.exporter = Some(Box::new(exporter));
     }
 
     /// The first simulated midnight (warm-up included), Unix ms.
@@ -889,6 +901,9 @@ impl<'a> Simulation<'a> {
         }
         let measured = now_ms >= self.measure_from_ms;
         if measured {
+            if let (Some(export), Some(features)) = (self.exporter.as_mut(), driver.last_features()) {
+                export(features, plan.truth == Truth::Fraud);
+            }
             self.tally.record(
                 plan.scenario,
                 plan.truth,

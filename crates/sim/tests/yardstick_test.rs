@@ -140,6 +140,7 @@ fn bad_configurations_are_refused() {
     let mut config = small(400, 4);
     config.days = 0;
     assert!(xiezhi_sim::Simulation::new(&config).is_err());
-    let bad_rules = EngineConfig { name: "bad".into(), rules_json: Some("{\"rules\": 3}".into()), policy_json: None };
+    let bad_rules =
+        EngineConfig { name: "bad".into(), rules_json: Some("{\"rules\": 3}".into()), policy_json: None, scorer: None };
     assert!(run_in_process(&small(400, 1), &[bad_rules], &|_, _, _| {}).is_err());
 }
