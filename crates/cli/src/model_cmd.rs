@@ -28,6 +28,21 @@ pub enum ModelCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Score one test row as a person would read it: score, probability, and the reasons
+    /// (adverse-action codes with zh/en text for credit models).
+    Explain {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// Index of the row in the test split.
+        #[arg(long, default_value_t = 0)]
+        row: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Evaluate an artefact on a dataset's fixed test split.
     Evaluate {
         #[arg(long)]
@@ -45,6 +60,7 @@ pub fn run(command: ModelCommand) -> ExitCode {
     let result = match command {
         ModelCommand::Train { dataset, kind, out, seed, data_dir } => train(&dataset, &kind, &out, seed, data_dir),
         ModelCommand::Evaluate { model, dataset, json, data_dir } => evaluate(&model, &dataset, json, data_dir),
+        ModelCommand::Explain { model, dataset, row, json, data_dir } => explain(&model, &dataset, row, json, data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,4 +170,85 @@ pub fn fraud_scorer(dir: &Path) -> Result<std::sync::Arc<dyn xiezhi_risk::Scorer
     let artefact = read_artefact(dir)?;
     let scorer = xiezhi_risk::ModelScorer::new(artefact).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(std::sync::Arc::new(scorer))
+}
+
+/// Most reasons given for one score, as adverse-action notices give.
+const MAX_REASONS: usize = 4;
+
+fn explain(dir: &Path, dataset: &str, row: usize, as_json: bool, data_dir: Option<PathBuf>) -> Result<(), String> {
+    let artefact = read_artefact(dir)?;
+    let spec = xiezhi_datasets::spec(dataset).map_err(|e| e.to_string())?;
+    let loaded = xiezhi_datasets::load(spec, &data_dir.unwrap_or_else(xiezhi_datasets::default_data_dir))
+        .map_err(|e| e.to_string())?;
+    let (_, test) = loaded.split(spec);
+    if row >= test.rows() {
+        return Err(format!("--row {row}: the test split has {} rows", test.rows()));
+    }
+    let catalogue = xiezhi_risk::Catalogue::new();
+    let credit = !is_fraud(spec);
+    let reason = |feature: &str| -> serde_json::Value {
+        if !credit {
+            return json!({});
+        }
+        let code = xiezhi_risk::catalogue::credit_reason_for_feature(feature);
+        let text = |l| catalogue.reason(l, code, &[]).unwrap_or_default();
+        json!({"reason_code": code, "explanation": {"en": text(xiezhi_risk::catalogue::Language::En),
+            "zh": text(xiezhi_risk::catalogue::Language::Zh)}})
+    };
+    let merge = |mut a: serde_json::Value, b: serde_json::Value| {
+        if let (Some(a), Some(b)) = (a.as_object_mut(), b.as_object()) {
+            a.extend(b.clone());
+        }
+        a
+    };
+    let out = match &artefact.model {
+        ModelBody::Scorecard(card) => {
+            let columns = card.columns_in(&test).map_err(|e| e.to_string())?;
+            let values: Vec<_> = columns.iter().map(|c| test.value(*c, row)).collect();
+            let scored = card.score(&values, MAX_REASONS);
+            json!({
+                "model": artefact.manifest.version,
+                "row": row,
+                "actual": if test.target[row] { "bad" } else { "good" },
+                "score": scored.score.round(),
+                "probability_bad": round(scored.probability),
+                "reasons": scored.reasons.iter().map(|r| merge(json!({"feature": r.feature,
+                    "points_lost": (r.points_lost * 10.0).round() / 10.0}), reason(&r.feature))).collect::<Vec<_>>(),
+            })
+        }
+        ModelBody::Gbdt(model) => {
+            let columns = model.columns_in(&test).map_err(|e| e.to_string())?;
+            let values: Vec<_> = columns.iter().map(|c| test.value(*c, row)).collect();
+            let (p, contributions) = model.explain(&values).map_err(|e| e.to_string())?;
+            json!({
+                "model": artefact.manifest.version,
+                "row": row,
+                "actual": if test.target[row] { "positive" } else { "negative" },
+                "probability": round(p),
+                "reasons": contributions.iter().filter(|c| c.log_odds > 0.0).take(MAX_REASONS).map(|c| merge(json!({
+                    "feature": c.feature, "log_odds": round(c.log_odds)}), reason(&c.feature))).collect::<Vec<_>>(),
+            })
+        }
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        let text = |key: &str| out[key].as_str().unwrap_or_default().to_owned();
+        println!("{} on {dataset}, test row {row} (actually {}):", text("model"), text("actual"));
+        if let Some(score) = out.get("score") {
+            println!("  score {score}, probability of default {}", out["probability_bad"]);
+        } else {
+            println!("  probability {}", out["probability"]);
+        }
+        for r in out["reasons"].as_array().into_iter().flatten() {
+            println!(
+                "  - {} {}: {} / {}",
+                r["feature"].as_str().unwrap_or_default(),
+                r.get("reason_code").and_then(|c| c.as_str()).map(|c| format!("({c})")).unwrap_or_default(),
+                r["explanation"]["en"].as_str().unwrap_or("-"),
+                r["explanation"]["zh"].as_str().unwrap_or("-"),
+            );
+        }
+    }
+    Ok(())
 }

@@ -49,6 +49,37 @@ fn train_then_evaluate_a_scorecard() {
     assert_eq!(m["rows_test"], 300);
     assert!(m["roc_auc"].as_f64().unwrap() >= 0.7838, "{m}");
 
+    // One applicant, as an adverse-action notice reads: the costliest features, each a
+    // catalogue reason code with zh and en text.
+    let o = xiezhi(&[
+        "model",
+        "explain",
+        "--model",
+        out.to_str().unwrap(),
+        "--dataset",
+        "german_credit",
+        "--row",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reasons = e["reasons"].as_array().unwrap();
+    assert!(!reasons.is_empty() && reasons.len() <= 4, "{e}");
+    let lost: Vec<f64> = reasons.iter().map(|r| r["points_lost"].as_f64().unwrap()).collect();
+    assert!(lost.windows(2).all(|w| w[0] >= w[1]), "costliest first: {lost:?}");
+    for r in reasons {
+        assert!(r["reason_code"].as_str().unwrap().starts_with("credit_"), "{r}");
+        assert!(
+            !r["explanation"]["en"].as_str().unwrap().is_empty()
+                && !r["explanation"]["zh"].as_str().unwrap().is_empty()
+        );
+    }
+    assert!(e["score"].as_f64().unwrap() > 300.0 && e["score"].as_f64().unwrap() < 900.0, "{e}");
+    let o =
+        xiezhi(&["model", "explain", "--model", out.to_str().unwrap(), "--dataset", "german_credit", "--row", "300"]);
+    assert_eq!(o.status.code(), Some(2), "row 300 is past the 300-row test split");
+
     // Another dataset's columns: refused, naming what is missing.
     let o = xiezhi(&["model", "evaluate", "--model", out.to_str().unwrap(), "--dataset", "modeldata_credit_data"]);
     assert_eq!(o.status.code(), Some(2));

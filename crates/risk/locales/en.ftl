@@ -34,6 +34,16 @@ challenge-failed = The verification was not completed.
 repeated-challenge-failures = Verification failed several times, so credit payments are paused to protect your account.
 new-line-spend-limit = Your credit line is new, so for now one day of spending is held to part of its limit; a smaller amount goes through.
 insufficient-credit = Your available credit is { $available }.
+credit-history-weak = Your repayment history weighs against a higher score.
+credit-amount-high = The amount is high for your profile.
+credit-term-long = The repayment term is long for your profile.
+credit-income-low = Your declared income is low for this credit.
+credit-savings-low = Your savings, account balances or assets are low.
+credit-employment-short = Your time in your current employment is short.
+credit-debt-high = Your existing debts are high.
+credit-utilization-high = You use a high share of the credit you already have.
+credit-recent-inquiries = You have applied for credit several times recently.
+credit-profile-other = Other details of your application weigh against a higher score.
 
 # Messages to the user's inbox (SMS or push in a deployment).
 notify-one-time-code = Your Xiezhi verification code is { $code }. It expires in { $minutes } minutes. Never share it with anyone.

@@ -33,6 +33,16 @@ challenge-failed = 验证未通过。
 repeated-challenge-failures = 多次验证未通过，为保护您的账户，信用支付已暂停。
 new-line-spend-limit = 您的额度账户开通不久，目前单日消费仅限额度的一部分；较小金额的支付可以完成。
 insufficient-credit = 您的可用额度为 { $available }。
+credit-history-weak = 您的还款记录对评分不利。
+credit-amount-high = 该金额相对您的情况偏高。
+credit-term-long = 该还款期限相对您的情况偏长。
+credit-income-low = 您申报的收入相对该额度偏低。
+credit-savings-low = 您的储蓄、账户余额或资产偏少。
+credit-employment-short = 您在当前工作单位的任职时间较短。
+credit-debt-high = 您现有的负债较高。
+credit-utilization-high = 您已使用的额度占比较高。
+credit-recent-inquiries = 您近期多次申请信贷。
+credit-profile-other = 您申请中的其他信息对评分不利。
 
 # 发送到用户收件箱的消息（部署时为短信或推送）。
 notify-one-time-code = 您的獬豸验证码是 { $code }，{ $minutes } 分钟内有效，请勿告诉任何人。

@@ -77,6 +77,17 @@ pub const REASON_CODES: &[ReasonCode] = &[
     rc("repeated_challenge_failures", Layer::Score, Restrict, &[VerifyIdentity, Appeal]),
     rc("new_line_spend_limit", Layer::Credit, Decline, &[LowerAmount, Wait]),
     rc("insufficient_credit", Layer::Credit, Decline, &[LowerAmount, Repay]),
+    // Credit score reasons (adverse action): what cost an applicant the most points.
+    rc("credit_history_weak", Layer::Credit, Decline, &[Appeal]),
+    rc("credit_amount_high", Layer::Credit, Decline, &[LowerAmount, Appeal]),
+    rc("credit_term_long", Layer::Credit, Decline, &[Appeal]),
+    rc("credit_income_low", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_savings_low", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_employment_short", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_debt_high", Layer::Credit, Decline, &[Repay, Appeal]),
+    rc("credit_utilization_high", Layer::Credit, Decline, &[Repay, Appeal]),
+    rc("credit_recent_inquiries", Layer::Credit, Decline, &[Wait, Appeal]),
+    rc("credit_profile_other", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
 ];
 
 const fn rc(
@@ -199,4 +210,55 @@ impl Catalogue {
 pub enum Language {
     En,
     Zh,
+}
+
+/// The credit reason code for a model feature, by what the feature measures (its name):
+/// how a scorecard's or a credit model's costliest features become an adverse-action
+/// notice a person can read. Checked in order; the first match wins.
+pub fn credit_reason_for_feature(feature: &str) -> &'static str {
+    const RULES: &[(&[&str], &str)] = &[
+        (&["inq"], "credit_recent_inquiries"),
+        (&["util", "limit_bal", "bill", "revol"], "credit_utilization_high"),
+        (&["history", "records", "delinq", "late", "chgoff", "default"], "credit_history_weak"),
+        (&["debt", "bal_il", "installment", "liable", "existing_credits", "other_debtors"], "credit_debt_high"),
+        (&["income", "annual_inc", "salary"], "credit_income_low"),
+        (&["saving", "assets", "checking", "property", "housing", "home"], "credit_savings_low"),
+        (&["employ", "seniority", "job", "emp_", "noemp"], "credit_employment_short"),
+        (&["duration", "term", "time"], "credit_term_long"),
+        (&["amount", "amnt", "appv", "gross", "price", "funded"], "credit_amount_high"),
+    ];
+    let name = feature.to_ascii_lowercase();
+    RULES
+        .iter()
+        .find(|(keys, _)| keys.iter().any(|k| name.contains(k)))
+        .map_or("credit_profile_other", |(_, code)| code)
+}
+
+#[cfg(test)]
+mod credit_reason_tests {
+    use super::*;
+
+    #[test]
+    fn features_map_to_readable_credit_reasons() {
+        for (feature, code) in [
+            ("credit_history", "credit_history_weak"),
+            ("status_of_existing_checking_account", "credit_savings_low"),
+            ("duration_in_month", "credit_term_long"),
+            ("credit_amount", "credit_amount_high"),
+            ("present_employment_since", "credit_employment_short"),
+            ("Income", "credit_income_low"),
+            ("revol_util", "credit_utilization_high"),
+            ("inq_last_6mths", "credit_recent_inquiries"),
+            ("Records", "credit_history_weak"),
+            ("purpose", "credit_profile_other"),
+        ] {
+            assert_eq!(credit_reason_for_feature(feature), code, "{feature}");
+        }
+        let catalogue = Catalogue::new();
+        for code in REASON_CODES.iter().filter(|c| c.code.starts_with("credit_")) {
+            for language in [Language::En, Language::Zh] {
+                assert!(catalogue.reason(language, code.code, &[]).is_some(), "{} has no {language:?} text", code.code);
+            }
+        }
+    }
 }
