@@ -43,6 +43,27 @@ pub enum ModelCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Propose a credit limit for one test applicant from the policy's score bands and a
+    /// declared monthly income; with `--current-limit`, a re-scoring proposal (increase,
+    /// decrease or keep) for an existing line. Proposals only: nothing is applied.
+    ProposeLimit {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, default_value_t = 0)]
+        row: usize,
+        /// Declared monthly income, decimal in the policy's currency.
+        #[arg(long)]
+        monthly_income: String,
+        #[arg(long)]
+        current_limit: Option<String>,
+        /// Policy document with `credit_limits` (default: the shipped policy).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Evaluate an artefact on a dataset's fixed test split.
     Evaluate {
         #[arg(long)]
@@ -61,6 +82,9 @@ pub fn run(command: ModelCommand) -> ExitCode {
         ModelCommand::Train { dataset, kind, out, seed, data_dir } => train(&dataset, &kind, &out, seed, data_dir),
         ModelCommand::Evaluate { model, dataset, json, data_dir } => evaluate(&model, &dataset, json, data_dir),
         ModelCommand::Explain { model, dataset, row, json, data_dir } => explain(&model, &dataset, row, json, data_dir),
+        ModelCommand::ProposeLimit { model, dataset, row, monthly_income, current_limit, policy, data_dir } => {
+            propose_limit(&model, &dataset, row, &monthly_income, current_limit.as_deref(), policy, data_dir)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,5 +274,67 @@ fn explain(dir: &Path, dataset: &str, row: usize, as_json: bool, data_dir: Optio
             );
         }
     }
+    Ok(())
+}
+
+/// Points on the scorecard scale (600 at 50:1 good to bad, 20 points to double the odds)
+/// for a probability of default: boosted trees get a score on the same scale.
+fn points_for(probability_bad: f64) -> f64 {
+    let p = probability_bad.clamp(1e-9, 1.0 - 1e-9);
+    600.0 + 20.0 / std::f64::consts::LN_2 * (((1.0 - p) / p) / 50.0).ln()
+}
+
+fn propose_limit(
+    dir: &Path,
+    dataset: &str,
+    row: usize,
+    monthly_income: &str,
+    current_limit: Option<&str>,
+    policy: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<(), String> {
+    let artefact = read_artefact(dir)?;
+    let catalogue = std::sync::Arc::new(xiezhi_risk::Catalogue::new());
+    let text = match &policy {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => xiezhi_risk::Policy::default_document().to_owned(),
+    };
+    let policy = xiezhi_risk::Policy::from_json(&text, &catalogue).map_err(|e| e.to_string())?;
+    let limits = policy.credit_limits().ok_or("the policy has no `credit_limits` section")?;
+    let cur = limits.currency;
+    let income = xiezhi_money::parse_minor(monthly_income, cur, xiezhi_money::Sign::NonNegative)
+        .map_err(|e| format!("--monthly-income: {e}"))?;
+    let current = current_limit
+        .map(|t| xiezhi_money::parse_minor(t, cur, xiezhi_money::Sign::NonNegative))
+        .transpose()
+        .map_err(|e| format!("--current-limit: {e}"))?;
+    let spec = xiezhi_datasets::spec(dataset).map_err(|e| e.to_string())?;
+    let loaded = xiezhi_datasets::load(spec, &data_dir.unwrap_or_else(xiezhi_datasets::default_data_dir))
+        .map_err(|e| e.to_string())?;
+    let (_, test) = loaded.split(spec);
+    if row >= test.rows() {
+        return Err(format!("--row {row}: the test split has {} rows", test.rows()));
+    }
+    let single = test.select(&[row]);
+    let probability = artefact.model.predict(&single).map_err(|e| e.to_string())?[0];
+    let score = points_for(probability).round() as i64;
+    let proposal = limits.propose(score, income, current);
+    let exp = cur.minor_unit_exponent();
+    let out = json!({
+        "model": artefact.manifest.version,
+        "row": row,
+        "score": score,
+        "probability_bad": round(probability),
+        "policy": policy.version(),
+        "proposal": {
+            "change": proposal.change,
+            "band": proposal.band,
+            "limit": xiezhi_money::format_minor(proposal.limit_minor, exp),
+            "current_limit": proposal.current_limit_minor.map(|m| xiezhi_money::format_minor(m, exp)),
+            "bounded_by": proposal.bounded_by,
+            "currency": cur.alpha(),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     Ok(())
 }

@@ -80,6 +80,46 @@ fn train_then_evaluate_a_scorecard() {
         xiezhi(&["model", "explain", "--model", out.to_str().unwrap(), "--dataset", "german_credit", "--row", "300"]);
     assert_eq!(o.status.code(), Some(2), "row 300 is past the 300-row test split");
 
+    // A limit from the policy's score bands and the declared income; a re-score proposal.
+    let propose = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "model",
+            "propose-limit",
+            "--model",
+            out.to_str().unwrap(),
+            "--dataset",
+            "german_credit",
+            "--row",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let o = xiezhi(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let opened = propose(&["--monthly-income", "12000.00"]);
+    assert_eq!(opened["proposal"]["change"], "open", "{opened}");
+    let limit = opened["proposal"]["limit"].as_str().unwrap().to_owned();
+    let richer = propose(&["--monthly-income", "1000000.00"]);
+    assert!(richer["proposal"]["limit"].as_str().unwrap().parse::<f64>().unwrap() >= limit.parse::<f64>().unwrap());
+    assert_eq!(richer["proposal"]["bounded_by"], "band_max");
+    let kept = propose(&["--monthly-income", "12000.00", "--current-limit", &limit]);
+    assert_eq!(kept["proposal"]["change"], "keep", "{kept}");
+    let raised = propose(&["--monthly-income", "12000.00", "--current-limit", "100.00"]);
+    assert_eq!(raised["proposal"]["change"], "increase", "{raised}");
+    let o = xiezhi(&[
+        "model",
+        "propose-limit",
+        "--model",
+        out.to_str().unwrap(),
+        "--dataset",
+        "german_credit",
+        "--monthly-income",
+        "-5",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--monthly-income"));
+
     // Another dataset's columns: refused, naming what is missing.
     let o = xiezhi(&["model", "evaluate", "--model", out.to_str().unwrap(), "--dataset", "modeldata_credit_data"]);
     assert_eq!(o.status.code(), Some(2));

@@ -9,6 +9,7 @@
 pub mod catalogue;
 mod engine;
 pub mod features;
+pub mod limits;
 pub mod lists;
 pub mod model_scorer;
 pub mod policy;

@@ -122,6 +122,9 @@ pub struct PolicyDocument {
     pub thresholds: Thresholds,
     pub restriction: RestrictionPolicy,
     pub trust: TrustPolicy,
+    /// Limits by score band and income (`xiezhi credit propose`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_limits: Option<crate::limits::CreditLimitPolicy>,
 }
 
 /// A clause with its dates and amounts parsed.
@@ -179,6 +182,9 @@ impl Policy {
         }
         if !(-14 * 60..=14 * 60).contains(&document.timezone_offset_minutes) {
             return Err(policy_error("timezone_offset_minutes must be within ±14 h"));
+        }
+        if let Some(limits) = &document.credit_limits {
+            crate::limits::CreditLimits::compile(limits).map_err(policy_error)?;
         }
         let t = &document.thresholds;
         if !(0 < t.step_up_score && t.step_up_score <= t.decline_score && t.decline_score <= 10_000) {
@@ -299,5 +305,12 @@ impl Policy {
     pub fn local_midnight_ms(&self, now_ms: i64) -> i64 {
         let offset_ms = self.document.timezone_offset_minutes * 60_000;
         (now_ms + offset_ms).div_euclid(86_400_000) * 86_400_000 - offset_ms
+    }
+}
+
+impl Policy {
+    /// The credit-limit policy, compiled (checked when the policy was loaded).
+    pub fn credit_limits(&self) -> Option<crate::limits::CreditLimits> {
+        self.document.credit_limits.as_ref().and_then(|l| crate::limits::CreditLimits::compile(l).ok())
     }
 }
