@@ -166,6 +166,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let base = format!("http://{address}");
     // Scripts and tests read this line to find the port.
     println!("xiezhi listening on {base} (data in {})", args.data_dir.display());
+    if let Some(dir) = args.fraud_model.clone() {
+        tokio::spawn(reload_fraud_model_on_sighup(service.clone(), dir));
+    }
     let router = xiezhi_server::router(service);
     let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
     if args.demo {
@@ -175,4 +178,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     println!("xiezhi stopped");
     Ok(())
+}
+
+/// `kill -HUP`: re-read the `--fraud-model` directory and swap the scorer between two
+/// payments. A model that does not load (bad hash, wrong features) leaves the running one.
+async fn reload_fraud_model_on_sighup(service: Service, dir: PathBuf) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match crate::model_cmd::fraud_scorer(&dir) {
+            Ok(scorer) => {
+                match service.execute(xiezhi_core::Command::SetScorer(xiezhi_core::ScorerHandle(scorer)), None).await {
+                    Ok(reply) => println!("fraud model reloaded: {reply:?}"),
+                    Err(e) => eprintln!("fraud model not reloaded: {e}"),
+                }
+            }
+            Err(e) => eprintln!("fraud model not reloaded, the running one stays: {e}"),
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! `xiezhi model train|evaluate` as an operator runs them: JSON out, a versioned artefact,
 //! and clear refusals (unknown dataset, a schema that does not match, a tampered file).
 
-use serde_json::Value;
+mod common;
+
+use serde_json::{json, Value};
 use std::process::Command;
 
 fn xiezhi(args: &[&str]) -> std::process::Output {
@@ -247,6 +249,73 @@ fn a_fraud_model_trained_on_simulated_traffic_scores_payments() {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["simulation"]["configuration"], "custom");
     assert!(r["baselines"]["custom"]["fraud_payments_stopped_pct"].as_f64().unwrap() > 50.0, "{}", r["baselines"]);
+
+    // Served: decisions name the model; `kill -HUP` swaps in a retrained one, and a broken
+    // one is refused while the running model stays.
+    let (server, base, _stdout) =
+        common::serve(&dir.path().join("served"), &["--fraud-model", model.to_str().unwrap()]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| -> Value {
+        runtime.block_on(async {
+            client.post(format!("{base}{path}")).json(&body).send().await.unwrap().json().await.unwrap()
+        })
+    };
+    let get = |path: &str| -> Value {
+        runtime.block_on(async { client.get(format!("{base}{path}")).send().await.unwrap().json().await.unwrap() })
+    };
+    let merchant = post(
+        "/v1/merchants",
+        json!({"name": "Lotus", "city": "Shanghai", "country": "CN", "mcc": "5411", "currency": "CNY"}),
+    );
+    let line = post(
+        "/v1/credit-lines",
+        json!({"user_id": "u1", "currency": "CNY", "limit": "5000.00",
+        "profile": {"birth_date": "1990-01-01", "kyc_level": 2, "region": "CN-SH"}}),
+    );
+    let pay = || -> String {
+        let p = post(
+            "/v1/payments",
+            json!({"credit_line_id": line["id"], "qr_payload": merchant["qr_payload"], "amount": "12.00",
+            "context": {"device_id": "phone-1", "ip": "10.1.2.3", "network": "wifi"}}),
+        );
+        let d = get(&format!("/v1/payments/{}/decision", p["id"].as_str().unwrap()));
+        d["versions"]["scorer"].as_str().unwrap().to_owned()
+    };
+    let first = summary["version"].as_str().unwrap().to_owned();
+    assert_eq!(pay(), format!("gbdt@{first}"));
+    let retrained = dir.path().join("fraud-gbdt-2");
+    let o = xiezhi(&[
+        "model",
+        "train",
+        "--dataset",
+        "sim_traffic",
+        "--kind",
+        "gbdt",
+        "--seed",
+        "2",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        retrained.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let second: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let second = second["version"].as_str().unwrap().to_owned();
+    for file in ["manifest.json", "model.json"] {
+        std::fs::copy(retrained.join(file), model.join(file)).unwrap();
+    }
+    let hup = |server: &common::Server| {
+        assert!(Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    hup(&server);
+    assert_ne!(second, first, "another seed, another model");
+    assert_eq!(pay(), format!("gbdt@{second}"), "the reloaded model scores the next payment");
+    std::fs::write(model.join("model.json"), "{}").unwrap();
+    hup(&server);
+    assert_eq!(pay(), format!("gbdt@{second}"), "a broken model leaves the running one");
+    drop(server);
 
     // A credit model is not a fraud scorer: refused at start, naming why.
     let credit = dir.path().join("credit");

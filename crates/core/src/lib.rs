@@ -157,6 +157,19 @@ pub enum Command {
         id: String,
     },
     GetLists,
+    /// Swap the fraud scorer between two payments (a reloaded model); kept if the writer
+    /// rebuilds its memory.
+    SetScorer(ScorerHandle),
+}
+
+/// A fraud scorer to hand to the writer.
+#[derive(Clone)]
+pub struct ScorerHandle(pub std::sync::Arc<dyn xiezhi_risk::Scorer>);
+
+impl std::fmt::Debug for ScorerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScorerHandle({}@{})", self.0.name(), self.0.version())
+    }
 }
 
 /// An idempotency key and the fingerprint (hash of method, path and body) of the request it

@@ -406,6 +406,12 @@ impl State {
             Command::AddListEntry(entry) => self.add_list_entry(entry, now_ms, out),
             Command::RemoveListEntry { id } => self.remove_list_entry(&id, now_ms, out),
             Command::GetLists => Ok(self.lists_document()),
+            Command::SetScorer(handle) => {
+                self.engine.set_scorer(std::sync::Arc::clone(&handle.0));
+                self.risk_config.scorer = Some(handle.0);
+                let v = self.engine.versions();
+                Ok(Reply::Document(serde_json::json!({ "scorer": v.scorer })))
+            }
         }
     }
 
