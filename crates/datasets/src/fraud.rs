@@ -1,10 +1,8 @@
 //! The timestamped card transactions: velocity features from each card's and each store's
 //! earlier transactions only (never a later one, never a label), rows in time order.
 
-use crate::{read_bytes, Builder, DataError, DatasetSpec, Loaded};
-use sha2::{Digest, Sha256};
+use crate::{headers, read_text, Builder, DataError, DatasetSpec, Loaded};
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
 use std::path::Path;
 use xiezhi_models::table::{Column, Table};
 
@@ -80,20 +78,9 @@ fn months_to_expiry(expiry: &str, at_s: i64) -> f64 {
 pub(crate) fn load(spec: &DatasetSpec, time_column: &str, data_dir: &Path) -> Result<Loaded, DataError> {
     let path = data_dir.join(spec.file);
     let shown = path.display().to_string();
-    let raw = read_bytes(&path)?;
-    let sha256: String = Sha256::digest(&raw).iter().map(|b| format!("{b:02x}")).collect();
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(raw.as_slice())
-        .take(crate::MAX_FILE_BYTES)
-        .read_to_end(&mut text)
-        .map_err(|e| DataError::Read { path: shown.clone(), message: format!("gzip: {e}") })?;
+    let (text, sha256) = read_text(&path)?;
     let mut reader = csv::ReaderBuilder::new().from_reader(text.as_slice());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| DataError::Read { path: shown.clone(), message: e.to_string() })?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+    let headers = headers(&mut reader, &path)?;
     let col = |name: &str| {
         headers
             .iter()

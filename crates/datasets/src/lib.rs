@@ -300,6 +300,32 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| err(e.to_string()))
 }
 
+/// A data file's bytes (unpacked when gzip) and the SHA-256 of the file as stored.
+pub(crate) fn read_text(path: &Path) -> Result<(Vec<u8>, String), DataError> {
+    let raw = read_bytes(path)?;
+    let sha256: String = Sha256::digest(&raw).iter().map(|b| format!("{b:02x}")).collect();
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .take(MAX_FILE_BYTES)
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::Read { path: path.display().to_string(), message: format!("gzip: {e}") })?;
+        Ok((out, sha256))
+    } else {
+        Ok((raw, sha256))
+    }
+}
+
+/// The header row of a CSV reader.
+pub(crate) fn headers(reader: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Vec<String>, DataError> {
+    Ok(reader
+        .headers()
+        .map_err(|e| DataError::Read { path: path.display().to_string(), message: e.to_string() })?
+        .iter()
+        .map(str::to_owned)
+        .collect())
+}
+
 /// Loads `spec` from `data_dir`.
 pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Loaded, DataError> {
     if let Split::Time { column } = spec.split {
@@ -307,25 +333,9 @@ pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Loaded, DataError> {
     }
     let path = data_dir.join(spec.file);
     let shown = path.display().to_string();
-    let raw = read_bytes(&path)?;
-    let sha256: String = Sha256::digest(&raw).iter().map(|b| format!("{b:02x}")).collect();
-    let text = if spec.file.ends_with(".gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .take(MAX_FILE_BYTES)
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Read { path: shown.clone(), message: format!("gzip: {e}") })?;
-        out
-    } else {
-        raw
-    };
+    let (text, sha256) = read_text(&path)?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_slice());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| DataError::Read { path: shown.clone(), message: e.to_string() })?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+    let headers = headers(&mut reader, &path)?;
     let target = headers.iter().position(|h| h == spec.target).ok_or_else(|| DataError::Read {
         path: shown.clone(),
         message: format!("no target column `{}`", spec.target),

@@ -551,20 +551,7 @@ impl Scorecard {
 
     /// The column of `table` holding each model feature; a missing one is a schema error.
     pub fn columns_in(&self, table: &Table) -> Result<Vec<usize>, ModelError> {
-        self.features
-            .iter()
-            .map(|f| {
-                let i = table
-                    .names
-                    .iter()
-                    .position(|n| *n == f.name)
-                    .ok_or_else(|| ModelError::Schema(format!("the data has no column `{}`", f.name)))?;
-                if table.columns[i].kind() != f.kind {
-                    return Err(ModelError::Schema(format!("`{}` is {:?} in the model", f.name, f.kind)));
-                }
-                Ok(i)
-            })
-            .collect()
+        table.columns_for(self.features.iter().map(|f| (f.name.as_str(), f.kind)))
     }
 
     /// Probabilities of the positive class for every row of `table`.

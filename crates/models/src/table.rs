@@ -114,6 +114,28 @@ impl Table {
         }
     }
 
+    /// The column holding each wanted feature, in order; a missing column or one of another
+    /// kind is a schema error naming it.
+    pub fn columns_for<'a>(
+        &self,
+        wanted: impl IntoIterator<Item = (&'a str, FeatureKind)>,
+    ) -> Result<Vec<usize>, crate::ModelError> {
+        wanted
+            .into_iter()
+            .map(|(name, kind)| {
+                let i = self
+                    .names
+                    .iter()
+                    .position(|n| n == name)
+                    .ok_or_else(|| crate::ModelError::Schema(format!("the data has no column `{name}`")))?;
+                if self.columns[i].kind() != kind {
+                    return Err(crate::ModelError::Schema(format!("`{name}` is {kind:?} in the model")));
+                }
+                Ok(i)
+            })
+            .collect()
+    }
+
     pub fn positives(&self) -> usize {
         self.target.iter().filter(|t| **t).count()
     }
