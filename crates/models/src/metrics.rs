@@ -79,19 +79,25 @@ fn totals(labels: &[bool]) -> (u64, u64) {
     (p, labels.len() as u64 - p)
 }
 
+/// The ROC curve from the highest threshold down: (true-positive rate, false-positive rate)
+/// after each group of equal scores. Empty when a class is missing.
+fn roc_points(scores: &[f64], labels: &[bool]) -> impl Iterator<Item = (f64, f64)> {
+    let (p, n) = totals(labels);
+    let groups = if p == 0 || n == 0 { Vec::new() } else { groups(scores, labels) };
+    groups.into_iter().scan((0u64, 0u64), move |(tp, fp), (gp, gn)| {
+        *tp += gp;
+        *fp += gn;
+        Some((*tp as f64 / p as f64, *fp as f64 / n as f64))
+    })
+}
+
 /// Largest gap between the cumulative shares of positives and negatives over thresholds.
 pub fn ks(scores: &[f64], labels: &[bool]) -> f64 {
     let (p, n) = totals(labels);
     if p == 0 || n == 0 {
         return f64::NAN;
     }
-    let (mut tp, mut fp, mut best) = (0u64, 0u64, 0.0f64);
-    for (gp, gn) in groups(scores, labels) {
-        tp += gp;
-        fp += gn;
-        best = best.max((tp as f64 / p as f64 - fp as f64 / n as f64).abs());
-    }
-    best
+    roc_points(scores, labels).map(|(tpr, fpr)| (tpr - fpr).abs()).fold(0.0, f64::max)
 }
 
 /// Average precision: the mean of precision at each positive's threshold (scikit-learn's
@@ -123,16 +129,7 @@ pub fn recall_at_fpr(scores: &[f64], labels: &[bool], max_fpr: f64) -> f64 {
     if p == 0 || n == 0 {
         return f64::NAN;
     }
-    let (mut tp, mut fp, mut best) = (0u64, 0u64, 0.0f64);
-    for (gp, gn) in groups(scores, labels) {
-        tp += gp;
-        fp += gn;
-        if fp as f64 / n as f64 > max_fpr {
-            break;
-        }
-        best = tp as f64 / p as f64;
-    }
-    best
+    roc_points(scores, labels).take_while(|(_, fpr)| *fpr <= max_fpr).last().map_or(0.0, |(tpr, _)| tpr)
 }
 
 #[cfg(test)]

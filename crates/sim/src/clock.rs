@@ -20,7 +20,6 @@ pub struct SimDay {
     pub start_ms: i64,
     pub weekend: bool,
     pub day_of_month: u32,
-    pub date: Date,
 }
 
 /// The calendar of a run: local midnights from the start date on.
@@ -49,7 +48,6 @@ impl Calendar {
             start_ms,
             weekend: matches!(date.weekday(), Weekday::Saturday | Weekday::Sunday),
             day_of_month: date.day() as u32,
-            date,
         }
     }
 
