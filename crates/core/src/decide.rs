@@ -4,7 +4,7 @@
 
 use crate::error::CoreError;
 use crate::model::*;
-use crate::state::{new_id, record, storage, State};
+use crate::state::{new_id, State};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -161,7 +161,7 @@ impl State {
     }
 
     pub(crate) fn save_line_profile(&mut self, profile: LineProfile, now_ms: i64, out: &mut Batch) {
-        out.records.push(record(RecordKind::LineProfile, &profile.credit_line_id, &profile, now_ms));
+        self.put(out, RecordKind::LineProfile, &profile.credit_line_id, &profile, now_ms);
         self.line_profiles.insert(profile.credit_line_id.clone(), profile);
     }
 
@@ -225,7 +225,8 @@ impl State {
             metrics::counter!("xiezhi_reason_codes_total", "reason_code" => code.clone()).increment(1);
         }
         let now_ms = decision.facts.now_ms;
-        out.records.push(record(RecordKind::Decision, &decision.facts.payment_id, &decision, now_ms));
+        let payment_id = decision.facts.payment_id.clone();
+        self.put(out, RecordKind::Decision, &payment_id, &decision, now_ms);
         decision
     }
 
@@ -301,7 +302,7 @@ impl State {
             expires_at_ms: now_ms + ttl_ms,
             resolved_at_ms: None,
         };
-        out.records.push(record(RecordKind::Challenge, &id, &challenge, now_ms));
+        self.put(out, RecordKind::Challenge, &id, &challenge, now_ms);
         self.challenges.insert(id.clone(), challenge);
         let message = self
             .engine
@@ -334,21 +335,12 @@ impl State {
             code,
             created_at: timestamp(now_ms),
         });
-        out.records.push(record(RecordKind::Notification, credit_line_id, &inbox, now_ms));
-        self.overlay_inbox(credit_line_id, inbox);
+        self.put(out, RecordKind::Notification, credit_line_id, &inbox, now_ms);
         Ok(())
     }
 
     pub(crate) fn inbox(&mut self, credit_line_id: &str) -> Result<Vec<Notification>, CoreError> {
-        if let Some((_, inbox)) = self.dirty_inboxes.get(credit_line_id) {
-            return Ok(inbox.clone());
-        }
-        match self.store.record(RecordKind::Notification, credit_line_id).map_err(storage)? {
-            Some(r) => serde_json::from_str(&r.body).map_err(|e| CoreError::StorageUnavailable {
-                message: format!("notification record {credit_line_id}: {e}"),
-            }),
-            None => Ok(vec![]),
-        }
+        Ok(self.get(RecordKind::Notification, credit_line_id)?.unwrap_or_default())
     }
 
     /// Restricts a line after a `restrict` decision, with a challenge that lifts it.
@@ -377,7 +369,7 @@ impl State {
             appeal_deadline_ms: now_ms + appeal_days * 86_400_000,
             lifted_at_ms: None,
         };
-        out.records.push(record(RecordKind::Restriction, &f.credit_line_id, &restriction, now_ms));
+        self.put(out, RecordKind::Restriction, &f.credit_line_id, &restriction, now_ms);
         let message = self.engine.catalogue().both(
             "notify-restricted",
             &[("until", timestamp(until_ms)), ("deadline", timestamp(restriction.appeal_deadline_ms))],
@@ -391,11 +383,7 @@ impl State {
         if let Some(c) = self.challenges.get(id) {
             return Ok(c.clone());
         }
-        match self.store.record(RecordKind::Challenge, id).map_err(storage)? {
-            Some(r) => serde_json::from_str(&r.body)
-                .map_err(|e| CoreError::StorageUnavailable { message: format!("challenge record {id}: {e}") }),
-            None => Err(CoreError::ChallengeNotFound { id: id.to_owned() }),
-        }
+        self.get(RecordKind::Challenge, id)?.ok_or_else(|| CoreError::ChallengeNotFound { id: id.to_owned() })
     }
 
     pub(crate) fn challenge_view(&mut self, id: &str) -> Result<Reply, CoreError> {
@@ -441,7 +429,7 @@ impl State {
             if c.attempts >= c.max_attempts {
                 self.resolve_challenge(&mut c, ChallengeStatus::Failed, now_ms, out)?;
             } else {
-                out.records.push(record(RecordKind::Challenge, &c.id, &c, now_ms));
+                self.put(out, RecordKind::Challenge, &c.id, &c, now_ms);
                 self.challenges.insert(c.id.clone(), c.clone());
             }
         }
@@ -463,10 +451,9 @@ impl State {
     ) -> Result<(), CoreError> {
         c.status = status;
         c.resolved_at_ms = Some(now_ms);
-        // Kept until the commit, so later commands in this batch see the resolution.
-        self.challenges.insert(c.id.clone(), c.clone());
-        self.overlay_resolved_challenge(&c.id);
-        out.records.push(record(RecordKind::Challenge, &c.id, &*c, now_ms));
+        // Only pending challenges stay in memory; reads find the resolution in the overlay.
+        self.challenges.remove(&c.id);
+        self.put(out, RecordKind::Challenge, &c.id, &*c, now_ms);
         metrics::counter!("xiezhi_challenges_resolved_total", "status" => format!("{status:?}").to_lowercase())
             .increment(1);
         let passed = status == ChallengeStatus::Passed;
@@ -478,7 +465,7 @@ impl State {
                 if passed {
                     if let Some(mut restriction) = self.restrictions.remove(&c.credit_line_id) {
                         restriction.lifted_at_ms = Some(now_ms);
-                        out.records.push(record(RecordKind::Restriction, &c.credit_line_id, &restriction, now_ms));
+                        self.put(out, RecordKind::Restriction, &c.credit_line_id, &restriction, now_ms);
                         let message = self.engine.catalogue().both("notify-restriction-lifted", &[]);
                         self.notify(&c.credit_line_id, "restriction_lifted", message, None, None, now_ms, out)?;
                     }
@@ -595,12 +582,13 @@ impl State {
     /// A payment's stored decision. A payment refused before the engine ran (bad QR code,
     /// unknown line) has none.
     fn stored_decision(&mut self, payment_id: &str) -> Result<DecisionRecord, CoreError> {
-        let Some(r) = self.store.record(RecordKind::Decision, payment_id).map_err(storage)? else {
-            self.payment(payment_id)?;
-            return Err(CoreError::DecisionNotFound { id: payment_id.to_owned() });
-        };
-        serde_json::from_str(&r.body)
-            .map_err(|e| CoreError::StorageUnavailable { message: format!("decision {payment_id}: {e}") })
+        match self.get(RecordKind::Decision, payment_id)? {
+            Some(decision) => Ok(decision),
+            None => {
+                self.payment(payment_id)?;
+                Err(CoreError::DecisionNotFound { id: payment_id.to_owned() })
+            }
+        }
     }
 
     pub(crate) fn decision_record(&mut self, payment_id: &str) -> Result<Reply, CoreError> {
@@ -655,12 +643,9 @@ impl State {
     ) -> Result<Reply, CoreError> {
         let rules = RuleSet::compile(definition, self.engine.catalogue()).map_err(rejected)?;
         let body = serde_json::to_string(&rules.definition()).expect("rule sets serialise");
-        out.records.push(xiezhi_store::Record {
-            kind: RecordKind::Setting,
-            id: RULES_SETTING.into(),
-            body,
-            updated_at_ms: now_ms,
-        });
+        let setting =
+            xiezhi_store::Record { kind: RecordKind::Setting, id: RULES_SETTING.into(), body, updated_at_ms: now_ms };
+        self.put_record(out, setting);
         tracing::info!(version = %rules.version, rules = rules.rules.len(), "rule set swapped");
         self.engine.set_rules(Arc::new(rules));
         Ok(self.rules_document())
@@ -703,12 +688,9 @@ impl State {
             });
         }
         let body = serde_json::to_string(&policy.document).expect("policies serialise");
-        out.records.push(xiezhi_store::Record {
-            kind: RecordKind::Setting,
-            id: POLICY_SETTING.into(),
-            body,
-            updated_at_ms: now_ms,
-        });
+        let setting =
+            xiezhi_store::Record { kind: RecordKind::Setting, id: POLICY_SETTING.into(), body, updated_at_ms: now_ms };
+        self.put_record(out, setting);
         tracing::info!(version = %policy.version(), "policy swapped");
         self.engine.set_policy(Arc::new(policy));
         Ok(self.policy_document(now_ms))
@@ -743,7 +725,7 @@ impl State {
             .insert(entry.clone())
             .map_err(|e| CoreError::InvalidRequest { field: e.field.into(), message: e.message })?;
         let stored = StoredListEntry { entry: entry.clone(), removed_at_ms: None };
-        out.records.push(record(RecordKind::ListEntry, &entry.id, &stored, now_ms));
+        self.put(out, RecordKind::ListEntry, &entry.id, &stored, now_ms);
         Ok(Reply::Document(list_entry_json(&entry)))
     }
 
@@ -751,7 +733,7 @@ impl State {
         let entry =
             self.engine.lists_mut().remove(id).ok_or_else(|| CoreError::ListEntryNotFound { id: id.to_owned() })?;
         let stored = StoredListEntry { entry: entry.clone(), removed_at_ms: Some(now_ms) };
-        out.records.push(record(RecordKind::ListEntry, id, &stored, now_ms));
+        self.put(out, RecordKind::ListEntry, id, &stored, now_ms);
         Ok(Reply::Document(list_entry_json(&entry)))
     }
 

@@ -53,6 +53,10 @@ pub enum CoreError {
     Overloaded,
     #[error("storage is unavailable: {message}")]
     StorageUnavailable { message: String },
+    /// A stored record and the ledger disagree about `id`: nothing is done with it until an
+    /// operator has looked (`xiezhi store check`).
+    #[error("the books disagree about `{id}`: {detail}")]
+    BooksDisagree { id: String, detail: String },
 }
 
 impl CoreError {
@@ -82,6 +86,7 @@ impl CoreError {
             CoreError::PolicyRejected { .. } => "policy_rejected",
             CoreError::Overloaded => "overloaded",
             CoreError::StorageUnavailable { .. } => "storage_unavailable",
+            CoreError::BooksDisagree { .. } => "books_disagree",
         }
     }
 

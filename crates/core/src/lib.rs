@@ -9,9 +9,11 @@
 //! credit never goes below zero" hold under any concurrency, and group commit is what keeps
 //! throughput up despite an fsync per commit.
 
+pub mod books;
 mod decide;
 mod error;
 mod model;
+mod overlay;
 mod state;
 mod writer;
 

@@ -7,15 +7,6 @@ use crate::model::*;
 use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment};
 use xiezhi_risk::{ChallengeMethod, Engine};
 
-/// A key written to one of the overlays by a batch.
-#[derive(Debug, Clone)]
-pub(crate) enum OverlayKey {
-    Payment(String),
-    Idempotency(String),
-    Inbox(String),
-    ResolvedChallenge(String),
-}
-
 /// How often the risk engine forgets idle devices, networks, merchants and users.
 const RISK_PRUNE_INTERVAL_MS: i64 = 10 * 60_000;
 
@@ -42,12 +33,14 @@ fn check_profile(profile: &UserProfile) -> Result<(), CoreError> {
     }
     Ok(())
 }
+use crate::overlay::Overlay;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use xiezhi_ledger::{Hold, HoldStatus, Ledger, LedgerError, Operation};
+use xiezhi_ledger::{HoldStatus, Ledger, LedgerError, Operation};
 use xiezhi_money::{parse_minor, Currency, Money, MoneyError, Sign, MAX_AMOUNT_MINOR};
 use xiezhi_qr::{AccountTemplate, LanguageTemplate, MerchantPresentedQr, PointOfInitiation};
-use xiezhi_store::{Batch, Record, RecordKind, Store, StoreError};
+use xiezhi_store::{Batch, Record, RecordKind, Snapshot, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct IdempotencyRecord {
@@ -57,18 +50,19 @@ pub(crate) struct IdempotencyRecord {
 }
 
 /// What the writer keeps in memory: the ledger (credit lines and pending holds) and the
-/// merchants. Payments and idempotency records live in the store and are read by id; the
-/// `dirty_*` maps hold those written by the batch being built, until it is committed.
+/// merchants. Payments, idempotency keys, decisions, challenges and inboxes live in the
+/// store and are read by id through [`State::get`], which sees every batch already applied,
+/// committed or not (the [`Overlay`]).
 pub(crate) struct State {
     pub(crate) store: Box<dyn Store>,
     pub ledger: Ledger,
     pub(crate) merchants: HashMap<String, Merchant>,
     /// (lower-cased partner GUID, merchant ref) → merchant id.
     partner_index: HashMap<(String, String), String>,
-    /// Records written by batches not yet known to be durable, tagged with their batch, so
-    /// reads see them until the store does (with pipelined commits, for one more batch).
-    dirty_payments: HashMap<String, (u64, Payment)>,
-    dirty_idempotency: HashMap<String, (u64, IdempotencyRecord)>,
+    /// Records of batches the store's read snapshot may not hold yet.
+    overlay: Overlay,
+    /// The read snapshot the overlay and the ledger's evictions were last aligned with.
+    snapshot: Snapshot,
     config: AcceptanceConfig,
     pub(crate) hold_ttl_ms: i64,
     pub(crate) engine: Engine,
@@ -76,14 +70,8 @@ pub(crate) struct State {
     pub(crate) line_profiles: HashMap<String, LineProfile>,
     /// Restrictions in force, by credit line.
     pub(crate) restrictions: HashMap<String, Restriction>,
-    /// Pending challenges, by id (resolved ones are read from the store).
+    /// Pending challenges, by id (resolved ones are read through [`State::get`]).
     pub(crate) challenges: HashMap<String, Challenge>,
-    pub(crate) dirty_inboxes: HashMap<String, (u64, Vec<Notification>)>,
-    /// The batch being built, and what it wrote to the overlays.
-    batch_seq: u64,
-    batch_keys: Vec<OverlayKey>,
-    /// Sealed batches whose commit is not yet confirmed, oldest first.
-    unconfirmed: std::collections::VecDeque<(u64, Vec<OverlayKey>)>,
     last_risk_prune_ms: i64,
 }
 
@@ -173,8 +161,8 @@ impl State {
             ledger: Ledger::new(),
             merchants: HashMap::new(),
             partner_index: HashMap::new(),
-            dirty_payments: HashMap::new(),
-            dirty_idempotency: HashMap::new(),
+            overlay: Overlay::new(0, 1),
+            snapshot: Snapshot::default(),
             config,
             hold_ttl_ms,
             engine: Engine::with_defaults(),
@@ -182,10 +170,6 @@ impl State {
             line_profiles: HashMap::new(),
             restrictions: HashMap::new(),
             challenges: HashMap::new(),
-            dirty_inboxes: HashMap::new(),
-            batch_seq: 1,
-            batch_keys: Vec::new(),
-            unconfirmed: std::collections::VecDeque::new(),
             last_risk_prune_ms: 0,
         };
         state.reload()?;
@@ -195,24 +179,27 @@ impl State {
     /// Rebuilds everything in memory from the store (at start-up, and after a failed commit
     /// left memory ahead of the disk).
     pub fn reload(&mut self) -> Result<(), StoreError> {
+        // Start from what is durable now: a fresh snapshot, and batches numbered above the
+        // stored generation and every batch sealed before (a refused batch's number is never
+        // reused, so no overlay entry can be mistaken for a stored one).
+        self.store.end_reads()?;
+        self.snapshot = self.store.read_snapshot()?;
+        let next = self.overlay.open_generation().max(self.snapshot.generation + 1);
+        self.overlay = Overlay::new(self.snapshot.generation, next);
         let mut ledger = Ledger::new();
         self.store.for_each_journal_entry(&mut |transaction| {
             ledger.replay(&transaction).map_err(|e| StoreError::Corrupt(e.to_string()))
         })?;
-        ledger.evict_settled_holds();
+        assert_eq!(ledger.last_transaction_id(), self.snapshot.last_journal_id, "the journal read is the snapshot's");
+        ledger.evict_settled_holds(self.snapshot.last_journal_id);
         self.ledger = ledger;
         self.merchants.clear();
         self.partner_index.clear();
-        self.dirty_payments.clear();
-        self.dirty_idempotency.clear();
         for record in self.store.records(RecordKind::Merchant)? {
             let merchant: Merchant =
                 serde_json::from_str(&record.body).map_err(|e| corrupt(record.kind, &record.id, e))?;
             self.index_merchant(merchant);
         }
-        self.dirty_inboxes.clear();
-        self.batch_keys.clear();
-        self.unconfirmed.clear();
         self.reload_risk()?;
         // Reads of this reload end here, so the next batch reads a fresh snapshot.
         self.store.end_reads()?;
@@ -236,70 +223,82 @@ impl State {
         Ok(())
     }
 
-    /// Commits a batch on this state's own store handle, then forgets what no longer needs
-    /// to be in memory (commits without a separate committer).
-    pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+    /// Commits a batch on this state's own store handle (commits without a separate
+    /// committer), then starts the next batch.
+    pub fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        batch.generation = self.overlay.open_generation();
         self.store.commit(batch)?;
-        let seq = self.seal()?;
-        self.confirm(seq);
+        self.seal()?;
         Ok(())
     }
 
-    /// Closes the batch being built: ends its read transaction (the next batch reads a new
-    /// snapshot) and remembers what it wrote until its commit is confirmed.
+    /// Closes the batch being built: ends its read transaction and starts the next one at
+    /// once, so the overlay lets go of every batch the store now holds even when the next
+    /// batch reads nothing. Returns the closed batch's generation, to commit it under.
     pub fn seal(&mut self) -> Result<u64, StoreError> {
         self.store.end_reads()?;
-        self.ledger.evict_settled_holds();
-        let seq = self.batch_seq;
-        self.unconfirmed.push_back((seq, std::mem::take(&mut self.batch_keys)));
-        self.batch_seq += 1;
-        Ok(seq)
+        let generation = self.overlay.seal();
+        self.sync_snapshot()?;
+        metrics::gauge!("xiezhi_overlay_records").set(self.overlay.len() as f64);
+        Ok(generation)
     }
 
-    /// Batches up to `seq` are durable: their overlay entries (unless a later batch wrote
-    /// the same key) give way to the store.
-    pub fn confirm(&mut self, seq: u64) {
-        while self.unconfirmed.front().is_some_and(|(s, _)| *s <= seq) {
-            let (s, keys) = self.unconfirmed.pop_front().expect("checked");
-            for key in keys {
-                match key {
-                    OverlayKey::Payment(id) => {
-                        if self.dirty_payments.get(&id).is_some_and(|(t, _)| *t == s) {
-                            self.dirty_payments.remove(&id);
-                        }
-                    }
-                    OverlayKey::Idempotency(id) => {
-                        if self.dirty_idempotency.get(&id).is_some_and(|(t, _)| *t == s) {
-                            self.dirty_idempotency.remove(&id);
-                        }
-                    }
-                    OverlayKey::Inbox(id) => {
-                        if self.dirty_inboxes.get(&id).is_some_and(|(t, _)| *t == s) {
-                            self.dirty_inboxes.remove(&id);
-                        }
-                    }
-                    OverlayKey::ResolvedChallenge(id) => {
-                        if self.challenges.get(&id).is_some_and(|c| c.status != ChallengeStatus::Pending) {
-                            self.challenges.remove(&id);
-                        }
-                    }
-                }
-            }
+    /// Ends the read transaction while the writer waits for work, so an idle service holds
+    /// no snapshot open. The next read starts a newer one; the overlay stays valid.
+    pub fn idle(&mut self) -> Result<(), StoreError> {
+        self.store.end_reads()
+    }
+
+    /// Aligns memory with the store's current read snapshot: overlay entries of batches it
+    /// holds go, and settled holds whose last transaction it holds may leave the ledger.
+    fn sync_snapshot(&mut self) -> Result<Snapshot, StoreError> {
+        let snapshot = self.store.read_snapshot()?;
+        if snapshot != self.snapshot {
+            assert!(snapshot.last_journal_id <= self.ledger.last_transaction_id(), "the store is ahead of the ledger");
+            self.overlay.release_through(snapshot.generation);
+            self.ledger.evict_settled_holds(snapshot.last_journal_id);
+            self.snapshot = snapshot;
+        }
+        Ok(snapshot)
+    }
+
+    /// Adds a record to the batch. Every later read of this writer sees it at once.
+    pub(crate) fn put_record(&mut self, out: &mut Batch, record: Record) {
+        self.overlay.put(&record);
+        out.records.push(record);
+    }
+
+    pub(crate) fn put<T: Serialize>(&mut self, out: &mut Batch, kind: RecordKind, id: &str, value: &T, now_ms: i64) {
+        self.put_record(out, record(kind, id, value, now_ms));
+    }
+
+    /// A record as the latest batch applied left it, committed or not: from the overlay, or
+    /// else from the store's snapshot, which then holds every batch the overlay let go.
+    pub(crate) fn get<T: DeserializeOwned>(&mut self, kind: RecordKind, id: &str) -> Result<Option<T>, CoreError> {
+        if let Some(body) = self.overlay.get(kind, id) {
+            return serde_json::from_str(body).map(Some).map_err(|e| storage(corrupt(kind, id, e)));
+        }
+        self.sync_snapshot().map_err(storage)?;
+        match self.store.record(kind, id).map_err(storage)? {
+            Some(r) => serde_json::from_str(&r.body).map(Some).map_err(|e| storage(corrupt(kind, id, e))),
+            None => Ok(None),
         }
     }
 
-    pub(crate) fn overlay_payment(&mut self, payment: Payment) {
-        self.batch_keys.push(OverlayKey::Payment(payment.id.clone()));
-        self.dirty_payments.insert(payment.id.clone(), (self.batch_seq, payment));
-    }
-
-    pub(crate) fn overlay_inbox(&mut self, credit_line_id: &str, inbox: Vec<Notification>) {
-        self.batch_keys.push(OverlayKey::Inbox(credit_line_id.to_owned()));
-        self.dirty_inboxes.insert(credit_line_id.to_owned(), (self.batch_seq, inbox));
-    }
-
-    pub(crate) fn overlay_resolved_challenge(&mut self, id: &str) {
-        self.batch_keys.push(OverlayKey::ResolvedChallenge(id.to_owned()));
+    /// Brings an evicted hold back from its journal, read from the snapshot the ledger
+    /// checks it against. A hold with no journal stays absent (the payment never held).
+    fn restore_hold(&mut self, hold_id: &str) -> Result<(), CoreError> {
+        if self.ledger.hold(hold_id).is_some() {
+            return Ok(());
+        }
+        let snapshot = self.sync_snapshot().map_err(storage)?;
+        let entries = self.store.hold_journal(hold_id).map_err(storage)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.ledger
+            .restore_hold(hold_id, &entries, snapshot.last_journal_id)
+            .map_err(|e| CoreError::BooksDisagree { id: hold_id.to_owned(), detail: e.to_string() })
     }
 
     /// Deletes idempotency records older than the retention period.
@@ -327,23 +326,37 @@ impl State {
         out: &mut Batch,
     ) -> Result<Reply, CoreError> {
         if let Some(key) = &idempotency {
-            if let Some(entry) = self.idempotency_record(&key.key)? {
+            // Refusals stored by earlier versions are not answers: the request runs again.
+            let stored =
+                self.get::<IdempotencyRecord>(RecordKind::Idempotency, &key.key)?.filter(|e| e.outcome.is_ok());
+            if let Some(entry) = stored {
                 if entry.fingerprint != key.fingerprint {
                     return Err(CoreError::IdempotencyKeyReused { key: key.key.clone() });
                 }
                 metrics::counter!("xiezhi_idempotent_replays_total").increment(1);
-                return entry.outcome.clone();
+                return entry.outcome;
             }
         }
+        let items_before = out.items();
         let outcome = self.execute(command, now_ms, out);
-        if let Some(key) = idempotency {
-            if !matches!(&outcome, Err(e) if e.is_transient()) {
-                let entry =
-                    IdempotencyRecord { fingerprint: key.fingerprint, outcome: outcome.clone(), created_at_ms: now_ms };
-                out.records.push(record(RecordKind::Idempotency, &key.key, &entry, now_ms));
-                self.batch_keys.push(OverlayKey::Idempotency(key.key.clone()));
-                self.dirty_idempotency.insert(key.key, (self.batch_seq, entry));
+        let changed = out.items() > items_before;
+        if let (Err(error), true) = (&outcome, changed) {
+            if !error.is_transient() {
+                // Every refusal is decided before a command writes anything; one that came
+                // after would leave half a change in memory. Refuse the batch and reload.
+                tracing::error!(%error, "a command failed after it began to change state");
+                return Err(CoreError::StorageUnavailable {
+                    message: format!("the request failed half-way ({}); nothing of it was kept", error.code()),
+                });
             }
+        }
+        // Stripe's rule: the answer is kept under the key only when the request changed
+        // something. Refusals (invalid input, not found, a state that another request may
+        // change) changed nothing and are not kept: a retry runs again and may succeed.
+        if let (Some(key), Ok(reply), true) = (idempotency, &outcome, changed) {
+            let entry =
+                IdempotencyRecord { fingerprint: key.fingerprint, outcome: Ok(reply.clone()), created_at_ms: now_ms };
+            self.put(out, RecordKind::Idempotency, &key.key, &entry, now_ms);
         }
         outcome
     }
@@ -365,18 +378,6 @@ impl State {
             self.prune_risk_state(now_ms);
         }
         Ok(count + challenges)
-    }
-
-    fn idempotency_record(&mut self, key: &str) -> Result<Option<IdempotencyRecord>, CoreError> {
-        if let Some((_, entry)) = self.dirty_idempotency.get(key) {
-            return Ok(Some(entry.clone()));
-        }
-        match self.store.record(RecordKind::Idempotency, key).map_err(storage)? {
-            Some(record) => {
-                serde_json::from_str(&record.body).map(Some).map_err(|e| storage(corrupt(record.kind, key, e)))
-            }
-            None => Ok(None),
-        }
     }
 
     fn execute(&mut self, command: Command, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
@@ -419,15 +420,9 @@ impl State {
         self.merchants.get(id).ok_or_else(|| CoreError::MerchantNotFound { id: id.to_owned() })
     }
 
-    /// A payment as of this batch: written earlier in the batch, or as stored.
+    /// A payment as the latest batch applied left it.
     pub(crate) fn payment(&mut self, id: &str) -> Result<Payment, CoreError> {
-        if let Some((_, payment)) = self.dirty_payments.get(id) {
-            return Ok(payment.clone());
-        }
-        match self.store.record(RecordKind::Payment, id).map_err(storage)? {
-            Some(record) => serde_json::from_str(&record.body).map_err(|e| storage(corrupt(record.kind, id, e))),
-            None => Err(CoreError::PaymentNotFound { id: id.to_owned() }),
-        }
+        self.get(RecordKind::Payment, id)?.ok_or_else(|| CoreError::PaymentNotFound { id: id.to_owned() })
     }
 
     fn credit_line_view(&self, id: &str) -> Result<CreditLineView, CoreError> {
@@ -501,7 +496,7 @@ impl State {
             created_at_ms: past_instant("onboarded_at", request.onboarded_at.as_deref(), now_ms)?,
         };
         merchant.qr_payload = merchant_qr(&self.config.own_guid, &merchant, None, None).encode()?;
-        out.records.push(record(RecordKind::Merchant, &id, &merchant, now_ms));
+        self.put(out, RecordKind::Merchant, &id, &merchant, now_ms);
         let view = MerchantView::from(&merchant);
         self.index_merchant(merchant);
         Ok(Reply::Merchant(view))
@@ -606,7 +601,7 @@ impl State {
         })?;
 
         let mut id = new_id("pay", now_ms);
-        while self.dirty_payments.contains_key(&id) || self.ledger.hold(&id).is_some() {
+        while self.overlay.contains(RecordKind::Payment, &id) || self.ledger.hold(&id).is_some() {
             id = new_id("pay", now_ms);
         }
         let mut payment = Payment {
@@ -689,15 +684,24 @@ impl State {
         }
         payment.decision = self.decision_view(&decision, challenge_id);
         metrics::counter!("xiezhi_payments_total", "outcome" => decision.outcome.as_str()).increment(1);
-        out.records.push(record(RecordKind::Payment, &id, &payment, now_ms));
-        let view = PaymentView::from(&payment);
-        self.overlay_payment(payment);
-        Ok(Reply::Payment(view))
+        self.put(out, RecordKind::Payment, &id, &payment, now_ms);
+        Ok(Reply::Payment(PaymentView::from(&payment)))
     }
 
-    fn payment_in(&mut self, id: &str, allowed: &[PaymentStatus], action: &str) -> Result<Payment, CoreError> {
+    /// The payment whose hold the ledger reports in `allowed` states. The ledger decides
+    /// (an evicted hold is first rebuilt from its journal); the record is read to be updated
+    /// and to name the state in a refusal, and must agree with the ledger.
+    fn payment_held(&mut self, id: &str, allowed: &[HoldStatus], action: &str) -> Result<Payment, CoreError> {
         let payment = self.payment(id)?;
-        if !allowed.contains(&payment.status) {
+        if matches!(
+            payment.status,
+            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
+        ) {
+            self.restore_hold(id)?;
+        }
+        let hold = self.ledger.hold(id);
+        crate::books::check_agrees(&payment, hold)?;
+        if !hold.is_some_and(|h| allowed.contains(&h.status)) {
             return Err(CoreError::InvalidPaymentState {
                 status: payment.status.as_str().into(),
                 message: format!("a {} payment cannot be {action}", payment.status.as_str()),
@@ -706,74 +710,67 @@ impl State {
         Ok(payment)
     }
 
-    fn capture(&mut self, id: &str, amount: Option<&str>, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
-        let payment = self.payment_in(id, &[PaymentStatus::Authorized], "captured")?;
-        let currency = payment.currency;
-        let amount_minor = match amount {
-            Some(text) => parse_amount("amount", text, currency, Sign::Positive)?,
-            None => payment.amount_minor,
-        };
-        let transaction = self
-            .ledger
-            .execute(Operation::Capture { hold_id: id.to_owned(), amount_minor }, now_ms)
-            .map_err(|e| ledger_error(e, currency))?;
+    /// Posts one operation on a payment's hold and records the payment as the ledger's hold
+    /// now stands.
+    fn post_on_hold(
+        &mut self,
+        payment: Payment,
+        operation: Operation,
+        now_ms: i64,
+        out: &mut Batch,
+        change: impl FnOnce(&mut Payment),
+    ) -> Result<Reply, CoreError> {
+        let transaction = self.ledger.execute(operation, now_ms).map_err(|e| ledger_error(e, payment.currency))?;
         out.transactions.push(transaction);
+        let hold = self.ledger.hold(&payment.id).expect("a hold just posted to is resident").clone();
         Ok(self.save_payment(payment, now_ms, out, |p| {
-            p.status = PaymentStatus::Captured;
-            p.captured_minor = amount_minor;
+            change(p);
+            p.captured_minor = hold.captured_minor;
+            p.refunded_minor = hold.refunded_minor;
+            p.status = match hold.status {
+                HoldStatus::Pending => PaymentStatus::Authorized,
+                HoldStatus::Voided => PaymentStatus::Voided,
+                HoldStatus::Expired => PaymentStatus::Expired,
+                HoldStatus::Captured if hold.refunded_minor == 0 => PaymentStatus::Captured,
+                HoldStatus::Captured if hold.refunded_minor == hold.captured_minor => PaymentStatus::Refunded,
+                HoldStatus::Captured => PaymentStatus::PartiallyRefunded,
+            };
+            assert!(
+                crate::books::agrees_with_hold(p, Some(&hold)).is_ok(),
+                "payment {} recorded unlike its hold",
+                p.id
+            );
         }))
     }
 
+    fn capture(&mut self, id: &str, amount: Option<&str>, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+        let payment = self.payment_held(id, &[HoldStatus::Pending], "captured")?;
+        let amount_minor = match amount {
+            Some(text) => parse_amount("amount", text, payment.currency, Sign::Positive)?,
+            None => payment.amount_minor,
+        };
+        self.post_on_hold(payment, Operation::Capture { hold_id: id.to_owned(), amount_minor }, now_ms, out, |_| {})
+    }
+
     fn void(&mut self, id: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
-        let payment = self.payment_in(id, &[PaymentStatus::Authorized], "voided")?;
-        let currency = payment.currency;
-        let transaction = self
-            .ledger
-            .execute(Operation::Void { hold_id: id.to_owned() }, now_ms)
-            .map_err(|e| ledger_error(e, currency))?;
-        out.transactions.push(transaction);
-        Ok(self.save_payment(payment, now_ms, out, |p| p.status = PaymentStatus::Voided))
+        let payment = self.payment_held(id, &[HoldStatus::Pending], "voided")?;
+        self.post_on_hold(payment, Operation::Void { hold_id: id.to_owned() }, now_ms, out, |_| {})
     }
 
     fn refund(&mut self, id: &str, amount: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
-        let payment = self.payment_in(id, &[PaymentStatus::Captured, PaymentStatus::PartiallyRefunded], "refunded")?;
+        let payment = self.payment_held(id, &[HoldStatus::Captured], "refunded")?;
         if payment.refunds.len() >= MAX_REFUNDS_PER_PAYMENT {
             return Err(CoreError::InvalidPaymentState {
                 status: payment.status.as_str().into(),
                 message: format!("a payment can have at most {MAX_REFUNDS_PER_PAYMENT} refunds"),
             });
         }
-        let currency = payment.currency;
-        let amount_minor = parse_amount("amount", amount, currency, Sign::Positive)?;
-        if self.ledger.hold(id).is_none() {
-            // Settled holds are evicted from memory; the payment record is their durable copy.
-            let hold = Hold {
-                id: payment.id.clone(),
-                credit_line_id: payment.credit_line_id.clone(),
-                currency,
-                amount_minor: payment.amount_minor,
-                captured_minor: payment.captured_minor,
-                refunded_minor: payment.refunded_minor,
-                expires_at_ms: payment.expires_at_ms.unwrap_or(payment.created_at_ms),
-                status: HoldStatus::Captured,
-            };
-            self.ledger.restore_hold(hold).map_err(|e| ledger_error(e, currency))?;
-        }
-        let transaction = self
-            .ledger
-            .execute(Operation::Refund { hold_id: id.to_owned(), amount_minor }, now_ms)
-            .map_err(|e| ledger_error(e, currency))?;
-        out.transactions.push(transaction);
-        Ok(self.save_payment(payment, now_ms, out, |p| {
-            p.refunded_minor += amount_minor;
+        let amount_minor = parse_amount("amount", amount, payment.currency, Sign::Positive)?;
+        let operation = Operation::Refund { hold_id: id.to_owned(), amount_minor };
+        self.post_on_hold(payment, operation, now_ms, out, |p| {
             let refund_id = format!("{}_r{}", p.id, p.refunds.len() + 1);
             p.refunds.push(RefundEntry { id: refund_id, amount_minor, at_ms: now_ms });
-            p.status = if p.refunded_minor == p.captured_minor {
-                PaymentStatus::Refunded
-            } else {
-                PaymentStatus::PartiallyRefunded
-            };
-        }))
+        })
     }
 
     fn repay(&mut self, credit_line_id: &str, amount: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
@@ -819,10 +816,8 @@ impl State {
     ) -> Reply {
         change(&mut payment);
         payment.updated_at_ms = now_ms;
-        out.records.push(record(RecordKind::Payment, &payment.id, &payment, now_ms));
-        let view = PaymentView::from(&payment);
-        self.overlay_payment(payment);
-        Reply::Payment(view)
+        self.put(out, RecordKind::Payment, &payment.id, &payment, now_ms);
+        Reply::Payment(PaymentView::from(&payment))
     }
 }
 

@@ -182,6 +182,8 @@ struct Committer {
     jobs: std::sync::mpsc::SyncSender<ToCommitter>,
     done: Receiver<(u64, bool)>,
     in_flight: usize,
+    /// The generation of the last batch reported (committed or refused).
+    last_reported: u64,
 }
 
 /// Sealed batches that may wait for the committer; the writer blocks beyond this, which is
@@ -208,7 +210,7 @@ impl Committer {
                 }
             })
             .map_err(|e| CoreError::StorageUnavailable { message: format!("cannot start the committer: {e}") })?;
-        Ok(Committer { jobs, done, in_flight: 0 })
+        Ok(Committer { jobs, done, in_flight: 0, last_reported: 0 })
     }
 }
 
@@ -281,6 +283,9 @@ impl Writer {
         let mut envelopes: Vec<Envelope> = Vec::with_capacity(self.max_batch);
         let mut last_sweep = Instant::now();
         loop {
+            if !self.end_reads_when_idle() {
+                return;
+            }
             match receiver.recv_timeout(SWEEP_INTERVAL) {
                 Ok(first) => envelopes.push(first),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -307,7 +312,9 @@ impl Writer {
     }
 
     /// Takes in the committer's reports. With `wait`, until nothing is in flight. Returns
-    /// false if a commit failed (the state is then ahead of the store).
+    /// false if a commit failed (the state is then ahead of the store). A report changes
+    /// nothing a read sees: the overlay lets a batch go only when the store's read snapshot
+    /// holds it, which a report does not tell.
     fn absorb(&mut self, wait: bool) -> bool {
         let Some(committer) = self.committer.as_mut() else { return true };
         let mut all_committed = true;
@@ -317,13 +324,11 @@ impl Writer {
             } else {
                 committer.done.try_recv().ok()
             };
-            let Some((seq, committed)) = report else { break };
+            let Some((generation, committed)) = report else { break };
+            assert!(generation > committer.last_reported, "commits reported out of order");
+            committer.last_reported = generation;
             committer.in_flight = committer.in_flight.saturating_sub(1);
-            if committed {
-                self.state.confirm(seq);
-            } else {
-                all_committed = false;
-            }
+            all_committed &= committed;
         }
         all_committed
     }
@@ -351,6 +356,9 @@ impl Writer {
         let mut last_sweep = Instant::now();
         loop {
             let wait = if open.is_some() { COMMITTER_POLL } else { SWEEP_INTERVAL };
+            if open.is_none() && !self.end_reads_when_idle() {
+                return;
+            }
             let mut disconnected = false;
             match receiver.recv_timeout(wait) {
                 Ok(first) => envelopes.push(first),
@@ -419,8 +427,10 @@ impl Writer {
             open.fail(error);
             return self.recover_pipeline();
         }
-        let OpenBatch { batch, replies, results, payments_created, prune_before_ms, .. } = open;
-        let job = Job { seq: sealed.expect("checked"), batch, replies, results, payments_created, prune_before_ms };
+        let OpenBatch { mut batch, replies, results, payments_created, prune_before_ms, .. } = open;
+        let seq = sealed.expect("checked");
+        batch.generation = seq;
+        let job = Job { seq, batch, replies, results, payments_created, prune_before_ms };
         let committer = self.committer.as_mut().expect("pipelined");
         if committer.jobs.send(ToCommitter::Commit(job)).is_err() {
             return false;
@@ -445,7 +455,7 @@ impl Writer {
             }
         }
         open.apply(&mut self.state, envelopes, now_ms);
-        let OpenBatch { batch, replies, mut results, payments_created, poisoned, .. } = open;
+        let OpenBatch { mut batch, replies, mut results, payments_created, poisoned, .. } = open;
         let requests = results.len();
         let mut needs_recovery = false;
         if let Some(error) = poisoned {
@@ -456,7 +466,7 @@ impl Writer {
             needs_recovery = true;
         } else if !batch.is_empty() {
             let started = Instant::now();
-            match self.state.commit(&batch) {
+            match self.state.commit(&mut batch) {
                 Ok(()) => count_commit(&self.stats, started, requests, payments_created),
                 Err(error) => {
                     tracing::error!(%error, "group commit failed; rebuilding state from the store");
@@ -476,6 +486,22 @@ impl Writer {
         let healthy = !needs_recovery || self.recover();
         self.stats.pending_holds.store(self.state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
         healthy
+    }
+
+    /// Ends the read transaction before the writer waits for work. Returns false if the
+    /// writer cannot go on.
+    fn end_reads_when_idle(&mut self) -> bool {
+        match self.state.idle() {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "ending a read transaction failed; rebuilding state from the store");
+                let healthy = if self.committer.is_some() { self.recover_pipeline() } else { self.recover() };
+                if !healthy {
+                    self.stats.healthy.store(false, Ordering::Relaxed);
+                }
+                healthy
+            }
+        }
     }
 
     /// Rebuilds state from the store, retrying with backoff for about half a minute; new

@@ -39,6 +39,12 @@ pub enum LedgerError {
     RepaymentExceedsBalance { requested_minor: i64, receivable_minor: i64 },
     #[error("replayed transaction {id} does not match the journal: {detail}")]
     ReplayMismatch { id: u64, detail: String },
+    #[error(
+        "cannot restore a hold from a source as of transaction {as_of}: holds changed up to {horizon} were evicted"
+    )]
+    StaleRestore { as_of: u64, horizon: u64 },
+    #[error("the journal of hold `{hold_id}` is not a valid history: {detail}")]
+    HoldHistory { hold_id: String, detail: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +66,10 @@ pub struct Hold {
     pub refunded_minor: i64,
     pub expires_at_ms: i64,
     pub status: HoldStatus,
+    /// Id of the last transaction that changed this hold: a hold may leave memory only once
+    /// the store a later restore reads from is known to hold this transaction.
+    #[serde(default)]
+    pub last_transaction_id: u64,
 }
 
 /// A credit line and its balances. Balances are signed account balances (debit positive);
@@ -118,6 +128,9 @@ pub struct Ledger {
     pending_by_expiry: BTreeSet<(i64, String)>,
     /// Holds resident in memory that are no longer pending (eviction candidates).
     settled_resident: Vec<String>,
+    /// The highest `last_transaction_id` of any evicted hold: a restore must read a source
+    /// that holds at least the journal up to here, or it could bring back an older hold.
+    eviction_horizon: u64,
     platform: BTreeMap<(Currency, PlatformAccount), i64>,
     last_transaction_id: u64,
 }
@@ -226,37 +239,59 @@ impl Ledger {
             .collect()
     }
 
-    /// Forgets holds that are no longer pending, so memory holds only live authorizations.
-    /// A later refund of an evicted hold needs it back through [`Ledger::restore_hold`].
-    pub fn evict_settled_holds(&mut self) -> usize {
+    /// Forgets settled holds whose last transaction is at or before `durable_through` (the
+    /// last journal id the store's current read snapshot holds), so memory keeps only live
+    /// authorizations and holds whose latest change a read of the store could still miss.
+    /// A later refund of an evicted hold brings it back through [`Ledger::restore_hold`].
+    pub fn evict_settled_holds(&mut self, durable_through: u64) -> usize {
         let mut evicted = 0;
+        let mut kept = Vec::new();
         for id in std::mem::take(&mut self.settled_resident) {
-            if self.holds.get(&id).is_some_and(|h| h.status != HoldStatus::Pending) {
-                self.holds.remove(&id);
-                evicted += 1;
+            let Some(hold) = self.holds.get(&id) else { continue };
+            if hold.status == HoldStatus::Pending {
+                continue;
             }
+            if hold.last_transaction_id > durable_through {
+                kept.push(id);
+                continue;
+            }
+            self.eviction_horizon = self.eviction_horizon.max(hold.last_transaction_id);
+            self.holds.remove(&id);
+            evicted += 1;
         }
+        self.settled_resident = kept;
         evicted
     }
 
-    /// Brings back a settled hold that was evicted, from the caller's durable copy of it (the
-    /// payment record written in the same commit as the hold's last transaction). Only
-    /// settled holds can be restored: pending ones never leave memory.
-    pub fn restore_hold(&mut self, hold: Hold) -> Result<(), LedgerError> {
-        if self.holds.contains_key(&hold.id) {
+    /// Brings back an evicted hold by replaying its own journal entries, read from a store
+    /// whose snapshot holds the journal up to `as_of_transaction_id`. Refused if that source
+    /// could be behind a hold already evicted (it might miss the hold's latest refund), if the
+    /// entries are not one hold's valid history, or if they end pending (pending holds never
+    /// leave memory). The ledger then refuses exactly what replaying the journal would.
+    pub fn restore_hold(
+        &mut self,
+        hold_id: &str,
+        entries: &[Transaction],
+        as_of_transaction_id: u64,
+    ) -> Result<(), LedgerError> {
+        if self.holds.contains_key(hold_id) {
             return Ok(());
         }
+        if as_of_transaction_id < self.eviction_horizon {
+            return Err(LedgerError::StaleRestore { as_of: as_of_transaction_id, horizon: self.eviction_horizon });
+        }
+        let hold = hold_from_journal(hold_id, entries, as_of_transaction_id)?;
         let line = self.line(&hold.credit_line_id)?;
         if line.currency != hold.currency {
             return Err(LedgerError::CurrencyMismatch { expected: line.currency, got: hold.currency });
         }
         if hold.status == HoldStatus::Pending {
-            return Err(LedgerError::HoldNotPending { status: hold.status });
+            return Err(LedgerError::HoldHistory {
+                hold_id: hold_id.to_owned(),
+                detail: "it is still pending, and pending holds never leave memory".into(),
+            });
         }
-        assert!(
-            hold.refunded_minor <= hold.captured_minor && hold.captured_minor <= hold.amount_minor,
-            "restored hold {hold:?} is inconsistent"
-        );
+        assert!(hold.refunded_minor <= hold.captured_minor && hold.captured_minor <= hold.amount_minor);
         self.settled_resident.push(hold.id.clone());
         self.holds.insert(hold.id.clone(), hold);
         Ok(())
@@ -427,6 +462,7 @@ impl Ledger {
                         refunded_minor: 0,
                         expires_at_ms: *expires_at_ms,
                         status: HoldStatus::Pending,
+                        last_transaction_id: 0,
                     },
                 );
                 self.pending_by_expiry.insert((*expires_at_ms, hold_id.clone()));
@@ -441,6 +477,10 @@ impl Ledger {
                 self.holds.get_mut(hold_id).expect("planned").refunded_minor += amount_minor;
             }
             Operation::Repay { .. } => {}
+        }
+        if let Some(hold) = transaction.operation.hold_id().and_then(|id| self.holds.get_mut(id)) {
+            assert!(hold.last_transaction_id < transaction.id, "hold {} changed out of journal order", hold.id);
+            hold.last_transaction_id = transaction.id;
         }
         let mut touched_lines: Vec<&str> = Vec::with_capacity(2);
         for posting in &transaction.postings {
@@ -485,6 +525,66 @@ impl Ledger {
         }
         Ok(hold)
     }
+}
+
+/// One hold as its journal entries leave it, checking each step as the ledger would have.
+fn hold_from_journal(hold_id: &str, entries: &[Transaction], as_of: u64) -> Result<Hold, LedgerError> {
+    let bad = |detail: String| LedgerError::HoldHistory { hold_id: hold_id.to_owned(), detail };
+    let mut hold: Option<Hold> = None;
+    let mut last_id = 0;
+    for transaction in entries {
+        if transaction.id <= last_id || transaction.id > as_of {
+            return Err(bad(format!("entry {} is out of order or after {as_of}", transaction.id)));
+        }
+        last_id = transaction.id;
+        if transaction.operation.hold_id() != Some(hold_id) {
+            return Err(bad(format!("entry {} belongs to another hold", transaction.id)));
+        }
+        let step_ok = match (&transaction.operation, hold.as_mut()) {
+            (Operation::Authorize { credit_line_id, amount_minor, expires_at_ms, .. }, None) => {
+                hold = Some(Hold {
+                    id: hold_id.to_owned(),
+                    credit_line_id: credit_line_id.clone(),
+                    currency: transaction.currency,
+                    amount_minor: *amount_minor,
+                    captured_minor: 0,
+                    refunded_minor: 0,
+                    expires_at_ms: *expires_at_ms,
+                    status: HoldStatus::Pending,
+                    last_transaction_id: 0,
+                });
+                true
+            }
+            (Operation::Capture { amount_minor, .. }, Some(h)) if h.status == HoldStatus::Pending => {
+                h.status = HoldStatus::Captured;
+                h.captured_minor = *amount_minor;
+                *amount_minor <= h.amount_minor
+            }
+            (Operation::Void { .. }, Some(h)) if h.status == HoldStatus::Pending => {
+                h.status = HoldStatus::Voided;
+                true
+            }
+            (Operation::Expire { .. }, Some(h)) if h.status == HoldStatus::Pending => {
+                h.status = HoldStatus::Expired;
+                true
+            }
+            (Operation::Refund { amount_minor, .. }, Some(h)) if h.status == HoldStatus::Captured => {
+                h.refunded_minor += amount_minor;
+                h.refunded_minor <= h.captured_minor
+            }
+            _ => false,
+        };
+        if !step_ok {
+            return Err(bad(format!(
+                "entry {} ({:?}) does not follow from the entries before it",
+                transaction.id, transaction.operation
+            )));
+        }
+        if let Some(h) = hold.as_mut() {
+            h.last_transaction_id = transaction.id;
+        }
+    }
+    hold.ok_or_else(|| LedgerError::UnknownHold(hold_id.to_owned()))
 }
 
 fn release(hold: &Hold) -> Vec<Posting> {

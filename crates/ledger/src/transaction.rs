@@ -111,6 +111,20 @@ pub enum Operation {
     Repay { credit_line_id: String, amount_minor: i64 },
 }
 
+impl Operation {
+    /// The hold an operation acts on, if any.
+    pub fn hold_id(&self) -> Option<&str> {
+        match self {
+            Operation::Authorize { hold_id, .. }
+            | Operation::Capture { hold_id, .. }
+            | Operation::Void { hold_id }
+            | Operation::Expire { hold_id }
+            | Operation::Refund { hold_id, .. } => Some(hold_id),
+            Operation::OpenLine { .. } | Operation::Repay { .. } => None,
+        }
+    }
+}
+
 /// A balanced set of postings, numbered in journal order from 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {

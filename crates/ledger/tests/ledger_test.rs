@@ -245,22 +245,64 @@ proptest! {
 #[test]
 fn settled_holds_can_be_evicted_and_restored_for_refunds() {
     let mut ledger = Ledger::new();
-    open(&mut ledger, "cl", 10_000);
-    authorize(&mut ledger, "h1", "cl", 4_000, 0).unwrap();
-    authorize(&mut ledger, "h2", "cl", 1_000, 0).unwrap();
-    ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 3_000 }, 1).unwrap();
-    let settled = ledger.hold("h1").unwrap().clone();
-    assert_eq!(ledger.evict_settled_holds(), 1);
+    let mut journal = vec![open(&mut ledger, "cl", 10_000)];
+    journal.push(authorize(&mut ledger, "h1", "cl", 4_000, 0).unwrap());
+    journal.push(authorize(&mut ledger, "h2", "cl", 1_000, 0).unwrap());
+    journal.push(ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 3_000 }, 1).unwrap());
+    journal.push(ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 500 }, 1).unwrap());
+    let last = journal.last().unwrap().id;
+    // Not while the store could still miss the hold's last change.
+    assert_eq!(ledger.evict_settled_holds(last - 1), 0);
+    assert_eq!(ledger.evict_settled_holds(last), 1);
     assert!(ledger.hold("h1").is_none());
     assert!(ledger.hold("h2").is_some(), "pending holds stay resident");
     assert_eq!(
         ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 1 }, 2),
         Err(LedgerError::UnknownHold("h1".into()))
     );
-    let mut pending = ledger.hold("h2").unwrap().clone();
-    pending.id = "h3".into();
-    assert!(ledger.restore_hold(pending).is_err(), "pending holds cannot be restored");
-    ledger.restore_hold(settled).unwrap();
-    ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 3_000 }, 2).unwrap();
+    let of = |hold: &str| -> Vec<Transaction> {
+        journal.iter().filter(|t| t.operation.hold_id() == Some(hold)).cloned().collect()
+    };
+    // A source behind the evicted hold (missing its refund) is refused, not guessed from.
+    let behind: Vec<Transaction> = of("h1").into_iter().filter(|t| t.id < last).collect();
+    assert_eq!(
+        ledger.restore_hold("h1", &behind, last - 1),
+        Err(LedgerError::StaleRestore { as_of: last - 1, horizon: last })
+    );
+    assert!(matches!(ledger.restore_hold("h2x", &of("h2"), last), Err(LedgerError::HoldHistory { .. })));
+    let mut pending_only = of("h2");
+    if let Operation::Authorize { hold_id, .. } = &mut pending_only[0].operation {
+        *hold_id = "h3".into();
+    }
+    assert!(ledger.restore_hold("h3", &pending_only, last).is_err(), "pending holds cannot be restored");
+    ledger.restore_hold("h1", &of("h1"), last).unwrap();
+    assert_eq!(ledger.hold("h1").unwrap().refunded_minor, 500);
+    assert_eq!(
+        ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 2_501 }, 2),
+        Err(LedgerError::RefundExceedsCaptured { requested_minor: 2_501, refundable_minor: 2_500 })
+    );
+    ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 2_500 }, 2).unwrap();
     assert_eq!(ledger.credit_line("cl").unwrap().available_minor(), 9_000);
+}
+
+#[test]
+fn a_restored_hold_is_what_replaying_its_journal_gives() {
+    // An over-refund in the history is refused rather than restored.
+    let mut ledger = Ledger::new();
+    let mut journal = vec![open(&mut ledger, "cl", 10_000)];
+    journal.push(authorize(&mut ledger, "h1", "cl", 1_000, 0).unwrap());
+    journal.push(ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 1_000 }, 1).unwrap());
+    journal.push(ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 700 }, 1).unwrap());
+    let last = journal.last().unwrap().id;
+    let mut forged = journal.last().unwrap().clone();
+    forged.id = last + 1;
+    ledger.evict_settled_holds(last);
+    let history: Vec<Transaction> = journal[1..].iter().cloned().chain([forged]).collect();
+    assert!(matches!(ledger.restore_hold("h1", &history, last + 1), Err(LedgerError::HoldHistory { .. })));
+    assert_eq!(ledger.restore_hold("h1", &journal[1..], last), Ok(()));
+    let mut replayed = Ledger::new();
+    for transaction in &journal {
+        replayed.replay(transaction).unwrap();
+    }
+    assert_eq!(ledger.hold("h1"), replayed.hold("h1"));
 }

@@ -33,6 +33,9 @@ const HOUR_S: u32 = 3_600;
 const FLAG_APPROVED: u8 = 1;
 const FLAG_TINY: u8 = 2;
 const FLAG_REFUSED: u8 = 4;
+/// An approved retry: its amount counts towards what was spent (caps and credit), not
+/// towards how many attempts were made.
+const FLAG_RETRY: u8 = 8;
 
 pub fn key(text: &str) -> u64 {
     let mut hasher = FxHasher::default();
@@ -105,11 +108,15 @@ struct KnownDevice {
     last_seen_s: u32,
 }
 
+/// The last first attempt (not a retry): what a retry must repeat, and when the window
+/// it opened closes.
 #[derive(Debug, Clone, Copy)]
 struct LastAttempt {
     merchant: u32,
     amount_minor: i64,
     at_s: u32,
+    /// Approved, now or after its challenge: repeating it is a new payment, not a retry.
+    approved: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -299,22 +306,25 @@ impl RiskState {
             let (t1m, t1h, t10m, t24h) =
                 (since(now_s, 60), since(now_s, HOUR_S), since(now_s, 600), since(now_s, DAY_S));
             for e in u.events.iter().filter(|e| e.at_s > t24h) {
-                c24h += 1;
                 let approved = e.flags() & FLAG_APPROVED != 0;
                 if approved {
                     s24h = s24h.saturating_add(e.amount_minor());
                     if e.at_s >= policy.today_start_s {
                         today = today.saturating_add(e.amount_minor());
                     }
+                    if e.at_s > t1h {
+                        s1h = s1h.saturating_add(e.amount_minor());
+                    }
                 }
+                if e.flags() & FLAG_RETRY != 0 {
+                    continue;
+                }
+                c24h += 1;
                 if e.flags() & FLAG_REFUSED != 0 {
                     refused += 1;
                 }
                 if e.at_s > t1h {
                     c1h += 1;
-                    if approved {
-                        s1h = s1h.saturating_add(e.amount_minor());
-                    }
                     if e.flags() & FLAG_TINY != 0 {
                         tiny1h += 1;
                     }
@@ -339,7 +349,8 @@ impl RiskState {
             let kind = network_kind(attempt.network);
             network_changed = kind != 0 && u.last_network != 0 && kind != u.last_network;
             if let Some(last) = u.last {
-                retry = last.merchant == merchant
+                retry = !last.approved
+                    && last.merchant == merchant
                     && last.amount_minor == attempt.amount_minor
                     && now_s.saturating_sub(last.at_s) <= policy.retry_window_s;
             }
@@ -397,8 +408,10 @@ impl RiskState {
         out.set_bool(Feature::MerchantFirstVisit, first_visit);
     }
 
-    /// Remembers an attempt and its outcome. A retry refreshes the last attempt but is not
-    /// counted again, so a flaky network never looks like a burst.
+    /// Remembers an attempt and its outcome. A retry (the same merchant and amount within
+    /// the retry window of a first attempt that was not approved) is exempt from counting
+    /// attempts only: an approved retry's amount counts towards every sum, so caps and
+    /// credit see it, and it never opens a retry window of its own.
     pub fn record(&mut self, attempt: &Attempt<'_>, outcome: Outcome, is_retry: bool, policy: &VelocityPolicy) {
         let now_s = seconds(attempt.now_ms);
         let user_key = key(attempt.user_id);
@@ -408,7 +421,13 @@ impl RiskState {
         let approved = outcome == Outcome::Approve;
         let user = self.users.entry(user_key).or_default();
         user.last_seen_s = now_s;
-        user.last = Some(LastAttempt { merchant, amount_minor: attempt.amount_minor, at_s: now_s });
+        if is_retry {
+            if let Some(first) = user.last.as_mut().filter(|_| approved) {
+                first.approved = true;
+            }
+        } else {
+            user.last = Some(LastAttempt { merchant, amount_minor: attempt.amount_minor, at_s: now_s, approved });
+        }
         let kind = network_kind(attempt.network);
         if kind != 0 {
             user.last_network = kind;
@@ -416,26 +435,27 @@ impl RiskState {
         if is_retry && !approved {
             return;
         }
-        if !is_retry {
-            let t24h = since(now_s, DAY_S);
-            if user.events.first().is_some_and(|e| e.at_s <= t24h) {
-                user.events.retain(|e| e.at_s > t24h);
-            }
-            if user.events.len() >= MAX_USER_EVENTS {
-                user.events.remove(0);
-            }
-            let mut flags = 0;
-            if approved {
-                flags |= FLAG_APPROVED;
-            }
-            if attempt.tiny {
-                flags |= FLAG_TINY;
-            }
-            if matches!(outcome, Outcome::StepUp | Outcome::Decline | Outcome::Restrict) {
-                flags |= FLAG_REFUSED;
-            }
-            user.events.push(UserEvent::new(now_s, merchant, attempt.amount_minor, flags));
+        let t24h = since(now_s, DAY_S);
+        if user.events.first().is_some_and(|e| e.at_s <= t24h) {
+            user.events.retain(|e| e.at_s > t24h);
         }
+        if user.events.len() >= MAX_USER_EVENTS {
+            user.events.remove(0);
+        }
+        let mut flags = 0;
+        if approved {
+            flags |= FLAG_APPROVED;
+        }
+        if attempt.tiny {
+            flags |= FLAG_TINY;
+        }
+        if matches!(outcome, Outcome::StepUp | Outcome::Decline | Outcome::Restrict) {
+            flags |= FLAG_REFUSED;
+        }
+        if is_retry {
+            flags |= FLAG_RETRY;
+        }
+        user.events.push(UserEvent::new(now_s, merchant, attempt.amount_minor, flags));
         if approved {
             Self::remember_approval(user, attempt, merchant, now_s, policy);
         }
@@ -544,6 +564,11 @@ impl RiskState {
             e.merchant == merchant && e.amount_minor() == attempt.amount_minor && e.flags() & FLAG_APPROVED == 0
         }) {
             e.set_flag(FLAG_APPROVED);
+        }
+        if let Some(first) =
+            user.last.as_mut().filter(|l| l.merchant == merchant && l.amount_minor == attempt.amount_minor)
+        {
+            first.approved = true;
         }
         Self::remember_approval(user, attempt, merchant, now_s, policy);
     }

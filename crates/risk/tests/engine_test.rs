@@ -236,17 +236,60 @@ fn card_testing_is_declined_but_a_supermarket_checkout_burst_is_not() {
 }
 
 #[test]
-fn client_retries_are_recognised_and_not_counted() {
+fn a_retry_repeats_an_attempt_that_was_not_approved_within_its_window() {
     let mut engine = Engine::with_defaults();
     with_history(&mut engine, "u1", now());
-    // The app times out and retries the same payment every few seconds, twelve times.
-    for i in 0..12 {
-        let record = engine.decide(facts("u1", "cafe", 2_800, now() + i * 4_000));
+    // Declined for want of credit; the shopper repays and tries again twice in a minute.
+    let mut short = facts("u1", "cafe", 2_800, now());
+    short.available_minor = 1_000;
+    let first = engine.decide(short);
+    assert_eq!(first.outcome, Outcome::Decline);
+    assert_eq!(first.features["is_retry"], features::Value::Bool(false));
+    for i in 1..=2 {
+        let record = engine.decide(facts("u1", "cafe", 2_800, now() + i * 20_000));
         assert_eq!(record.outcome, Outcome::Approve, "attempt {i}: {:?}", record.reason_codes);
-        assert_eq!(record.features["is_retry"], features::Value::Bool(i > 0));
+        // The first retry is one; once it was approved, the same again is a new payment.
+        assert_eq!(record.features["is_retry"], features::Value::Bool(i == 1), "attempt {i}");
     }
     let next = engine.evaluate(facts("u1", "bakery", 1_500, now() + 50_000));
-    assert_eq!(next.features["user_count_1m"], features::Value::Int(1), "retries are not a burst");
+    assert_eq!(next.features["user_count_1m"], features::Value::Int(2), "the retry is not counted as an attempt");
+    assert_eq!(next.features["user_sum_1h_minor"], features::Value::Int(5_600), "but both approvals are spent");
+    // The window belongs to the first attempt and does not slide with retries.
+    let mut later = facts("u1", "kiosk", 900, now() + 100_000);
+    later.available_minor = 100;
+    engine.decide(later);
+    for (i, offset_s, retry) in [(1, 60, true), (2, 110, true), (3, 125, false)] {
+        let mut again = facts("u1", "kiosk", 900, now() + 100_000 + offset_s * 1_000);
+        again.available_minor = 100;
+        let record = engine.decide(again);
+        assert_eq!(record.features["is_retry"], features::Value::Bool(retry), "retry {i} after {offset_s} s");
+    }
+}
+
+/// Thirty approvals of the same amount at one merchant within a minute are thirty
+/// payments: the policy's daily cap and the burst rule see them all.
+#[test]
+fn repeating_an_approved_payment_is_not_a_retry_and_meets_the_caps() {
+    let mut engine = Engine::with_defaults();
+    with_history_from(&mut engine, "u1", now(), 80_000);
+    let mut approved_minor = 0;
+    let mut outcomes = vec![];
+    for i in 0..30 {
+        let record = engine.decide(facts("u1", "electronics", 99_999, now() + i * 2_000));
+        // Until something was refused, every attempt repeats an approved one: none a retry.
+        if outcomes.iter().all(|(o, _)| *o == Outcome::Approve) {
+            assert_eq!(record.features["is_retry"], features::Value::Bool(false), "attempt {i}");
+        }
+        if record.outcome == Outcome::Approve {
+            approved_minor += 99_999;
+        }
+        outcomes.push((record.outcome, record.reason_codes));
+    }
+    assert!(approved_minor <= 2_000_000, "{approved_minor} approved against a daily cap of 2,000,000: {outcomes:?}");
+    assert!(
+        outcomes.iter().any(|(_, codes)| codes.iter().any(|c| c == "velocity_burst" || c == "policy_daily_cap")),
+        "{outcomes:?}"
+    );
 }
 
 #[test]

@@ -87,6 +87,7 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidPaymentState { .. } | CoreError::AuthorizationExpired { .. } => StatusCode::CONFLICT,
         CoreError::Overloaded | CoreError::StorageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::BooksDisagree { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -519,7 +519,8 @@ impl Driver for Bank {
         self.ledger.expire_due(now_ms, usize::MAX);
         if now_ms - self.last_prune_ms >= 86_400_000 {
             self.engine.state_mut().prune(now_ms);
-            self.ledger.evict_settled_holds();
+            // Nothing here is persisted, so every settled hold may go.
+            self.ledger.evict_settled_holds(u64::MAX);
             self.last_prune_ms = now_ms;
         }
         Ok(())

@@ -12,9 +12,9 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use xiezhi_ledger::Transaction;
-use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Store, StoreError, MAX_BATCH_ITEMS};
+use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Snapshot, Store, StoreError, MAX_BATCH_ITEMS};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,
     currency TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    hold_id TEXT
 );
 CREATE TABLE IF NOT EXISTS postings (
     transaction_id INTEGER NOT NULL,
@@ -40,6 +41,9 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS idempotency_age ON records (updated_at_ms) WHERE kind = 'idempotency';
 ";
 
+/// Created after migrations, which add the column it indexes to older journals.
+const HOLD_INDEX: &str = "CREATE INDEX IF NOT EXISTS journal_hold ON journal (hold_id) WHERE hold_id IS NOT NULL;";
+
 pub struct SqliteStore {
     connection: Connection,
     path: std::path::PathBuf,
@@ -50,6 +54,8 @@ pub struct SqliteStore {
     in_transaction: bool,
     /// Id of the last journal entry on disk, once known.
     last_journal_id: Option<u64>,
+    /// What the open read transaction sees, once asked.
+    snapshot: Option<Snapshot>,
 }
 
 /// How often the background thread copies the WAL back into the database.
@@ -104,6 +110,25 @@ fn migrate_v1_to_v2(connection: &Connection) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Io(format!("migrating the store from schema 1 to 2: {e}")))
 }
 
+/// Version 3 names each journal entry's hold in a column of its own, indexed, so an evicted
+/// hold is rebuilt from its own entries (`Store::hold_journal`) instead of from a record
+/// that might lag behind the journal.
+fn migrate_v2_to_v3(connection: &Connection) -> Result<(), StoreError> {
+    let has_column: bool = connection
+        .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('journal') WHERE name = 'hold_id'", [], |row| row.get(0))
+        .map_err(io)?;
+    let add_column = if has_column { "" } else { "ALTER TABLE journal ADD COLUMN hold_id TEXT;" };
+    connection
+        .execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             {add_column}
+             UPDATE journal SET hold_id = json_extract(body, '$.operation.hold_id');
+             UPDATE meta SET value = '3' WHERE key = 'schema_version';
+             COMMIT;"
+        ))
+        .map_err(|e| StoreError::Io(format!("migrating the store from schema 2 to 3: {e}")))
+}
+
 fn io(error: rusqlite::Error) -> StoreError {
     StoreError::Io(error.to_string())
 }
@@ -151,11 +176,16 @@ impl SqliteStore {
                     .map_err(io)?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some(v) if v == "1" => migrate_v1_to_v2(&connection)?,
+            Some(v) if v == "1" => {
+                migrate_v1_to_v2(&connection)?;
+                migrate_v2_to_v3(&connection)?;
+            }
+            Some(v) if v == "2" => migrate_v2_to_v3(&connection)?,
             Some(v) => {
                 return Err(StoreError::Corrupt(format!("schema version {v}, this build reads {SCHEMA_VERSION}")))
             }
         }
+        connection.execute_batch(HOLD_INDEX).map_err(io)?;
         let checkpointer = if checkpointer { spawn_checkpointer(path) } else { None };
         Ok(SqliteStore {
             connection,
@@ -163,6 +193,7 @@ impl SqliteStore {
             _checkpointer: checkpointer,
             in_transaction: false,
             last_journal_id: None,
+            snapshot: None,
         })
     }
 
@@ -190,6 +221,7 @@ impl SqliteStore {
             return Ok(());
         }
         self.in_transaction = false;
+        self.snapshot = None;
         if commit {
             if let Err(error) = self.connection.execute_batch("COMMIT") {
                 let _ = self.connection.execute_batch("ROLLBACK");
@@ -201,11 +233,38 @@ impl SqliteStore {
         }
     }
 
+    /// The generation of the newest batch in what this connection reads now.
+    fn stored_generation(&self) -> Result<u64, StoreError> {
+        let text: Option<String> = self
+            .connection
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |row| row.get(0))
+            .optional()
+            .map_err(io)?;
+        match text {
+            None => Ok(0),
+            Some(text) => text.parse().map_err(|_| StoreError::Corrupt(format!("stored generation `{text}`"))),
+        }
+    }
+
     fn write_batch(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let stored = self.stored_generation()?;
+        if batch.generation != 0 && batch.generation <= stored {
+            return Err(StoreError::GenerationBehind { stored, got: batch.generation });
+        }
         let mut last = self.last_journal_id()?;
         let tx = &self.connection;
-        let mut journal =
-            tx.prepare_cached("INSERT INTO journal (id, at_ms, currency, body) VALUES (?1, ?2, ?3, ?4)").map_err(io)?;
+        if batch.generation > stored {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('generation', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .map_err(io)?
+            .execute(params![batch.generation.to_string()])
+            .map_err(io)?;
+        }
+        let mut journal = tx
+            .prepare_cached("INSERT INTO journal (id, at_ms, currency, body, hold_id) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(io)?;
         let mut postings = tx
             .prepare_cached(
                 "INSERT INTO postings (transaction_id, book, account, amount_minor) VALUES (?1, ?2, ?3, ?4)",
@@ -217,8 +276,9 @@ impl SqliteStore {
             }
             last = transaction.id;
             let body = serde_json::to_string(transaction).map_err(|e| StoreError::Io(e.to_string()))?;
+            let hold_id = transaction.operation.hold_id();
             journal
-                .execute(params![transaction.id as i64, transaction.at_ms, transaction.currency.alpha(), body])
+                .execute(params![transaction.id as i64, transaction.at_ms, transaction.currency.alpha(), body, hold_id])
                 .map_err(io)?;
             for posting in &transaction.postings {
                 let book = match posting.account.book() {
@@ -258,9 +318,51 @@ fn delete_before_sql(kind: RecordKind) -> String {
     )
 }
 
+/// Decodes one stored journal row, checking that the row's id is the transaction's.
+fn journal_entry(id: i64, body: &str) -> Result<Transaction, StoreError> {
+    let transaction: Transaction =
+        serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
+    if transaction.id != id as u64 {
+        return Err(StoreError::Corrupt(format!("journal row {id} holds transaction {}", transaction.id)));
+    }
+    Ok(transaction)
+}
+
 impl Store for SqliteStore {
     fn end_reads(&mut self) -> Result<(), StoreError> {
         self.end(true)
+    }
+
+    fn read_snapshot(&mut self) -> Result<Snapshot, StoreError> {
+        if let Some(snapshot) = self.snapshot.filter(|_| self.in_transaction) {
+            return Ok(snapshot);
+        }
+        // In WAL mode a read transaction sees the database as of its first read and keeps
+        // that view until it ends; asked within the transaction, these two figures describe
+        // exactly what every other read of it sees.
+        self.begin()?;
+        let generation = self.stored_generation()?;
+        let last: Option<i64> =
+            self.connection.query_row("SELECT MAX(id) FROM journal", [], |row| row.get(0)).map_err(io)?;
+        let snapshot = Snapshot { generation, last_journal_id: last.unwrap_or(0) as u64 };
+        self.snapshot = Some(snapshot);
+        Ok(snapshot)
+    }
+
+    fn hold_journal(&mut self, hold_id: &str) -> Result<Vec<Transaction>, StoreError> {
+        self.begin()?;
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, body FROM journal WHERE hold_id = ?1 ORDER BY id")
+            .map_err(io)?;
+        let mut rows = statement.query(params![hold_id]).map_err(io)?;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next().map_err(io)? {
+            let id: i64 = row.get(0).map_err(io)?;
+            let body = row.get_ref(1).map_err(io)?.as_str().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            entries.push(journal_entry(id, body)?);
+        }
+        Ok(entries)
     }
 
     fn open_committer(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
@@ -281,12 +383,7 @@ impl Store for SqliteStore {
                 .map_err(io)?
                 .as_str()
                 .map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
-            let transaction: Transaction =
-                serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
-            if transaction.id != id as u64 {
-                return Err(StoreError::Corrupt(format!("journal row {id} holds transaction {}", transaction.id)));
-            }
-            visit(transaction)?;
+            visit(journal_entry(id, body)?)?;
         }
         Ok(())
     }
@@ -444,7 +541,7 @@ mod tests {
                 0,
             )
             .unwrap();
-        store.commit(&Batch { transactions: vec![open], records: vec![] }).unwrap();
+        store.commit(&Batch { transactions: vec![open], records: vec![], generation: 0 }).unwrap();
         assert!(store.check_books().unwrap().is_balanced());
         store.connection.execute("UPDATE postings SET amount_minor = amount_minor + 1 WHERE rowid = 1", []).unwrap();
         let report = store.check_books().unwrap();
@@ -499,7 +596,7 @@ mod tests {
             .connection
             .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, "2");
+        assert_eq!(version, SCHEMA_VERSION.to_string());
         assert_eq!(store.record(RecordKind::Payment, "p1").unwrap().unwrap().body, r#"{"v":1}"#);
         assert_eq!(store.record(RecordKind::Idempotency, "k1").unwrap().unwrap().updated_at_ms, 6);
         let sql: String = store
@@ -512,5 +609,57 @@ mod tests {
         // And a second open is a no-op.
         drop(store);
         SqliteStore::open(&path).unwrap();
+    }
+
+    #[test]
+    fn migrates_a_schema_2_journal_to_name_its_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xiezhi.sqlite3");
+        let mut ledger = xiezhi_ledger::Ledger::new();
+        let cny = xiezhi_money::Currency::from_code("CNY").unwrap();
+        let open = ledger
+            .execute(
+                xiezhi_ledger::Operation::OpenLine {
+                    credit_line_id: "cl".into(),
+                    user_id: "u".into(),
+                    currency: cny,
+                    limit_minor: 500,
+                },
+                0,
+            )
+            .unwrap();
+        let hold = ledger
+            .execute(
+                xiezhi_ledger::Operation::Authorize {
+                    hold_id: "pay_1".into(),
+                    credit_line_id: "cl".into(),
+                    amount_minor: 100,
+                    expires_at_ms: 1_000,
+                },
+                0,
+            )
+            .unwrap();
+        {
+            // A store as schema 2 left it: no hold column in the journal.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+                 INSERT INTO meta VALUES ('schema_version', '2');
+                 CREATE TABLE journal (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, currency TEXT NOT NULL,
+                     body TEXT NOT NULL);",
+            )
+            .unwrap();
+            for t in [&open, &hold] {
+                c.execute(
+                    "INSERT INTO journal (id, at_ms, currency, body) VALUES (?1, 0, 'CNY', ?2)",
+                    params![t.id as i64, serde_json::to_string(t).unwrap()],
+                )
+                .unwrap();
+            }
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.hold_journal("pay_1").unwrap(), vec![hold]);
+        assert!(store.hold_journal("cl").unwrap().is_empty());
+        assert_eq!(store.read_snapshot().unwrap(), Snapshot { generation: 0, last_journal_id: 2 });
     }
 }

@@ -2,7 +2,7 @@
 //! `xiezhi_store::conformance::run(|| open_the_same_store())`. `open` must open the same
 //! underlying storage each time it is called, so reopening is part of what is tested.
 
-use crate::{Batch, Record, RecordKind, Store, StoreError};
+use crate::{Batch, Record, RecordKind, Snapshot, Store, StoreError};
 use serde_json::json;
 use xiezhi_ledger::{Ledger, Operation, Transaction};
 use xiezhi_money::Currency;
@@ -17,6 +17,8 @@ pub fn run<S: Store, F: FnMut() -> S>(mut open: F) {
     oversized_batches_are_refused(&mut open);
     old_records_are_deleted_by_age(&mut open);
     books_are_checked_from_postings(&mut open);
+    a_read_snapshot_does_not_see_a_second_handles_commit(&mut open);
+    generations_only_go_forward(&mut open);
 }
 
 fn sample_journal(from_ledger: &mut Ledger, first_line: usize, count: usize) -> Vec<Transaction> {
@@ -87,6 +89,7 @@ fn commit_survives_reopen<S: Store>(open: &mut impl FnMut() -> S) {
             .commit(&Batch {
                 transactions: journal.clone(),
                 records: vec![record(RecordKind::Merchant, "m1", 1), record(RecordKind::Payment, "p1", 2)],
+                generation: 0,
             })
             .expect("commit");
     }
@@ -114,6 +117,7 @@ fn records_are_replaced_by_id<S: Store>(open: &mut impl FnMut() -> S) {
         .commit(&Batch {
             transactions: vec![],
             records: vec![record(RecordKind::Payment, "p1", 5), record(RecordKind::Idempotency, "p1", 6)],
+            generation: 0,
         })
         .expect("commit");
     let mut store = open();
@@ -128,7 +132,7 @@ fn records_stream_in_id_order<S: Store>(open: &mut impl FnMut() -> S) {
     let mut store = open();
     let ids = ["d_0003", "d_0001", "d_0002"];
     let records = ids.iter().enumerate().map(|(i, id)| record(RecordKind::Decision, id, i as i64)).collect();
-    store.commit(&Batch { transactions: vec![], records }).expect("commit");
+    store.commit(&Batch { transactions: vec![], records, generation: 0 }).expect("commit");
     let mut store = open();
     let mut seen = vec![];
     store
@@ -155,7 +159,11 @@ fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
     }
     let mut next = sample_journal(&mut ledger, 100, 1);
     next[0].id += 10; // leaves a gap
-    let result = store.commit(&Batch { transactions: next, records: vec![record(RecordKind::Merchant, "gap", 9)] });
+    let result = store.commit(&Batch {
+        transactions: next,
+        records: vec![record(RecordKind::Merchant, "gap", 9)],
+        generation: 0,
+    });
     assert!(matches!(result, Err(StoreError::JournalGap { .. })), "journal_gaps_are_refused_atomically: {result:?}");
     let mut store = open();
     assert_eq!(
@@ -171,14 +179,14 @@ fn journal_gaps_are_refused_atomically<S: Store>(open: &mut impl FnMut() -> S) {
 
 fn oversized_batches_are_refused<S: Store>(open: &mut impl FnMut() -> S) {
     let records = (0..=crate::MAX_BATCH_ITEMS).map(|i| record(RecordKind::Payment, &format!("big{i}"), 0)).collect();
-    let result = open().commit(&Batch { transactions: vec![], records });
+    let result = open().commit(&Batch { transactions: vec![], records, generation: 0 });
     assert!(matches!(result, Err(StoreError::BatchTooLarge { .. })), "oversized_batches_are_refused: {result:?}");
 }
 
 fn old_records_are_deleted_by_age<S: Store>(open: &mut impl FnMut() -> S) {
     let mut store = open();
     let records = (0..10).map(|i| record(RecordKind::Idempotency, &format!("age{i}"), 1_000 + i)).collect();
-    store.commit(&Batch { transactions: vec![], records }).expect("commit");
+    store.commit(&Batch { transactions: vec![], records, generation: 0 }).expect("commit");
     let deleted = store.delete_records_before(RecordKind::Idempotency, 1_005, 3).expect("delete");
     assert_eq!(deleted, 3, "old_records_are_deleted_by_age: the limit applies");
     let deleted = store.delete_records_before(RecordKind::Idempotency, 1_005, 100).expect("delete");
@@ -203,4 +211,65 @@ fn books_are_checked_from_postings<S: Store>(open: &mut impl FnMut() -> S) {
     assert!(report.is_balanced(), "books_are_checked_from_postings: {report:?}");
     assert_eq!(report.transactions, 9, "books_are_checked_from_postings: transaction count");
     assert!(report.postings >= 9 * 2);
+}
+
+fn ledger_of(store: &mut impl Store) -> Ledger {
+    let mut ledger = Ledger::new();
+    for transaction in store.journal().expect("journal") {
+        ledger.replay(&transaction).expect("replay");
+    }
+    ledger
+}
+
+/// The writer reads through one handle while a committer commits through another: a read
+/// transaction keeps seeing the store as it was when it began (the records, the journal and
+/// the generation alike) until it ends, and the next one sees the commit.
+fn a_read_snapshot_does_not_see_a_second_handles_commit<S: Store>(open: &mut impl FnMut() -> S) {
+    let name = "a_read_snapshot_does_not_see_a_second_handles_commit";
+    let mut reader = open();
+    let mut committer = open();
+    let before = reader.read_snapshot().expect("snapshot");
+    assert_eq!(before.last_journal_id, ledger_of(&mut reader).last_transaction_id(), "{name}: last journal id");
+    assert!(reader.record(RecordKind::Payment, "snap").expect("record").is_none(), "{name}: absent at first");
+    let mut ledger = ledger_of(&mut committer);
+    let transactions = sample_journal(&mut ledger, 200, 1);
+    let batch = Batch { transactions, records: vec![record(RecordKind::Payment, "snap", 1)], generation: 7 };
+    committer.commit(&batch).expect("commit");
+    assert!(reader.record(RecordKind::Payment, "snap").expect("record").is_none(), "{name}: seen mid-snapshot");
+    assert!(reader.hold_journal("h_conf_200").expect("hold journal").is_empty(), "{name}: journal mid-snapshot");
+    assert_eq!(reader.read_snapshot().expect("snapshot"), before, "{name}: the snapshot moved");
+    reader.end_reads().expect("end reads");
+    let after = reader.read_snapshot().expect("snapshot");
+    assert_eq!(
+        after,
+        Snapshot { generation: 7, last_journal_id: before.last_journal_id + 3 },
+        "{name}: the next snapshot"
+    );
+    assert!(reader.record(RecordKind::Payment, "snap").expect("record").is_some(), "{name}: not seen after");
+    let hold = reader.hold_journal("h_conf_200").expect("hold journal");
+    assert_eq!(hold, batch.transactions[1..].to_vec(), "{name}: a hold's journal is its authorization and capture");
+    reader.end_reads().expect("end reads");
+}
+
+fn generations_only_go_forward<S: Store>(open: &mut impl FnMut() -> S) {
+    let name = "generations_only_go_forward";
+    let mut store = open();
+    let stored = store.read_snapshot().expect("snapshot").generation;
+    assert!(stored > 0, "{name}: an earlier check committed generation 7");
+    let behind =
+        Batch { transactions: vec![], records: vec![record(RecordKind::Payment, "behind", 1)], generation: stored };
+    let result = store.commit(&behind);
+    assert!(matches!(result, Err(StoreError::GenerationBehind { .. })), "{name}: {result:?}");
+    assert!(store.record(RecordKind::Payment, "behind").expect("record").is_none(), "{name}: a refused batch wrote");
+    // Tools that are not the writer commit with generation 0, which leaves it alone.
+    let tool = Batch { transactions: vec![], records: vec![record(RecordKind::Payment, "tool", 1)], generation: 0 };
+    store.commit(&tool).expect("commit");
+    assert_eq!(store.read_snapshot().expect("snapshot").generation, stored, "{name}: generation 0 moved it");
+    let next =
+        Batch { transactions: vec![], records: vec![record(RecordKind::Payment, "next", 1)], generation: stored + 1 };
+    store.commit(&next).expect("commit");
+    drop(store);
+    let mut store = open();
+    assert_eq!(store.read_snapshot().expect("snapshot").generation, stored + 1, "{name}: after reopening");
+    store.end_reads().expect("end reads");
 }

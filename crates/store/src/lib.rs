@@ -24,6 +24,16 @@ pub enum StoreError {
     BatchTooLarge { items: usize },
     #[error("journal entry {got} does not follow {last}")]
     JournalGap { last: u64, got: u64 },
+    #[error("batch generation {got} is behind the stored generation {stored}")]
+    GenerationBehind { stored: u64, got: u64 },
+}
+
+/// What the reads of one read transaction see: every batch up to `generation` and the
+/// journal up to `last_journal_id`, and nothing committed after (by this handle or another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub last_journal_id: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -92,6 +102,11 @@ pub struct Record {
 pub struct Batch {
     pub transactions: Vec<Transaction>,
     pub records: Vec<Record>,
+    /// The writer's sequence number of this batch. Stored with it, so a reader can tell from
+    /// its snapshot alone which batches it contains ([`Store::read_snapshot`]). Each commit's
+    /// generation is above the stored one (else `GenerationBehind`); 0, for tools that are
+    /// not the writer, leaves the stored generation as it is. An empty batch stores nothing.
+    pub generation: u64,
 }
 
 impl Batch {
@@ -148,9 +163,18 @@ pub trait Store: Send + 'static {
 
     /// Ends the read transaction that reads since the last commit shared, so the next read
     /// sees everything committed since (by this handle or a committer's).
-    fn end_reads(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
+    fn end_reads(&mut self) -> Result<(), StoreError>;
+
+    /// The snapshot the reads of the current read transaction see, starting one if none is
+    /// open. Every read until the next [`Store::end_reads`] or [`Store::commit`] on this
+    /// handle sees exactly this snapshot: a batch committed meanwhile by another handle stays
+    /// invisible until then. This is what lets the writer keep a batch's records in memory
+    /// for exactly as long as a read could miss them.
+    fn read_snapshot(&mut self) -> Result<Snapshot, StoreError>;
+
+    /// The journal entries of one hold (authorization, capture or release, refunds), in id
+    /// order, as of the current read snapshot: what the ledger rebuilds an evicted hold from.
+    fn hold_journal(&mut self, hold_id: &str) -> Result<Vec<Transaction>, StoreError>;
 
     /// A second handle on the same store for a committer thread, when the implementation
     /// lets one connection commit while another reads (SQLite in WAL mode does). The service
@@ -179,7 +203,8 @@ pub trait Store: Send + 'static {
     fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError>;
 
     /// Writes a batch atomically; when it returns `Ok`, the batch survives a crash or power
-    /// loss. Journal ids must continue the stored journal without gaps.
+    /// loss. Journal ids must continue the stored journal without gaps, and the batch's
+    /// generation must not be behind the stored one. Ends this handle's read transaction.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
 
     /// Durably deletes up to `max` records of `kind` last updated before `before_ms`
