@@ -12,6 +12,8 @@
 pub mod books;
 mod decide;
 mod error;
+#[cfg(test)]
+mod interleavings;
 mod model;
 mod overlay;
 mod state;
