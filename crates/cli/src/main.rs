@@ -70,10 +70,28 @@ enum Commands {
 
 #[derive(Subcommand)]
 enum StoreCommand {
-    /// Check that the stored books balance and the journal replays; exits 1 if not.
+    /// Check that the stored books balance, the journal replays and every payment record
+    /// agrees with the ledger; names the first journal entry replay refuses and the payments
+    /// it touched. Exits 1 if anything is wrong.
     Check {
         #[arg(long, default_value = "./xiezhi-data")]
         data_dir: PathBuf,
+    },
+    /// Accept the first journal entry replay refuses, as recorded, so the service starts
+    /// again: an audited repair (who, why, when and what replay said are stored and listed
+    /// by `store check`). Stop the server first; read `store check` before deciding.
+    Accept {
+        #[arg(long, default_value = "./xiezhi-data")]
+        data_dir: PathBuf,
+        /// The journal entry, as `store check` names it (`first_refused_transaction.id`).
+        #[arg(long)]
+        transaction: u64,
+        /// Who decided.
+        #[arg(long)]
+        operator: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -83,6 +101,9 @@ fn main() -> ExitCode {
         Commands::Serve(args) => serve::run(args),
         Commands::Qr { command } => qr_cmd::run(command),
         Commands::Store { command: StoreCommand::Check { data_dir } } => store_cmd::check(&data_dir),
+        Commands::Store { command: StoreCommand::Accept { data_dir, transaction, operator, reason } } => {
+            store_cmd::accept(&data_dir, transaction, &operator, &reason)
+        }
         Commands::Bench { command } => bench::run(command),
         Commands::Simulate(args) => simulate::run(args),
         Commands::Model { command } => model_cmd::run(command),

@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// stored through `PUT /v1/policy`; without either, the shipped policy applies.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Serve reads only (payments, lines, decisions, rules, stats) and refuse every write
+    /// with `503 read_only`, starting even on books whose journal fails replay (shown as
+    /// recorded): what to run while deciding what to do about `xiezhi store check`'s findings.
+    #[arg(long)]
+    pub read_only: bool,
     /// A trained fraud model (`xiezhi model train --kind gbdt` on engine features) to score
     /// every payment instead of the heuristic scorer; refused at start if its features are
     /// not the engine's.
@@ -91,8 +96,13 @@ fn parse_scheme(text: &str) -> Result<AcceptedScheme, String> {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    // Logs go to stderr, in colour only on a terminal: stdout carries the listening line and
+    // the banner that scripts read.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -121,6 +131,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             policy_json: read_file("policy", &args.policy)?,
             scorer: args.fraud_model.as_deref().map(crate::model_cmd::fraud_scorer).transpose()?,
         },
+        read_only: args.read_only,
         ..Default::default()
     };
     let speed = match (args.clock_speed, args.demo) {
@@ -169,9 +180,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(dir) = args.fraud_model.clone() {
         tokio::spawn(reload_fraud_model_on_sighup(service.clone(), dir));
     }
+    if let Some(reason) = service.stats().read_only.get() {
+        println!("serving reads only: {reason}");
+    }
     let router = xiezhi_server::router(service);
     let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
-    if args.demo {
+    if args.demo && !args.read_only {
         let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_shoppers, clock.speed());
         demo.spawn(tokio::runtime::Handle::current());
     }

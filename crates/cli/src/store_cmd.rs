@@ -1,78 +1,57 @@
 use std::path::Path;
 use std::process::ExitCode;
-use xiezhi_ledger::{Ledger, PlatformAccount};
-use xiezhi_store::Store;
+use xiezhi_core::{books, Clock, SystemClock};
 use xiezhi_store_sqlite::SqliteStore;
 
-/// Checks the books twice, independently: with SQL over the stored postings, and by
-/// replaying the journal through the ledger (which re-validates every operation).
-pub fn check(data_dir: &Path) -> ExitCode {
+fn open(command: &str, data_dir: &Path) -> Result<SqliteStore, ExitCode> {
     if !data_dir.join("xiezhi.sqlite3").exists() {
-        eprintln!("xiezhi store check: {}: no store here (expected xiezhi.sqlite3)", data_dir.display());
-        return ExitCode::from(2);
+        eprintln!("xiezhi store {command}: {}: no store here (expected xiezhi.sqlite3)", data_dir.display());
+        return Err(ExitCode::from(2));
     }
-    let mut store = match SqliteStore::open_dir(data_dir) {
+    SqliteStore::open_dir(data_dir).map_err(|e| {
+        eprintln!("xiezhi store {command}: {}: {e}", data_dir.display());
+        ExitCode::from(2)
+    })
+}
+
+/// Checks the books three ways, independently: with SQL over the stored postings, by
+/// replaying the journal through the ledger (which decides every operation again), and by
+/// comparing every payment record with the ledger's hold. Prints JSON; exits 1 if anything
+/// is wrong, 2 if the store cannot be read.
+pub fn check(data_dir: &Path) -> ExitCode {
+    let mut store = match open("check", data_dir) {
         Ok(store) => store,
-        Err(e) => {
-            eprintln!("xiezhi store check: {}: {e}", data_dir.display());
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let report = match store.check_books() {
+    let report = match books::check_store(&mut store) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("xiezhi store check: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut ledger = Ledger::new();
-    let mut replay_error = None;
-    let streamed = store.for_each_journal_entry(&mut |transaction| {
-        if replay_error.is_none() {
-            if let Err(e) = ledger.replay(&transaction) {
-                replay_error = Some(e.to_string());
-            }
-        }
-        Ok(())
-    });
-    if let Err(e) = streamed {
-        eprintln!("xiezhi store check: {e}");
-        return ExitCode::from(2);
-    }
-    let (credit_total, money_total) = ledger.trial_balance();
-    let mut platform = serde_json::Map::new();
-    let currencies: std::collections::BTreeSet<_> = ledger.credit_lines().map(|l| l.currency).collect();
-    for currency in currencies {
-        for account in [
-            PlatformAccount::MerchantSettlementPayable,
-            PlatformAccount::RepaymentsReceived,
-            PlatformAccount::FeeIncome,
-            PlatformAccount::CompensationFund,
-        ] {
-            platform.insert(
-                format!("{currency}:{}", account.as_str()),
-                serde_json::Value::String(xiezhi_money::format_minor(
-                    ledger.platform_balance(currency, account),
-                    currency.minor_unit_exponent(),
-                )),
-            );
-        }
-    }
-    let balanced = report.is_balanced() && replay_error.is_none() && credit_total == 0 && money_total == 0;
-    let output = serde_json::json!({
-        "balanced": balanced,
-        "transactions": report.transactions,
-        "postings": report.postings,
-        "unbalanced_transactions": report.unbalanced_transactions,
-        "replay_error": replay_error,
-        "credit_lines": ledger.credit_lines().count(),
-        "pending_holds": ledger.pending_hold_count(),
-        "platform_balances": platform,
-    });
-    println!("{}", serde_json::to_string_pretty(&output).expect("json"));
-    if balanced {
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    if report.balanced && report.records_agree {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Accepts the first refused journal entry, as recorded, with who and why on record.
+pub fn accept(data_dir: &Path, transaction_id: u64, operator: &str, reason: &str) -> ExitCode {
+    let mut store = match open("accept", data_dir) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match books::accept_transaction(&mut store, transaction_id, operator, reason, SystemClock.now_ms()) {
+        Ok(accepted) => {
+            println!("{}", serde_json::to_string_pretty(&accepted).expect("json"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xiezhi store accept: {e}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -512,7 +512,9 @@ impl State {
             .credit_line(&payment.credit_line_id)
             .ok_or_else(|| CoreError::CreditLineNotFound { id: payment.credit_line_id.clone() })?;
         let (available_minor, currency) = (line.available_minor(), line.currency);
-        let restricted = self.restrictions.get(&payment.credit_line_id).is_some_and(|r| r.until_ms > now_ms);
+        // A line frozen by an accepted repair takes no new holds: as good as restricted.
+        let restricted = self.restrictions.get(&payment.credit_line_id).is_some_and(|r| r.until_ms > now_ms)
+            || self.ledger.is_frozen(&payment.credit_line_id);
         if payment.amount_minor > available_minor || restricted {
             let code = if restricted { "line_restricted" } else { "insufficient_credit" };
             let args = vec![("available", xiezhi_risk::money(available_minor, currency))];

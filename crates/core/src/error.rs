@@ -57,6 +57,8 @@ pub enum CoreError {
     /// operator has looked (`xiezhi store check`).
     #[error("the books disagree about `{id}`: {detail}")]
     BooksDisagree { id: String, detail: String },
+    #[error("the service is serving reads only: {reason}")]
+    ReadOnly { reason: String },
 }
 
 impl CoreError {
@@ -87,6 +89,7 @@ impl CoreError {
             CoreError::Overloaded => "overloaded",
             CoreError::StorageUnavailable { .. } => "storage_unavailable",
             CoreError::BooksDisagree { .. } => "books_disagree",
+            CoreError::ReadOnly { .. } => "read_only",
         }
     }
 

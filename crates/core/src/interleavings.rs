@@ -7,7 +7,7 @@
 use crate::decide::RiskConfig;
 use crate::model::*;
 use crate::state::State;
-use crate::{AcceptanceConfig, Command, CoreError, IdempotencyKey, PreparedPayment};
+use crate::{Command, CoreError, IdempotencyKey, PreparedPayment};
 use xiezhi_store::{Batch, Store};
 use xiezhi_store_sqlite::SqliteStore;
 
@@ -26,7 +26,8 @@ impl Pipeline {
         let store = SqliteStore::open_dir(dir.path()).unwrap();
         let committer = store.open_committer().unwrap().expect("SQLite offers a committer");
         let risk = RiskConfig { rules_json: Some(r#"{"version":"none","rules":[]}"#.into()), ..Default::default() };
-        let state = State::load(Box::new(store), AcceptanceConfig::default(), 7 * 86_400_000, risk).unwrap();
+        let config = crate::ServiceConfig { risk, ..Default::default() };
+        let state = State::load(Box::new(store), &config).unwrap();
         Pipeline { state, committer, _dir: dir }
     }
 

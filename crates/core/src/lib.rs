@@ -77,6 +77,9 @@ pub struct ServiceConfig {
     pub idempotency_retention_ms: i64,
     /// Policy and rules for the risk engine.
     pub risk: RiskConfig,
+    /// Serve reads only, and start even on books whose journal fails replay (shown as
+    /// recorded): what an operator runs while deciding what to do about them.
+    pub read_only: bool,
 }
 
 impl Default for ServiceConfig {
@@ -89,6 +92,7 @@ impl Default for ServiceConfig {
             strict_qr: false,
             idempotency_retention_ms: 24 * 3_600_000,
             risk: RiskConfig::default(),
+            read_only: false,
         }
     }
 }
@@ -164,6 +168,27 @@ pub enum Command {
     /// Swap the fraud scorer between two payments (a reloaded model); kept if the writer
     /// rebuilds its memory.
     SetScorer(ScorerHandle),
+}
+
+impl Command {
+    /// Whether the command can change stored state (refused when serving reads only).
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            Command::IssueDynamicQr { .. }
+                | Command::GetMerchant { .. }
+                | Command::GetCreditLine { .. }
+                | Command::GetPayment { .. }
+                | Command::GetDecision { .. }
+                | Command::ReplayDecision { .. }
+                | Command::GetChallenge { .. }
+                | Command::GetNotifications { .. }
+                | Command::GetRules
+                | Command::GetPolicy
+                | Command::GetLists
+                | Command::SetScorer(_)
+        )
+    }
 }
 
 /// A fraud scorer to hand to the writer.

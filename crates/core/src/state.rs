@@ -4,7 +4,7 @@
 use crate::decide::RiskConfig;
 use crate::error::CoreError;
 use crate::model::*;
-use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment};
+use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment, ServiceConfig};
 use xiezhi_risk::{ChallengeMethod, Engine};
 
 /// How often the risk engine forgets idle devices, networks, merchants and users.
@@ -73,6 +73,8 @@ pub(crate) struct State {
     /// Pending challenges, by id (resolved ones are read through [`State::get`]).
     pub(crate) challenges: HashMap<String, Challenge>,
     last_risk_prune_ms: i64,
+    /// Why only reads are served (a read-only start): commands that write are refused.
+    read_only: Option<String>,
 }
 
 pub(crate) fn storage(error: StoreError) -> CoreError {
@@ -150,12 +152,7 @@ fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
 
 impl State {
     /// Replays the journal and loads the merchants.
-    pub fn load(
-        store: Box<dyn Store>,
-        config: AcceptanceConfig,
-        hold_ttl_ms: i64,
-        risk_config: RiskConfig,
-    ) -> Result<State, StoreError> {
+    pub fn load(store: Box<dyn Store>, config: &ServiceConfig) -> Result<State, StoreError> {
         let mut state = State {
             store,
             ledger: Ledger::new(),
@@ -163,10 +160,11 @@ impl State {
             partner_index: HashMap::new(),
             overlay: Overlay::new(0, 1),
             snapshot: Snapshot::default(),
-            config,
-            hold_ttl_ms,
+            config: config.acceptance.clone(),
+            hold_ttl_ms: config.hold_ttl_ms,
             engine: Engine::with_defaults(),
-            risk_config,
+            risk_config: config.risk.clone(),
+            read_only: config.read_only.then(|| "started with --read-only".to_owned()),
             line_profiles: HashMap::new(),
             restrictions: HashMap::new(),
             challenges: HashMap::new(),
@@ -186,10 +184,7 @@ impl State {
         self.snapshot = self.store.read_snapshot()?;
         let next = self.overlay.open_generation().max(self.snapshot.generation + 1);
         self.overlay = Overlay::new(self.snapshot.generation, next);
-        let mut ledger = Ledger::new();
-        self.store.for_each_journal_entry(&mut |transaction| {
-            ledger.replay(&transaction).map_err(|e| StoreError::Corrupt(e.to_string()))
-        })?;
+        let mut ledger = self.replay_journal()?;
         assert_eq!(ledger.last_transaction_id(), self.snapshot.last_journal_id, "the journal read is the snapshot's");
         ledger.evict_settled_holds(self.snapshot.last_journal_id);
         self.ledger = ledger;
@@ -203,24 +198,57 @@ impl State {
         self.reload_risk()?;
         // Reads of this reload end here, so the next batch reads a fresh snapshot.
         self.store.end_reads()?;
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         self.check_consistency()
+    }
+
+    /// The ledger from the journal. A refused entry stops a normal start (the books are not
+    /// what the journal says they should be); a read-only start shows them as recorded.
+    fn replay_journal(&mut self) -> Result<Ledger, StoreError> {
+        let accepted = crate::books::accepted_transactions(self.store.as_mut())?;
+        let read_only = self.read_only.is_some();
+        let replay = crate::books::replay_journal(self.store.as_mut(), &accepted, read_only)?;
+        match (replay.first_refused, read_only) {
+            (None, _) => Ok(replay.ledger),
+            (Some(refused), true) => {
+                tracing::error!(transaction = refused.id, error = %refused.error, "read-only: the journal fails replay");
+                self.read_only = Some(format!(
+                    "journal entry {} is refused on replay ({}); the books are shown as recorded",
+                    refused.id, refused.error
+                ));
+                Ok(replay.ledger)
+            }
+            (Some(refused), false) => Err(StoreError::Corrupt(format!(
+                "journal entry {} ({}, payments {:?}) is refused on replay: {}. The service takes no payments on \
+                 books it cannot vouch for: `xiezhi store check` shows what is wrong, `xiezhi serve --read-only` \
+                 serves reads meanwhile, and `xiezhi store accept --transaction {}` applies the entry as recorded, \
+                 with your name and reason on record",
+                refused.id, refused.at, refused.payments, refused.error, refused.id
+            ))),
+        }
     }
 
     /// Payments and holds are written in the same commit, so every pending hold has an
     /// authorized payment that agrees with it.
     fn check_consistency(&mut self) -> Result<(), StoreError> {
-        let pending: Vec<(String, i64)> = self.ledger.pending_holds().map(|h| (h.id.clone(), h.amount_minor)).collect();
-        for (id, amount_minor) in pending {
+        let pending: Vec<String> = self.ledger.pending_holds().map(|h| h.id.clone()).collect();
+        for id in pending {
             let record = self
                 .store
                 .record(RecordKind::Payment, &id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("pending hold {id} has no payment record")))?;
             let payment: Payment = serde_json::from_str(&record.body).map_err(|e| corrupt(record.kind, &id, e))?;
-            if payment.status != PaymentStatus::Authorized || payment.amount_minor != amount_minor {
-                return Err(StoreError::Corrupt(format!("payment {id} disagrees with its pending hold")));
-            }
+            crate::books::agrees_with_hold(&payment, self.ledger.hold(&id))
+                .map_err(|detail| StoreError::Corrupt(format!("payment {id}: {detail}")))?;
         }
         Ok(())
+    }
+
+    /// Why the service serves reads only, if it does.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// Commits a batch on this state's own store handle (commits without a separate
@@ -325,6 +353,9 @@ impl State {
         now_ms: i64,
         out: &mut Batch,
     ) -> Result<Reply, CoreError> {
+        if let (Some(reason), true) = (&self.read_only, command.writes()) {
+            return Err(CoreError::ReadOnly { reason: reason.clone() });
+        }
         if let Some(key) = &idempotency {
             // Refusals stored by earlier versions are not answers: the request runs again.
             let stored =
@@ -363,6 +394,9 @@ impl State {
 
     /// Expires due holds and marks their payments expired.
     pub fn expire_due(&mut self, now_ms: i64, max: usize, out: &mut Batch) -> Result<usize, CoreError> {
+        if self.read_only.is_some() {
+            return Ok(0);
+        }
         let expired = self.ledger.expire_due(now_ms, max);
         let count = expired.len();
         for transaction in expired {
@@ -565,6 +599,9 @@ impl State {
             .ledger
             .credit_line(&request.credit_line_id)
             .ok_or_else(|| CoreError::CreditLineNotFound { id: request.credit_line_id.clone() })?;
+        if self.ledger.is_frozen(&request.credit_line_id) {
+            return Err(frozen(&request.credit_line_id));
+        }
         if line.currency != currency {
             return Err(CoreError::CurrencyMismatch {
                 expected: line.currency.alpha().into(),
@@ -860,6 +897,12 @@ fn fee(qr: &MerchantPresentedQr, request: &NewPayment, base_minor: i64, currency
     }
 }
 
+/// A line an operator's accepted repair left outside the ledger's rules moves no money.
+pub(crate) fn frozen(credit_line_id: &str) -> CoreError {
+    let detail = LedgerError::LineFrozen(credit_line_id.to_owned()).to_string();
+    CoreError::BooksDisagree { id: credit_line_id.to_owned(), detail }
+}
+
 fn ledger_error(error: LedgerError, currency: Currency) -> CoreError {
     let d = |minor: i64| decimal(minor, currency);
     match error {
@@ -879,6 +922,7 @@ fn ledger_error(error: LedgerError, currency: Currency) -> CoreError {
             status: format!("{status:?}").to_lowercase(),
             message: "the authorization is no longer pending".into(),
         },
+        LedgerError::LineFrozen(id) => frozen(&id),
         other => CoreError::InvalidRequest { field: "amount".into(), message: other.to_string() },
     }
 }

@@ -74,6 +74,8 @@ pub struct WriterStats {
     pub payments: AtomicU64,
     pub pending_holds: AtomicU64,
     pub healthy: AtomicBool,
+    /// Why the service serves reads only, when it does (set once, at start).
+    pub read_only: std::sync::OnceLock<String>,
 }
 
 pub(crate) fn spawn(
@@ -85,8 +87,10 @@ pub(crate) fn spawn(
 ) -> Result<(), CoreError> {
     let unavailable = |e: xiezhi_store::StoreError| CoreError::StorageUnavailable { message: e.to_string() };
     let committer_store = store.open_committer().map_err(unavailable)?;
-    let state =
-        State::load(store, config.acceptance.clone(), config.hold_ttl_ms, config.risk.clone()).map_err(unavailable)?;
+    let state = State::load(store, config).map_err(unavailable)?;
+    if let Some(reason) = state.read_only() {
+        let _ = stats.read_only.set(reason.to_owned());
+    }
     stats.healthy.store(true, Ordering::Relaxed);
     stats.pending_holds.store(state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
     let max_batch = config.max_batch.clamp(1, xiezhi_store::MAX_BATCH_ITEMS / 4);
@@ -388,7 +392,9 @@ impl Writer {
                 let batch = open.get_or_insert_with(OpenBatch::default);
                 if sweep {
                     last_sweep = Instant::now();
-                    batch.prune_before_ms = Some(now_ms - self.idempotency_retention_ms);
+                    if self.state.read_only().is_none() {
+                        batch.prune_before_ms = Some(now_ms - self.idempotency_retention_ms);
+                    }
                     if let Err(error) = self.state.expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch.batch) {
                         tracing::error!(%error, "expiring holds failed");
                         batch.poisoned = Some(error);
@@ -449,9 +455,11 @@ impl Writer {
                 tracing::error!(%error, "expiring holds failed");
                 return self.recover();
             }
-            match self.state.prune_idempotency(now_ms - self.idempotency_retention_ms, MAX_PRUNED_PER_SWEEP) {
-                Ok(pruned) => metrics::counter!("xiezhi_idempotency_keys_pruned_total").increment(pruned as u64),
-                Err(error) => tracing::warn!(%error, "pruning idempotency keys failed"),
+            let prune = self.state.read_only().is_none().then_some(now_ms - self.idempotency_retention_ms);
+            match prune.map(|before_ms| self.state.prune_idempotency(before_ms, MAX_PRUNED_PER_SWEEP)) {
+                Some(Ok(pruned)) => metrics::counter!("xiezhi_idempotency_keys_pruned_total").increment(pruned as u64),
+                Some(Err(error)) => tracing::warn!(%error, "pruning idempotency keys failed"),
+                None => {}
             }
         }
         open.apply(&mut self.state, envelopes, now_ms);

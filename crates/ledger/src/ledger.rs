@@ -45,6 +45,8 @@ pub enum LedgerError {
     StaleRestore { as_of: u64, horizon: u64 },
     #[error("the journal of hold `{hold_id}` is not a valid history: {detail}")]
     HoldHistory { hold_id: String, detail: String },
+    #[error("credit line `{0}` is frozen: an entry accepted as recorded left its balances outside the ledger's rules")]
+    LineFrozen(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +108,19 @@ impl CreditLine {
         -self.balance(LineAccount::CreditBalance)
     }
 
+    /// The per-line invariants, without asserting them (a line an entry accepted as
+    /// recorded may break them).
+    fn invariants_hold(&self) -> bool {
+        let sum = self.balances[..4].iter().map(|b| i128::from(*b)).sum::<i128>();
+        sum == 0
+            && self.available_minor() >= 0
+            && self.held_minor() >= 0
+            && self.limit_minor() >= 0
+            && self.drawn_minor() == self.receivable_minor()
+            && self.receivable_minor() >= 0
+            && self.credit_balance_minor() >= 0
+    }
+
     /// The per-line invariants. Cheap enough to check after every operation.
     fn assert_invariants(&self) {
         let sum = self.balances[..4].iter().map(|b| i128::from(*b)).sum::<i128>();
@@ -131,6 +146,9 @@ pub struct Ledger {
     /// The highest `last_transaction_id` of any evicted hold: a restore must read a source
     /// that holds at least the journal up to here, or it could bring back an older hold.
     eviction_horizon: u64,
+    /// Lines an entry accepted as recorded left outside the per-line invariants: shown, but
+    /// no operation touches them until an operator corrects them.
+    frozen_lines: BTreeSet<String>,
     platform: BTreeMap<(Currency, PlatformAccount), i64>,
     last_transaction_id: u64,
 }
@@ -231,6 +249,7 @@ impl Ledger {
             .pending_by_expiry
             .iter()
             .take_while(|(expires_at_ms, _)| *expires_at_ms <= now_ms)
+            .filter(|(_, id)| self.holds.get(id).is_some_and(|h| !self.frozen_lines.contains(&h.credit_line_id)))
             .take(max)
             .map(|(_, id)| id.clone())
             .collect();
@@ -297,6 +316,11 @@ impl Ledger {
         Ok(())
     }
 
+    /// Every hold in memory (pending ones, and settled ones not evicted), in no order.
+    pub fn holds(&self) -> impl Iterator<Item = &Hold> {
+        self.holds.values()
+    }
+
     /// Pending holds (always resident), in no particular order.
     pub fn pending_holds(&self) -> impl Iterator<Item = &Hold> {
         self.holds.values().filter(|h| h.status == HoldStatus::Pending)
@@ -304,6 +328,9 @@ impl Ledger {
 
     /// Validates `operation` against the current state and computes its postings.
     fn plan(&self, operation: &Operation, now_ms: i64) -> Result<(Currency, Vec<Posting>), LedgerError> {
+        if let Some(line) = self.line_of(operation).filter(|line| self.frozen_lines.contains(*line)) {
+            return Err(LedgerError::LineFrozen(line.to_owned()));
+        }
         match operation {
             Operation::OpenLine { credit_line_id, currency, limit_minor, .. } => {
                 if self.lines.contains_key(credit_line_id) {
@@ -439,6 +466,31 @@ impl Ledger {
     /// Applies a planned, balanced transaction. Cannot fail: everything was checked in `plan`.
     fn commit(&mut self, transaction: &Transaction) {
         match &transaction.operation {
+            Operation::OpenLine { .. } | Operation::Authorize { .. } => self.commit_line_or_hold(transaction),
+            Operation::Capture { hold_id, amount_minor } => {
+                self.settle_hold(hold_id, HoldStatus::Captured);
+                self.holds.get_mut(hold_id).expect("planned").captured_minor = *amount_minor;
+            }
+            Operation::Void { hold_id } => self.settle_hold(hold_id, HoldStatus::Voided),
+            Operation::Expire { hold_id } => self.settle_hold(hold_id, HoldStatus::Expired),
+            Operation::Refund { hold_id, amount_minor } => {
+                self.holds.get_mut(hold_id).expect("planned").refunded_minor += amount_minor;
+            }
+            Operation::Repay { .. } => {}
+        }
+        if let Some(hold) = transaction.operation.hold_id().and_then(|id| self.holds.get_mut(id)) {
+            assert!(hold.last_transaction_id < transaction.id, "hold {} changed out of journal order", hold.id);
+            hold.last_transaction_id = transaction.id;
+        }
+        for id in self.post_balances(transaction) {
+            self.lines.get(id).expect("touched lines exist").assert_invariants();
+        }
+        self.last_transaction_id = transaction.id;
+    }
+
+    /// What opening a line or authorizing a hold adds to memory.
+    fn commit_line_or_hold(&mut self, transaction: &Transaction) {
+        match &transaction.operation {
             Operation::OpenLine { credit_line_id, user_id, currency, .. } => {
                 self.lines.insert(
                     credit_line_id.clone(),
@@ -467,21 +519,12 @@ impl Ledger {
                 );
                 self.pending_by_expiry.insert((*expires_at_ms, hold_id.clone()));
             }
-            Operation::Capture { hold_id, amount_minor } => {
-                self.settle_hold(hold_id, HoldStatus::Captured);
-                self.holds.get_mut(hold_id).expect("planned").captured_minor = *amount_minor;
-            }
-            Operation::Void { hold_id } => self.settle_hold(hold_id, HoldStatus::Voided),
-            Operation::Expire { hold_id } => self.settle_hold(hold_id, HoldStatus::Expired),
-            Operation::Refund { hold_id, amount_minor } => {
-                self.holds.get_mut(hold_id).expect("planned").refunded_minor += amount_minor;
-            }
-            Operation::Repay { .. } => {}
+            _ => unreachable!("only lines and holds are created"),
         }
-        if let Some(hold) = transaction.operation.hold_id().and_then(|id| self.holds.get_mut(id)) {
-            assert!(hold.last_transaction_id < transaction.id, "hold {} changed out of journal order", hold.id);
-            hold.last_transaction_id = transaction.id;
-        }
+    }
+
+    /// Adds a transaction's postings to the balances; returns the lines it touched.
+    fn post_balances<'t>(&mut self, transaction: &'t Transaction) -> Vec<&'t str> {
         let mut touched_lines: Vec<&str> = Vec::with_capacity(2);
         for posting in &transaction.postings {
             match &posting.account {
@@ -499,10 +542,90 @@ impl Ledger {
                 }
             }
         }
-        for id in touched_lines {
-            self.lines.get(id).expect("touched lines exist").assert_invariants();
+        touched_lines
+    }
+
+    /// Applies a journal entry as it was recorded, without deciding it again: for an entry
+    /// an operator accepted after [`Ledger::replay`] refused it (an audited repair), and to
+    /// show, read-only, the books of a journal that failed its check. The entry must follow
+    /// the journal, balance in each book and post only to lines that exist; the hold it
+    /// names changes as far as its operation allows. The per-line invariants are not
+    /// asserted: they may be exactly what the entry broke.
+    pub fn replay_as_recorded(&mut self, transaction: &Transaction) -> Result<(), LedgerError> {
+        let mismatch = |detail: String| LedgerError::ReplayMismatch { id: transaction.id, detail };
+        if transaction.id != self.last_transaction_id + 1 {
+            return Err(mismatch(format!("expected id {}", self.last_transaction_id + 1)));
+        }
+        if !transaction.is_balanced() {
+            return Err(mismatch("journal entry does not balance".into()));
+        }
+        let opened = match &transaction.operation {
+            Operation::OpenLine { credit_line_id, .. } => Some(credit_line_id.as_str()),
+            _ => None,
+        };
+        for posting in &transaction.postings {
+            check_amount(posting.amount_minor.checked_abs().unwrap_or(i64::MAX).max(1))?;
+            if let Account::Line { credit_line_id, .. } = &posting.account {
+                if opened != Some(credit_line_id.as_str()) && !self.lines.contains_key(credit_line_id) {
+                    return Err(LedgerError::UnknownCreditLine(credit_line_id.clone()));
+                }
+            }
+        }
+        self.change_hold_as_recorded(transaction);
+        for id in self.post_balances(transaction) {
+            if !self.lines.get(id).expect("touched lines exist").invariants_hold() {
+                self.frozen_lines.insert(id.to_owned());
+            }
         }
         self.last_transaction_id = transaction.id;
+        Ok(())
+    }
+
+    /// Lines frozen by an entry accepted as recorded.
+    pub fn frozen_lines(&self) -> impl Iterator<Item = &str> {
+        self.frozen_lines.iter().map(String::as_str)
+    }
+
+    pub fn is_frozen(&self, credit_line_id: &str) -> bool {
+        self.frozen_lines.contains(credit_line_id)
+    }
+
+    /// The line an operation would change, if it already exists.
+    fn line_of<'a>(&'a self, operation: &'a Operation) -> Option<&'a str> {
+        match operation {
+            Operation::OpenLine { .. } => None,
+            Operation::Authorize { credit_line_id, .. } | Operation::Repay { credit_line_id, .. } => {
+                Some(credit_line_id)
+            }
+            other => other.hold_id().and_then(|id| self.holds.get(id)).map(|h| h.credit_line_id.as_str()),
+        }
+    }
+
+    fn change_hold_as_recorded(&mut self, transaction: &Transaction) {
+        let pending = |ledger: &Ledger, id: &str| ledger.holds.get(id).is_some_and(|h| h.status == HoldStatus::Pending);
+        match &transaction.operation {
+            Operation::OpenLine { credit_line_id, .. } if !self.lines.contains_key(credit_line_id) => {
+                self.commit_line_or_hold(transaction)
+            }
+            Operation::Authorize { hold_id, .. } if !self.holds.contains_key(hold_id) => {
+                self.commit_line_or_hold(transaction)
+            }
+            Operation::Capture { hold_id, amount_minor } if pending(self, hold_id) => {
+                self.settle_hold(hold_id, HoldStatus::Captured);
+                self.holds.get_mut(hold_id).expect("pending").captured_minor = *amount_minor;
+            }
+            Operation::Void { hold_id } if pending(self, hold_id) => self.settle_hold(hold_id, HoldStatus::Voided),
+            Operation::Expire { hold_id } if pending(self, hold_id) => self.settle_hold(hold_id, HoldStatus::Expired),
+            Operation::Refund { hold_id, amount_minor } => {
+                if let Some(hold) = self.holds.get_mut(hold_id) {
+                    hold.refunded_minor += amount_minor;
+                }
+            }
+            _ => {}
+        }
+        if let Some(hold) = transaction.operation.hold_id().and_then(|id| self.holds.get_mut(id)) {
+            hold.last_transaction_id = transaction.id;
+        }
     }
 
     fn settle_hold(&mut self, hold_id: &str, status: HoldStatus) {

@@ -306,3 +306,83 @@ fn a_restored_hold_is_what_replaying_its_journal_gives() {
     }
     assert_eq!(ledger.hold("h1"), replayed.hold("h1"));
 }
+
+#[test]
+fn an_accepted_entry_is_applied_as_recorded_and_a_malformed_one_is_not() {
+    let mut ledger = Ledger::new();
+    let mut journal = vec![open(&mut ledger, "cl", 10_000)];
+    journal.push(authorize(&mut ledger, "h1", "cl", 1_000, 0).unwrap());
+    journal.push(ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 1_000 }, 1).unwrap());
+    journal.push(ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 700 }, 1).unwrap());
+    // A second refund of 600 recorded against 300 refundable: what a lagging record let in.
+    let mut replayed = Ledger::new();
+    for transaction in &journal {
+        replayed.replay(transaction).unwrap();
+    }
+    let mut forged = journal[3].clone();
+    forged.id = 5;
+    if let Operation::Refund { amount_minor, .. } = &mut forged.operation {
+        *amount_minor = 600;
+    }
+    for posting in &mut forged.postings {
+        posting.amount_minor = posting.amount_minor.signum() * 600;
+    }
+    assert!(matches!(replayed.replay(&forged), Err(LedgerError::ReplayMismatch { id: 5, .. })));
+    let mut accepted = replayed.clone();
+    accepted.replay_as_recorded(&forged).unwrap();
+    assert_eq!(accepted.hold("h1").unwrap().refunded_minor, 1_300);
+    assert_eq!(accepted.last_transaction_id(), 5);
+    assert_eq!(accepted.trial_balance(), (0, 0), "an accepted entry still balances");
+    // Never what does not balance, skips an id, or posts to a line that does not exist.
+    let mut unbalanced = forged.clone();
+    unbalanced.postings[0].amount_minor += 1;
+    assert!(replayed.clone().replay_as_recorded(&unbalanced).is_err());
+    let mut gap = forged.clone();
+    gap.id = 6;
+    assert!(replayed.clone().replay_as_recorded(&gap).is_err());
+    let mut elsewhere = forged;
+    for posting in &mut elsewhere.postings {
+        if let xiezhi_ledger::Account::Line { credit_line_id, .. } = &mut posting.account {
+            *credit_line_id = "nowhere".into();
+        }
+    }
+    assert_eq!(replayed.replay_as_recorded(&elsewhere), Err(LedgerError::UnknownCreditLine("nowhere".into())));
+}
+
+#[test]
+fn an_accepted_entry_that_breaks_a_lines_rules_freezes_the_line() {
+    let mut ledger = Ledger::new();
+    open(&mut ledger, "cl", 10_000);
+    open(&mut ledger, "other", 10_000);
+    authorize(&mut ledger, "h1", "cl", 1_000, 0).unwrap();
+    ledger.execute(Operation::Capture { hold_id: "h1".into(), amount_minor: 1_000 }, 1).unwrap();
+    authorize(&mut ledger, "h2", "cl", 500, 0).unwrap();
+    // Recorded as if the whole 1,100 reduced what the user owes: receivable goes below zero.
+    let line = |account| xiezhi_ledger::Account::Line { credit_line_id: "cl".into(), account };
+    let posting = |account, amount_minor| xiezhi_ledger::Posting { account, amount_minor };
+    let broken = Transaction {
+        id: ledger.last_transaction_id() + 1,
+        at_ms: 2,
+        currency: cny(),
+        operation: Operation::Refund { hold_id: "h1".into(), amount_minor: 1_100 },
+        postings: vec![
+            posting(
+                xiezhi_ledger::Account::Platform {
+                    currency: cny(),
+                    account: PlatformAccount::MerchantSettlementPayable,
+                },
+                1_100,
+            ),
+            posting(line(xiezhi_ledger::LineAccount::Receivable), -1_100),
+            posting(line(xiezhi_ledger::LineAccount::Drawn), -1_100),
+            posting(line(xiezhi_ledger::LineAccount::Available), 1_100),
+        ],
+    };
+    ledger.replay_as_recorded(&broken).unwrap();
+    assert!(ledger.is_frozen("cl") && !ledger.is_frozen("other"));
+    // Nothing moves on the frozen line (and nothing panics); other lines go on.
+    assert_eq!(authorize(&mut ledger, "h3", "cl", 1, 2), Err(LedgerError::LineFrozen("cl".into())));
+    assert_eq!(ledger.execute(Operation::Void { hold_id: "h2".into() }, 2), Err(LedgerError::LineFrozen("cl".into())));
+    assert!(ledger.expire_due(i64::MAX / 2, 10).is_empty(), "the frozen line's hold is not expired either");
+    authorize(&mut ledger, "h4", "other", 100, 2).unwrap();
+}

@@ -176,9 +176,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let healthy = stats.healthy.load(Ordering::Relaxed);
     let clock = state.service.clock();
     let now_ms = clock.now_ms();
+    let read_only = stats.read_only.get();
     let body = serde_json::json!({
-        "status": if healthy { "ok" } else { "unavailable" },
+        "status": match (healthy, read_only) { (false, _) => "unavailable", (true, Some(_)) => "read_only", (true, None) => "ok" },
         "writer": healthy,
+        "read_only": read_only,
         "clock": {
             "now": jiff::Timestamp::from_millisecond(now_ms).map(|t| t.to_string()).unwrap_or_default(),
             "now_ms": now_ms,

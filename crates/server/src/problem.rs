@@ -86,7 +86,9 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::RepaymentExceedsBalance { .. }
         | CoreError::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidPaymentState { .. } | CoreError::AuthorizationExpired { .. } => StatusCode::CONFLICT,
-        CoreError::Overloaded | CoreError::StorageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::Overloaded | CoreError::StorageUnavailable { .. } | CoreError::ReadOnly { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         CoreError::BooksDisagree { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

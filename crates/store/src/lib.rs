@@ -56,10 +56,13 @@ pub enum RecordKind {
     Notification,
     /// Operator settings that must survive restarts (the active rule set).
     Setting,
+    /// An operator's audited repair of the stored books (a journal entry accepted as
+    /// recorded after replay refused it). Never deleted.
+    Repair,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::Merchant,
         RecordKind::Payment,
         RecordKind::Idempotency,
@@ -69,6 +72,7 @@ impl RecordKind {
         RecordKind::LineProfile,
         RecordKind::ListEntry,
         RecordKind::Notification,
+        RecordKind::Repair,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +87,7 @@ impl RecordKind {
             RecordKind::ListEntry => "list_entry",
             RecordKind::Notification => "notification",
             RecordKind::Setting => "setting",
+            RecordKind::Repair => "repair",
         }
     }
 }
