@@ -142,6 +142,13 @@ impl BooksReport {
 
 /// Durable storage. Implementations are used from one writer thread at a time.
 ///
+/// What the writer's linearizability rests on (ARCHITECTURE.md, "What a read sees"), and the
+/// conformance suite checks: reads on a handle share one read transaction until
+/// [`Store::end_reads`] or [`Store::commit`] on that handle; within it every read sees exactly
+/// the snapshot [`Store::read_snapshot`] describes; a batch another handle commits meanwhile
+/// becomes visible only in a later read transaction; and a commit is atomic, its generation,
+/// journal entries and records appearing together.
+///
 /// Only what must be resident is read at start-up (the journal and the small record kinds);
 /// payments and idempotency records are read one at a time, by id, when a request needs
 /// them, so the service's memory does not grow with its history.
