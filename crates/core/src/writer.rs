@@ -259,8 +259,9 @@ fn commit_job(
             }
         }
     }
-    // Report before replying: once a caller has its answer, the writer already knows the
-    // batch is durable, so the caller's next request reads it from the store.
+    // Report before replying, so the writer knows the committer is free (and seals the open
+    // batch) by the time the callers' next requests arrive. What those requests read does
+    // not depend on it: the overlay keeps this batch until the store's snapshot holds it.
     let writer_alive = done.send((seq, ok)).is_ok();
     for (reply, result) in replies.into_iter().zip(results) {
         // The client may have gone away; the outcome is durable either way.
