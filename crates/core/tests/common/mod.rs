@@ -98,3 +98,53 @@ pub fn key(name: &str) -> Option<IdempotencyKey> {
 pub fn minor(text: &str) -> i64 {
     parse_minor(text, Currency::from_code("CNY").unwrap(), Sign::Any).unwrap()
 }
+
+/// A policy under which the engine approves every payment the credit line can hold, so that
+/// a test of the books can predict each authorization exactly. It keeps the shape of the
+/// shipped policy (`crates/risk/policy/default.json`) but raises its payment and daily caps
+/// far above any test amount, drops the identity clause above 1000.00, and sets both score
+/// thresholds above the scorer's whole range (its score is clamped to 0–1000 and there are
+/// no rules to add points). Under the shipped thresholds (650/900) the heuristic scorer
+/// steps up a client that pays all that is left on a line after many small payments on a
+/// frozen clock: amount ≥ 10× the user's average (+250), one device paying for three users
+/// (+220), utilization ≥ 90 % (+140), ≥ 10 attempts in the hour (+120), a line under 7
+/// days old (+60), less a trusted device (−120), which makes 650 to 710.
+pub const APPROVE_WITHIN_CREDIT_POLICY: &str = r#"{
+  "id": "test-approve-within-credit",
+  "version": 1,
+  "timezone_offset_minutes": 480,
+  "clauses": [
+    {
+      "id": "test-payment-cap",
+      "effective_from": "2020-01-01T00:00:00+08:00",
+      "rule": { "payment_cap": { "currency": "CNY", "max_amount": "1000000.00" } }
+    },
+    {
+      "id": "test-daily-cap",
+      "effective_from": "2020-01-01T00:00:00+08:00",
+      "rule": { "daily_cap": { "currency": "CNY", "max_amount": "1000000000.00" } }
+    }
+  ],
+  "thresholds": { "step_up_score": 10000, "decline_score": 10000 },
+  "restriction": { "duration_hours": 24, "failed_challenges_to_restrict": 3, "appeal_days": 14 },
+  "trust": {
+    "device_trusted_after_payments": 3,
+    "retry_window_seconds": 120,
+    "tiny_amounts": { "CNY": "2.00" },
+    "challenge_ttl_seconds": 300,
+    "challenge_max_attempts": 3,
+    "notice_days": 30
+  }
+}"#;
+
+/// No rules and [`APPROVE_WITHIN_CREDIT_POLICY`]: only the credit line decides a payment.
+pub fn approve_within_credit() -> ServiceConfig {
+    ServiceConfig {
+        risk: RiskConfig {
+            rules_json: Some(NO_RULES.into()),
+            policy_json: Some(APPROVE_WITHIN_CREDIT_POLICY.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
