@@ -100,6 +100,11 @@ impl Overlay {
         debug_assert!(self.records.values().flat_map(HashMap::values).all(|e| e.generation > generation));
     }
 
+    /// Sealed batches not yet known to be in the store.
+    pub fn sealed_batches(&self) -> usize {
+        self.sealed.len()
+    }
+
     /// How many records are held (for the metrics and the tests).
     pub fn len(&self) -> usize {
         self.records.values().map(HashMap::len).sum()

@@ -7,6 +7,22 @@ use crate::model::*;
 use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment, ServiceConfig};
 use xiezhi_risk::{ChallengeMethod, Engine};
 
+/// The record kinds the writer reads by id while applying commands, through [`State::get`].
+/// Merchants, line profiles, restrictions, list entries and settings are held in memory and
+/// read from the store only by a reload.
+const READ_BY_ID: [RecordKind; 5] = [
+    RecordKind::Payment,
+    RecordKind::Idempotency,
+    RecordKind::Decision,
+    RecordKind::Challenge,
+    RecordKind::Notification,
+];
+
+/// Sealed batches the overlay holds before a seal takes a snapshot to let them go, even
+/// though nothing read: with one batch committing and one waiting, the oldest of these is
+/// durable by then, so the overlay stays within a few batches.
+const MAX_UNRELEASED_BATCHES: usize = 4;
+
 /// How often the risk engine forgets idle devices, networks, merchants and users.
 const RISK_PRUNE_INTERVAL_MS: i64 = 10 * 60_000;
 
@@ -257,18 +273,29 @@ impl State {
         batch.generation = self.overlay.open_generation();
         self.store.commit(batch)?;
         self.seal()?;
-        Ok(())
+        // Committed on this very handle: the next snapshot holds it, so it may go now.
+        self.sync_snapshot()?;
+        self.store.end_reads()
     }
 
-    /// Closes the batch being built: ends its read transaction and starts the next one at
-    /// once, so the overlay lets go of every batch the store now holds even when the next
-    /// batch reads nothing. Returns the closed batch's generation, to commit it under.
+    /// Closes the batch being built and ends its read transaction. Returns the closed
+    /// batch's generation, to commit it under. The overlay lets go of batches the store
+    /// holds whenever a read starts a snapshot; when batches pass without reads, a snapshot
+    /// is taken here every few batches, which keeps the overlay to a handful of batches.
     pub fn seal(&mut self) -> Result<u64, StoreError> {
         self.store.end_reads()?;
         let generation = self.overlay.seal();
-        self.sync_snapshot()?;
+        if self.overlay.sealed_batches() > MAX_UNRELEASED_BATCHES {
+            self.sync_snapshot()?;
+            self.store.end_reads()?;
+        }
         metrics::gauge!("xiezhi_overlay_records").set(self.overlay.len() as f64);
         Ok(generation)
+    }
+
+    #[cfg(test)]
+    pub fn overlay_batches(&self) -> usize {
+        self.overlay.sealed_batches()
     }
 
     /// Ends the read transaction while the writer waits for work, so an idle service holds
@@ -290,9 +317,13 @@ impl State {
         Ok(snapshot)
     }
 
-    /// Adds a record to the batch. Every later read of this writer sees it at once.
+    /// Adds a record to the batch. Every later read of this writer sees it at once: kinds
+    /// read by id go into the overlay; the others live in the writer's memory anyway and are
+    /// read from the store only when it reloads.
     pub(crate) fn put_record(&mut self, out: &mut Batch, record: Record) {
-        self.overlay.put(&record);
+        if READ_BY_ID.contains(&record.kind) {
+            self.overlay.put(&record);
+        }
         out.records.push(record);
     }
 
@@ -303,6 +334,7 @@ impl State {
     /// A record as the latest batch applied left it, committed or not: from the overlay, or
     /// else from the store's snapshot, which then holds every batch the overlay let go.
     pub(crate) fn get<T: DeserializeOwned>(&mut self, kind: RecordKind, id: &str) -> Result<Option<T>, CoreError> {
+        assert!(READ_BY_ID.contains(&kind), "{kind:?} records are not overlaid, so not read by id");
         if let Some(body) = self.overlay.get(kind, id) {
             return serde_json::from_str(body).map(Some).map_err(|e| storage(corrupt(kind, id, e)));
         }

@@ -404,9 +404,11 @@ fn a_failed_commit_is_reported_and_rolled_back_in(pipelined: bool) {
     assert_eq!(get_line(&service, &cl.id).available, "100.00", "the failed authorization must not hold credit");
     let p = pay(&service, &cl.id, &shop.qr_payload, Some("60")).unwrap();
     assert_eq!(p.status, PaymentStatus::Authorized);
-    // One more batch, so the payment is read from the store rather than from the writer's
-    // overlay of batches its snapshot may not hold.
-    line(&service, "1");
+    // Enough batches that the payment's has left the writer's overlay (which keeps only the
+    // few latest batches the store's snapshot may not hold): the capture reads the store.
+    for _ in 0..8 {
+        line(&service, "1");
+    }
     // A read failure in the middle of a capture must not commit half of it.
     fail_reads.store(true, Ordering::SeqCst);
     assert!(matches!(

@@ -54,6 +54,9 @@ pub struct SqliteStore {
     in_transaction: bool,
     /// Id of the last journal entry on disk, once known.
     last_journal_id: Option<u64>,
+    /// The generation stored by the last commit, once known (a committer handle is the only
+    /// one that commits, so it need not read it back each time).
+    last_generation: Option<u64>,
     /// What the open read transaction sees, once asked.
     snapshot: Option<Snapshot>,
 }
@@ -193,6 +196,7 @@ impl SqliteStore {
             _checkpointer: checkpointer,
             in_transaction: false,
             last_journal_id: None,
+            last_generation: None,
             snapshot: None,
         })
     }
@@ -237,7 +241,9 @@ impl SqliteStore {
     fn stored_generation(&self) -> Result<u64, StoreError> {
         let text: Option<String> = self
             .connection
-            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |row| row.get(0))
+            .prepare_cached("SELECT value FROM meta WHERE key = 'generation'")
+            .map_err(io)?
+            .query_row([], |row| row.get(0))
             .optional()
             .map_err(io)?;
         match text {
@@ -246,8 +252,8 @@ impl SqliteStore {
         }
     }
 
-    fn write_batch(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        let stored = self.stored_generation()?;
+    /// `stored` is the generation already stored, as this handle last knew it.
+    fn write_batch(&mut self, batch: &Batch, stored: u64) -> Result<(), StoreError> {
         if batch.generation != 0 && batch.generation <= stored {
             return Err(StoreError::GenerationBehind { stored, got: batch.generation });
         }
@@ -256,7 +262,8 @@ impl SqliteStore {
         if batch.generation > stored {
             tx.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('generation', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                 WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
             )
             .map_err(io)?
             .execute(params![batch.generation.to_string()])
@@ -342,8 +349,12 @@ impl Store for SqliteStore {
         // exactly what every other read of it sees.
         self.begin()?;
         let generation = self.stored_generation()?;
-        let last: Option<i64> =
-            self.connection.query_row("SELECT MAX(id) FROM journal", [], |row| row.get(0)).map_err(io)?;
+        let last: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MAX(id) FROM journal")
+            .map_err(io)?
+            .query_row([], |row| row.get(0))
+            .map_err(io)?;
         let snapshot = Snapshot { generation, last_journal_id: last.unwrap_or(0) as u64 };
         self.snapshot = Some(snapshot);
         Ok(snapshot)
@@ -462,14 +473,21 @@ impl Store for SqliteStore {
             return self.end(true);
         }
         self.begin()?;
-        match self.write_batch(batch).and_then(|()| self.end(true)) {
-            Ok(()) => {
+        let written = self
+            .last_generation
+            .map_or_else(|| self.stored_generation(), Ok)
+            .and_then(|stored| self.write_batch(batch, stored).map(|()| stored))
+            .and_then(|stored| self.end(true).map(|()| stored));
+        match written {
+            Ok(stored) => {
                 self.last_journal_id = batch.transactions.last().map(|t| t.id).or(self.last_journal_id);
+                self.last_generation = Some(stored.max(batch.generation));
                 Ok(())
             }
             Err(error) => {
                 let _ = self.end(false);
                 self.last_journal_id = None;
+                self.last_generation = None;
                 Err(error)
             }
         }
