@@ -282,7 +282,8 @@ impl Ledger {
         evicted
     }
 
-    /// Brings back an evicted hold by replaying its own journal entries, read from a store
+    /// Brings back an evicted hold by replaying its own journal entries (all of them, or those
+    /// from its capture on: only captured holds are ever needed again), read from a store
     /// whose snapshot holds the journal up to `as_of_transaction_id`. Refused if that source
     /// could be behind a hold already evicted (it might miss the hold's latest refund), if the
     /// entries are not one hold's valid history, or if they end pending (pending holds never
@@ -650,7 +651,18 @@ impl Ledger {
     }
 }
 
-/// One hold as its journal entries leave it, checking each step as the ledger would have.
+/// The line and amount a capture released from its hold, read from its postings.
+fn held_by(capture: &Transaction) -> Option<(String, i64)> {
+    capture.postings.iter().find_map(|p| match &p.account {
+        Account::Line { credit_line_id, account: LineAccount::Held } if p.amount_minor < 0 => {
+            Some((credit_line_id.clone(), -p.amount_minor))
+        }
+        _ => None,
+    })
+}
+
+/// One hold as its journal entries leave it (from its authorization, or from its capture),
+/// checking each step as the ledger would have.
 fn hold_from_journal(hold_id: &str, entries: &[Transaction], as_of: u64) -> Result<Hold, LedgerError> {
     let bad = |detail: String| LedgerError::HoldHistory { hold_id: hold_id.to_owned(), detail };
     let mut hold: Option<Hold> = None;
@@ -678,6 +690,25 @@ fn hold_from_journal(hold_id: &str, entries: &[Transaction], as_of: u64) -> Resu
                 });
                 true
             }
+            // A history may start at the capture: the hold's line and amount are in the
+            // capture's own postings (it releases the whole hold).
+            (Operation::Capture { amount_minor, .. }, None) => match held_by(transaction) {
+                Some((credit_line_id, held_minor)) => {
+                    hold = Some(Hold {
+                        id: hold_id.to_owned(),
+                        credit_line_id,
+                        currency: transaction.currency,
+                        amount_minor: held_minor,
+                        captured_minor: *amount_minor,
+                        refunded_minor: 0,
+                        expires_at_ms: transaction.at_ms,
+                        status: HoldStatus::Captured,
+                        last_transaction_id: 0,
+                    });
+                    *amount_minor <= held_minor
+                }
+                None => false,
+            },
             (Operation::Capture { amount_minor, .. }, Some(h)) if h.status == HoldStatus::Pending => {
                 h.status = HoldStatus::Captured;
                 h.captured_minor = *amount_minor;

@@ -275,7 +275,13 @@ fn settled_holds_can_be_evicted_and_restored_for_refunds() {
         *hold_id = "h3".into();
     }
     assert!(ledger.restore_hold("h3", &pending_only, last).is_err(), "pending holds cannot be restored");
+    // From its capture on, as the store keeps it: the same hold as from its authorization.
+    let mut from_capture = ledger.clone();
+    from_capture.restore_hold("h1", &of("h1")[1..], last).unwrap();
     ledger.restore_hold("h1", &of("h1"), last).unwrap();
+    let (mut a, mut b) = (ledger.hold("h1").unwrap().clone(), from_capture.hold("h1").unwrap().clone());
+    (a.expires_at_ms, b.expires_at_ms) = (0, 0);
+    assert_eq!(a, b, "the expiry of a settled hold is never used");
     assert_eq!(ledger.hold("h1").unwrap().refunded_minor, 500);
     assert_eq!(
         ledger.execute(Operation::Refund { hold_id: "h1".into(), amount_minor: 2_501 }, 2),

@@ -11,7 +11,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use xiezhi_ledger::Transaction;
+use xiezhi_ledger::{Operation, Transaction};
 use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Snapshot, Store, StoreError, MAX_BATCH_ITEMS};
 
 const SCHEMA_VERSION: i64 = 3;
@@ -113,9 +113,11 @@ fn migrate_v1_to_v2(connection: &Connection) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Io(format!("migrating the store from schema 1 to 2: {e}")))
 }
 
-/// Version 3 names each journal entry's hold in a column of its own, indexed, so an evicted
-/// hold is rebuilt from its own entries (`Store::hold_journal`) instead of from a record
-/// that might lag behind the journal.
+/// Version 3 names the hold of each capture and refund in a column of its own, indexed, so
+/// an evicted captured hold is rebuilt from its own entries (`Store::hold_journal`) instead
+/// of from a record that might lag behind the journal. Authorizations, voids and expiries
+/// are not indexed: a hold that was never captured is never needed again once settled, and
+/// most journal entries are authorizations.
 fn migrate_v2_to_v3(connection: &Connection) -> Result<(), StoreError> {
     let has_column: bool = connection
         .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('journal') WHERE name = 'hold_id'", [], |row| row.get(0))
@@ -125,7 +127,8 @@ fn migrate_v2_to_v3(connection: &Connection) -> Result<(), StoreError> {
         .execute_batch(&format!(
             "BEGIN IMMEDIATE;
              {add_column}
-             UPDATE journal SET hold_id = json_extract(body, '$.operation.hold_id');
+             UPDATE journal SET hold_id = json_extract(body, '$.operation.hold_id')
+                 WHERE json_extract(body, '$.operation.type') IN ('capture', 'refund');
              UPDATE meta SET value = '3' WHERE key = 'schema_version';
              COMMIT;"
         ))
@@ -283,7 +286,10 @@ impl SqliteStore {
             }
             last = transaction.id;
             let body = serde_json::to_string(transaction).map_err(|e| StoreError::Io(e.to_string()))?;
-            let hold_id = transaction.operation.hold_id();
+            let hold_id = match &transaction.operation {
+                Operation::Capture { hold_id, .. } | Operation::Refund { hold_id, .. } => Some(hold_id.as_str()),
+                _ => None,
+            };
             journal
                 .execute(params![transaction.id as i64, transaction.at_ms, transaction.currency.alpha(), body, hold_id])
                 .map_err(io)?;
@@ -657,6 +663,8 @@ mod tests {
                 0,
             )
             .unwrap();
+        let capture =
+            ledger.execute(xiezhi_ledger::Operation::Capture { hold_id: "pay_1".into(), amount_minor: 60 }, 1).unwrap();
         {
             // A store as schema 2 left it: no hold column in the journal.
             let c = Connection::open(&path).unwrap();
@@ -667,7 +675,7 @@ mod tests {
                      body TEXT NOT NULL);",
             )
             .unwrap();
-            for t in [&open, &hold] {
+            for t in [&open, &hold, &capture] {
                 c.execute(
                     "INSERT INTO journal (id, at_ms, currency, body) VALUES (?1, 0, 'CNY', ?2)",
                     params![t.id as i64, serde_json::to_string(t).unwrap()],
@@ -676,8 +684,8 @@ mod tests {
             }
         }
         let mut store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.hold_journal("pay_1").unwrap(), vec![hold]);
+        assert_eq!(store.hold_journal("pay_1").unwrap(), vec![capture], "the capture, not the authorization {hold:?}");
         assert!(store.hold_journal("cl").unwrap().is_empty());
-        assert_eq!(store.read_snapshot().unwrap(), Snapshot { generation: 0, last_journal_id: 2 });
+        assert_eq!(store.read_snapshot().unwrap(), Snapshot { generation: 0, last_journal_id: 3 });
     }
 }

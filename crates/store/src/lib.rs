@@ -184,8 +184,9 @@ pub trait Store: Send + 'static {
     /// for exactly as long as a read could miss them.
     fn read_snapshot(&mut self) -> Result<Snapshot, StoreError>;
 
-    /// The journal entries of one hold (authorization, capture or release, refunds), in id
-    /// order, as of the current read snapshot: what the ledger rebuilds an evicted hold from.
+    /// The journal entries of one hold from its capture on (the capture and its refunds), in
+    /// id order, as of the current read snapshot: what the ledger rebuilds an evicted captured
+    /// hold from. Empty for a hold never captured.
     fn hold_journal(&mut self, hold_id: &str) -> Result<Vec<Transaction>, StoreError>;
 
     /// A second handle on the same store for a committer thread, when the implementation
