@@ -9,6 +9,7 @@
 #      when each request was due.
 # Prints both reports, the server's RSS, and checks the books afterwards.
 # TOKIO_WORKER_THREADS sets the server's HTTP worker threads (default 2).
+# XIEZHI_BIN runs another build (say, the previous commit's) instead of building this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections=${1:-64}
@@ -16,10 +17,11 @@ duration=${2:-30s}
 rate=${3:-5000}
 port=18181
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null; }
-cargo build --release -q -p xiezhi-cli
+xiezhi=${XIEZHI_BIN:-./target/release/xiezhi}
+[ -n "${XIEZHI_BIN:-}" ] || cargo build --release -q -p xiezhi-cli
 data=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
-RUST_LOG=warn TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-2} ./target/release/xiezhi serve --listen 127.0.0.1:$port --data-dir "$data" > "$data/server.log" 2>&1 &
+RUST_LOG=warn TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-2} "$xiezhi" serve --listen 127.0.0.1:$port --data-dir "$data" > "$data/server.log" 2>&1 &
 server=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
 base=http://127.0.0.1:$port
@@ -31,15 +33,15 @@ qr=$( (curl -sf -X POST $base/v1/merchants -H 'content-type: application/json' -
 # Enough shoppers that each pays a few times a minute at most, as people do: with a
 # thousand lines every shopper would pay several times a second, and the engine would
 # (rightly) step them up.
-./target/release/xiezhi bench seed-lines --target $base --count "${LINES:-100000}" --out "$data/lines.txt"
+"$xiezhi" bench seed-lines --target $base --count "${LINES:-100000}" --out "$data/lines.txt"
 script="$data/payments.lua"
 { echo "LINES_FILE = \"$data/lines.txt\""; echo "QR = \"$qr\""; cat bench/payments.lua; } > "$script"
 echo "wrk -t2 -c$connections -d$duration --latency POST /v1/payments"
 wrk -t2 -c"$connections" -d"$duration" --latency -s "$script" $base
 echo "server RSS after wrk: $(ps -o rss= -p $server) KiB"
 echo "xiezhi bench http --rate $rate --duration-secs ${duration%s} --connections $connections"
-./target/release/xiezhi bench http --target $base --lines-file "$data/lines.txt" --qr "$qr" \
+"$xiezhi" bench http --target $base --lines-file "$data/lines.txt" --qr "$qr" \
   --rate "$rate" --duration-secs "${duration%s}" --connections "$connections" ${BENCH_HTTP_FLAGS:-}
 echo "server RSS after the open-loop run: $(ps -o rss= -p $server) KiB"
 curl -s $base/v1/stats; echo
-./target/release/xiezhi store check --data-dir "$data" | head -3
+"$xiezhi" store check --data-dir "$data" | head -3

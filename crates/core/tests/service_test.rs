@@ -1,94 +1,15 @@
 //! The payment service end to end on the real SQLite store: lifecycle, declines, QR
 //! resolution, idempotency, restart, concurrency and a failing disk.
 
+mod common;
+
+use common::*;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use xiezhi_core::*;
 use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Store, StoreError};
 use xiezhi_store_sqlite::SqliteStore;
-
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-const START_MS: i64 = 1_764_000_000_000;
-
-fn start(dir: &std::path::Path, config: ServiceConfig) -> (Service, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
-    let store = SqliteStore::open_dir(dir).unwrap();
-    (Service::start(Box::new(store), config, clock.clone()).unwrap(), clock)
-}
-
-fn run(service: &Service, command: Command) -> Result<Reply, CoreError> {
-    service.execute_blocking(command, None)
-}
-
-fn merchant(service: &Service, name: &str) -> MerchantView {
-    let request = NewMerchant {
-        name: name.into(),
-        city: "Hangzhou".into(),
-        country: "CN".into(),
-        mcc: "5411".into(),
-        currency: "CNY".into(),
-        partner_accounts: vec![],
-        onboarded_at: None,
-    };
-    match run(service, Command::CreateMerchant(request)).unwrap() {
-        Reply::Merchant(m) => m,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn line(service: &Service, limit: &str) -> CreditLineView {
-    let request = NewCreditLine {
-        user_id: "u1".into(),
-        currency: "CNY".into(),
-        limit: limit.into(),
-        profile: Default::default(),
-        opened_at: None,
-    };
-    match run(service, Command::CreateCreditLine(request)).unwrap() {
-        Reply::CreditLine(l) => l,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn payment_request(line_id: &str, qr: &str, amount: Option<&str>) -> NewPayment {
-    NewPayment {
-        credit_line_id: line_id.into(),
-        qr_payload: qr.into(),
-        amount: amount.map(Into::into),
-        tip: None,
-        context: PaymentContext { device_id: Some("d1".into()), ip: Some("10.0.0.1".into()), ..Default::default() },
-    }
-}
-
-fn pay(service: &Service, line_id: &str, qr: &str, amount: Option<&str>) -> Result<PaymentView, CoreError> {
-    let command = service.prepare_payment(payment_request(line_id, qr, amount))?;
-    match run(service, command)? {
-        Reply::Payment(p) => Ok(p),
-        other => panic!("{other:?}"),
-    }
-}
-
-fn get_line(service: &Service, id: &str) -> CreditLineView {
-    match run(service, Command::GetCreditLine { id: id.into() }).unwrap() {
-        Reply::CreditLine(l) => l,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn payment_of(reply: Result<Reply, CoreError>) -> PaymentView {
-    match reply.unwrap() {
-        Reply::Payment(p) => p,
-        other => panic!("{other:?}"),
-    }
-}
 
 #[test]
 fn scan_pay_capture_refund_repay() {

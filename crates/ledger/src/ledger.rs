@@ -503,21 +503,9 @@ impl Ledger {
                     },
                 );
             }
-            Operation::Authorize { hold_id, credit_line_id, amount_minor, expires_at_ms } => {
-                self.holds.insert(
-                    hold_id.clone(),
-                    Hold {
-                        id: hold_id.clone(),
-                        credit_line_id: credit_line_id.clone(),
-                        currency: transaction.currency,
-                        amount_minor: *amount_minor,
-                        captured_minor: 0,
-                        refunded_minor: 0,
-                        expires_at_ms: *expires_at_ms,
-                        status: HoldStatus::Pending,
-                        last_transaction_id: 0,
-                    },
-                );
+            Operation::Authorize { hold_id, expires_at_ms, .. } => {
+                let hold = authorized_hold(transaction).expect("an authorization");
+                self.holds.insert(hold_id.clone(), hold);
                 self.pending_by_expiry.insert((*expires_at_ms, hold_id.clone()));
             }
             _ => unreachable!("only lines and holds are created"),
@@ -651,6 +639,24 @@ impl Ledger {
     }
 }
 
+/// The pending hold an authorization creates (before its id is set as its last transaction).
+fn authorized_hold(transaction: &Transaction) -> Option<Hold> {
+    let Operation::Authorize { hold_id, credit_line_id, amount_minor, expires_at_ms } = &transaction.operation else {
+        return None;
+    };
+    Some(Hold {
+        id: hold_id.clone(),
+        credit_line_id: credit_line_id.clone(),
+        currency: transaction.currency,
+        amount_minor: *amount_minor,
+        captured_minor: 0,
+        refunded_minor: 0,
+        expires_at_ms: *expires_at_ms,
+        status: HoldStatus::Pending,
+        last_transaction_id: 0,
+    })
+}
+
 /// The line and amount a capture released from its hold, read from its postings.
 fn held_by(capture: &Transaction) -> Option<(String, i64)> {
     capture.postings.iter().find_map(|p| match &p.account {
@@ -676,18 +682,8 @@ fn hold_from_journal(hold_id: &str, entries: &[Transaction], as_of: u64) -> Resu
             return Err(bad(format!("entry {} belongs to another hold", transaction.id)));
         }
         let step_ok = match (&transaction.operation, hold.as_mut()) {
-            (Operation::Authorize { credit_line_id, amount_minor, expires_at_ms, .. }, None) => {
-                hold = Some(Hold {
-                    id: hold_id.to_owned(),
-                    credit_line_id: credit_line_id.clone(),
-                    currency: transaction.currency,
-                    amount_minor: *amount_minor,
-                    captured_minor: 0,
-                    refunded_minor: 0,
-                    expires_at_ms: *expires_at_ms,
-                    status: HoldStatus::Pending,
-                    last_transaction_id: 0,
-                });
+            (Operation::Authorize { .. }, None) => {
+                hold = authorized_hold(transaction);
                 true
             }
             // A history may start at the capture: the hold's line and amount are in the

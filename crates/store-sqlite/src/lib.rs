@@ -541,6 +541,15 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    /// A ledger with line `cl` (500 CNY) and the transaction that opened it.
+    fn a_line() -> (xiezhi_ledger::Ledger, Transaction) {
+        let mut ledger = xiezhi_ledger::Ledger::new();
+        let currency = xiezhi_money::Currency::from_code("CNY").unwrap();
+        let open = Operation::OpenLine { credit_line_id: "cl".into(), user_id: "u".into(), currency, limit_minor: 500 };
+        let transaction = ledger.execute(open, 0).unwrap();
+        (ledger, transaction)
+    }
+
     #[test]
     fn passes_the_store_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
@@ -552,19 +561,7 @@ mod tests {
     fn check_books_catches_a_tampered_posting() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SqliteStore::open_dir(dir.path()).unwrap();
-        let mut ledger = xiezhi_ledger::Ledger::new();
-        let cny = xiezhi_money::Currency::from_code("CNY").unwrap();
-        let open = ledger
-            .execute(
-                xiezhi_ledger::Operation::OpenLine {
-                    credit_line_id: "cl".into(),
-                    user_id: "u".into(),
-                    currency: cny,
-                    limit_minor: 500,
-                },
-                0,
-            )
-            .unwrap();
+        let (_, open) = a_line();
         store.commit(&Batch { transactions: vec![open], records: vec![], generation: 0 }).unwrap();
         assert!(store.check_books().unwrap().is_balanced());
         store.connection.execute("UPDATE postings SET amount_minor = amount_minor + 1 WHERE rowid = 1", []).unwrap();
@@ -639,19 +636,7 @@ mod tests {
     fn migrates_a_schema_2_journal_to_name_its_holds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("xiezhi.sqlite3");
-        let mut ledger = xiezhi_ledger::Ledger::new();
-        let cny = xiezhi_money::Currency::from_code("CNY").unwrap();
-        let open = ledger
-            .execute(
-                xiezhi_ledger::Operation::OpenLine {
-                    credit_line_id: "cl".into(),
-                    user_id: "u".into(),
-                    currency: cny,
-                    limit_minor: 500,
-                },
-                0,
-            )
-            .unwrap();
+        let (mut ledger, open) = a_line();
         let hold = ledger
             .execute(
                 xiezhi_ledger::Operation::Authorize {

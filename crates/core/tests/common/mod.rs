@@ -66,6 +66,19 @@ pub fn line_for(service: &Service, user_id: &str, limit: &str) -> CreditLineView
     }
 }
 
+/// A line for user `u1`.
+pub fn line(service: &Service, limit: &str) -> CreditLineView {
+    line_for(service, "u1", limit)
+}
+
+pub fn pay(service: &Service, line_id: &str, qr: &str, amount: Option<&str>) -> Result<PaymentView, CoreError> {
+    let command = service.prepare_payment(payment_request(line_id, qr, amount))?;
+    match run(service, command)? {
+        Reply::Payment(p) => Ok(p),
+        other => panic!("{other:?}"),
+    }
+}
+
 pub fn payment_request(line_id: &str, qr: &str, amount: Option<&str>) -> NewPayment {
     NewPayment {
         credit_line_id: line_id.into(),
