@@ -3,6 +3,7 @@
 use crate::error::CoreError;
 use crate::state::State;
 use crate::{Envelope, Reply, ServiceConfig};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -13,6 +14,13 @@ use xiezhi_store::{Batch, Store};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Most holds expired in one sweep, so a backlog never makes one commit huge.
 const MAX_EXPIRIES_PER_SWEEP: usize = 1_000;
+/// Each hold and each challenge that lapses writes at most two items.
+const ITEMS_PER_EXPIRY: usize = 2;
+/// The most items (journal entries and records) one command adds to a batch: a restriction
+/// writes its decision, payment, challenge, restriction, the inbox twice and the key's
+/// answer. Asserted after every command; a batch takes another command only while this
+/// much room is left, so no batch exceeds what one store commit may carry.
+pub(crate) const MAX_ITEMS_PER_COMMAND: usize = 16;
 /// Reload attempts after a storage failure before the writer gives up.
 const RECOVERY_ATTEMPTS: u32 = 12;
 /// Most idempotency records deleted in one sweep.
@@ -136,12 +144,35 @@ fn count_commit(stats: &WriterStats, started: Instant, requests: usize, payments
 }
 
 impl OpenBatch {
-    /// Applies requests to the batch. A storage error may leave memory half-way through a
-    /// command; the batch is then poisoned and never committed.
-    fn apply(&mut self, state: &mut State, envelopes: &mut Vec<Envelope>, now_ms: i64) {
-        for Envelope { command, idempotency, reply } in envelopes.drain(..) {
+    /// Whether the batch can take one more command of any kind.
+    fn has_room(&self) -> bool {
+        self.batch.items() + MAX_ITEMS_PER_COMMAND <= xiezhi_store::MAX_BATCH_ITEMS
+    }
+
+    /// Expires due holds and challenges, as many as the batch has room for (the rest wait
+    /// for the next sweep). Each expiry writes at most [`ITEMS_PER_EXPIRY`] items (asserted).
+    fn sweep(&mut self, state: &mut State, now_ms: i64) -> Result<(), CoreError> {
+        let room = xiezhi_store::MAX_BATCH_ITEMS.saturating_sub(self.batch.items() + MAX_ITEMS_PER_COMMAND);
+        // Holds and challenges each up to `max`.
+        let max = MAX_EXPIRIES_PER_SWEEP.min(room / (2 * ITEMS_PER_EXPIRY));
+        let before = self.batch.items();
+        let expired = state.expire_due(now_ms, max, &mut self.batch)?;
+        let added = self.batch.items() - before;
+        assert!(added <= expired * ITEMS_PER_EXPIRY && added <= room, "{expired} expiries wrote {added} items");
+        Ok(())
+    }
+
+    /// Applies queued requests while the batch has room; the rest stay queued for the next
+    /// batch. A storage error may leave memory half-way through a command; the batch is then
+    /// poisoned and never committed.
+    fn apply(&mut self, state: &mut State, envelopes: &mut VecDeque<Envelope>, now_ms: i64) {
+        while self.has_room() {
+            let Some(Envelope { command, idempotency, reply }) = envelopes.pop_front() else { break };
             let creates_payment = matches!(command, crate::Command::CreatePayment(_));
+            let items_before = self.batch.items();
             let result = state.apply(command, idempotency, now_ms, &mut self.batch);
+            let added = self.batch.items() - items_before;
+            assert!(added <= MAX_ITEMS_PER_COMMAND, "one command wrote {added} items");
             if creates_payment && result.is_ok() {
                 self.payments_created += 1;
             }
@@ -285,20 +316,22 @@ impl Writer {
         if self.committer.is_some() {
             return self.run_pipelined(receiver);
         }
-        let mut envelopes: Vec<Envelope> = Vec::with_capacity(self.max_batch);
+        let mut envelopes: VecDeque<Envelope> = VecDeque::with_capacity(self.max_batch);
         let mut last_sweep = Instant::now();
         loop {
             if !self.end_reads_when_idle() {
                 return;
             }
-            match receiver.recv_timeout(SWEEP_INTERVAL) {
-                Ok(first) => envelopes.push(first),
+            // Requests left over from a full batch go first, without waiting.
+            let wait = if envelopes.is_empty() { SWEEP_INTERVAL } else { Duration::ZERO };
+            match receiver.recv_timeout(wait) {
+                Ok(first) => envelopes.push_back(first),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             while envelopes.len() < self.max_batch {
                 match receiver.try_recv() {
-                    Ok(next) => envelopes.push(next),
+                    Ok(next) => envelopes.push_back(next),
                     Err(_) => break,
                 }
             }
@@ -356,24 +389,28 @@ impl Writer {
     /// is full). While batch N is being made durable, N+1 keeps growing, so a slow fsync
     /// makes the next commit larger rather than the queue longer.
     fn run_pipelined(&mut self, receiver: Receiver<Envelope>) {
-        let mut envelopes: Vec<Envelope> = Vec::with_capacity(self.max_batch);
+        let mut envelopes: VecDeque<Envelope> = VecDeque::with_capacity(self.max_batch);
         let mut open: Option<OpenBatch> = None;
         let mut last_sweep = Instant::now();
         loop {
-            let wait = if open.is_some() { COMMITTER_POLL } else { SWEEP_INTERVAL };
+            let wait = match (open.is_some(), envelopes.is_empty()) {
+                (_, false) => Duration::ZERO,
+                (true, true) => COMMITTER_POLL,
+                (false, true) => SWEEP_INTERVAL,
+            };
             if open.is_none() && !self.end_reads_when_idle() {
                 return;
             }
             let mut disconnected = false;
             match receiver.recv_timeout(wait) {
-                Ok(first) => envelopes.push(first),
+                Ok(first) => envelopes.push_back(first),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
             let room = self.max_batch.saturating_sub(open.as_ref().map_or(0, |o| o.replies.len()));
             while envelopes.len() < room {
                 match receiver.try_recv() {
-                    Ok(next) => envelopes.push(next),
+                    Ok(next) => envelopes.push_back(next),
                     Err(_) => break,
                 }
             }
@@ -396,7 +433,7 @@ impl Writer {
                     if self.state.read_only().is_none() {
                         batch.prune_before_ms = Some(now_ms - self.idempotency_retention_ms);
                     }
-                    if let Err(error) = self.state.expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut batch.batch) {
+                    if let Err(error) = batch.sweep(&mut self.state, now_ms) {
                         tracing::error!(%error, "expiring holds failed");
                         batch.poisoned = Some(error);
                     }
@@ -404,7 +441,7 @@ impl Writer {
                 batch.apply(&mut self.state, &mut envelopes, now_ms);
             }
             let committer_free = self.committer.as_ref().is_some_and(|c| c.in_flight == 0);
-            let full = open.as_ref().is_some_and(|o| o.replies.len() >= self.max_batch);
+            let full = open.as_ref().is_some_and(|o| o.replies.len() >= self.max_batch || !o.has_room());
             if let Some(batch) = open.take_if(|_| committer_free || full || disconnected) {
                 if !self.hand_over(batch) {
                     self.stats.healthy.store(false, Ordering::Relaxed);
@@ -448,11 +485,11 @@ impl Writer {
     }
 
     /// Applies a batch, commits it once, then replies. Returns false if the store is gone.
-    fn process(&mut self, envelopes: &mut Vec<Envelope>, sweep: bool) -> bool {
+    fn process(&mut self, envelopes: &mut VecDeque<Envelope>, sweep: bool) -> bool {
         let now_ms = self.clock.now_ms();
         let mut open = OpenBatch::default();
         if sweep {
-            if let Err(error) = self.state.expire_due(now_ms, MAX_EXPIRIES_PER_SWEEP, &mut open.batch) {
+            if let Err(error) = open.sweep(&mut self.state, now_ms) {
                 tracing::error!(%error, "expiring holds failed");
                 return self.recover();
             }
