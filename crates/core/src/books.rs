@@ -3,7 +3,7 @@
 //! for; `xiezhi store check` checks them all ([`check_store`]).
 
 use crate::error::CoreError;
-use crate::model::{decimal, timestamp, Payment, PaymentStatus, MAX_TEXT_CHARS};
+use crate::model::{timestamp, Payment, PaymentStatus, MAX_TEXT_CHARS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use xiezhi_ledger::{Hold, HoldStatus, Ledger, LedgerError, Operation, PlatformAccount, Transaction};
@@ -250,7 +250,8 @@ fn platform_balances(ledger: &Ledger) -> BTreeMap<String, String> {
             PlatformAccount::CompensationFund,
         ] {
             let minor = ledger.platform_balance(currency, account);
-            balances.insert(format!("{currency}:{}", account.as_str()), decimal(minor, currency));
+            let text = xiezhi_money::format_minor_wide(minor, currency.minor_unit_exponent());
+            balances.insert(format!("{currency}:{}", account.as_str()), text);
         }
     }
     balances

@@ -19,6 +19,8 @@ pub enum CoreError {
     InvalidAmount { field: String, message: String },
     #[error("unknown currency `{currency}`")]
     UnknownCurrency { currency: String },
+    #[error("the policy grants no credit in {currency}: no clause in force caps payments in it")]
+    CurrencyNotAdmitted { currency: String },
     #[error("`amount` is required: the QR code is static and carries no amount")]
     AmountRequired,
     #[error("amount {requested} does not match the amount {qr_amount} in the dynamic QR code")]
@@ -71,6 +73,7 @@ impl CoreError {
             CoreError::MerchantNotAccepted { .. } => "merchant_not_accepted",
             CoreError::InvalidAmount { .. } => "invalid_amount",
             CoreError::UnknownCurrency { .. } => "unknown_currency",
+            CoreError::CurrencyNotAdmitted { .. } => "currency_not_admitted",
             CoreError::AmountRequired => "amount_required",
             CoreError::AmountMismatch { .. } => "amount_mismatch",
             CoreError::CurrencyMismatch { .. } => "currency_mismatch",

@@ -571,6 +571,9 @@ impl State {
     fn create_credit_line(&mut self, request: NewCreditLine, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         check_text("user_id", &request.user_id)?;
         let currency = parse_currency(&request.currency)?;
+        if !self.engine.policy().admits(currency, now_ms) {
+            return Err(CoreError::CurrencyNotAdmitted { currency: currency.alpha().into() });
+        }
         let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
         check_profile(&request.profile)?;
         let opened_at_ms = past_instant("opened_at", request.opened_at.as_deref(), now_ms)?;
@@ -955,6 +958,9 @@ fn ledger_error(error: LedgerError, currency: Currency) -> CoreError {
             message: "the authorization is no longer pending".into(),
         },
         LedgerError::LineFrozen(id) => frozen(&id),
+        error @ LedgerError::BalanceOverflow { .. } => {
+            CoreError::InvalidAmount { field: "amount".into(), message: error.to_string() }
+        }
         other => CoreError::InvalidRequest { field: "amount".into(), message: other.to_string() },
     }
 }

@@ -1171,7 +1171,7 @@ fn check_journal(dir: &std::path::Path, reports: &[ClientReport]) -> Vec<String>
     let repaid_minor: i64 = lines.iter().map(|l| l.repaid_minor).sum();
     let payable_minor = ledger.platform_balance(cny(), PlatformAccount::MerchantSettlementPayable);
     let received_minor = ledger.platform_balance(cny(), PlatformAccount::RepaymentsReceived);
-    if (payable_minor, received_minor) != (-net_captured_minor, repaid_minor) {
+    if (payable_minor, received_minor) != (i128::from(-net_captured_minor), i128::from(repaid_minor)) {
         problems.push(format!(
             "platform accounts: merchant payable {payable_minor}, repayments received {received_minor}; \
              the clients acknowledged {net_captured_minor} captured net of refunds and {repaid_minor} repaid"

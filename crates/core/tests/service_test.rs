@@ -147,25 +147,29 @@ fn foreign_and_unknown_codes_are_not_accepted() {
     assert!(matches!(pay(&service, &cl.id, &fake, Some("1")), Err(CoreError::MerchantNotAccepted { .. })));
     // Broken payload and currency mismatch.
     assert!(matches!(pay(&service, &cl.id, "0002010102", Some("1")), Err(CoreError::InvalidQr { .. })));
-    let usd_line = match run(
-        &service,
-        Command::CreateCreditLine(NewCreditLine {
-            user_id: "u".into(),
-            currency: "USD".into(),
-            limit: "5".into(),
-            profile: Default::default(),
-            opened_at: None,
-        }),
-    )
-    .unwrap()
-    {
-        Reply::CreditLine(l) => l,
-        other => panic!("{other:?}"),
+    // No credit in a currency the policy does not cap (the shipped policy caps CNY only).
+    let usd_line = NewCreditLine {
+        user_id: "u".into(),
+        currency: "USD".into(),
+        limit: "5".into(),
+        profile: Default::default(),
+        opened_at: None,
     };
-    assert!(matches!(
-        pay(&service, &usd_line.id, &best.qr_payload, Some("1")),
-        Err(CoreError::CurrencyMismatch { .. })
-    ));
+    assert_eq!(
+        run(&service, Command::CreateCreditLine(usd_line)),
+        Err(CoreError::CurrencyNotAdmitted { currency: "USD".into() })
+    );
+    let usd_shop = NewMerchant {
+        name: "Dollar Shop".into(),
+        city: "Hong Kong".into(),
+        country: "HK".into(),
+        mcc: "5411".into(),
+        currency: "USD".into(),
+        partner_accounts: vec![],
+        onboarded_at: None,
+    };
+    let Ok(Reply::Merchant(usd_shop)) = run(&service, Command::CreateMerchant(usd_shop)) else { panic!() };
+    assert!(matches!(pay(&service, &cl.id, &usd_shop.qr_payload, Some("1")), Err(CoreError::CurrencyMismatch { .. })));
     assert!(matches!(pay(&service, &cl.id, &best.qr_payload, Some("1.001")), Err(CoreError::InvalidAmount { .. })));
     assert!(matches!(pay(&service, &cl.id, &best.qr_payload, Some("-1")), Err(CoreError::InvalidAmount { .. })));
     assert!(matches!(

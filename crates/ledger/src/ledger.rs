@@ -47,6 +47,8 @@ pub enum LedgerError {
     HoldHistory { hold_id: String, detail: String },
     #[error("credit line `{0}` is frozen: an entry accepted as recorded left its balances outside the ledger's rules")]
     LineFrozen(String),
+    #[error("the {account} balance of credit line `{credit_line_id}` would overflow")]
+    BalanceOverflow { credit_line_id: String, account: &'static str },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +151,9 @@ pub struct Ledger {
     /// Lines an entry accepted as recorded left outside the per-line invariants: shown, but
     /// no operation touches them until an operator corrects them.
     frozen_lines: BTreeSet<String>,
-    platform: BTreeMap<(Currency, PlatformAccount), i64>,
+    /// The platform's accounts sum every line's activity for ever (what merchants are owed,
+    /// what users repaid), so they are kept wider than one amount and never overflow.
+    platform: BTreeMap<(Currency, PlatformAccount), i128>,
     last_transaction_id: u64,
 }
 
@@ -188,7 +192,7 @@ impl Ledger {
         self.lines.values()
     }
 
-    pub fn platform_balance(&self, currency: Currency, account: PlatformAccount) -> i64 {
+    pub fn platform_balance(&self, currency: Currency, account: PlatformAccount) -> i128 {
         self.platform.get(&(currency, account)).copied().unwrap_or(0)
     }
 
@@ -209,7 +213,7 @@ impl Ledger {
             money += i128::from(line.balance(LineAccount::Receivable))
                 + i128::from(line.balance(LineAccount::CreditBalance));
         }
-        money += self.platform.values().map(|b| i128::from(*b)).sum::<i128>();
+        money += self.platform.values().sum::<i128>();
         (credit, money)
     }
 
@@ -217,6 +221,7 @@ impl Ledger {
     /// On error nothing changed.
     pub fn execute(&mut self, operation: Operation, now_ms: i64) -> Result<Transaction, LedgerError> {
         let (currency, postings) = self.plan(&operation, now_ms)?;
+        self.check_line_balances(&postings)?;
         let transaction =
             Transaction { id: self.last_transaction_id + 1, at_ms: now_ms, currency, operation, postings };
         assert!(transaction.is_balanced(), "unbalanced transaction {transaction:?}");
@@ -236,6 +241,7 @@ impl Ledger {
         }
         let (currency, postings) =
             self.plan(&transaction.operation, transaction.at_ms).map_err(|e| mismatch(e.to_string()))?;
+        self.check_line_balances(&postings).map_err(|e| mismatch(e.to_string()))?;
         if currency != transaction.currency || postings != transaction.postings {
             return Err(mismatch("postings differ".into()));
         }
@@ -520,14 +526,13 @@ impl Ledger {
                 Account::Line { credit_line_id, account } => {
                     let line = self.lines.get_mut(credit_line_id).expect("posting to a known line");
                     let balance = &mut line.balances[*account as usize];
-                    *balance = balance.checked_add(posting.amount_minor).expect("balances are bounded far below i64");
+                    *balance = balance.checked_add(posting.amount_minor).expect("checked by check_line_balances");
                     if !touched_lines.contains(&credit_line_id.as_str()) {
                         touched_lines.push(credit_line_id);
                     }
                 }
                 Account::Platform { currency, account } => {
-                    let balance = self.platform.entry((*currency, *account)).or_insert(0);
-                    *balance = balance.checked_add(posting.amount_minor).expect("platform balances are bounded");
+                    *self.platform.entry((*currency, *account)).or_insert(0) += i128::from(posting.amount_minor);
                 }
             }
         }
@@ -560,6 +565,7 @@ impl Ledger {
                 }
             }
         }
+        self.check_line_balances(&transaction.postings)?;
         self.change_hold_as_recorded(transaction);
         for id in self.post_balances(transaction) {
             if !self.lines.get(id).expect("touched lines exist").invariants_hold() {
@@ -567,6 +573,24 @@ impl Ledger {
             }
         }
         self.last_transaction_id = transaction.id;
+        Ok(())
+    }
+
+    /// Refuses postings that would take any line balance past what an `i64` holds (a line's
+    /// credit balance, say, after years of refunds of repaid spending), so posting them
+    /// never overflows. A line not opened yet starts from zero.
+    fn check_line_balances(&self, postings: &[Posting]) -> Result<(), LedgerError> {
+        let mut after: Vec<(&str, LineAccount, i64)> = Vec::with_capacity(postings.len());
+        for posting in postings {
+            let Account::Line { credit_line_id, account } = &posting.account else { continue };
+            let current = match after.iter().position(|(id, a, _)| *id == credit_line_id && a == account) {
+                Some(i) => after.swap_remove(i).2,
+                None => self.lines.get(credit_line_id).map_or(0, |line| line.balance(*account)),
+            };
+            let overflow =
+                || LedgerError::BalanceOverflow { credit_line_id: credit_line_id.clone(), account: account.as_str() };
+            after.push((credit_line_id, *account, current.checked_add(posting.amount_minor).ok_or_else(overflow)?));
+        }
         Ok(())
     }
 

@@ -392,3 +392,36 @@ fn an_accepted_entry_that_breaks_a_lines_rules_freezes_the_line() {
     assert!(ledger.expire_due(i64::MAX / 2, 10).is_empty(), "the frozen line's hold is not expired either");
     authorize(&mut ledger, "h4", "other", 100, 2).unwrap();
 }
+
+/// What merchants are owed and what users repaid only grow: the platform's accounts sum
+/// past what one `i64` holds without a panic, and a line's own balance that would overflow
+/// is refused with a typed error instead.
+#[test]
+fn no_sequence_of_operations_overflows_a_balance() {
+    const MAX: i64 = xiezhi_money::MAX_AMOUNT_MINOR;
+    let mut ledger = Ledger::new();
+    open(&mut ledger, "cl", MAX);
+    let cycles = 10_000; // 10^19 minor units in all, past i64::MAX (9.2 × 10^18)
+    let mut refused = None;
+    for i in 0..cycles {
+        let hold = format!("h{i}");
+        authorize(&mut ledger, &hold, "cl", MAX, 0).unwrap();
+        ledger.execute(Operation::Capture { hold_id: hold.clone(), amount_minor: MAX }, 1).unwrap();
+        ledger.execute(Operation::Repay { credit_line_id: "cl".into(), amount_minor: MAX }, 1).unwrap();
+        // Refunding repaid spending is owed back to the user: the line's credit balance grows.
+        match ledger.execute(Operation::Refund { hold_id: hold, amount_minor: MAX }, 1) {
+            Ok(_) => {}
+            Err(error) => {
+                refused = Some((i, error));
+                break;
+            }
+        }
+    }
+    let (at, error) = refused.expect("the credit balance cannot grow for ever");
+    assert_eq!(error, LedgerError::BalanceOverflow { credit_line_id: "cl".into(), account: "credit_balance" });
+    assert_eq!(at, (i64::MAX / MAX) as usize, "refused exactly when the next refund would overflow");
+    let repaid = ledger.platform_balance(cny(), PlatformAccount::RepaymentsReceived);
+    assert_eq!(repaid, i128::from(MAX) * (at as i128 + 1), "the platform's sum went past i64::MAX");
+    assert!(repaid > i128::from(i64::MAX));
+    assert_eq!(ledger.trial_balance(), (0, 0));
+}

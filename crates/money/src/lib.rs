@@ -172,12 +172,17 @@ pub fn parse_minor(text: &str, currency: Currency, sign: Sign) -> Result<i64, Mo
 
 /// Formats minor units with `exponent` decimals: (1230, 2) → "12.30", (-5, 2) → "-0.05".
 pub fn format_minor(amount_minor: i64, exponent: u8) -> String {
+    format_minor_wide(i128::from(amount_minor), exponent)
+}
+
+/// [`format_minor`] for sums wider than one amount (the platform's running balances).
+pub fn format_minor_wide(amount_minor: i128, exponent: u8) -> String {
     let magnitude = amount_minor.unsigned_abs();
     let sign = if amount_minor < 0 { "-" } else { "" };
     if exponent == 0 {
         return format!("{sign}{magnitude}");
     }
-    let scale = 10u64.pow(u32::from(exponent));
+    let scale = 10u128.pow(u32::from(exponent));
     format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale, width = usize::from(exponent))
 }
 

@@ -295,6 +295,15 @@ impl Policy {
         clause.from_ms <= now_ms && clause.until_ms.is_none_or(|u| now_ms < u)
     }
 
+    /// Whether credit in `currency` may be granted now: only where a clause in force caps
+    /// each payment in it, so no line runs in a currency whose amounts nothing bounds.
+    pub fn admits(&self, currency: Currency, now_ms: i64) -> bool {
+        self.clauses.iter().any(|c| {
+            matches!(c.rule, CompiledRule::PaymentCap { currency: capped, .. } if capped == currency)
+                && self.in_force(c, now_ms)
+        })
+    }
+
     /// Clauses that take effect within the notice period.
     pub fn upcoming(&self, clause: &ActiveClause, now_ms: i64) -> bool {
         let notice_ms = self.document.trust.notice_days * 86_400_000;

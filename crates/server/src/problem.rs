@@ -78,6 +78,7 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::AmountRequired
         | CoreError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
         CoreError::InvalidQr { .. }
+        | CoreError::CurrencyNotAdmitted { .. }
         | CoreError::MerchantNotAccepted { .. }
         | CoreError::AmountMismatch { .. }
         | CoreError::CurrencyMismatch { .. }
