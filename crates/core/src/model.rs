@@ -8,6 +8,12 @@ use xiezhi_money::{format_minor, Currency};
 pub const MAX_REFUNDS_PER_PAYMENT: usize = 100;
 /// Longest accepted free-text field (names, ids, device ids) in characters.
 pub const MAX_TEXT_CHARS: usize = 128;
+/// Longest `context.user_agent`, in characters (browser user agents run to 200 and more).
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+/// Longest `context.network` ("wifi", "4g", "5g", …) and `context.app_version`.
+pub const MAX_CONTEXT_TAG_CHARS: usize = 32;
+/// Longest `context.ip` (the longest IPv6 text form is 45 characters).
+pub const MAX_IP_CHARS: usize = 64;
 
 pub fn timestamp(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())

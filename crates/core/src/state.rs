@@ -156,12 +156,34 @@ fn past_instant(field: &str, text: Option<&str>, now_ms: i64) -> Result<i64, Cor
 }
 
 fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
+    check_text_up_to(field, value, MAX_TEXT_CHARS)
+}
+
+fn check_text_up_to(field: &str, value: &str, max_chars: usize) -> Result<(), CoreError> {
     let length = value.chars().count();
-    if length == 0 || length > MAX_TEXT_CHARS || value.chars().any(char::is_control) {
+    if length == 0 || length > max_chars || value.chars().any(char::is_control) {
         return Err(CoreError::InvalidRequest {
             field: field.to_owned(),
-            message: format!("`{field}` must be 1 to {MAX_TEXT_CHARS} printable characters"),
+            message: format!("`{field}` must be 1 to {max_chars} printable characters"),
         });
+    }
+    Ok(())
+}
+
+/// Every text a client sends about its device and network is bounded: it is stored with
+/// every payment and read by the engine.
+fn check_context(context: &PaymentContext) -> Result<(), CoreError> {
+    let fields = [
+        ("context.device_id", &context.device_id, MAX_TEXT_CHARS),
+        ("context.ip", &context.ip, MAX_IP_CHARS),
+        ("context.network", &context.network, MAX_CONTEXT_TAG_CHARS),
+        ("context.user_agent", &context.user_agent, MAX_USER_AGENT_CHARS),
+        ("context.app_version", &context.app_version, MAX_CONTEXT_TAG_CHARS),
+    ];
+    for (field, value, max_chars) in fields {
+        if let Some(value) = value {
+            check_text_up_to(field, value, max_chars)?;
+        }
     }
     Ok(())
 }
@@ -630,6 +652,7 @@ impl State {
             qr.currency().ok_or_else(|| CoreError::UnknownCurrency { currency: qr.transaction_currency.clone() })?;
         let merchant = self.resolve_merchant(&qr)?.clone();
         let (merchant_id, merchant_name) = (merchant.id.clone(), merchant.name.clone());
+        check_text("credit_line_id", &request.credit_line_id)?;
         let line = self
             .ledger
             .credit_line(&request.credit_line_id)
@@ -645,9 +668,7 @@ impl State {
         }
         let (available_minor, limit_minor, user_id) =
             (line.available_minor(), line.limit_minor(), line.user_id.clone());
-        if let Some(device) = &request.context.device_id {
-            check_text("context.device_id", device)?;
-        }
+        check_context(&request.context)?;
         let qr_amount = match &qr.transaction_amount {
             Some(text) => Some(parse_amount("qr_payload", text.trim_end_matches('.'), currency, Sign::Positive)?),
             None => None,

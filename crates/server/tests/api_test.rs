@@ -570,3 +570,29 @@ async fn sixteen_clients_each_see_their_own_writes() {
     }
     assert!(anomalies.is_empty(), "{} anomalies, first: {:?}", anomalies.len(), &anomalies[..anomalies.len().min(3)]);
 }
+
+/// What a client says about its device and network is stored with every payment: each
+/// field has a bound, named in the refusal (before issue 12 a user agent could fill the
+/// 64 KiB body).
+#[tokio::test]
+async fn context_fields_are_bounded() {
+    let api = start().await;
+    let qr = api.merchant().await["qr_payload"].as_str().unwrap().to_owned();
+    let line = api.line("1000.00").await["id"].as_str().unwrap().to_owned();
+    let pay = |context: Value| json!({"credit_line_id": line, "qr_payload": qr, "amount": "10.00", "context": context});
+    for (field, max_chars) in
+        [("user_agent", 256), ("network", 32), ("app_version", 32), ("device_id", 128), ("ip", 64)]
+    {
+        let (status, problem) = api.post("/v1/payments", pay(json!({ field: "x".repeat(max_chars + 1) })), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {problem}");
+        assert_eq!(problem["field"], format!("context.{field}"), "{problem}");
+    }
+    let fits =
+        json!({"user_agent": "u".repeat(256), "network": "wifi", "app_version": "9".repeat(32), "device_id": "d1"});
+    let (status, payment) = api.post("/v1/payments", pay(fits), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    let (status, problem) = api
+        .post("/v1/payments", json!({"credit_line_id": "c".repeat(129), "qr_payload": qr, "amount": "1.00"}), None)
+        .await;
+    assert_eq!((status, problem["field"].as_str()), (StatusCode::BAD_REQUEST, Some("credit_line_id")), "{problem}");
+}
