@@ -596,3 +596,16 @@ async fn context_fields_are_bounded() {
         .await;
     assert_eq!((status, problem["field"].as_str()), (StatusCode::BAD_REQUEST, Some("credit_line_id")), "{problem}");
 }
+
+/// Metric labels come from closed sets: made-up methods do not each become a series.
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let api = start().await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        api.client.request(method, format!("{}/v1/payments", api.base)).send().await.unwrap();
+    }
+    let metrics = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("BREW"), "a client-chosen method became a label");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}
