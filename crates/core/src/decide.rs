@@ -221,6 +221,11 @@ impl State {
         decision.latency_us = started.elapsed().as_micros() as u64;
         metrics::histogram!("xiezhi_decision_latency_us").record(decision.latency_us as f64);
         metrics::counter!("xiezhi_decisions_total", "outcome" => decision.outcome.as_str()).increment(1);
+        if decision.scorer_fallback {
+            // The configured model could not score: the heuristic scorer decided instead.
+            metrics::counter!("xiezhi_scorer_fallbacks_total").increment(1);
+            tracing::warn!(payment_id = %decision.facts.payment_id, "fraud scorer failed; heuristic score used");
+        }
         for code in &decision.reason_codes {
             metrics::counter!("xiezhi_reason_codes_total", "reason_code" => code.clone()).increment(1);
         }

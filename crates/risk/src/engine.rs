@@ -167,6 +167,9 @@ pub struct DecisionRecord {
     /// Time spent deciding, in microseconds (filled in by the caller, which owns a clock).
     #[serde(default)]
     pub latency_us: u64,
+    /// The configured scorer could not score this payment; the heuristic scorer did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scorer_fallback: bool,
 }
 
 /// The challenge a step-up asks for.
@@ -366,7 +369,10 @@ impl Engine {
     /// The layers, from the features on. Pure: the same facts and features give the same
     /// record, which is what replay checks.
     pub fn evaluate_features(&self, facts: PaymentFacts, mut features: FeatureVector) -> DecisionRecord {
-        let score = self.scorer.score(&features);
+        let (score, scorer_fallback) = match self.scorer.score(&features) {
+            Ok(score) => (score, false),
+            Err(_) => (HeuristicScorer.points(&features), true),
+        };
         features.set_int(Feature::FraudScore, score.value);
         let f = &facts;
         let cur = f.currency;
@@ -577,7 +583,19 @@ impl Engine {
             }
         }
 
-        self.finish(facts, features, score, signals, notices, rule_errors, risk_points, limit_candidates, wait_until)
+        let mut record = self.finish(
+            facts,
+            features,
+            score,
+            signals,
+            notices,
+            rule_errors,
+            risk_points,
+            limit_candidates,
+            wait_until,
+        );
+        record.scorer_fallback = scorer_fallback;
+        record
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -680,6 +698,7 @@ impl Engine {
             expires_at_ms,
             notices,
             latency_us: 0,
+            scorer_fallback: false,
             facts,
         }
     }

@@ -24,7 +24,7 @@ pub use lists::{ListEntry, ListKind, Lists, NewListEntry, SubjectKind};
 pub use model_scorer::ModelScorer;
 pub use policy::{Policy, PolicyDocument};
 pub use rules::{Layer, RuleError, RuleSet, RuleSetDefinition};
-pub use scorer::{HeuristicScorer, Score, Scorer};
+pub use scorer::{HeuristicScorer, Score, ScoreError, Scorer};
 
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,7 @@
 //! refused when it is loaded, never at the first payment.
 
 use crate::features::{Feature, FeatureType, FeatureVector};
-use crate::scorer::{Contribution, Score, Scorer};
+use crate::scorer::{Contribution, Score, ScoreError, Scorer};
 use xiezhi_models::artefact::{Artefact, ModelBody};
 use xiezhi_models::gbdt::Gbdt;
 use xiezhi_models::table::{FeatureKind, Value};
@@ -61,7 +61,7 @@ impl Scorer for ModelScorer {
         &self.inputs
     }
 
-    fn score(&self, features: &FeatureVector) -> Score {
+    fn score(&self, features: &FeatureVector) -> Result<Score, ScoreError> {
         let values: Vec<Value<'_>> = self
             .inputs
             .iter()
@@ -71,16 +71,16 @@ impl Scorer for ModelScorer {
                 FeatureType::String => Value::Level(features.string(*f)),
             })
             .collect();
-        let (probability, mut contributions) = match self.model.explain(&values) {
-            Ok(explained) => explained,
-            // A model that cannot score scores nothing: the rules still run.
-            Err(_) => (0.0, Vec::new()),
-        };
+        let failed = |detail: String| ScoreError { scorer: "gbdt".into(), detail };
+        let (probability, mut contributions) = self.model.explain(&values).map_err(|e| failed(e.to_string()))?;
+        if !probability.is_finite() || !(0.0..=1.0).contains(&probability) {
+            return Err(failed(format!("probability {probability}")));
+        }
         contributions.sort_by(|a, b| b.log_odds.abs().total_cmp(&a.log_odds.abs()));
         // Log-odds contributions as per-mille points: their first-order effect on the
         // probability at this prediction.
         let slope = probability * (1.0 - probability) * 1000.0;
-        Score {
+        Ok(Score {
             scorer: "gbdt".into(),
             version: self.version.clone(),
             value: (probability * 1000.0).round().clamp(0.0, 1000.0) as i64,
@@ -90,7 +90,7 @@ impl Scorer for ModelScorer {
                 .map(|c| Contribution { feature: c.feature, points: (c.log_odds * slope).round() as i64 })
                 .filter(|c| c.points != 0)
                 .collect(),
-        }
+        })
     }
 }
 
@@ -142,7 +142,7 @@ mod tests {
         usual.set_int(Feature::AmountMinor, 3_500);
         usual.set_bool(Feature::DeviceFirstSeen, false);
         usual.set_string(Feature::Mcc, "5411");
-        let (a, b) = (scorer.score(&risky), scorer.score(&usual));
+        let (a, b) = (scorer.score(&risky).unwrap(), scorer.score(&usual).unwrap());
         assert!(a.value > 500 && b.value < 100, "{} vs {}", a.value, b.value);
         assert!(a.version.starts_with("gbdt-toy-"));
         assert!(a.contributions.len() <= MAX_CONTRIBUTIONS);

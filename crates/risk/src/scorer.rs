@@ -22,14 +22,24 @@ pub struct Score {
     pub contributions: Vec<Contribution>,
 }
 
+/// Why a scorer could not score one payment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {scorer} scorer could not score: {detail}")]
+pub struct ScoreError {
+    pub scorer: String,
+    pub detail: String,
+}
+
 /// A fraud model the engine can run. Implementations must be pure functions of the features
-/// (no clock, no I/O) so a decision can be replayed from its record.
+/// (no clock, no I/O) so a decision can be replayed from its record. A scorer that cannot
+/// score says so: the engine then scores with the heuristic scorer and records that it did
+/// (`scorer_fallback`), rather than taking a silent 0 for "surely honest".
 pub trait Scorer: Send + Sync {
     fn name(&self) -> &str;
     fn version(&self) -> &str;
     /// Features the scorer reads; the engine refuses a scorer that needs one it lacks.
     fn features(&self) -> &[Feature];
-    fn score(&self, features: &FeatureVector) -> Score;
+    fn score(&self, features: &FeatureVector) -> Result<Score, ScoreError>;
 }
 
 /// Additive points over the behaviour, device and environment features.
@@ -91,7 +101,14 @@ impl Scorer for HeuristicScorer {
         HEURISTIC_FEATURES
     }
 
-    fn score(&self, f: &FeatureVector) -> Score {
+    fn score(&self, f: &FeatureVector) -> Result<Score, ScoreError> {
+        Ok(self.points(f))
+    }
+}
+
+impl HeuristicScorer {
+    /// The additive points; never fails, which is what makes it the fallback.
+    pub fn points(&self, f: &FeatureVector) -> Score {
         let mut contributions: Vec<Contribution> = Vec::with_capacity(8);
         let mut add = |feature: Feature, points: i64| {
             if points != 0 {

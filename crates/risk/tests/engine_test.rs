@@ -626,3 +626,40 @@ fn a_trained_fraud_model_scores_payments_and_names_its_factors() {
     let usual = engine.decide(facts("victim", "m-grocer", 3_000, now() + 120_000));
     assert!(usual.score.value < 200, "{:?}", usual.score);
 }
+
+/// A trained scorer that cannot score must not pass for "surely honest".
+struct BrokenScorer;
+
+impl Scorer for BrokenScorer {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn version(&self) -> &str {
+        "1"
+    }
+    fn features(&self) -> &[Feature] {
+        &[]
+    }
+    fn score(&self, _: &FeatureVector) -> Result<Score, ScoreError> {
+        Err(ScoreError { scorer: "broken".into(), detail: "no model".into() })
+    }
+}
+
+#[test]
+fn a_scorer_that_cannot_score_falls_back_to_the_heuristic_and_says_so() {
+    let mut engine = Engine::with_defaults();
+    let mut risky = facts("u1", "shop1", 150_000, now());
+    risky.device_id = Some("a-phone-never-seen".into());
+    let heuristic = engine.evaluate(risky.clone());
+    engine.set_scorer(Arc::new(BrokenScorer));
+    let record = engine.evaluate(risky);
+    assert!(record.scorer_fallback);
+    assert_eq!((record.score.scorer.as_str(), record.score.value), ("heuristic", heuristic.score.value));
+    assert!(record.score.value > 0, "not the silent 0 of a failed model");
+    let stored = serde_json::to_value(&record).unwrap();
+    assert_eq!(stored["scorer_fallback"], true);
+    assert!(
+        serde_json::to_value(&heuristic).unwrap().get("scorer_fallback").is_none(),
+        "absent when it did not happen"
+    );
+}
