@@ -516,18 +516,31 @@ impl State {
             .ledger
             .credit_line(&payment.credit_line_id)
             .ok_or_else(|| CoreError::CreditLineNotFound { id: payment.credit_line_id.clone() })?;
-        let (available_minor, currency) = (line.available_minor(), line.currency);
-        // A line frozen by an accepted repair takes no new holds: as good as restricted.
-        let restricted = self.restrictions.get(&payment.credit_line_id).is_some_and(|r| r.until_ms > now_ms)
-            || self.ledger.is_frozen(&payment.credit_line_id);
-        if payment.amount_minor > available_minor || restricted {
-            let code = if restricted { "line_restricted" } else { "insufficient_credit" };
-            let args = vec![("available", xiezhi_risk::money(available_minor, currency))];
-            let explanation = self.engine.catalogue().explain(Outcome::Decline, &[(code, args)]);
+        let (available_minor, limit_minor, user_id) =
+            (line.available_minor(), line.limit_minor(), line.user_id.clone());
+        let merchant = self.merchant_of(&payment)?;
+        let facts = self.payment_facts(&payment, &merchant, &user_id, available_minor, limit_minor, now_ms)?;
+        // The code answered the step-up; policy caps, lists, restrictions and credit are
+        // checked again as they stand now. A line frozen by an accepted repair takes no holds.
+        let mut refusals: Vec<(String, Vec<(String, String)>)> =
+            self.engine.refusals_after_challenge(facts.clone()).into_iter().map(|s| (s.reason_code, s.args)).collect();
+        if self.ledger.is_frozen(&payment.credit_line_id) {
+            refusals.push(("line_restricted".into(), vec![]));
+        }
+        if !refusals.is_empty() {
+            let reasons: Vec<(&str, Vec<(&str, String)>)> = refusals
+                .iter()
+                .map(|(code, args)| (code.as_str(), args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()))
+                .collect();
+            let explanation = self.engine.catalogue().explain(Outcome::Decline, &reasons);
             self.save_payment(payment, now_ms, out, |p| {
                 p.status = PaymentStatus::Declined;
                 p.decision.outcome = Outcome::Decline;
-                p.decision.reason_codes.push(code.into());
+                for (code, _) in refusals {
+                    if !p.decision.reason_codes.contains(&code) {
+                        p.decision.reason_codes.push(code);
+                    }
+                }
                 p.decision.explanation = explanation;
                 p.decision.recovery = vec![];
             });
@@ -548,15 +561,9 @@ impl State {
             .map_err(|e| CoreError::InvalidRequest { field: "amount".into(), message: e.to_string() })?;
         out.transactions.push(transaction);
         // The payment now counts as approved history for the velocity layer.
-        if let (Some(merchant), Some(line)) =
-            (self.merchants.get(&payment.merchant_id).cloned(), self.ledger.credit_line(&payment.credit_line_id))
-        {
-            let user_id = line.user_id.clone();
-            let facts = self.payment_facts(&payment, &merchant, &user_id, 0, 0, now_ms)?;
-            let attempt = self.engine.attempt(&facts);
-            let policy = self.engine.velocity_policy(now_ms);
-            self.engine.state_mut().record_late_approval(&attempt, &policy);
-        }
+        let attempt = self.engine.attempt(&facts);
+        let policy = self.engine.velocity_policy(now_ms);
+        self.engine.state_mut().record_late_approval(&attempt, &policy);
         let explanation = self.engine.catalogue().both("notify-challenge-passed", &[]);
         self.save_payment(payment, now_ms, out, |p| {
             p.status = PaymentStatus::Authorized;
@@ -567,6 +574,13 @@ impl State {
             p.decision.expires_at = None;
         });
         Ok(())
+    }
+
+    fn merchant_of(&self, payment: &Payment) -> Result<Merchant, CoreError> {
+        self.merchants
+            .get(&payment.merchant_id)
+            .cloned()
+            .ok_or_else(|| CoreError::MerchantNotFound { id: payment.merchant_id.clone() })
     }
 
     /// Expires pending challenges whose time is up; their payments are declined.

@@ -703,6 +703,20 @@ impl Engine {
         }
     }
 
+    /// What still refuses a stepped-up payment once its challenge is passed: the signals of
+    /// the layers a code does not answer (the regulatory policy, the lists, credit) that
+    /// decline or restrict it, evaluated afresh, since caps, lists, restrictions and credit
+    /// may have changed while the shopper looked for the code. Reads state only.
+    pub fn refusals_after_challenge(&self, facts: PaymentFacts) -> Vec<Signal> {
+        let record = self.evaluate(facts);
+        record
+            .signals
+            .into_iter()
+            .filter(|s| s.counts() && s.outcome >= Outcome::Decline)
+            .filter(|s| matches!(s.layer, Layer::Policy | Layer::Lists | Layer::Credit))
+            .collect()
+    }
+
     /// The challenge a step-up decision asks for.
     pub fn challenge_method(record: &DecisionRecord) -> Option<ChallengeMethod> {
         if record.outcome != Outcome::StepUp {

@@ -609,3 +609,54 @@ async fn made_up_methods_do_not_grow_the_metrics() {
     assert!(!metrics.contains("BREW"), "a client-chosen method became a label");
     assert!(metrics.contains("method=\"other\""), "{metrics}");
 }
+
+/// A stepped-up payment that waits for its code, then a shopper answers it. What the code
+/// answers is the step-up; the policy, the lists and credit are checked again as they stand
+/// by then (before issue 12 only credit and a restriction were).
+#[tokio::test]
+async fn a_passed_challenge_meets_the_lists_and_policy_as_they_stand_now() {
+    let api = start().await;
+    let qr = api.merchant().await["qr_payload"].as_str().unwrap().to_owned();
+    // Not round amounts: two round payments from new lines at one new merchant look like
+    // cash-out.
+    let step_up = |key: &'static str, line_id: String, amount: &'static str| {
+        let (api, qr) = (&api, qr.clone());
+        async move {
+            let body = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": amount,
+                "context": {"device_id": format!("new-phone-{key}"), "ip": "198.51.100.7", "network": "4g"}});
+            let (_, payment) = api.post("/v1/payments", body, Some(key)).await;
+            assert_eq!(payment["status"], "challenge_required", "{payment}");
+            let challenge_id = payment["decision"]["challenge_id"].as_str().unwrap().to_owned();
+            let code = api.code_for(&line_id, &challenge_id).await;
+            (challenge_id, code)
+        }
+    };
+    // Deny-listed while the code was on its way.
+    let line = api.line("20000.00").await;
+    let (challenge_id, code) = step_up("a", line["id"].as_str().unwrap().to_owned(), "1234.56").await;
+    let entry = json!({"list": "deny", "subject_kind": "user", "subject": "u1", "reason": "stolen phone report", "author": "analyst-7"});
+    assert_eq!(api.post("/v1/lists", entry, None).await.0, StatusCode::CREATED);
+    let (_, answered) = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": code}), None).await;
+    assert_eq!(answered["status"], "passed", "{answered}");
+    assert_eq!(answered["payment"]["status"], "declined", "{answered}");
+    assert!(answered["payment"]["decision"]["reason_codes"].as_array().unwrap().contains(&json!("deny_listed_user")));
+    let (_, line_now) = api.get(&format!("/v1/credit-lines/{}", line["id"].as_str().unwrap())).await;
+    assert_eq!(line_now["held"], "0.00");
+    let (_, entries) = api.get("/v1/lists").await;
+    let id = entries["entries"][0]["id"].as_str().unwrap();
+    assert_eq!(api.delete(&format!("/v1/lists/{id}")).await.0, StatusCode::OK);
+
+    // A new policy lowered the per-payment cap below the amount meanwhile.
+    let line = api.line("20000.00").await["id"].as_str().unwrap().to_owned();
+    let (challenge_id, code) = step_up("b", line, "1345.67").await;
+    let (_, policy) = api.get("/v1/policy").await;
+    let mut document = policy["document"].clone();
+    document["version"] = json!(2);
+    document["clauses"][0]["rule"]["payment_cap"]["max_amount"] = json!("1000.00");
+    assert_eq!(api.put("/v1/policy", document).await.0, StatusCode::OK);
+    let (_, answered) = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": code}), None).await;
+    assert_eq!(answered["payment"]["status"], "declined", "{answered}");
+    let codes = answered["payment"]["decision"]["reason_codes"].as_array().unwrap();
+    assert!(codes.contains(&json!("policy_payment_cap")), "{answered}");
+    assert!(answered["payment"]["decision"]["explanation"]["en"].as_str().unwrap().contains("1000.00"), "{answered}");
+}

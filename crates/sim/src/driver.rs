@@ -458,10 +458,12 @@ impl Driver for Bank {
         request.now_ms = now_ms;
         let restricted =
             self.line(request.user)?.restriction.as_ref().is_some_and(|x: &ActiveRestriction| x.until_ms > now_ms);
-        if restricted || !self.authorize(&request)? {
+        // As the service does: the code answers the step-up, the policy, lists and credit
+        // are checked again as they stand now.
+        let facts = self.facts(&request)?;
+        if restricted || !self.engine.refusals_after_challenge(facts.clone()).is_empty() || !self.authorize(&request)? {
             return Ok(ChallengeEnd::PassedDeclined);
         }
-        let facts = self.facts(&request)?;
         let attempt = self.engine.attempt(&facts);
         let policy = self.engine.velocity_policy(now_ms);
         self.engine.state_mut().record_late_approval(&attempt, &policy);
