@@ -130,6 +130,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             rules_json: read_file("rules", &args.rules)?,
             policy_json: read_file("policy", &args.policy)?,
             scorer: args.fraud_model.as_deref().map(crate::model_cmd::fraud_scorer).transpose()?,
+            hash_key: None,
         },
         read_only: args.read_only,
         ..Default::default()

@@ -30,6 +30,9 @@ pub struct RiskConfig {
     pub rules_json: Option<String>,
     /// A trained fraud model (`--fraud-model DIR`); the heuristic scorer otherwise.
     pub scorer: Option<Arc<dyn xiezhi_risk::Scorer>>,
+    /// The secret the engine's velocity maps hash ids under. `None` (the default): a fresh
+    /// one from the OS generator each time the engine is built; tests may fix it.
+    pub hash_key: Option<xiezhi_risk::velocity::HashKey>,
 }
 
 impl std::fmt::Debug for RiskConfig {
@@ -38,6 +41,7 @@ impl std::fmt::Debug for RiskConfig {
             .field("policy_json", &self.policy_json.as_ref().map(String::len))
             .field("rules_json", &self.rules_json.as_ref().map(String::len))
             .field("scorer", &self.scorer.as_ref().map(|s| format!("{}@{}", s.name(), s.version())))
+            .field("hash_key", &self.hash_key.map(|_| "fixed"))
             .finish()
     }
 }
@@ -65,8 +69,17 @@ fn rejected(error: xiezhi_risk::RuleError) -> CoreError {
     CoreError::RuleRejected { rule_id: error.rule_id, message: error.message }
 }
 
+/// A hash key nobody outside the process knows: ids a client chooses cannot be made to
+/// collide in the engine's maps.
+fn os_hash_key() -> xiezhi_risk::velocity::HashKey {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).expect("the operating system's random generator is available");
+    xiezhi_risk::velocity::HashKey(key)
+}
+
 pub(crate) fn build_engine(store: &mut dyn xiezhi_store::Store, config: &RiskConfig) -> Result<Engine, StoreError> {
     let mut engine = Engine::with_defaults();
+    engine.state_mut().set_hash_key(config.hash_key.unwrap_or_else(os_hash_key));
     let catalogue = Arc::clone(engine.catalogue());
     let setting = |store: &mut dyn xiezhi_store::Store, id: &str| -> Result<Option<String>, StoreError> {
         Ok(store.record(RecordKind::Setting, id)?.map(|r| r.body))

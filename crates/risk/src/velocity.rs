@@ -4,13 +4,14 @@
 //! bounded, so a burst cannot grow memory without limit; a count that reaches its bound
 //! reads as "at least" the bound, which is more than any rule needs.
 //!
-//! Keys are 64-bit hashes of the ids, which keeps state for a million users well inside
-//! 1 GiB (docs/BENCHMARKS.md). Two ids sharing a hash would share history; at a million
+//! Keys are 64-bit keyed hashes of the ids ([`HashKey`]), which keeps state for a million
+//! users well inside 1 GiB (docs/BENCHMARKS.md). Two ids sharing a hash would share history; at a million
 //! users the chance of any collision is about 3 in 100 million.
 
 use crate::features::{Feature, FeatureVector};
 use crate::Outcome;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
+use siphasher::sip::SipHasher13;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
@@ -37,30 +38,40 @@ const FLAG_REFUSED: u8 = 4;
 /// towards how many attempts were made.
 const FLAG_RETRY: u8 = 8;
 
-pub fn key(text: &str) -> u64 {
-    let mut hasher = FxHasher::default();
-    text.hash(&mut hasher);
-    // FxHash of short strings clusters in the low bits; mix them for the 32-bit ids below.
-    let h = hasher.finish();
-    h ^ (h >> 29) ^ (h >> 47)
+/// The secret under which the velocity maps hash the ids clients choose (users, devices,
+/// merchants, networks): SipHash-1-3 keyed, so nobody can craft ids that collide and merge
+/// or evict someone else's history. The service draws it from the OS at start; tests and
+/// simulations fix it so that a run reproduces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashKey(pub [u8; 16]);
+
+impl HashKey {
+    fn hash(&self, value: impl Hash) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.0);
+        value.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    pub fn key(&self, text: &str) -> u64 {
+        self.hash(text)
+    }
+
+    /// The /24 (IPv4) or /48 (IPv6) network of an address: mobile carriers hand out
+    /// addresses from a pool, so the network, not the address, is what a user "has seen
+    /// before".
+    pub fn network_key(&self, ip: IpAddr) -> u64 {
+        match ip {
+            IpAddr::V4(v4) => self.hash((4u8, u32::from(v4) >> 8)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.hash((4u8, u32::from(v4) >> 8)),
+                None => self.hash((6u8, u128::from(v6) >> 80)),
+            },
+        }
+    }
 }
 
 fn short(key: u64) -> u32 {
     (key ^ (key >> 32)) as u32
-}
-
-/// The /24 (IPv4) or /48 (IPv6) network of an address: mobile carriers hand out addresses
-/// from a pool, so the network, not the address, is what a user "has seen before".
-pub fn network_key(ip: IpAddr) -> u64 {
-    let mut hasher = FxHasher::default();
-    match ip {
-        IpAddr::V4(v4) => (4u8, u32::from(v4) >> 8).hash(&mut hasher),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => (4u8, u32::from(v4) >> 8).hash(&mut hasher),
-            None => (6u8, u128::from(v6) >> 80).hash(&mut hasher),
-        },
-    }
-    hasher.finish()
 }
 
 pub fn network_kind(name: Option<&str>) -> u8 {
@@ -183,6 +194,7 @@ pub struct VelocityPolicy {
 
 #[derive(Debug, Default, Clone)]
 pub struct RiskState {
+    hash_key: HashKey,
     users: Shards<UserState>,
     devices: Shards<SharedState>,
     networks: Shards<SharedState>,
@@ -281,6 +293,16 @@ impl RiskState {
         self.users.len()
     }
 
+    /// Sets the secret the maps hash ids under; only before anything is remembered, since
+    /// entries hashed under another key could no longer be found.
+    pub fn set_hash_key(&mut self, hash_key: HashKey) {
+        assert!(
+            self.users.len() + self.devices.len() + self.networks.len() + self.merchants.len() == 0,
+            "the hash key is set before the state fills"
+        );
+        self.hash_key = hash_key;
+    }
+
     pub fn reserve_users(&mut self, n: usize) {
         self.users.reserve(n);
     }
@@ -289,12 +311,13 @@ impl RiskState {
     /// reading state only.
     pub fn features(&self, attempt: &Attempt<'_>, policy: &VelocityPolicy, out: &mut FeatureVector) {
         let now_s = seconds(attempt.now_ms);
-        let user_key = key(attempt.user_id);
-        let merchant_key = key(attempt.merchant_id);
+        let hk = self.hash_key;
+        let user_key = hk.key(attempt.user_id);
+        let merchant_key = hk.key(attempt.merchant_id);
         let merchant = short(merchant_key);
         let user = self.users.get(&user_key);
-        let device_key = attempt.device_id.map(key);
-        let network_key = attempt.ip.map(network_key);
+        let device_key = attempt.device_id.map(|d| hk.key(d));
+        let network_key = attempt.ip.map(|ip| hk.network_key(ip));
 
         let (mut c1m, mut c1h, mut c24h, mut s1h, mut s24h, mut today, mut tiny1h, mut same10m, mut refused) =
             (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
@@ -414,8 +437,9 @@ impl RiskState {
     /// credit see it, and it never opens a retry window of its own.
     pub fn record(&mut self, attempt: &Attempt<'_>, outcome: Outcome, is_retry: bool, policy: &VelocityPolicy) {
         let now_s = seconds(attempt.now_ms);
-        let user_key = key(attempt.user_id);
-        let merchant_key = key(attempt.merchant_id);
+        let hk = self.hash_key;
+        let user_key = hk.key(attempt.user_id);
+        let merchant_key = hk.key(attempt.merchant_id);
         let merchant = short(merchant_key);
         let user32 = short(user_key);
         let approved = outcome == Outcome::Approve;
@@ -457,16 +481,16 @@ impl RiskState {
         }
         user.events.push(UserEvent::new(now_s, merchant, attempt.amount_minor, flags));
         if approved {
-            Self::remember_approval(user, attempt, merchant, now_s, policy);
+            Self::remember_approval(hk, user, attempt, merchant, now_s, policy);
         }
         if is_retry {
             return;
         }
         if let Some(d) = attempt.device_id {
-            self.devices.entry(key(d)).or_default().push(now_s, user32);
+            self.devices.entry(hk.key(d)).or_default().push(now_s, user32);
         }
         if let Some(ip) = attempt.ip {
-            self.networks.entry(network_key(ip)).or_default().push(now_s, user32);
+            self.networks.entry(hk.network_key(ip)).or_default().push(now_s, user32);
         }
         let m = self
             .merchants
@@ -476,6 +500,7 @@ impl RiskState {
     }
 
     fn remember_approval(
+        hk: HashKey,
         user: &mut UserState,
         attempt: &Attempt<'_>,
         merchant: u32,
@@ -492,7 +517,7 @@ impl RiskState {
         }
         user.merchants.push(merchant);
         if let Some(ip) = attempt.ip {
-            let n = network_key(ip);
+            let n = hk.network_key(ip);
             match user.networks.iter_mut().find(|(k, _)| *k == n) {
                 Some(entry) => entry.1 = now_s,
                 None => {
@@ -508,7 +533,7 @@ impl RiskState {
         }
         // Tiny approvals do not build trust: card testers would earn it with them.
         if let (Some(device), false) = (attempt.device_id, attempt.tiny) {
-            let d = Self::device_entry(user, key(device), now_s);
+            let d = Self::device_entry(user, hk.key(device), now_s);
             d.approved = d.approved.saturating_add(1);
             if u32::from(d.approved) >= policy.device_trusted_after {
                 d.trusted = true;
@@ -539,13 +564,14 @@ impl RiskState {
     /// towards restriction.
     pub fn record_challenge(&mut self, user_id: &str, device_id: Option<&str>, passed: bool, now_ms: i64) {
         let now_s = seconds(now_ms);
-        let user = self.users.entry(key(user_id)).or_default();
+        let hk = self.hash_key;
+        let user = self.users.entry(hk.key(user_id)).or_default();
         user.last_seen_s = now_s;
         if passed {
             // The owner proved who they are: earlier failures were someone else's.
             user.failed_challenges.clear();
             if let Some(device) = device_id {
-                Self::device_entry(user, key(device), now_s).trusted = true;
+                Self::device_entry(user, hk.key(device), now_s).trusted = true;
             }
         } else {
             if user.failed_challenges.len() >= 8 {
@@ -558,8 +584,9 @@ impl RiskState {
     /// A stepped-up payment was approved after its challenge: count it as approved history.
     pub fn record_late_approval(&mut self, attempt: &Attempt<'_>, policy: &VelocityPolicy) {
         let now_s = seconds(attempt.now_ms);
-        let merchant = short(key(attempt.merchant_id));
-        let user = self.users.entry(key(attempt.user_id)).or_default();
+        let hk = self.hash_key;
+        let merchant = short(hk.key(attempt.merchant_id));
+        let user = self.users.entry(hk.key(attempt.user_id)).or_default();
         if let Some(e) = user.events.iter_mut().rev().find(|e| {
             e.merchant == merchant && e.amount_minor() == attempt.amount_minor && e.flags() & FLAG_APPROVED == 0
         }) {
@@ -570,7 +597,7 @@ impl RiskState {
         {
             first.approved = true;
         }
-        Self::remember_approval(user, attempt, merchant, now_s, policy);
+        Self::remember_approval(hk, user, attempt, merchant, now_s, policy);
     }
 
     /// Forgets devices, networks and merchants idle for a day and users idle for the
@@ -644,5 +671,29 @@ impl MerchantState {
         }
         let pct = |part: u64| (part * 100).checked_div(count).unwrap_or(0) as i64;
         (recent as i64, count as i64, sketch_estimate(users), pct(new_user), pct(round))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_hash_under_the_secret_key() {
+        let (a, b) = (HashKey([1; 16]), HashKey([2; 16]));
+        assert_eq!(a.key("user-42"), a.key("user-42"));
+        assert_ne!(a.key("user-42"), b.key("user-42"), "another key, other positions: collisions cannot be planned");
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let same_net: IpAddr = "203.0.113.200".parse().unwrap();
+        assert_eq!(a.network_key(ip), a.network_key(same_net), "one /24 is one network");
+        assert_ne!(a.network_key(ip), b.network_key(ip));
+    }
+
+    #[test]
+    #[should_panic(expected = "before the state fills")]
+    fn the_key_cannot_change_under_a_filled_state() {
+        let mut state = RiskState::new();
+        state.record_challenge("u1", None, false, 0);
+        state.set_hash_key(HashKey([9; 16]));
     }
 }
