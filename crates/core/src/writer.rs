@@ -23,6 +23,9 @@ const ITEMS_PER_EXPIRY: usize = 2;
 pub(crate) const MAX_ITEMS_PER_COMMAND: usize = 16;
 /// Reload attempts after a storage failure before the writer gives up.
 const RECOVERY_ATTEMPTS: u32 = 12;
+/// Panics the writer restarts after within [`RESTART_WINDOW`] before it stays down.
+const MAX_RESTARTS: usize = 3;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// Most idempotency records deleted in one sweep.
 const MAX_PRUNED_PER_SWEEP: usize = 5_000;
 
@@ -81,7 +84,10 @@ pub struct WriterStats {
     /// Payments created since the process started.
     pub payments: AtomicU64,
     pub pending_holds: AtomicU64,
+    /// The writer is running (not down after a store it cannot read or repeated panics).
     pub healthy: AtomicBool,
+    /// Times the writer panicked and started again from the store.
+    pub writer_restarts: AtomicU64,
     /// Why the service serves reads only, when it does (set once, at start).
     pub read_only: std::sync::OnceLock<String>,
 }
@@ -111,7 +117,7 @@ pub(crate) fn spawn(
         .name("xiezhi-writer".into())
         .spawn(move || {
             let mut writer = Writer { state, clock, stats, max_batch, idempotency_retention_ms, committer };
-            writer.run(receiver);
+            writer.run_restarting(&receiver);
         })
         .map_err(|e| CoreError::StorageUnavailable { message: format!("cannot start the writer: {e}") })?;
     Ok(())
@@ -312,7 +318,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, receiver: Receiver<Envelope>) {
+    fn run(&mut self, receiver: &Receiver<Envelope>) {
         if self.committer.is_some() {
             return self.run_pipelined(receiver);
         }
@@ -388,7 +394,7 @@ impl Writer {
     /// is sealed and handed to the committer as soon as the committer is free (or the batch
     /// is full). While batch N is being made durable, N+1 keeps growing, so a slow fsync
     /// makes the next commit larger rather than the queue longer.
-    fn run_pipelined(&mut self, receiver: Receiver<Envelope>) {
+    fn run_pipelined(&mut self, receiver: &Receiver<Envelope>) {
         let mut envelopes: VecDeque<Envelope> = VecDeque::with_capacity(self.max_batch);
         let mut open: Option<OpenBatch> = None;
         let mut last_sweep = Instant::now();
@@ -546,6 +552,39 @@ impl Writer {
                     self.stats.healthy.store(false, Ordering::Relaxed);
                 }
                 healthy
+            }
+        }
+    }
+
+    /// Runs the writer; a panic (a broken invariant) throws away what is in memory, and the
+    /// writer starts again from the store, which holds everything acknowledged. The requests
+    /// of the batch being applied get `503`; batches already with the committer finish. More
+    /// than [`MAX_RESTARTS`] panics within [`RESTART_WINDOW`] mean something is wrong that a
+    /// restart does not fix: the writer stays down and `/healthz` says so (`writer: down`).
+    fn run_restarting(&mut self, receiver: &Receiver<Envelope>) {
+        let mut panics: VecDeque<Instant> = VecDeque::new();
+        loop {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(receiver)));
+            let Err(panic) = run else { return };
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            metrics::counter!("xiezhi_writer_panics_total").increment(1);
+            self.stats.writer_restarts.fetch_add(1, Ordering::Relaxed);
+            panics.push_back(Instant::now());
+            panics.retain(|at| at.elapsed() < RESTART_WINDOW);
+            if panics.len() > MAX_RESTARTS {
+                tracing::error!(panic = message, "the writer panicked again; it stays down");
+                self.stats.healthy.store(false, Ordering::Relaxed);
+                return;
+            }
+            tracing::error!(panic = message, "the writer panicked; rebuilding its state from the store");
+            let healthy = if self.committer.is_some() { self.recover_pipeline() } else { self.recover() };
+            if !healthy {
+                self.stats.healthy.store(false, Ordering::Relaxed);
+                return;
             }
         }
     }

@@ -196,7 +196,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let read_only = stats.read_only.get();
     let body = serde_json::json!({
         "status": match (healthy, read_only) { (false, _) => "unavailable", (true, Some(_)) => "read_only", (true, None) => "ok" },
-        "writer": healthy,
+        "writer": if healthy { "up" } else { "down" },
+        "writer_restarts": stats.writer_restarts.load(Ordering::Relaxed),
         "read_only": read_only,
         "clock": {
             "now": jiff::Timestamp::from_millisecond(now_ms).map(|t| t.to_string()).unwrap_or_default(),

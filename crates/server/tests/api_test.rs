@@ -660,3 +660,96 @@ async fn a_passed_challenge_meets_the_lists_and_policy_as_they_stand_now() {
     assert!(codes.contains(&json!("policy_payment_cap")), "{answered}");
     assert!(answered["payment"]["decision"]["explanation"]["en"].as_str().unwrap().contains("1000.00"), "{answered}");
 }
+
+/// A store whose reads panic on demand: a broken invariant on the writer thread.
+struct PanickyStore {
+    inner: Box<dyn xiezhi_store::Store>,
+    panic: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl xiezhi_store::Store for PanickyStore {
+    fn end_reads(&mut self) -> Result<(), xiezhi_store::StoreError> {
+        self.inner.end_reads()
+    }
+    fn read_snapshot(&mut self) -> Result<xiezhi_store::Snapshot, xiezhi_store::StoreError> {
+        self.inner.read_snapshot()
+    }
+    fn hold_journal(&mut self, id: &str) -> Result<Vec<xiezhi_ledger::Transaction>, xiezhi_store::StoreError> {
+        self.inner.hold_journal(id)
+    }
+    fn open_committer(&self) -> Result<Option<Box<dyn xiezhi_store::Store>>, xiezhi_store::StoreError> {
+        self.inner.open_committer()
+    }
+    fn for_each_journal_entry(
+        &mut self,
+        visit: &mut dyn FnMut(xiezhi_ledger::Transaction) -> Result<(), xiezhi_store::StoreError>,
+    ) -> Result<(), xiezhi_store::StoreError> {
+        self.inner.for_each_journal_entry(visit)
+    }
+    fn records(
+        &mut self,
+        kind: xiezhi_store::RecordKind,
+    ) -> Result<Vec<xiezhi_store::Record>, xiezhi_store::StoreError> {
+        self.inner.records(kind)
+    }
+    fn record(
+        &mut self,
+        kind: xiezhi_store::RecordKind,
+        id: &str,
+    ) -> Result<Option<xiezhi_store::Record>, xiezhi_store::StoreError> {
+        assert!(!self.panic.load(std::sync::atomic::Ordering::SeqCst), "an invariant broke");
+        self.inner.record(kind, id)
+    }
+    fn delete_records_before(
+        &mut self,
+        kind: xiezhi_store::RecordKind,
+        before_ms: i64,
+        max: usize,
+    ) -> Result<usize, xiezhi_store::StoreError> {
+        self.inner.delete_records_before(kind, before_ms, max)
+    }
+    fn commit(&mut self, batch: &xiezhi_store::Batch) -> Result<(), xiezhi_store::StoreError> {
+        self.inner.commit(batch)
+    }
+    fn check_books(&mut self) -> Result<xiezhi_store::BooksReport, xiezhi_store::StoreError> {
+        self.inner.check_books()
+    }
+}
+
+/// A panic on the writer thread: the requests of its batch get 503, the writer starts
+/// again from the store and serves the next request; if it keeps panicking it stays down,
+/// and `/healthz` answers 503 with `writer: down` (before issue 12 it said 200 while every
+/// request got 503).
+#[tokio::test]
+async fn a_panicking_writer_restarts_from_the_store_or_is_reported_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let panic = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = PanickyStore { inner: Box::new(SqliteStore::open_dir(dir.path()).unwrap()), panic: panic.clone() };
+    let service = Service::start(Box::new(store), ServiceConfig::default(), Arc::new(SystemClock)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = Api { base: format!("http://{}", listener.local_addr().unwrap()), client: Client::new(), _dir: dir };
+    tokio::spawn(xiezhi_server::serve(listener, xiezhi_server::router(service), std::future::pending()));
+    let line_id = api.line("100.00").await["id"].as_str().unwrap().to_owned();
+
+    panic.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, problem) = api.get("/v1/payments/pay_absent").await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("storage_unavailable")));
+    panic.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, line) = api.get(&format!("/v1/credit-lines/{line_id}")).await;
+    assert_eq!((status, line["available"].as_str()), (StatusCode::OK, Some("100.00")), "restarted from the store");
+    let (status, health) = api.get("/healthz").await;
+    assert_eq!(
+        (status, health["writer"].as_str(), health["writer_restarts"].as_u64()),
+        (StatusCode::OK, Some("up"), Some(1))
+    );
+
+    panic.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..4 {
+        assert_eq!(api.get("/v1/payments/pay_absent").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Health is not an error document: read it as it comes.
+    let response = api.client.get(format!("{}/healthz", api.base)).send().await.unwrap();
+    let status = response.status();
+    let health: Value = response.json().await.unwrap();
+    assert_eq!((status, health["writer"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("down")), "{health}");
+}
