@@ -917,6 +917,10 @@ impl State {
 /// The tip or convenience fee a QR code adds to the amount (EMV tags 55–57).
 fn fee(qr: &MerchantPresentedQr, request: &NewPayment, base_minor: i64, currency: Currency) -> Result<i64, CoreError> {
     let indicator = qr.tip_or_convenience_indicator.as_deref();
+    // A malformed tip is a malformed amount, whatever the code prompts for.
+    if let Some(text) = &request.tip {
+        parse_amount("tip", text, currency, Sign::NonNegative)?;
+    }
     if request.tip.is_some() && indicator != Some("01") {
         return Err(CoreError::InvalidRequest {
             field: "tip".into(),

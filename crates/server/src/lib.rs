@@ -297,9 +297,9 @@ async fn run_post<T: DeserializeOwned>(
     command: impl FnOnce(T) -> Result<Command, Problem>,
 ) -> Response {
     let body: &[u8] = if posted.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &posted.body };
-    let request = match serde_json::from_slice::<T>(body) {
+    let request = match serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_slice(body)) {
         Ok(request) => request,
-        Err(error) => return problem::json_problem(error).into_response(),
+        Err(error) => return problem::json_problem(&error.path().to_string(), error.inner()).into_response(),
     };
     match command(request) {
         Ok(command) => reply(status, state.service.execute(command, posted.key).await),

@@ -114,25 +114,33 @@ impl From<CoreError> for Problem {
     }
 }
 
-/// Turns a JSON body error into a 400 that names the offending field.
-pub fn json_problem(error: serde_json::Error) -> Problem {
+/// Turns a JSON body error into a 400 that names the offending field (`path`, as
+/// `serde_path_to_error` found it, e.g. `context.device_id`) and what was expected there.
+pub fn json_problem(path: &str, error: &serde_json::Error) -> Problem {
     let message = error.to_string();
+    let field_of = |rest: &str| rest.split('`').next().unwrap_or("").to_owned();
     if let Some(rest) = message.strip_prefix("unknown field `") {
-        let field = rest.split('`').next().unwrap_or("").to_owned();
+        let field = field_of(rest);
         return Problem::new(StatusCode::BAD_REQUEST, "unknown_field", format!("unknown field `{field}`"))
             .with_field(field);
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or("").to_owned();
+        let field = field_of(rest);
         return Problem::new(StatusCode::BAD_REQUEST, "missing_field", format!("missing field `{field}`"))
             .with_field(field);
     }
-    if message.contains("invalid type") && (message.contains("floating point") || message.contains("integer")) {
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_type",
-            format!("{message}; amounts are decimal strings such as \"12.30\""),
-        );
+    if error.classify() == serde_json::error::Category::Data && !path.is_empty() && path != "." {
+        // The JSON parsed; a value has the wrong type: say which field and what it takes.
+        let detail = message.split(" at line ").next().unwrap_or(&message);
+        let last = path.rsplit('.').next().unwrap_or(path);
+        let money_field = matches!(last, "amount" | "tip" | "limit" | "max_amount");
+        let hint = if money_field && (detail.contains("floating point") || detail.contains("integer")) {
+            "; amounts are decimal strings such as \"12.30\""
+        } else {
+            ""
+        };
+        return Problem::new(StatusCode::BAD_REQUEST, "invalid_type", format!("`{path}`: {detail}{hint}"))
+            .with_field(path);
     }
     Problem::new(
         StatusCode::BAD_REQUEST,

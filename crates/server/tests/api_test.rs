@@ -218,6 +218,28 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("gps")));
     let (status, body) = api.post_raw("/v1/payments", "{not json".into()).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
+    // A value of the wrong type names its field and what the field takes.
+    for (body, field, expected) in [
+        (json!({"credit_line_id": line_id, "qr_payload": qr, "amount": "1", "context": "phone"}), "context", "struct"),
+        (json!({"credit_line_id": line_id, "qr_payload": qr, "amount": true}), "amount", "a string"),
+        (json!({"credit_line_id": 7, "qr_payload": qr, "amount": "1"}), "credit_line_id", "a string"),
+    ] {
+        let (status, problem) = api.post("/v1/payments", body, None).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_type")), "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(expected) && !detail.contains("amounts are") || field == "amount", "{detail}");
+    }
+    // A malformed tip is invalid_amount, even where the code does not prompt for one.
+    for tip in ["-1.00", "1.001"] {
+        let body = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": "1", "tip": tip});
+        let (status, problem) = api.post("/v1/payments", body, None).await;
+        assert_eq!(
+            (status, problem["code"].as_str(), problem["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_amount"), Some("tip")),
+            "{problem}"
+        );
+    }
     let (status, body) = api.post_raw("/v1/payments", format!("{{\"qr_payload\": \"{}\"}}", "x".repeat(70_000))).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
 
