@@ -7,8 +7,10 @@
 // boxing it would only add an allocation to every error path.
 #![allow(clippy::result_large_err)]
 
+mod listen;
 mod problem;
 
+pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADERS, MAX_HEADER_BYTES};
 pub use problem::Problem;
 
 use axum::body::Bytes;
@@ -27,8 +29,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 use xiezhi_core::*;
 
-/// Largest request body accepted; larger bodies get 413.
+/// Largest request body accepted; larger bodies get 413 (at once when declared).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest a client may take to send a request body once its headers are in (then 408).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 struct AppState {
@@ -105,13 +109,33 @@ pub fn router(service: Service) -> Router {
         .route("/v1/lists", get(get_lists).post(add_list_entry))
         .route("/v1/lists/{id}", axum::routing::delete(remove_list_entry))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
+/// A body declared larger than the service takes is refused before a byte of it is read
+/// (a client announcing 10 GB and sending nothing would otherwise hold the connection).
+fn declared_too_large(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+}
+
 async fn record_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
+    if declared_too_large(&request) {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(request.method());
@@ -151,6 +175,10 @@ fn method_label(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
+}
+
+async fn method_not_allowed(method: Method) -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here"))
 }
 
 async fn not_found() -> Problem {
@@ -282,7 +310,13 @@ impl<S: Send + Sync> FromRequest<S> for Posted {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let headers = request.headers().clone();
-        let body = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        let body = match tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state)).await {
+            Ok(body) => body.map_err(IntoResponse::into_response)?,
+            Err(_) => {
+                let detail = format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs());
+                return Err(Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", detail).into_response());
+            }
+        };
         let key = idempotency(&method, &path, &headers, &body).map_err(IntoResponse::into_response)?;
         Ok(Posted { key, body })
     }
@@ -531,5 +565,5 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    listen::serve(listener, router, shutdown).await
 }
