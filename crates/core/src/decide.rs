@@ -72,9 +72,7 @@ fn rejected(error: xiezhi_risk::RuleError) -> CoreError {
 /// A hash key nobody outside the process knows: ids a client chooses cannot be made to
 /// collide in the engine's maps.
 fn os_hash_key() -> xiezhi_risk::velocity::HashKey {
-    let mut key = [0u8; 16];
-    getrandom::fill(&mut key).expect("the operating system's random generator is available");
-    xiezhi_risk::velocity::HashKey(key)
+    xiezhi_risk::velocity::HashKey(crate::random::os_bytes())
 }
 
 pub(crate) fn build_engine(store: &mut dyn xiezhi_store::Store, config: &RiskConfig) -> Result<Engine, StoreError> {
@@ -302,7 +300,7 @@ impl State {
         let trust = &self.engine.policy().document.trust;
         let (ttl_ms, max_attempts) = (trust.challenge_ttl_seconds * 1_000, trust.challenge_max_attempts);
         let id = new_id("ch", now_ms);
-        let code = format!("{:06}", fastrand::u32(0..1_000_000));
+        let code = crate::random::one_time_code();
         let challenge = Challenge {
             id: id.clone(),
             purpose,

@@ -16,6 +16,7 @@ mod error;
 mod interleavings;
 mod model;
 mod overlay;
+mod random;
 mod state;
 mod writer;
 

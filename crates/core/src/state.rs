@@ -110,10 +110,11 @@ pub(crate) fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms
     }
 }
 
-/// Time-ordered ids with 64 random bits: a collision within one millisecond is about as
-/// likely as a hardware fault, which is why payment ids are not looked up before use.
+/// Time-ordered ids with 64 random bits from the OS generator: nobody can guess the next
+/// id from earlier ones, and a collision within one millisecond is about as likely as a
+/// hardware fault, which is why payment ids are not looked up before use.
 pub(crate) fn new_id(prefix: &str, now_ms: i64) -> String {
-    format!("{prefix}_{:011x}{:016x}", now_ms.max(0), fastrand::u64(..))
+    format!("{prefix}_{:011x}{:016x}", now_ms.max(0), crate::random::os_u64())
 }
 
 fn amount_error(field: &str, error: MoneyError) -> CoreError {
