@@ -62,6 +62,32 @@ pub struct ServeArgs {
     pub fraud_model: Option<PathBuf>,
 }
 
+/// The secret one-time codes are kept under: `<data-dir>/code-secret`, 32 bytes from the OS
+/// generator written on first start, readable by the service's user only. Beside the store,
+/// not in it, so a copy of the database alone reveals no code.
+fn code_secret(data_dir: &std::path::Path) -> Result<[u8; 32], String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("code-secret");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| format!("{}: not a 32-byte secret", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| format!("the OS random generator failed: {e}"))?;
+            std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            file.write_all(&secret).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 fn read_file(what: &str, path: &Option<PathBuf>) -> Result<Option<String>, String> {
     path.as_ref()
         .map(|p| std::fs::read_to_string(p).map_err(|e| format!("cannot read the {what} file {}: {e}", p.display())))
@@ -133,6 +159,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             hash_key: None,
         },
         read_only: args.read_only,
+        code_secret: Some(code_secret(&args.data_dir)?),
         ..Default::default()
     };
     let speed = match (args.clock_speed, args.demo) {

@@ -17,6 +17,9 @@ use xiezhi_store::{Batch, RecordKind, StoreError};
 
 /// Most messages kept in one user's inbox.
 pub const MAX_INBOX_MESSAGES: usize = 20;
+/// Wrong one-time-code answers one credit line may give within an hour before every
+/// answer on it is refused until the hour has passed.
+pub const MAX_WRONG_ANSWERS_PER_LINE_HOUR: usize = 10;
 /// Setting ids.
 const RULES_SETTING: &str = "rules";
 const POLICY_SETTING: &str = "policy";
@@ -60,9 +63,40 @@ struct ReplayedDecision {
     features: xiezhi_risk::FeatureVector,
 }
 
-fn code_hash(challenge_id: &str, code: &str) -> String {
-    let digest = Sha256::digest(format!("{challenge_id}:{code}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+type CodeMac = hmac::Hmac<Sha256>;
+
+fn code_mac(secret: &[u8; 32], challenge_id: &str) -> CodeMac {
+    use hmac::Mac;
+    let mut mac = CodeMac::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(challenge_id.as_bytes());
+    mac.update(b":");
+    mac
+}
+
+fn code_hmac(secret: &[u8; 32], challenge_id: &str, code: &str) -> String {
+    use hmac::Mac;
+    let mut mac = code_mac(secret, challenge_id);
+    mac.update(code.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `code` is the challenge's, compared in constant time.
+fn code_matches(secret: &[u8; 32], c: &Challenge, code: &str) -> bool {
+    use hmac::Mac;
+    if c.code_hmac.is_empty() {
+        // A challenge opened before codes were keyed.
+        let digest = Sha256::digest(format!("{}:{code}", c.id).as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        return !c.code_sha256.is_empty() && hex == c.code_sha256;
+    }
+    let Some(expected) = hex_bytes(&c.code_hmac) else { return false };
+    let mut mac = code_mac(secret, &c.id);
+    mac.update(code.as_bytes());
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn hex_bytes(text: &str) -> Option<Vec<u8>> {
+    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
 }
 
 fn rejected(error: xiezhi_risk::RuleError) -> CoreError {
@@ -147,10 +181,12 @@ impl State {
         // instant: a pass clears the failures before it).
         let mut pending = vec![];
         let mut answers: Vec<(i64, bool, String, Option<String>)> = vec![];
+        let mut wrong_by_line: Vec<(String, i64)> = vec![];
         self.store.for_each_record(RecordKind::Challenge, &mut |r| {
             let c: Challenge = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
             for at in &c.wrong_answers_at_ms {
                 answers.push((*at, false, c.user_id.clone(), c.device_id.clone()));
+                wrong_by_line.push((c.credit_line_id.clone(), *at));
             }
             match (c.status, c.resolved_at_ms) {
                 (ChallengeStatus::Passed, Some(at)) => answers.push((at, true, c.user_id.clone(), c.device_id.clone())),
@@ -165,6 +201,11 @@ impl State {
         }
         for c in pending {
             self.challenges.insert(c.id.clone(), c);
+        }
+        self.wrong_answers.clear();
+        wrong_by_line.sort_by_key(|(_, at)| *at);
+        for (line_id, at) in wrong_by_line {
+            self.remember_wrong_answer(&line_id, at);
         }
         tracing::info!(decisions, users = engine.state().user_count(), "risk state rebuilt from stored decisions");
         self.engine = engine;
@@ -309,7 +350,8 @@ impl State {
             credit_line_id: credit_line_id.to_owned(),
             user_id: user_id.to_owned(),
             device_id,
-            code_sha256: code_hash(&id, &code),
+            code_hmac: code_hmac(&self.code_secret, &id, &code),
+            code_sha256: String::new(),
             attempts: 0,
             max_attempts,
             wrong_answers_at_ms: vec![],
@@ -357,6 +399,27 @@ impl State {
 
     pub(crate) fn inbox(&mut self, credit_line_id: &str) -> Result<Vec<Notification>, CoreError> {
         Ok(self.get(RecordKind::Notification, credit_line_id)?.unwrap_or_default())
+    }
+
+    /// Refuses answers on a line that has had [`MAX_WRONG_ANSWERS_PER_LINE_HOUR`] wrong
+    /// answers within the hour, right or wrong: each challenge allows three tries, and this
+    /// keeps a stream of new challenges from becoming a way to try the million codes.
+    fn check_answer_rate(&mut self, credit_line_id: &str, now_ms: i64) -> Result<(), CoreError> {
+        let Some(wrong) = self.wrong_answers.get_mut(credit_line_id) else { return Ok(()) };
+        wrong.retain(|at| now_ms - at < 3_600_000);
+        if wrong.len() < MAX_WRONG_ANSWERS_PER_LINE_HOUR {
+            return Ok(());
+        }
+        let retry_after_ms = wrong.first().map_or(0, |first| first + 3_600_000 - now_ms);
+        Err(CoreError::TooManyAttempts { retry_after_s: (retry_after_ms.max(0) / 1_000 + 1) as u64 })
+    }
+
+    pub(crate) fn remember_wrong_answer(&mut self, credit_line_id: &str, at_ms: i64) {
+        let wrong = self.wrong_answers.entry(credit_line_id.to_owned()).or_default();
+        if wrong.len() >= MAX_WRONG_ANSWERS_PER_LINE_HOUR {
+            wrong.remove(0);
+        }
+        wrong.push(at_ms);
     }
 
     /// Restricts a line after a `restrict` decision, with a challenge that lifts it.
@@ -435,11 +498,13 @@ impl State {
             self.resolve_challenge(&mut c, ChallengeStatus::Expired, now_ms, out)?;
             return self.challenge_view(id);
         }
-        if code_hash(&c.id, &answer.code) == c.code_sha256 {
+        self.check_answer_rate(&c.credit_line_id, now_ms)?;
+        if code_matches(&self.code_secret, &c, &answer.code) {
             self.resolve_challenge(&mut c, ChallengeStatus::Passed, now_ms, out)?;
         } else {
             c.attempts += 1;
             c.wrong_answers_at_ms.push(now_ms);
+            self.remember_wrong_answer(&c.credit_line_id, now_ms);
             self.engine.state_mut().record_challenge(&c.user_id, c.device_id.as_deref(), false, now_ms);
             metrics::counter!("xiezhi_challenge_attempts_total", "result" => "wrong").increment(1);
             if c.attempts >= c.max_attempts {

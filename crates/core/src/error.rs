@@ -61,6 +61,8 @@ pub enum CoreError {
     BooksDisagree { id: String, detail: String },
     #[error("the service is serving reads only: {reason}")]
     ReadOnly { reason: String },
+    #[error("too many wrong codes on this credit line within the hour; try again in {retry_after_s} s")]
+    TooManyAttempts { retry_after_s: u64 },
 }
 
 impl CoreError {
@@ -93,6 +95,7 @@ impl CoreError {
             CoreError::StorageUnavailable { .. } => "storage_unavailable",
             CoreError::BooksDisagree { .. } => "books_disagree",
             CoreError::ReadOnly { .. } => "read_only",
+            CoreError::TooManyAttempts { .. } => "too_many_attempts",
         }
     }
 

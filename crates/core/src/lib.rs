@@ -20,7 +20,7 @@ mod random;
 mod state;
 mod writer;
 
-pub use decide::RiskConfig;
+pub use decide::{RiskConfig, MAX_WRONG_ANSWERS_PER_LINE_HOUR};
 pub use error::CoreError;
 pub use model::*;
 pub use writer::{Clock, ScaledClock, SystemClock, WriterStats, MAX_CLOCK_SPEED};
@@ -81,6 +81,12 @@ pub struct ServiceConfig {
     /// Serve reads only, and start even on books whose journal fails replay (shown as
     /// recorded): what an operator runs while deciding what to do about them.
     pub read_only: bool,
+    /// The secret one-time codes are kept under (HMAC-SHA-256). Keep it across restarts and
+    /// apart from the store (`xiezhi serve` keeps it in `<data-dir>/code-secret`): a copy of
+    /// the store alone then neither shows a code nor lets anyone try codes against it.
+    /// `None`: a fresh secret per process, so codes sent before a restart no longer match
+    /// after it (right for tests, wrong for a service).
+    pub code_secret: Option<[u8; 32]>,
 }
 
 impl Default for ServiceConfig {
@@ -94,6 +100,7 @@ impl Default for ServiceConfig {
             idempotency_retention_ms: 24 * 3_600_000,
             risk: RiskConfig::default(),
             read_only: false,
+            code_secret: None,
         }
     }
 }

@@ -411,6 +411,12 @@ pub struct Challenge {
     pub credit_line_id: String,
     pub user_id: String,
     pub device_id: Option<String>,
+    /// HMAC-SHA-256 of the code under the service's code secret (hex): a copy of the store
+    /// alone neither shows the code nor lets anyone try the million codes against it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code_hmac: String,
+    /// Before issue 12: SHA-256 of `id:code`, still honoured for challenges opened then.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub code_sha256: String,
     pub attempts: u32,
     pub max_attempts: u32,

@@ -91,6 +91,10 @@ pub(crate) struct State {
     last_risk_prune_ms: i64,
     /// Why only reads are served (a read-only start): commands that write are refused.
     read_only: Option<String>,
+    /// The secret one-time codes are kept under (an HMAC), never stored with them.
+    pub(crate) code_secret: [u8; 32],
+    /// Recent wrong code answers per credit line (at most the hourly limit each).
+    pub(crate) wrong_answers: HashMap<String, Vec<i64>>,
 }
 
 pub(crate) fn storage(error: StoreError) -> CoreError {
@@ -204,6 +208,8 @@ impl State {
             engine: Engine::with_defaults(),
             risk_config: config.risk.clone(),
             read_only: config.read_only.then(|| "started with --read-only".to_owned()),
+            code_secret: config.code_secret.unwrap_or_else(crate::random::os_bytes),
+            wrong_answers: HashMap::new(),
             line_profiles: HashMap::new(),
             restrictions: HashMap::new(),
             challenges: HashMap::new(),

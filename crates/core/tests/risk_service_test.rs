@@ -19,9 +19,17 @@ impl Clock for ManualClock {
 
 const START_MS: i64 = 1_795_000_000_000;
 
+/// The code secret a service keeps across restarts (`xiezhi serve` keeps it in a file).
+const CODE_SECRET: [u8; 32] = [7; 32];
+
 fn start(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
+    start_with_secret(dir, clock, CODE_SECRET)
+}
+
+fn start_with_secret(dir: &std::path::Path, clock: Arc<ManualClock>, secret: [u8; 32]) -> Service {
     let store = SqliteStore::open_dir(dir).unwrap();
-    Service::start(Box::new(store), ServiceConfig::default(), clock).unwrap()
+    let config = ServiceConfig { code_secret: Some(secret), ..Default::default() };
+    Service::start(Box::new(store), config, clock).unwrap()
 }
 
 fn restart(service: Service, dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
@@ -272,4 +280,82 @@ fn rule_sets_swap_atomically_under_traffic() {
         seen.insert(version);
     }
     assert!(seen.contains("A") && seen.contains("B"), "the swaps must interleave with payments: {seen:?}");
+}
+
+/// A step-up for `line`: a large payment (not a round amount: round ones at a new merchant
+/// look like cash-out) from a phone the user has never used.
+fn step_up(service: &Service, line: &str, qr: &str, device: &str, amount: &str) -> String {
+    let p = pay(service, line, qr, amount, device);
+    assert_eq!(p.status, PaymentStatus::ChallengeRequired, "{:?}", p.decision);
+    p.decision.challenge_id.expect("a challenge")
+}
+
+/// What the store keeps of a one-time code is an HMAC under the service's secret: the code
+/// itself never, and a copy of the store without the secret cannot tell a right code.
+#[test]
+fn a_code_is_kept_only_as_an_hmac_under_the_services_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let service = start(dir.path(), clock.clone());
+    let (qr, line) = setup(&service);
+    let challenge_id = step_up(&service, &line, &qr, "phone-x", "1234.56");
+    let code = code_for(&service, &line, &challenge_id);
+    drop(service);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut store = SqliteStore::open_dir(dir.path()).unwrap();
+    let stored =
+        xiezhi_store::Store::record(&mut store, xiezhi_store::RecordKind::Challenge, &challenge_id).unwrap().unwrap();
+    let record: Value = serde_json::from_str(&stored.body).unwrap();
+    assert_eq!(record["code_hmac"].as_str().map(str::len), Some(64), "{record}");
+    assert!(record.get("code_sha256").is_none(), "{record}");
+    assert!(!stored.body.contains(&format!("\"{code}\"")), "the code itself is stored: {}", stored.body);
+    drop(store);
+    // Another secret (a stolen copy of the store, say) does not accept the right code.
+    let stranger = start_with_secret(dir.path(), clock.clone(), [8; 32]);
+    assert_eq!(answer(&stranger, &challenge_id, &code).status, ChallengeStatus::Pending);
+    drop(stranger);
+    std::thread::sleep(Duration::from_millis(50));
+    let service = start(dir.path(), clock);
+    assert_eq!(answer(&service, &challenge_id, &code).status, ChallengeStatus::Passed);
+}
+
+/// Three tries per challenge, and ten wrong answers per line an hour across challenges:
+/// then even the right code waits, so a stream of fresh challenges is no way to try codes.
+#[test]
+fn wrong_answers_are_limited_per_line_per_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let service = start(dir.path(), clock.clone());
+    let (qr, line) = setup(&service);
+    // Five challenges open at once (answering wrong first would restrict the line).
+    let amounts = ["1234.56", "1345.67", "1456.78", "1567.89", "1678.91"];
+    let open: Vec<(String, String)> = amounts
+        .iter()
+        .enumerate()
+        .map(|(i, amount)| {
+            clock.0.fetch_add(10_000, Ordering::SeqCst);
+            let id = step_up(&service, &line, &qr, &format!("phone-{i}"), amount);
+            let code = code_for(&service, &line, &id);
+            (id, code)
+        })
+        .collect();
+    assert_eq!(open.len() * 2, MAX_WRONG_ANSWERS_PER_LINE_HOUR);
+    for (id, code) in &open {
+        for _ in 0..2 {
+            assert_eq!(answer(&service, id, wrong(code)).status, ChallengeStatus::Pending);
+        }
+    }
+    // Each challenge has a try left, but the line has had its ten wrong answers this hour.
+    let (id, code) = &open[0];
+    let command = Command::CompleteChallenge { id: id.clone(), answer: ChallengeAnswer { code: code.clone() } };
+    let refused = run(&service, command);
+    assert!(matches!(refused, Err(CoreError::TooManyAttempts { retry_after_s }) if retry_after_s > 0), "{refused:?}");
+    // An hour on, the line answers again: so many failures restrict its next payment, and
+    // the restriction's own lifting challenge is answered.
+    clock.0.fetch_add(3_600_000, Ordering::SeqCst);
+    let restricted = pay(&service, &line, &qr, "12.34", "phone-0");
+    assert_eq!(restricted.decision.outcome, Outcome::Restrict, "{:?}", restricted.decision);
+    let lift = restricted.decision.challenge_id.expect("a lifting challenge");
+    let code = code_for(&service, &line, &lift);
+    assert_eq!(answer(&service, &lift, &code).status, ChallengeStatus::Passed);
 }

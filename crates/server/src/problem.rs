@@ -20,6 +20,9 @@ pub struct Problem {
     /// The rule a rejected rule set failed on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
+    /// Seconds to wait before trying again (also sent as `Retry-After`).
+    #[serde(skip)]
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +43,7 @@ impl Problem {
             field: None,
             qr_error: None,
             rule_id: None,
+            retry_after_s: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
     }
 
@@ -52,13 +56,12 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry = status == StatusCode::SERVICE_UNAVAILABLE;
         let body = serde_json::to_vec(&self).expect("problems serialise");
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if retry {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = self.retry_after_s {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -91,6 +94,7 @@ pub fn status_of(error: &CoreError) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         CoreError::BooksDisagree { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        CoreError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -103,6 +107,7 @@ impl From<CoreError> for Problem {
             }
             CoreError::AmountRequired => problem.field = Some("amount".into()),
             CoreError::RuleRejected { rule_id, .. } => problem.rule_id = Some(rule_id.clone()),
+            CoreError::TooManyAttempts { retry_after_s } => problem.retry_after_s = Some(*retry_after_s),
             CoreError::InvalidQr { qr_error, field_id, offset, .. } => {
                 problem.field = Some("qr_payload".into());
                 problem.qr_error =
