@@ -9,7 +9,8 @@ use common::*;
 use std::sync::{Arc, Condvar, Mutex};
 use xiezhi_core::xiezhi_risk::{ListKind, NewListEntry, SubjectKind};
 use xiezhi_core::*;
-use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Snapshot, Store, StoreError};
+use xiezhi_store::wrap::Wrapper;
+use xiezhi_store::{Batch, Store, StoreError};
 use xiezhi_store_sqlite::SqliteStore;
 
 /// A store whose committer waits while the gate is shut.
@@ -27,34 +28,16 @@ impl GatedStore {
     }
 }
 
-impl Store for GatedStore {
-    fn end_reads(&mut self) -> Result<(), StoreError> {
-        self.inner.end_reads()
+impl Wrapper for GatedStore {
+    fn inner(&mut self) -> &mut dyn Store {
+        self.inner.as_mut()
     }
-    fn read_snapshot(&mut self) -> Result<Snapshot, StoreError> {
-        self.inner.read_snapshot()
-    }
-    fn hold_journal(&mut self, hold_id: &str) -> Result<Vec<xiezhi_ledger::Transaction>, StoreError> {
-        self.inner.hold_journal(hold_id)
+    fn inner_ref(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
     fn open_committer(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
         let inner = self.inner.open_committer()?.expect("SQLite offers a committer");
         Ok(Some(Box::new(GatedStore { inner, gate: Arc::clone(&self.gate), committer: true })))
-    }
-    fn for_each_journal_entry(
-        &mut self,
-        visit: &mut dyn FnMut(xiezhi_ledger::Transaction) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.inner.for_each_journal_entry(visit)
-    }
-    fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
-        self.inner.records(kind)
-    }
-    fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError> {
-        self.inner.record(kind, id)
-    }
-    fn delete_records_before(&mut self, kind: RecordKind, before_ms: i64, max: usize) -> Result<usize, StoreError> {
-        self.inner.delete_records_before(kind, before_ms, max)
     }
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if self.committer {
@@ -62,9 +45,6 @@ impl Store for GatedStore {
             let _open = changed.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
         }
         self.inner.commit(batch)
-    }
-    fn check_books(&mut self) -> Result<BooksReport, StoreError> {
-        self.inner.check_books()
     }
 }
 

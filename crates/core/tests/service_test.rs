@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use xiezhi_core::*;
-use xiezhi_store::{Batch, BooksReport, Record, RecordKind, Store, StoreError};
+use xiezhi_store::wrap::Wrapper;
+use xiezhi_store::{Batch, Record, RecordKind, Store, StoreError};
 use xiezhi_store_sqlite::SqliteStore;
 
 #[test]
@@ -248,15 +249,12 @@ struct FlakyStore {
     pipelined: bool,
 }
 
-impl Store for FlakyStore {
-    fn end_reads(&mut self) -> Result<(), StoreError> {
-        self.inner.end_reads()
+impl Wrapper for FlakyStore {
+    fn inner(&mut self) -> &mut dyn Store {
+        self.inner.as_mut()
     }
-    fn read_snapshot(&mut self) -> Result<xiezhi_store::Snapshot, StoreError> {
-        self.inner.read_snapshot()
-    }
-    fn hold_journal(&mut self, hold_id: &str) -> Result<Vec<xiezhi_ledger::Transaction>, StoreError> {
-        self.inner.hold_journal(hold_id)
+    fn inner_ref(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
     fn open_committer(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
         if !self.pipelined {
@@ -270,32 +268,17 @@ impl Store for FlakyStore {
             pipelined: false,
         })))
     }
-    fn for_each_journal_entry(
-        &mut self,
-        visit: &mut dyn FnMut(xiezhi_ledger::Transaction) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.inner.for_each_journal_entry(visit)
-    }
-    fn records(&mut self, kind: RecordKind) -> Result<Vec<Record>, StoreError> {
-        self.inner.records(kind)
-    }
     fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<Record>, StoreError> {
         if self.fail_reads.load(Ordering::SeqCst) {
             return Err(StoreError::Io("read error".into()));
         }
         self.inner.record(kind, id)
     }
-    fn delete_records_before(&mut self, kind: RecordKind, before_ms: i64, max: usize) -> Result<usize, StoreError> {
-        self.inner.delete_records_before(kind, before_ms, max)
-    }
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Io("disk on fire".into()));
         }
         self.inner.commit(batch)
-    }
-    fn check_books(&mut self) -> Result<BooksReport, StoreError> {
-        self.inner.check_books()
     }
 }
 

@@ -689,30 +689,12 @@ struct PanickyStore {
     panic: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl xiezhi_store::Store for PanickyStore {
-    fn end_reads(&mut self) -> Result<(), xiezhi_store::StoreError> {
-        self.inner.end_reads()
+impl xiezhi_store::wrap::Wrapper for PanickyStore {
+    fn inner(&mut self) -> &mut dyn xiezhi_store::Store {
+        self.inner.as_mut()
     }
-    fn read_snapshot(&mut self) -> Result<xiezhi_store::Snapshot, xiezhi_store::StoreError> {
-        self.inner.read_snapshot()
-    }
-    fn hold_journal(&mut self, id: &str) -> Result<Vec<xiezhi_ledger::Transaction>, xiezhi_store::StoreError> {
-        self.inner.hold_journal(id)
-    }
-    fn open_committer(&self) -> Result<Option<Box<dyn xiezhi_store::Store>>, xiezhi_store::StoreError> {
-        self.inner.open_committer()
-    }
-    fn for_each_journal_entry(
-        &mut self,
-        visit: &mut dyn FnMut(xiezhi_ledger::Transaction) -> Result<(), xiezhi_store::StoreError>,
-    ) -> Result<(), xiezhi_store::StoreError> {
-        self.inner.for_each_journal_entry(visit)
-    }
-    fn records(
-        &mut self,
-        kind: xiezhi_store::RecordKind,
-    ) -> Result<Vec<xiezhi_store::Record>, xiezhi_store::StoreError> {
-        self.inner.records(kind)
+    fn inner_ref(&self) -> &dyn xiezhi_store::Store {
+        self.inner.as_ref()
     }
     fn record(
         &mut self,
@@ -721,20 +703,6 @@ impl xiezhi_store::Store for PanickyStore {
     ) -> Result<Option<xiezhi_store::Record>, xiezhi_store::StoreError> {
         assert!(!self.panic.load(std::sync::atomic::Ordering::SeqCst), "an invariant broke");
         self.inner.record(kind, id)
-    }
-    fn delete_records_before(
-        &mut self,
-        kind: xiezhi_store::RecordKind,
-        before_ms: i64,
-        max: usize,
-    ) -> Result<usize, xiezhi_store::StoreError> {
-        self.inner.delete_records_before(kind, before_ms, max)
-    }
-    fn commit(&mut self, batch: &xiezhi_store::Batch) -> Result<(), xiezhi_store::StoreError> {
-        self.inner.commit(batch)
-    }
-    fn check_books(&mut self) -> Result<xiezhi_store::BooksReport, xiezhi_store::StoreError> {
-        self.inner.check_books()
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`conformance`] suite.
 
 pub mod conformance;
+pub mod wrap;
 
 use serde::{Deserialize, Serialize};
 use xiezhi_ledger::Transaction;
