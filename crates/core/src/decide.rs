@@ -77,7 +77,7 @@ fn code_hmac(secret: &[u8; 32], challenge_id: &str, code: &str) -> String {
     use hmac::Mac;
     let mut mac = code_mac(secret, challenge_id);
     mac.update(code.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&mac.finalize().into_bytes())
 }
 
 /// Whether `code` is the challenge's, compared in constant time.
@@ -86,13 +86,16 @@ fn code_matches(secret: &[u8; 32], c: &Challenge, code: &str) -> bool {
     if c.code_hmac.is_empty() {
         // A challenge opened before codes were keyed.
         let digest = Sha256::digest(format!("{}:{code}", c.id).as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        return !c.code_sha256.is_empty() && hex == c.code_sha256;
+        return !c.code_sha256.is_empty() && hex(&digest) == c.code_sha256;
     }
     let Some(expected) = hex_bytes(&c.code_hmac) else { return false };
     let mut mac = code_mac(secret, &c.id);
     mac.update(code.as_bytes());
     mac.verify_slice(&expected).is_ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_bytes(text: &str) -> Option<Vec<u8>> {

@@ -547,7 +547,7 @@ impl Writer {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(%error, "ending a read transaction failed; rebuilding state from the store");
-                let healthy = if self.committer.is_some() { self.recover_pipeline() } else { self.recover() };
+                let healthy = self.rebuild();
                 if !healthy {
                     self.stats.healthy.store(false, Ordering::Relaxed);
                 }
@@ -581,11 +581,21 @@ impl Writer {
                 return;
             }
             tracing::error!(panic = message, "the writer panicked; rebuilding its state from the store");
-            let healthy = if self.committer.is_some() { self.recover_pipeline() } else { self.recover() };
+            let healthy = self.rebuild();
             if !healthy {
                 self.stats.healthy.store(false, Ordering::Relaxed);
                 return;
             }
+        }
+    }
+
+    /// Rebuilds memory from the store after something went wrong, through the pipeline when
+    /// there is one (in-flight batches finish first).
+    fn rebuild(&mut self) -> bool {
+        if self.committer.is_some() {
+            self.recover_pipeline()
+        } else {
+            self.recover()
         }
     }
 
