@@ -1,5 +1,6 @@
 -- wrk script: POST /v1/payments with a static QR code, spread over many credit lines, each
--- request with its own Idempotency-Key. LINES_FILE and QR are filled in by scripts/bench-http.sh.
+-- request with its own Idempotency-Key. LINES_FILE, QR and API_KEY are filled in by
+-- scripts/bench-http.sh.
 local counter = 0
 local thread_id = 0
 
@@ -29,6 +30,7 @@ request = function()
     '","context":{"device_id":"bench-dev-' .. (index - 1) .. '","ip":"' .. ip .. '","network":"wifi"}}'
   local headers = {}
   headers["Content-Type"] = "application/json"
+  headers["Authorization"] = "Bearer " .. API_KEY
   headers["Idempotency-Key"] = string.format("bench-%d-%d-%d", tid or 0, counter, math.random(1, 1000000000))
   return wrk.format("POST", "/v1/payments", headers, body)
 end

@@ -10,6 +10,7 @@
 # Prints both reports, the server's RSS, and checks the books afterwards.
 # TOKIO_WORKER_THREADS sets the server's HTTP worker threads (default 2).
 # XIEZHI_BIN runs another build (say, the previous commit's) instead of building this tree.
+# Every request carries the bootstrap admin key (builds before API keys ignore the header).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections=${1:-64}
@@ -21,21 +22,24 @@ xiezhi=${XIEZHI_BIN:-./target/release/xiezhi}
 [ -n "${XIEZHI_BIN:-}" ] || cargo build --release -q -p xiezhi-cli
 data=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
-RUST_LOG=warn TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-2} "$xiezhi" serve --listen 127.0.0.1:$port --data-dir "$data" > "$data/server.log" 2>&1 &
+# The key exists only in this process's environment and the 0600 data directory.
+export XIEZHI_API_KEY="xz_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+auth="Authorization: Bearer $XIEZHI_API_KEY"
+RUST_LOG=warn TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-2} XIEZHI_BOOTSTRAP_ADMIN_KEY="$XIEZHI_API_KEY" "$xiezhi" serve --listen 127.0.0.1:$port --data-dir "$data" > "$data/server.log" 2>&1 &
 server=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
 base=http://127.0.0.1:$port
 # An established merchant (brand-new ones meet the engine's new-merchant rules); builds from
 # before `onboarded_at` refuse the field, so fall back to a plain one for them.
 merchant='{"name":"Bench Mart","city":"Hangzhou","country":"CN","mcc":"5411","currency":"CNY"'
-qr=$( (curl -sf -X POST $base/v1/merchants -H 'content-type: application/json' -d "$merchant,\"onboarded_at\":\"2025-01-01T00:00:00Z\"}" \
-  || curl -sf -X POST $base/v1/merchants -H 'content-type: application/json' -d "$merchant}") | sed -E 's/.*"qr_payload":"([^"]+)".*/\1/')
+qr=$( (curl -sf -X POST $base/v1/merchants -H "$auth" -H 'content-type: application/json' -d "$merchant,\"onboarded_at\":\"2025-01-01T00:00:00Z\"}" \
+  || curl -sf -X POST $base/v1/merchants -H "$auth" -H 'content-type: application/json' -d "$merchant}") | sed -E 's/.*"qr_payload":"([^"]+)".*/\1/')
 # Enough shoppers that each pays a few times a minute at most, as people do: with a
 # thousand lines every shopper would pay several times a second, and the engine would
 # (rightly) step them up.
 "$xiezhi" bench seed-lines --target $base --count "${LINES:-100000}" --out "$data/lines.txt"
 script="$data/payments.lua"
-{ echo "LINES_FILE = \"$data/lines.txt\""; echo "QR = \"$qr\""; cat bench/payments.lua; } > "$script"
+{ echo "LINES_FILE = \"$data/lines.txt\""; echo "QR = \"$qr\""; echo "API_KEY = \"$XIEZHI_API_KEY\""; cat bench/payments.lua; } > "$script"
 echo "wrk -t2 -c$connections -d$duration --latency POST /v1/payments"
 wrk -t2 -c"$connections" -d"$duration" --latency -s "$script" $base
 echo "server RSS after wrk: $(ps -o rss= -p $server) KiB"
@@ -43,5 +47,5 @@ echo "xiezhi bench http --rate $rate --duration-secs ${duration%s} --connections
 "$xiezhi" bench http --target $base --lines-file "$data/lines.txt" --qr "$qr" \
   --rate "$rate" --duration-secs "${duration%s}" --connections "$connections" ${BENCH_HTTP_FLAGS:-}
 echo "server RSS after the open-loop run: $(ps -o rss= -p $server) KiB"
-curl -s $base/v1/stats; echo
+curl -s -H "$auth" $base/v1/stats; echo
 "$xiezhi" store check --data-dir "$data" | head -3

@@ -83,6 +83,9 @@ pub enum BenchCommand {
         /// has its own key, as real clients send.
         #[arg(long)]
         without_idempotency_keys: bool,
+        /// The key to send (a wallet or operator key with payments:write).
+        #[command(flatten)]
+        api_key: crate::client::ApiKeyArgs,
     },
     /// Open credit lines over HTTP for `bench http` and wrk, writing their ids to a file.
     SeedLines {
@@ -95,6 +98,9 @@ pub enum BenchCommand {
         /// Open lines without a profile (for servers older than the risk engine).
         #[arg(long)]
         without_profile: bool,
+        /// The key to send (an operator key with lines:write and lines:migrate).
+        #[command(flatten)]
+        api_key: crate::client::ApiKeyArgs,
     },
     /// Risk decisions in process on one thread, with many live rules and velocity state for
     /// many users.
@@ -121,8 +127,11 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> ExitCode {
     match command {
-        BenchCommand::SeedLines { target, count, out, without_profile } => {
-            match crate::bench_http::seed_lines(&target, count.clamp(1, 10_000_000), &out, !without_profile) {
+        BenchCommand::SeedLines { target, count, out, without_profile, api_key } => {
+            let seeded = api_key.key().and_then(|key| {
+                crate::bench_http::seed_lines(&target, &key, count.clamp(1, 10_000_000), &out, !without_profile)
+            });
+            match seeded {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("xiezhi bench seed-lines: {e}");
@@ -130,9 +139,26 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 }
             }
         }
-        BenchCommand::Http { target, lines_file, qr, rate, duration_secs, connections, without_idempotency_keys } => {
+        BenchCommand::Http {
+            target,
+            lines_file,
+            qr,
+            rate,
+            duration_secs,
+            connections,
+            without_idempotency_keys,
+            api_key,
+        } => {
+            let api_key = match api_key.key() {
+                Ok(key) => key,
+                Err(e) => {
+                    eprintln!("xiezhi bench http: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let args = crate::bench_http::HttpArgs {
                 target,
+                api_key,
                 lines_file,
                 qr,
                 rate: rate.clamp(1, 100_000),
@@ -245,6 +271,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
                                 limit: "1000000.00".into(),
                                 profile: Default::default(),
                                 opened_at: Some(year_ago.clone()),
+                                wallet_id: None,
                             };
                             match service.execute_blocking(Command::CreateCreditLine(request), None) {
                                 Ok(Reply::CreditLine(l)) => l.id,

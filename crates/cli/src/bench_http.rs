@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 pub struct HttpArgs {
     pub target: String,
+    pub api_key: String,
     pub lines_file: std::path::PathBuf,
     pub qr: String,
     pub rate: u32,
@@ -36,11 +37,8 @@ pub fn http(args: HttpArgs) -> Result<(), String> {
 }
 
 async fn run(args: HttpArgs, lines: Arc<Vec<String>>) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let builder = reqwest::Client::builder().pool_max_idle_per_host(args.connections).timeout(Duration::from_secs(10));
+    let client = crate::client::client(&args.api_key, builder)?;
     let url = format!("{}/v1/payments", args.target.trim_end_matches('/'));
     let permits = Arc::new(Semaphore::new(args.connections.max(1)));
     let total = u64::from(args.rate.max(1)) * args.duration_s.max(1);
@@ -113,10 +111,16 @@ async fn run(args: HttpArgs, lines: Arc<Vec<String>>) -> Result<(), String> {
 }
 
 /// Opens `count` credit lines over HTTP (64 at a time) and writes their ids, one per line.
-pub fn seed_lines(target: &str, count: usize, out: &std::path::Path, with_profile: bool) -> Result<(), String> {
+pub fn seed_lines(
+    target: &str,
+    api_key: &str,
+    count: usize,
+    out: &std::path::Path,
+    with_profile: bool,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().map_err(|e| e.to_string())?;
+        let client = crate::client::client(api_key, reqwest::Client::builder().pool_max_idle_per_host(64))?;
         let url = format!("{}/v1/credit-lines", target.trim_end_matches('/'));
         let mut ids = vec![String::new(); count];
         let mut tasks = tokio::task::JoinSet::new();

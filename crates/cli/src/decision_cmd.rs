@@ -19,6 +19,8 @@ pub enum DecisionCommand {
         /// Print the record as JSON instead.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        key: crate::client::ApiKeyArgs,
     },
     /// Re-run a payment's decision from its recorded facts and features under the policy,
     /// rules and scorer in force now; says whether the outcome would change.
@@ -28,14 +30,16 @@ pub enum DecisionCommand {
         server: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        key: crate::client::ApiKeyArgs,
     },
 }
 
 impl DecisionCommand {
-    fn target(&self) -> (&str, &str, bool) {
+    fn target(&self) -> (&str, &str, bool, &crate::client::ApiKeyArgs) {
         match self {
-            DecisionCommand::Explain { id, server, json } | DecisionCommand::Replay { id, server, json } => {
-                (id, server, *json)
+            DecisionCommand::Explain { id, server, json, key } | DecisionCommand::Replay { id, server, json, key } => {
+                (id, server, *json, key)
             }
         }
     }
@@ -94,12 +98,12 @@ pub fn run_rules(command: RulesCommand) -> ExitCode {
 
 pub fn run_decision(command: DecisionCommand) -> ExitCode {
     let replay = matches!(command, DecisionCommand::Replay { .. });
-    let (id, server, json) = command.target();
+    let (id, server, json, key) = command.target();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let url =
         format!("{}/v1/payments/{id}/decision{}", server.trim_end_matches('/'), if replay { "/replay" } else { "" });
     let fetched: Result<(u16, Value), String> = runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = crate::client::client(&key.key()?, reqwest::Client::builder())?;
         let request = if replay { client.post(&url).json(&serde_json::json!({})) } else { client.get(&url) };
         let response = request.send().await.map_err(|e| format!("cannot reach {server}: {e}"))?;
         let status = response.status().as_u16();

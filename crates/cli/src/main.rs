@@ -9,8 +9,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod bench_decide;
 mod bench_http;
+mod client;
 mod decision_cmd;
 mod demo;
+mod keys_cmd;
 mod model_cmd;
 mod qr_cmd;
 mod serve;
@@ -61,6 +63,11 @@ enum Commands {
     /// Run a seeded population of shoppers and fraudsters and report decision quality
     /// (docs/QUALITY.md).
     Simulate(simulate::SimulateArgs),
+    /// Create, list, rotate and revoke API keys on a running server (needs `keys:admin`).
+    Keys {
+        #[command(subcommand)]
+        command: keys_cmd::KeysCommand,
+    },
     /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -105,6 +112,7 @@ fn main() -> ExitCode {
             store_cmd::accept(&data_dir, transaction, &operator, &reason)
         }
         Commands::Bench { command } => bench::run(command),
+        Commands::Keys { command } => keys_cmd::run(command),
         Commands::Simulate(args) => simulate::run(args),
         Commands::Model { command } => model_cmd::run(command),
         Commands::Decision { command } => decision_cmd::run_decision(command),

@@ -1,10 +1,11 @@
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use xiezhi_core::{
-    AcceptanceConfig, AcceptedScheme, Clock, RiskConfig, ScaledClock, Service, ServiceConfig, SystemClock,
+    AcceptanceConfig, AcceptedScheme, Clock, Command, KeyCommand, Reply, RiskConfig, ScaledClock, Service,
+    ServiceConfig, SystemClock,
 };
 use xiezhi_store_sqlite::SqliteStore;
 
@@ -65,27 +66,81 @@ pub struct ServeArgs {
 /// The secret one-time codes are kept under: `<data-dir>/code-secret`, 32 bytes from the OS
 /// generator written on first start, readable by the service's user only. Beside the store,
 /// not in it, so a copy of the database alone reveals no code.
-fn code_secret(data_dir: &std::path::Path) -> Result<[u8; 32], String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+fn code_secret(data_dir: &Path) -> Result<[u8; 32], String> {
     let path = data_dir.join("code-secret");
-    match std::fs::read(&path) {
-        Ok(bytes) => bytes.try_into().map_err(|_| format!("{}: not a 32-byte secret", path.display())),
+    let bytes = secret_file(&path, || {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| format!("the OS random generator failed: {e}"))?;
+        Ok(secret.to_vec())
+    })?;
+    bytes.try_into().map_err(|_| format!("{}: not a 32-byte secret", path.display()))
+}
+
+/// The Ed25519 key pair shopper tokens are signed with: `<data-dir>/token-signing.key`,
+/// made on first start, readable by the service's user only. Tokens handed out before a
+/// restart stay valid after it.
+fn token_keys(data_dir: &Path) -> Result<xiezhi_server::tokens::TokenKeys, String> {
+    let path = data_dir.join("token-signing.key");
+    let bytes = secret_file(&path, || Ok(xiezhi_server::tokens::TokenKeys::generate().to_bytes()))?;
+    xiezhi_server::tokens::TokenKeys::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads a secret kept beside the store, making it with `make` (mode 0600) if it is not there.
+fn secret_file(path: &Path, make: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = [0u8; 32];
-            getrandom::fill(&mut secret).map_err(|e| format!("the OS random generator failed: {e}"))?;
-            std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            file.write_all(&secret).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", path.display()))?;
+            let secret = make()?;
+            write_private(path, &secret, false)?;
             Ok(secret)
         }
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// Writes `bytes` to a file only this user can read (0600), durably; refuses to replace an
+/// existing file unless `replace`.
+pub fn write_private(path: &Path, bytes: &[u8], replace: bool) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A file that existed keeps its mode through open(); make it private either way.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A data directory with no key gets one admin key with every scope: the value of
+/// `XIEZHI_BOOTSTRAP_ADMIN_KEY` when set (automation), else a fresh key written to
+/// `<data-dir>/admin.key` (0600). The path is printed, never the key.
+async fn bootstrap_admin_key(service: &Service, data_dir: &Path) -> Result<(), String> {
+    let from_env = std::env::var("XIEZHI_BOOTSTRAP_ADMIN_KEY").ok().filter(|k| !k.trim().is_empty());
+    let env_given = from_env.is_some();
+    let command = Command::Keys(KeyCommand::Bootstrap { secret: from_env.map(|k| k.trim().to_owned()) });
+    let reply = service.execute(command, None).await.map_err(|e| format!("cannot make the admin key: {e}"))?;
+    let Reply::Document(made) = reply else { return Err("unexpected answer to the bootstrap".into()) };
+    if made["created"] != true {
+        return Ok(());
+    }
+    let id = made["id"].as_str().unwrap_or_default();
+    if env_given {
+        println!("admin key {id}: the value of XIEZHI_BOOTSTRAP_ADMIN_KEY, with every scope");
+        return Ok(());
+    }
+    let path = data_dir.join("admin.key");
+    let key = made["key"].as_str().ok_or("the bootstrap made no key")?;
+    write_private(&path, format!("{key}\n").as_bytes(), true)?;
+    println!("admin key {id} (every scope) written to {} (readable by this user only)", path.display());
+    Ok(())
 }
 
 fn read_file(what: &str, path: &Option<PathBuf>) -> Result<Option<String>, String> {
@@ -210,11 +265,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(reason) = service.stats().read_only.get() {
         println!("serving reads only: {reason}");
+    } else {
+        bootstrap_admin_key(&service, &args.data_dir).await?;
     }
-    let router = xiezhi_server::router(service);
+    let token_keys = Arc::new(token_keys(&args.data_dir)?);
+    let router = xiezhi_server::router_with(service.clone(), xiezhi_server::RouterConfig { token_keys });
     let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
     if args.demo && !args.read_only {
-        let demo = crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_shoppers, clock.speed());
+        let demo =
+            crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_shoppers, clock.speed(), service);
         demo.spawn(tokio::runtime::Handle::current());
     }
     server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;

@@ -71,6 +71,8 @@ pub struct HttpDriver {
     wall_origin: Instant,
     speed: f64,
     pub counters: Arc<LiveCounters>,
+    /// The wallet the lines it opens belong to (the demo's, so its wallet key acts for them).
+    pub wallet_id: Option<String>,
 }
 
 fn error(e: impl std::fmt::Display) -> SimError {
@@ -90,12 +92,14 @@ impl HttpDriver {
     pub fn connect(
         handle: Handle,
         base: &str,
+        api_key: &str,
         currency: Currency,
         sim_start_ms: i64,
         registry: Registry,
         registry_path: Option<PathBuf>,
     ) -> Result<HttpDriver, SimError> {
-        let client = Client::builder().timeout(Duration::from_secs(15)).build().map_err(error)?;
+        let client =
+            crate::client::client(api_key, Client::builder().timeout(Duration::from_secs(15))).map_err(error)?;
         let base = base.trim_end_matches('/').to_owned();
         let health: Value = handle
             .block_on(async { client.get(format!("{base}/healthz")).send().await?.json::<Value>().await })
@@ -118,6 +122,7 @@ impl HttpDriver {
             wall_origin: Instant::now(),
             speed,
             counters: Arc::default(),
+            wallet_id: None,
         })
     }
 
@@ -171,13 +176,17 @@ impl HttpDriver {
     }
 
     fn line_body(&self, u: &UserSpec, server_now: i64) -> Value {
-        json!({
+        let mut body = json!({
             "user_id": format!("{}-u{}", self.run_tag, u.index),
             "currency": self.currency.alpha(),
             "limit": self.amount(u.limit_minor),
             "profile": {"birth_date": u.birth_date, "kyc_level": u.kyc_level, "region": u.region},
             "opened_at": rfc3339((u.opened_at_ms + self.offset_ms).clamp(946_684_800_000, server_now.max(946_684_800_000))),
-        })
+        });
+        if let Some(wallet_id) = &self.wallet_id {
+            body["wallet_id"] = json!(wallet_id);
+        }
+        body
     }
 
     /// Registers every merchant not yet on the server (the run would do it lazily; a demo
@@ -530,7 +539,7 @@ impl Driver for HttpDriver {
 }
 
 /// `xiezhi simulate --target`: one run against the server, on its clock.
-pub fn run(config: &RunConfig, target: &str, registry_path: Option<&Path>) -> Result<ConfigRun, String> {
+pub fn run(config: &RunConfig, target: &str, api_key: &str, registry_path: Option<&Path>) -> Result<ConfigRun, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -543,6 +552,7 @@ pub fn run(config: &RunConfig, target: &str, registry_path: Option<&Path>) -> Re
     let mut driver = HttpDriver::connect(
         runtime.handle().clone(),
         target,
+        api_key,
         currency,
         sim.start_ms(),
         registry,

@@ -48,6 +48,10 @@ pub struct SimulateArgs {
     /// the server's clock reaches them: run it with `serve --clock-speed N` to compress days.
     #[arg(long)]
     pub target: Option<String>,
+    /// The key `--target` is driven with: an operator key with merchants:write,
+    /// lines:migrate, payments:write, payments:settle, lines:read and challenges:write.
+    #[command(flatten)]
+    pub api_key: crate::client::ApiKeyArgs,
     /// Print the JSON report instead of markdown.
     #[arg(long)]
     pub json: bool,
@@ -141,7 +145,7 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
             if engines.len() > 1 {
                 eprintln!("xiezhi simulate: against a server only its own configuration runs; baselines skipped");
             }
-            vec![crate::sim_http::run(&config, target, None)?]
+            vec![crate::sim_http::run(&config, target, &args.api_key.key()?, None)?]
         }
     };
     for r in &runs {

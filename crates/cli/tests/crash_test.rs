@@ -80,7 +80,7 @@ fn start(data_dir: &Path, rules: &Path) -> Running {
 
 fn http_client() -> reqwest::Client {
     // A hung server must fail the test, not stall it.
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("HTTP client")
+    common::client()
 }
 
 /// `xiezhi store check` on a byte-for-byte copy of the data directory as the kill left it.

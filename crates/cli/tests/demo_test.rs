@@ -14,15 +14,25 @@ async fn the_demo_seeds_and_sends_live_traffic() {
         common::serve(dir.path(), &["--demo", "--demo-rate", "50", "--demo-shoppers", "300"]);
     // The banner tells a newcomer where to look.
     let mut banner = String::new();
-    for _ in 0..17 {
-        stdout.read_line(&mut banner).unwrap();
+    while !banner.contains("Ctrl-C stops") {
+        assert!(stdout.read_line(&mut banner).unwrap() > 0, "the server stopped: {banner}");
     }
-    assert!(
-        banner.contains("/v1/stats") && banner.contains("/metrics") && banner.contains("qr?format=png"),
-        "{banner}"
-    );
+    assert!(banner.contains("/v1/stats") && banner.contains("/metrics") && banner.contains("qr?format="), "{banner}");
 
-    let client = reqwest::Client::new();
+    // The banner says where the keys are and never shows one.
+    let keys: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-keys.json")).unwrap()).unwrap();
+    for kind in ["operator", "merchant", "wallet"] {
+        let key = keys[kind].as_str().unwrap();
+        assert!(!banner.contains(key), "the banner shows the {kind} key");
+    }
+    assert!(banner.contains("demo-keys.json") && banner.contains("Authorization: Bearer $WALLET_KEY"), "{banner}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("demo-keys.json")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let client = common::client_with(keys["operator"].as_str().unwrap());
+    let wallet = common::client_with(keys["wallet"].as_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     let stats = loop {
         let stats: Value = client.get(format!("{base}/v1/stats")).send().await.unwrap().json().await.unwrap();
@@ -40,17 +50,18 @@ async fn the_demo_seeds_and_sends_live_traffic() {
 
     // A payment of our own, explained by the CLI as a person reads it.
     let population: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-population-v3.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-population-v4.json")).unwrap()).unwrap();
     let body = serde_json::json!({"credit_line_id": population["line_ids"][0], "qr_payload": population["merchant_ids"][0][1],
         "amount": "1500.00", "context": {"device_id": "a-brand-new-phone", "ip": "198.51.100.20", "network": "5g"}});
     let payment: Value =
-        client.post(format!("{base}/v1/payments")).json(&body).send().await.unwrap().json().await.unwrap();
+        wallet.post(format!("{base}/v1/payments")).json(&body).send().await.unwrap().json().await.unwrap();
     assert_ne!(
         payment["decision"]["outcome"], "approve",
         "a large first payment from a new phone is checked: {payment}"
     );
     let explained = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
         .args(["decision", "explain", payment["id"].as_str().unwrap(), "--server", &base])
+        .env("XIEZHI_API_KEY", keys["operator"].as_str().unwrap())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&explained.stdout);
@@ -62,6 +73,7 @@ async fn the_demo_seeds_and_sends_live_traffic() {
     }
     let missing = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
         .args(["decision", "explain", "pay_nope", "--server", &base])
+        .env("XIEZHI_API_KEY", keys["operator"].as_str().unwrap())
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));

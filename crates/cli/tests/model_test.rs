@@ -255,7 +255,7 @@ fn a_fraud_model_trained_on_simulated_traffic_scores_payments() {
     let (server, base, _stdout) =
         common::serve(&dir.path().join("served"), &["--fraud-model", model.to_str().unwrap()]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = reqwest::Client::new();
+    let client = common::client();
     let post = |path: &str, body: Value| -> Value {
         runtime.block_on(async {
             client.post(format!("{base}{path}")).json(&body).send().await.unwrap().json().await.unwrap()

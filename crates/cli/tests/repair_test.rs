@@ -29,7 +29,7 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value
 /// Pays 10.00, captures it and refunds 4.00 through the API; returns (payment, line, qr).
 async fn a_refunded_payment(dir: &Path) -> (String, String, String) {
     let (_server, base, _stdout) = common::serve(dir, &[]);
-    let client = reqwest::Client::new();
+    let client = common::client();
     let merchant =
         json!({"name": "Repair Mart", "city": "Hangzhou", "country": "CN", "mcc": "5411", "currency": "CNY"});
     let (_, merchant) = post(&client, format!("{base}/v1/merchants"), merchant).await;
@@ -99,7 +99,7 @@ async fn a_journal_that_fails_replay_is_named_served_read_only_and_accepted_on_r
     // Read-only: reads answer, writes are refused with 503 read_only.
     {
         let (_server, base, _stdout) = common::serve(dir.path(), &["--read-only"]);
-        let client = reqwest::Client::new();
+        let client = common::client();
         let health: Value = client.get(format!("{base}/healthz")).send().await.unwrap().json().await.unwrap();
         assert_eq!(health["status"], "read_only", "{health}");
         assert!(health["read_only"].as_str().unwrap().contains(&format!("journal entry {bad}")), "{health}");
@@ -131,7 +131,7 @@ async fn a_journal_that_fails_replay_is_named_served_read_only_and_accepted_on_r
 
     // The service starts; the accepted payment moves no more money, the rest works.
     let (_server, base, _stdout) = common::serve(dir.path(), &[]);
-    let client = reqwest::Client::new();
+    let client = common::client();
     let (status, problem) =
         post(&client, format!("{base}/v1/payments/{payment_id}/refunds"), json!({"amount": "0.01"})).await;
     assert_eq!((status, problem["code"].as_str()), (500, Some("books_disagree")), "{problem}");

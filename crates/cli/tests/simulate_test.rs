@@ -22,7 +22,12 @@ const KEYS: [&str; 11] = [
 ];
 
 fn xiezhi(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_xiezhi")).args(args).output().expect("run xiezhi")
+    // `--target` runs send the test servers' admin key.
+    Command::new(env!("CARGO_BIN_EXE_xiezhi"))
+        .args(args)
+        .env("XIEZHI_API_KEY", common::ADMIN_KEY)
+        .output()
+        .expect("run xiezhi")
 }
 
 #[test]
@@ -160,7 +165,8 @@ mod reqwest {
     pub fn blocking_get(url: &str) -> Result<String, String> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            ::reqwest::get(url).await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())
+            let client = super::common::client();
+            client.get(url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())
         })
     }
 }

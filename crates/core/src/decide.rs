@@ -94,11 +94,11 @@ fn code_matches(secret: &[u8; 32], c: &Challenge, code: &str) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_bytes(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
 }
 
@@ -461,7 +461,7 @@ impl State {
         Ok(challenge_id)
     }
 
-    fn challenge(&mut self, id: &str) -> Result<Challenge, CoreError> {
+    pub(crate) fn challenge(&mut self, id: &str) -> Result<Challenge, CoreError> {
         if let Some(c) = self.challenges.get(id) {
             return Ok(c.clone());
         }

@@ -63,6 +63,12 @@ pub enum CoreError {
     ReadOnly { reason: String },
     #[error("too many wrong codes on this credit line within the hour; try again in {retry_after_s} s")]
     TooManyAttempts { retry_after_s: u64 },
+    #[error("API key `{id}` not found (or no longer valid)")]
+    ApiKeyNotFound { id: String },
+    /// The caller is known but may not do this: `scope` names the scope it lacks (empty
+    /// when no scope would help, e.g. a merchant key asking for a rule change).
+    #[error("{message}")]
+    Forbidden { scope: String, message: String },
 }
 
 impl CoreError {
@@ -96,6 +102,8 @@ impl CoreError {
             CoreError::BooksDisagree { .. } => "books_disagree",
             CoreError::ReadOnly { .. } => "read_only",
             CoreError::TooManyAttempts { .. } => "too_many_attempts",
+            CoreError::ApiKeyNotFound { .. } => "api_key_not_found",
+            CoreError::Forbidden { .. } => "forbidden",
         }
     }
 

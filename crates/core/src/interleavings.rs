@@ -33,7 +33,7 @@ impl Pipeline {
 
     fn apply(&mut self, batch: &mut Batch, command: Command, key: Option<&str>) -> Result<Reply, CoreError> {
         let key = key.map(|k| IdempotencyKey { key: k.into(), fingerprint: format!("fp-{k}") });
-        self.state.apply(command, key, NOW_MS, batch)
+        self.state.apply(&crate::Caller::System, command, key, NOW_MS, batch)
     }
 
     /// Seals the open batch as the writer hands it over; the caller commits it later.
@@ -65,6 +65,7 @@ impl Pipeline {
             limit: "1000.00".into(),
             profile: Default::default(),
             opened_at: None,
+            wallet_id: None,
         };
         let Ok(Reply::CreditLine(l)) = self.apply(&mut batch, Command::CreateCreditLine(line), None) else { panic!() };
         let batch = self.seal(batch);

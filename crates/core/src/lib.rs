@@ -9,6 +9,7 @@
 //! credit never goes below zero" hold under any concurrency, and group commit is what keeps
 //! throughput up despite an fsync per commit.
 
+mod access;
 pub mod books;
 mod decide;
 mod error;
@@ -20,6 +21,10 @@ mod random;
 mod state;
 mod writer;
 
+pub use access::{
+    key_sha256, ApiKey, Caller, KeyCommand, KeyKind, KeyRefusal, KeyRing, NewApiKey, Principal, Scope, Scopes, Shopper,
+    DEFAULT_ROTATION_OVERLAP_S, KEY_PREFIX, MAX_API_KEYS, MAX_ROTATION_OVERLAP_S, MIN_BOOTSTRAP_KEY_CHARS,
+};
 pub use decide::{RiskConfig, MAX_WRONG_ANSWERS_PER_LINE_HOUR};
 pub use error::CoreError;
 pub use model::*;
@@ -87,6 +92,9 @@ pub struct ServiceConfig {
     /// `None`: a fresh secret per process, so codes sent before a restart no longer match
     /// after it (right for tests, wrong for a service).
     pub code_secret: Option<[u8; 32]>,
+    /// Where the writer publishes the valid API keys; [`Service::key_ring`] hands it to the
+    /// HTTP layer. A fresh ring by default.
+    pub key_ring: Arc<KeyRing>,
 }
 
 impl Default for ServiceConfig {
@@ -101,6 +109,7 @@ impl Default for ServiceConfig {
             risk: RiskConfig::default(),
             read_only: false,
             code_secret: None,
+            key_ring: Arc::default(),
         }
     }
 }
@@ -176,6 +185,8 @@ pub enum Command {
     /// Swap the fraud scorer between two payments (a reloaded model); kept if the writer
     /// rebuilds its memory.
     SetScorer(ScorerHandle),
+    /// Create, list, rotate or revoke API keys.
+    Keys(KeyCommand),
 }
 
 impl Command {
@@ -195,6 +206,7 @@ impl Command {
                 | Command::GetPolicy
                 | Command::GetLists
                 | Command::SetScorer(_)
+                | Command::Keys(KeyCommand::List)
         )
     }
 }
@@ -218,6 +230,7 @@ pub struct IdempotencyKey {
 }
 
 pub(crate) struct Envelope {
+    pub caller: Caller,
     pub command: Command,
     pub idempotency: Option<IdempotencyKey>,
     pub reply: oneshot::Sender<Result<Reply, CoreError>>,
@@ -230,6 +243,7 @@ pub struct Service {
     strict_qr: bool,
     stats: Arc<WriterStats>,
     clock: Arc<dyn Clock>,
+    key_ring: Arc<KeyRing>,
 }
 
 impl Service {
@@ -238,7 +252,13 @@ impl Service {
         let (queue, receiver) = sync_channel(config.queue_capacity);
         let stats = Arc::new(WriterStats::default());
         writer::spawn(store, &config, Arc::clone(&clock), receiver, Arc::clone(&stats))?;
-        Ok(Service { queue, strict_qr: config.strict_qr, stats, clock })
+        let key_ring = Arc::clone(&config.key_ring);
+        Ok(Service { queue, strict_qr: config.strict_qr, stats, clock, key_ring })
+    }
+
+    /// The valid API keys, as the writer last published them.
+    pub fn key_ring(&self) -> &KeyRing {
+        &self.key_ring
     }
 
     /// The service's clock: what it stamps and decides with.
@@ -257,6 +277,7 @@ impl Service {
     }
 
     fn envelope(
+        caller: Caller,
         command: Command,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<(Envelope, oneshot::Receiver<Result<Reply, CoreError>>), CoreError> {
@@ -269,12 +290,23 @@ impl Service {
             }
         }
         let (reply, receiver) = oneshot::channel();
-        Ok((Envelope { command, idempotency, reply }, receiver))
+        Ok((Envelope { caller, command, idempotency, reply }, receiver))
     }
 
-    /// Runs a command; never blocks the calling task on a full queue (answers `overloaded`).
+    /// Runs a command for the process itself (trusted); see [`Service::execute_as`].
     pub async fn execute(&self, command: Command, idempotency: Option<IdempotencyKey>) -> Result<Reply, CoreError> {
-        let (envelope, receiver) = Self::envelope(command, idempotency)?;
+        self.execute_as(Caller::System, command, idempotency).await
+    }
+
+    /// Runs a command for `caller`, who may act only on what is theirs; never blocks the
+    /// calling task on a full queue (answers `overloaded`).
+    pub async fn execute_as(
+        &self,
+        caller: Caller,
+        command: Command,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Reply, CoreError> {
+        let (envelope, receiver) = Self::envelope(caller, command, idempotency)?;
         match self.queue.try_send(envelope) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -288,7 +320,7 @@ impl Service {
 
     /// Runs a command from a plain thread, waiting for queue space (benchmarks, CLI).
     pub fn execute_blocking(&self, command: Command, idempotency: Option<IdempotencyKey>) -> Result<Reply, CoreError> {
-        let (envelope, receiver) = Self::envelope(command, idempotency)?;
+        let (envelope, receiver) = Self::envelope(Caller::System, command, idempotency)?;
         self.queue.send(envelope).map_err(|_| stopped())?;
         receiver.blocking_recv().unwrap_or_else(|_| Err(stopped()))
     }

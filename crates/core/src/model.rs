@@ -63,6 +63,11 @@ pub struct NewCreditLine {
     /// the future). The risk engine reads the line's age from it. Default: now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_at: Option<String>,
+    /// The wallet the line belongs to (whose wallet keys and shopper tokens act for it). A
+    /// wallet key's lines are its own wallet's; an operator names the wallet when it moves
+    /// lines in for one. Default: the caller's wallet, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet_id: Option<String>,
 }
 
 /// Where the payment came from, as the client reports it.
@@ -182,6 +187,9 @@ pub struct Merchant {
     #[serde(default)]
     pub partner_accounts: Vec<PartnerAccount>,
     pub created_at_ms: i64,
+    /// The key that registered the merchant (and set `onboarded_at`, if it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -518,4 +526,10 @@ pub struct LineProfile {
     pub user_id: String,
     pub profile: UserProfile,
     pub opened_at_ms: i64,
+    /// The wallet the line belongs to: its wallet keys and shopper tokens act for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet_id: Option<String>,
+    /// The key that opened the line (and set `opened_at` or the KYC level, if it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<String>,
 }

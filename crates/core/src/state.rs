@@ -1,6 +1,7 @@
 //! The writer's state: the ledger plus merchants, payments and idempotency records, and the
 //! rules that turn one command into ledger transactions and records. Runs on one thread.
 
+use crate::access::Caller;
 use crate::decide::RiskConfig;
 use crate::error::CoreError;
 use crate::model::*;
@@ -95,6 +96,10 @@ pub(crate) struct State {
     pub(crate) code_secret: [u8; 32],
     /// Recent wrong code answers per credit line (at most the hourly limit each).
     pub(crate) wrong_answers: HashMap<String, Vec<i64>>,
+    /// Every API key ever made, by id (revoked ones included, for the listing).
+    pub(crate) api_keys: HashMap<String, crate::access::ApiKey>,
+    /// The valid keys, shared with the HTTP layer.
+    pub(crate) key_ring: std::sync::Arc<crate::access::KeyRing>,
 }
 
 pub(crate) fn storage(error: StoreError) -> CoreError {
@@ -160,7 +165,7 @@ fn past_instant(field: &str, text: Option<&str>, now_ms: i64) -> Result<i64, Cor
     Ok(at_ms)
 }
 
-fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
+pub(crate) fn check_text(field: &str, value: &str) -> Result<(), CoreError> {
     check_text_up_to(field, value, MAX_TEXT_CHARS)
 }
 
@@ -210,6 +215,8 @@ impl State {
             read_only: config.read_only.then(|| "started with --read-only".to_owned()),
             code_secret: config.code_secret.unwrap_or_else(crate::random::os_bytes),
             wrong_answers: HashMap::new(),
+            api_keys: HashMap::new(),
+            key_ring: std::sync::Arc::clone(&config.key_ring),
             line_profiles: HashMap::new(),
             restrictions: HashMap::new(),
             challenges: HashMap::new(),
@@ -241,6 +248,7 @@ impl State {
             self.index_merchant(merchant);
         }
         self.reload_risk()?;
+        self.reload_keys()?;
         // Reads of this reload end here, so the next batch reads a fresh snapshot.
         self.store.end_reads()?;
         if self.read_only.is_some() {
@@ -409,6 +417,7 @@ impl State {
     /// `out`; the caller commits `out` before anyone sees the reply.
     pub fn apply(
         &mut self,
+        caller: &Caller,
         command: Command,
         idempotency: Option<IdempotencyKey>,
         now_ms: i64,
@@ -417,10 +426,18 @@ impl State {
         if let (Some(reason), true) = (&self.read_only, command.writes()) {
             return Err(CoreError::ReadOnly { reason: reason.clone() });
         }
-        if let Some(key) = &idempotency {
+        self.authorize(caller, &command)?;
+        // A key's answer holds the key itself, shown once: it is never kept for a replay.
+        let idempotency = idempotency.filter(|_| !matches!(command, Command::Keys(_)));
+        // Keys are scoped per caller, so two callers cannot collide or read each other's answers.
+        let stored_key = idempotency.as_ref().map(|key| match caller.idempotency_scope() {
+            Some(scope) => format!("{scope}:{}", key.key),
+            None => key.key.clone(),
+        });
+        if let (Some(key), Some(stored_key)) = (&idempotency, &stored_key) {
             // Refusals stored by earlier versions are not answers: the request runs again.
             let stored =
-                self.get::<IdempotencyRecord>(RecordKind::Idempotency, &key.key)?.filter(|e| e.outcome.is_ok());
+                self.get::<IdempotencyRecord>(RecordKind::Idempotency, stored_key)?.filter(|e| e.outcome.is_ok());
             if let Some(entry) = stored {
                 if entry.fingerprint != key.fingerprint {
                     return Err(CoreError::IdempotencyKeyReused { key: key.key.clone() });
@@ -430,7 +447,7 @@ impl State {
             }
         }
         let items_before = out.items();
-        let outcome = self.execute(command, now_ms, out);
+        let outcome = self.execute(caller, command, now_ms, out);
         let changed = out.items() > items_before;
         if let (Err(error), true) = (&outcome, changed) {
             if !error.is_transient() {
@@ -445,10 +462,10 @@ impl State {
         // Stripe's rule: the answer is kept under the key only when the request changed
         // something. Refusals (invalid input, not found, a state that another request may
         // change) changed nothing and are not kept: a retry runs again and may succeed.
-        if let (Some(key), Ok(reply), true) = (idempotency, &outcome, changed) {
+        if let (Some(key), Some(stored_key), Ok(reply), true) = (idempotency, stored_key, &outcome, changed) {
             let entry =
                 IdempotencyRecord { fingerprint: key.fingerprint, outcome: Ok(reply.clone()), created_at_ms: now_ms };
-            self.put(out, RecordKind::Idempotency, &key.key, &entry, now_ms);
+            self.put(out, RecordKind::Idempotency, &stored_key, &entry, now_ms);
         }
         outcome
     }
@@ -475,10 +492,11 @@ impl State {
         Ok(count + challenges)
     }
 
-    fn execute(&mut self, command: Command, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+    fn execute(&mut self, caller: &Caller, command: Command, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         match command {
-            Command::CreateMerchant(request) => self.create_merchant(request, now_ms, out),
-            Command::CreateCreditLine(request) => self.create_credit_line(request, now_ms, out),
+            Command::CreateMerchant(request) => self.create_merchant(caller, request, now_ms, out),
+            Command::CreateCreditLine(request) => self.create_credit_line(caller, request, now_ms, out),
+            Command::Keys(command) => self.key_command(caller, command, now_ms, out),
             Command::CreatePayment(prepared) => self.create_payment(*prepared, now_ms, out),
             Command::Capture { payment_id, amount } => self.capture(&payment_id, amount.as_deref(), now_ms, out),
             Command::Void { payment_id } => self.void(&payment_id, now_ms, out),
@@ -534,7 +552,13 @@ impl State {
         Ok(view)
     }
 
-    fn create_merchant(&mut self, request: NewMerchant, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+    fn create_merchant(
+        &mut self,
+        caller: &Caller,
+        request: NewMerchant,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
         check_text("name", &request.name)?;
         check_text("city", &request.city)?;
         if request.country.len() != 2 || !request.country.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -589,6 +613,7 @@ impl State {
             qr_payload: String::new(),
             partner_accounts: request.partner_accounts,
             created_at_ms: past_instant("onboarded_at", request.onboarded_at.as_deref(), now_ms)?,
+            created_by: caller.key_id().map(str::to_owned),
         };
         merchant.qr_payload = merchant_qr(&self.config.own_guid, &merchant, None, None).encode()?;
         self.put(out, RecordKind::Merchant, &id, &merchant, now_ms);
@@ -597,7 +622,13 @@ impl State {
         Ok(Reply::Merchant(view))
     }
 
-    fn create_credit_line(&mut self, request: NewCreditLine, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
+    fn create_credit_line(
+        &mut self,
+        caller: &Caller,
+        request: NewCreditLine,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
         check_text("user_id", &request.user_id)?;
         let currency = parse_currency(&request.currency)?;
         if !self.engine.policy().admits(currency, now_ms) {
@@ -605,6 +636,9 @@ impl State {
         }
         let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
         check_profile(&request.profile)?;
+        if let Some(wallet_id) = &request.wallet_id {
+            check_text("wallet_id", wallet_id)?;
+        }
         let opened_at_ms = past_instant("opened_at", request.opened_at.as_deref(), now_ms)?;
         let mut id = new_id("cl", now_ms);
         while self.ledger.credit_line(&id).is_some() {
@@ -619,7 +653,18 @@ impl State {
             .map_err(|e| CoreError::InvalidRequest { field: "limit".into(), message: e.to_string() })?;
         out.transactions.push(transaction);
         let user_id = self.ledger.credit_line(&id).map(|l| l.user_id.clone()).unwrap_or_default();
-        let profile = LineProfile { credit_line_id: id.clone(), user_id, profile: request.profile, opened_at_ms };
+        let wallet_id = match caller {
+            Caller::Key(p) if p.wallet_id.is_some() => p.wallet_id.clone(),
+            _ => request.wallet_id,
+        };
+        let profile = LineProfile {
+            credit_line_id: id.clone(),
+            user_id,
+            profile: request.profile,
+            opened_at_ms,
+            wallet_id,
+            opened_by: caller.key_id().map(str::to_owned),
+        };
         self.save_line_profile(profile, now_ms, out);
         self.credit_line_view(&id).map(Reply::CreditLine)
     }

@@ -173,10 +173,10 @@ impl OpenBatch {
     /// poisoned and never committed.
     fn apply(&mut self, state: &mut State, envelopes: &mut VecDeque<Envelope>, now_ms: i64) {
         while self.has_room() {
-            let Some(Envelope { command, idempotency, reply }) = envelopes.pop_front() else { break };
+            let Some(Envelope { caller, command, idempotency, reply }) = envelopes.pop_front() else { break };
             let creates_payment = matches!(command, crate::Command::CreatePayment(_));
             let items_before = self.batch.items();
-            let result = state.apply(command, idempotency, now_ms, &mut self.batch);
+            let result = state.apply(&caller, command, idempotency, now_ms, &mut self.batch);
             let added = self.batch.items() - items_before;
             assert!(added <= MAX_ITEMS_PER_COMMAND, "one command wrote {added} items");
             if creates_payment && result.is_ok() {

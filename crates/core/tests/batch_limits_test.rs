@@ -92,6 +92,7 @@ async fn restrictions_piling_up_behind_a_slow_commit_split_into_batches_that_fit
             limit: "1.00".into(),
             profile: Default::default(),
             opened_at: None,
+            wallet_id: None,
         };
         async move { service.execute(Command::CreateCreditLine(line), None).await }
     });

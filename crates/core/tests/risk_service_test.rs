@@ -54,8 +54,14 @@ fn setup(service: &Service) -> (String, String) {
     };
     let Reply::Merchant(m) = run(service, Command::CreateMerchant(merchant)).unwrap() else { panic!() };
     let profile = UserProfile { birth_date: Some("1990-01-01".into()), kyc_level: 2, region: "CN-JS".into() };
-    let line =
-        NewCreditLine { user_id: "u1".into(), currency: "CNY".into(), limit: "20000".into(), profile, opened_at: None };
+    let line = NewCreditLine {
+        user_id: "u1".into(),
+        currency: "CNY".into(),
+        limit: "20000".into(),
+        profile,
+        opened_at: None,
+        wallet_id: None,
+    };
     let Reply::CreditLine(l) = run(service, Command::CreateCreditLine(line)).unwrap() else { panic!() };
     (m.qr_payload, l.id)
 }

@@ -155,6 +155,7 @@ fn foreign_and_unknown_codes_are_not_accepted() {
         limit: "5".into(),
         profile: Default::default(),
         opened_at: None,
+        wallet_id: None,
     };
     assert_eq!(
         run(&service, Command::CreateCreditLine(usd_line)),
@@ -181,7 +182,8 @@ fn foreign_and_unknown_codes_are_not_accepted() {
                 currency: "XXX".into(),
                 limit: "5".into(),
                 profile: Default::default(),
-                opened_at: None
+                opened_at: None,
+                wallet_id: None
             })
         ),
         Err(CoreError::UnknownCurrency { .. })
@@ -368,6 +370,7 @@ fn idempotency_keys_expire_after_the_retention_period() {
         limit: "5".into(),
         profile: Default::default(),
         opened_at: None,
+        wallet_id: None,
     };
     service.execute_blocking(Command::CreateCreditLine(request), key.clone()).unwrap();
     let other = Some(IdempotencyKey { key: "old".into(), fingerprint: "f2".into() });

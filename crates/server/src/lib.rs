@@ -7,12 +7,16 @@
 // boxing it would only add an allocation to every error path.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
+mod keys;
 mod listen;
 mod problem;
+pub mod tokens;
 
 pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADERS, MAX_HEADER_BYTES};
 pub use problem::Problem;
 
+use auth::Who;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -25,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use xiezhi_core::*;
 
@@ -35,9 +39,23 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
-struct AppState {
-    service: Service,
+pub(crate) struct AppState {
+    pub(crate) service: Service,
     metrics: PrometheusHandle,
+    pub(crate) tokens: Arc<tokens::TokenKeys>,
+}
+
+/// What the router needs beside the service.
+pub struct RouterConfig {
+    /// The key pair shopper tokens are signed with (keep it across restarts, or tokens
+    /// already handed out stop working).
+    pub token_keys: Arc<tokens::TokenKeys>,
+}
+
+impl Default for RouterConfig {
+    fn default() -> RouterConfig {
+        RouterConfig { token_keys: Arc::new(tokens::TokenKeys::generate()) }
+    }
 }
 
 /// How often pending histogram samples are folded into their buckets.
@@ -80,8 +98,13 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The API with a fresh token key pair (tests; `xiezhi serve` keeps its pair on disk).
 pub fn router(service: Service) -> Router {
-    let state = AppState { service, metrics: metrics_handle() };
+    router_with(service, RouterConfig::default())
+}
+
+pub fn router_with(service: Service, config: RouterConfig) -> Router {
+    let state = AppState { service, metrics: metrics_handle(), tokens: config.token_keys };
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -108,8 +131,13 @@ pub fn router(service: Service) -> Router {
         .route("/v1/policy", get(get_policy).put(put_policy))
         .route("/v1/lists", get(get_lists).post(add_list_entry))
         .route("/v1/lists/{id}", axum::routing::delete(remove_list_entry))
+        .route("/v1/api-keys", get(keys::list).post(keys::create))
+        .route("/v1/api-keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/api-keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/shopper-tokens", post(keys::mint_shopper_token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(record_request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -212,7 +240,10 @@ async fn index() -> impl IntoResponse {
          GET  /v1/rules/features            the features rules can use\n\
          GET  /v1/reason-codes              reason codes with zh/en text and ways out\n\
          GET  /v1/policy PUT /v1/policy     the regulatory policy document\n\
-         GET  /v1/lists  POST /v1/lists     deny/allow lists; DELETE /v1/lists/{id}\n",
+         GET  /v1/lists  POST /v1/lists     deny/allow lists; DELETE /v1/lists/{id}\n\
+         GET  /v1/api-keys POST /v1/api-keys  API keys; POST /v1/api-keys/{id}/rotate, DELETE /v1/api-keys/{id}\n\
+         POST /v1/shopper-tokens            a shopper token for one line and device\n\n\
+         Every route but /, /healthz and /openapi.json needs `Authorization: Bearer <key>`.\n",
     )
 }
 
@@ -279,7 +310,7 @@ fn idempotency(
     Ok(Some(IdempotencyKey { key: key.to_owned(), fingerprint }))
 }
 
-fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Response {
+pub(crate) fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Response {
     match result {
         Ok(Reply::Merchant(v)) => (status, Json(v)).into_response(),
         Ok(Reply::CreditLine(v)) => (status, Json(v)).into_response(),
@@ -293,20 +324,24 @@ fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Response {
 }
 
 /// Runs a command that needs no body and no idempotency key, answering `200` or a problem.
-async fn query(state: &AppState, command: Command) -> Response {
-    reply(StatusCode::OK, state.service.execute(command, None).await)
+async fn query(state: &AppState, Who(caller): Who, command: Command) -> Response {
+    reply(StatusCode::OK, state.service.execute_as(caller, command, None).await)
 }
 
 /// A POST body with its idempotency key, read once for every POST route.
-struct Posted {
-    key: Option<IdempotencyKey>,
-    body: Bytes,
+pub(crate) struct Posted {
+    pub(crate) caller: Caller,
+    pub(crate) key: Option<IdempotencyKey>,
+    pub(crate) body: Bytes,
 }
 
 impl<S: Send + Sync> FromRequest<S> for Posted {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Posted, Response> {
+        let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+            return Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "no caller").into_response());
+        };
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let headers = request.headers().clone();
@@ -318,13 +353,13 @@ impl<S: Send + Sync> FromRequest<S> for Posted {
             }
         };
         let key = idempotency(&method, &path, &headers, &body).map_err(IntoResponse::into_response)?;
-        Ok(Posted { key, body })
+        Ok(Posted { caller, key, body })
     }
 }
 
 /// Parses the body as `T` (an empty body as `{}` where `T` allows it), turns it into a
 /// command, runs it, and answers with `status` or a problem.
-async fn run_post<T: DeserializeOwned>(
+pub(crate) async fn run_post<T: DeserializeOwned>(
     state: &AppState,
     posted: Posted,
     status: StatusCode,
@@ -336,7 +371,7 @@ async fn run_post<T: DeserializeOwned>(
         Err(error) => return problem::json_problem(&error.path().to_string(), error.inner()).into_response(),
     };
     match command(request) {
-        Ok(command) => reply(status, state.service.execute(command, posted.key).await),
+        Ok(command) => reply(status, state.service.execute_as(posted.caller, command, posted.key).await),
         Err(problem) => problem.into_response(),
     }
 }
@@ -345,8 +380,8 @@ async fn create_merchant(State(state): State<AppState>, posted: Posted) -> Respo
     run_post(&state, posted, StatusCode::CREATED, |r| Ok(Command::CreateMerchant(r))).await
 }
 
-async fn get_merchant(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::GetMerchant { id }).await
+async fn get_merchant(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::GetMerchant { id }).await
 }
 
 #[derive(Deserialize)]
@@ -358,6 +393,7 @@ struct QrImageQuery {
 
 async fn merchant_qr_image(
     State(state): State<AppState>,
+    Who(caller): Who,
     Path(id): Path<String>,
     query: Result<Query<QrImageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -369,7 +405,7 @@ async fn merchant_qr_image(
         )
         .into_response();
     };
-    let merchant = match state.service.execute(Command::GetMerchant { id }, None).await {
+    let merchant = match state.service.execute_as(caller, Command::GetMerchant { id }, None).await {
         Ok(Reply::Merchant(m)) => m,
         Ok(_) => unreachable!("GetMerchant replies with a merchant"),
         Err(error) => return Problem::from(error).into_response(),
@@ -413,8 +449,8 @@ async fn create_credit_line(State(state): State<AppState>, posted: Posted) -> Re
     run_post(&state, posted, StatusCode::CREATED, |r| Ok(Command::CreateCreditLine(r))).await
 }
 
-async fn get_credit_line(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::GetCreditLine { id }).await
+async fn get_credit_line(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::GetCreditLine { id }).await
 }
 
 #[derive(Deserialize)]
@@ -459,8 +495,8 @@ async fn create_payment(State(state): State<AppState>, posted: Posted) -> Respon
     .await
 }
 
-async fn get_payment(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::GetPayment { id }).await
+async fn get_payment(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::GetPayment { id }).await
 }
 
 async fn capture(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
@@ -481,16 +517,16 @@ async fn refund(State(state): State<AppState>, Path(id): Path<String>, posted: P
     .await
 }
 
-async fn get_decision(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::GetDecision { payment_id: id }).await
+async fn get_decision(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::GetDecision { payment_id: id }).await
 }
 
-async fn replay_decision(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::ReplayDecision { payment_id: id }).await
+async fn replay_decision(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::ReplayDecision { payment_id: id }).await
 }
 
-async fn get_challenge(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::GetChallenge { id }).await
+async fn get_challenge(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::GetChallenge { id }).await
 }
 
 async fn complete_challenge(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
@@ -498,12 +534,12 @@ async fn complete_challenge(State(state): State<AppState>, Path(id): Path<String
         .await
 }
 
-async fn get_notifications(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::GetNotifications { credit_line_id: id }).await
+async fn get_notifications(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::GetNotifications { credit_line_id: id }).await
 }
 
-async fn get_rules(State(state): State<AppState>) -> Response {
-    query(&state, Command::GetRules).await
+async fn get_rules(State(state): State<AppState>, who: Who) -> Response {
+    query(&state, who, Command::GetRules).await
 }
 
 async fn put_rules(State(state): State<AppState>, posted: Posted) -> Response {
@@ -532,8 +568,8 @@ async fn reason_codes() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "reason_codes": codes }))
 }
 
-async fn get_policy(State(state): State<AppState>) -> Response {
-    query(&state, Command::GetPolicy).await
+async fn get_policy(State(state): State<AppState>, who: Who) -> Response {
+    query(&state, who, Command::GetPolicy).await
 }
 
 async fn put_policy(State(state): State<AppState>, posted: Posted) -> Response {
@@ -541,22 +577,22 @@ async fn put_policy(State(state): State<AppState>, posted: Posted) -> Response {
     match std::str::from_utf8(&posted.body) {
         Ok(text) => {
             let command = Command::PutPolicy(text.to_owned());
-            reply(StatusCode::OK, state.service.execute(command, posted.key).await)
+            reply(StatusCode::OK, state.service.execute_as(posted.caller, command, posted.key).await)
         }
         Err(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not UTF-8").into_response(),
     }
 }
 
-async fn get_lists(State(state): State<AppState>) -> Response {
-    query(&state, Command::GetLists).await
+async fn get_lists(State(state): State<AppState>, who: Who) -> Response {
+    query(&state, who, Command::GetLists).await
 }
 
 async fn add_list_entry(State(state): State<AppState>, posted: Posted) -> Response {
     run_post(&state, posted, StatusCode::CREATED, |entry| Ok(Command::AddListEntry(entry))).await
 }
 
-async fn remove_list_entry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    query(&state, Command::RemoveListEntry { id }).await
+async fn remove_list_entry(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::RemoveListEntry { id }).await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -20,6 +20,9 @@ pub struct Problem {
     /// The rule a rejected rule set failed on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
+    /// The scope a `403 forbidden` lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Seconds to wait before trying again (also sent as `Retry-After`).
     #[serde(skip)]
     pub retry_after_s: Option<u64>,
@@ -43,6 +46,7 @@ impl Problem {
             field: None,
             qr_error: None,
             rule_id: None,
+            scope: None,
             retry_after_s: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
     }
@@ -74,7 +78,9 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::PaymentNotFound { .. }
         | CoreError::ChallengeNotFound { .. }
         | CoreError::DecisionNotFound { .. }
-        | CoreError::ListEntryNotFound { .. } => StatusCode::NOT_FOUND,
+        | CoreError::ListEntryNotFound { .. }
+        | CoreError::ApiKeyNotFound { .. } => StatusCode::NOT_FOUND,
+        CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
         CoreError::RuleRejected { .. } | CoreError::PolicyRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidAmount { .. }
         | CoreError::UnknownCurrency { .. }
@@ -107,6 +113,7 @@ impl From<CoreError> for Problem {
             }
             CoreError::AmountRequired => problem.field = Some("amount".into()),
             CoreError::RuleRejected { rule_id, .. } => problem.rule_id = Some(rule_id.clone()),
+            CoreError::Forbidden { scope, .. } if !scope.is_empty() => problem.scope = Some(scope.clone()),
             CoreError::TooManyAttempts { retry_after_s } => problem.retry_after_s = Some(*retry_after_s),
             CoreError::InvalidQr { qr_error, field_id, offset, .. } => {
                 problem.field = Some("qr_payload".into());

@@ -1,5 +1,7 @@
 //! The HTTP API over a real socket: status codes, problem+json codes, idempotency, limits.
 
+mod common;
+
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -17,13 +19,8 @@ async fn start() -> Api {
 }
 
 async fn start_with(config: ServiceConfig) -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
-    let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(xiezhi_server::serve(listener, xiezhi_server::router(service), std::future::pending()));
-    Api { base, client: Client::new(), _dir: dir }
+    let (base, _service, dir) = common::start(config).await;
+    Api { base, client: common::client_with(common::ADMIN_KEY), _dir: dir }
 }
 
 impl Api {
@@ -716,9 +713,8 @@ async fn a_panicking_writer_restarts_from_the_store_or_is_reported_down() {
     let panic = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let store = PanickyStore { inner: Box::new(SqliteStore::open_dir(dir.path()).unwrap()), panic: panic.clone() };
     let service = Service::start(Box::new(store), ServiceConfig::default(), Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = Api { base: format!("http://{}", listener.local_addr().unwrap()), client: Client::new(), _dir: dir };
-    tokio::spawn(xiezhi_server::serve(listener, xiezhi_server::router(service), std::future::pending()));
+    let base = common::serve(service).await;
+    let api = Api { base, client: common::client_with(common::ADMIN_KEY), _dir: dir };
     let line_id = api.line("100.00").await["id"].as_str().unwrap().to_owned();
 
     panic.store(true, std::sync::atomic::Ordering::SeqCst);

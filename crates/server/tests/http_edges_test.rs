@@ -3,21 +3,16 @@
 //! sent a byte at a time. Each gets a prompt, bounded answer (problem+json where the
 //! service shapes it), and none holds a connection open.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use xiezhi_core::{Service, ServiceConfig, SystemClock};
-use xiezhi_store_sqlite::SqliteStore;
+use xiezhi_core::ServiceConfig;
 
 async fn start() -> (String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).unwrap();
-    let service = Service::start(Box::new(store), ServiceConfig::default(), Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(xiezhi_server::serve(listener, xiezhi_server::router(service), std::future::pending()));
-    (address, dir)
+    let (base, _service, dir) = common::start(ServiceConfig::default()).await;
+    (base.trim_start_matches("http://").to_owned(), dir)
 }
 
 /// Sends raw bytes and reads the whole answer (the server closes or the deadline passes).
@@ -96,8 +91,12 @@ async fn malformed_headers_are_refused_at_once() {
 async fn slow_clients_are_timed_out() {
     let (address, _dir) = start().await;
     let silent_body = async {
-        let request =
-            "POST /v1/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        // With a valid key: a body is read only for a caller who may call.
+        let request = format!(
+            "POST /v1/payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+            common::ADMIN_KEY
+        );
         exchange(&address, request.as_bytes(), Duration::from_secs(20)).await
     };
     let trickle = async {

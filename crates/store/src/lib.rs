@@ -60,10 +60,12 @@ pub enum RecordKind {
     /// An operator's audited repair of the stored books (a journal entry accepted as
     /// recorded after replay refused it). Never deleted.
     Repair,
+    /// An API key: its hash, kind, scopes and history, never the key itself.
+    ApiKey,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 11] = [
         RecordKind::Merchant,
         RecordKind::Payment,
         RecordKind::Idempotency,
@@ -74,6 +76,7 @@ impl RecordKind {
         RecordKind::ListEntry,
         RecordKind::Notification,
         RecordKind::Repair,
+        RecordKind::ApiKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +92,7 @@ impl RecordKind {
             RecordKind::Notification => "notification",
             RecordKind::Setting => "setting",
             RecordKind::Repair => "repair",
+            RecordKind::ApiKey => "api_key",
         }
     }
 }

@@ -1,8 +1,33 @@
 //! Starting `xiezhi serve` for a test: a free port, its base URL, and a guard that kills it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// The admin key every test server is bootstrapped with (`XIEZHI_BOOTSTRAP_ADMIN_KEY`).
+pub const ADMIN_KEY: &str = "xz_cli_test_admin_key_0123456789abcdef01234567";
+
+/// Headers that send `key`.
+pub fn auth(key: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("visible ASCII"));
+    headers
+}
+
+/// A client that sends the admin key with every request.
+pub fn client() -> reqwest::Client {
+    client_with(ADMIN_KEY)
+}
+
+/// A client that sends `key` with every request (a hung server fails the test, not stalls it).
+pub fn client_with(key: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(auth(key))
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("HTTP client")
+}
 
 /// Kills the server when dropped, so a failing assertion never leaves it running.
 pub struct Server(pub Child);
@@ -18,11 +43,22 @@ impl Drop for Server {
 /// the server, its base URL and the rest of its stdout (keep it open while the server runs:
 /// it prints there).
 pub fn serve(data_dir: &Path, extra: &[&str]) -> (Server, String, BufReader<ChildStdout>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data_dir)
+    serve_with(data_dir, extra, Some(ADMIN_KEY))
+}
+
+/// As [`serve`], with `bootstrap_key` as `XIEZHI_BOOTSTRAP_ADMIN_KEY` (unset when `None`).
+pub fn serve_with(
+    data_dir: &Path,
+    extra: &[&str],
+    bootstrap_key: Option<&str>,
+) -> (Server, String, BufReader<ChildStdout>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xiezhi"));
+    command.args(["serve", "--listen", "127.0.0.1:0"]).args(extra).arg("--data-dir").arg(data_dir);
+    match bootstrap_key {
+        Some(key) => command.env("XIEZHI_BOOTSTRAP_ADMIN_KEY", key),
+        None => command.env_remove("XIEZHI_BOOTSTRAP_ADMIN_KEY"),
+    };
+    let mut child = command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -59,6 +59,7 @@ pub fn line_for(service: &Service, user_id: &str, limit: &str) -> CreditLineView
         limit: limit.into(),
         profile: Default::default(),
         opened_at: None,
+        wallet_id: None,
     };
     match run(service, Command::CreateCreditLine(request)).unwrap() {
         Reply::CreditLine(l) => l,

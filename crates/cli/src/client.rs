@@ -1,0 +1,59 @@
+//! Talking to a running server: which API key to send, and an HTTP client that sends it.
+//!
+//! The key comes from `XIEZHI_API_KEY`, else from `--api-key-file`, else from
+//! `./xiezhi-data/admin.key` (where `xiezhi serve` writes the bootstrap key). Never from a
+//! flag's value: command lines are visible to every user of the machine (`ps`).
+
+use clap::Args;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use std::path::PathBuf;
+
+/// Where the bootstrap admin key is looked for when nothing else names one.
+const DEFAULT_ADMIN_KEY_FILE: &str = "./xiezhi-data/admin.key";
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct ApiKeyArgs {
+    /// A file holding the API key to send (default: `XIEZHI_API_KEY`, else
+    /// ./xiezhi-data/admin.key).
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+}
+
+impl ApiKeyArgs {
+    pub fn key(&self) -> Result<String, String> {
+        if let Ok(key) = std::env::var("XIEZHI_API_KEY") {
+            if !key.trim().is_empty() {
+                return Ok(key.trim().to_owned());
+            }
+        }
+        let path = self.api_key_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ADMIN_KEY_FILE));
+        let key = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "no API key: set XIEZHI_API_KEY or --api-key-file (reading {}: {e}); `xiezhi serve` writes \
+                 the first admin key to <data-dir>/admin.key",
+                path.display()
+            )
+        })?;
+        let key = key.trim().to_owned();
+        if key.is_empty() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        Ok(key)
+    }
+}
+
+/// Headers that authenticate every request with `key` (marked sensitive, so a debug print of
+/// a request never shows it).
+pub fn auth_headers(key: &str) -> Result<HeaderMap, String> {
+    let mut value =
+        HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "the API key is not visible ASCII".to_owned())?;
+    value.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, value);
+    Ok(headers)
+}
+
+/// An HTTP client that sends `key` with every request.
+pub fn client(key: &str, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    builder.default_headers(auth_headers(key)?).build().map_err(|e| e.to_string())
+}

@@ -1,0 +1,41 @@
+//! A real server on a free port with a known admin key, for the API tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use xiezhi_core::{Command, KeyCommand, Service, ServiceConfig, SystemClock};
+use xiezhi_store_sqlite::SqliteStore;
+
+/// The admin key every test server is bootstrapped with (every scope).
+pub const ADMIN_KEY: &str = "xz_test_admin_key_0123456789abcdef0123456789";
+
+/// Makes the admin key on a fresh service, as `serve` does with `XIEZHI_BOOTSTRAP_ADMIN_KEY`.
+pub async fn bootstrap(service: &Service) {
+    let command = Command::Keys(KeyCommand::Bootstrap { secret: Some(ADMIN_KEY.into()) });
+    service.execute(command, None).await.expect("bootstrap the admin key");
+}
+
+/// A client that sends `key` with every request.
+pub fn client_with(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// Starts `service` on a free port; returns its base URL.
+pub async fn serve(service: Service) -> String {
+    bootstrap(&service).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(xiezhi_server::serve(listener, xiezhi_server::router(service), std::future::pending()));
+    base
+}
+
+/// A fresh store and service under `config`, served; returns its base URL, the service and
+/// the directory (keep it alive).
+pub async fn start(config: ServiceConfig) -> (String, Service, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_dir(dir.path()).unwrap();
+    let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).unwrap();
+    let base = serve(service.clone()).await;
+    (base, service, dir)
+}
