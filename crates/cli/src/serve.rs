@@ -61,6 +61,14 @@ pub struct ServeArgs {
     /// not the engine's.
     #[arg(long)]
     pub fraud_model: Option<PathBuf>,
+    /// Requests a second each client network (an IPv4 address, an IPv6 /64) may send, in
+    /// bursts of twice that; over it, `429 rate_limited`. 0 turns the limit off.
+    #[arg(long, default_value_t = xiezhi_server::rate::RateLimits::default().per_ip_per_s)]
+    pub rate_limit_ip_per_s: u32,
+    /// Requests a second each API key (with its rotated successors) or shopper token may
+    /// send, in bursts of twice that. 0 turns the limit off.
+    #[arg(long, default_value_t = xiezhi_server::rate::RateLimits::default().per_caller_per_s)]
+    pub rate_limit_key_per_s: u32,
 }
 
 /// The secret one-time codes are kept under: `<data-dir>/code-secret`, 32 bytes from the OS
@@ -269,7 +277,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         bootstrap_admin_key(&service, &args.data_dir).await?;
     }
     let token_keys = Arc::new(token_keys(&args.data_dir)?);
-    let router = xiezhi_server::router_with(service.clone(), xiezhi_server::RouterConfig { token_keys });
+    let rate_limits = xiezhi_server::rate::RateLimits {
+        per_ip_per_s: args.rate_limit_ip_per_s,
+        per_ip_burst: args.rate_limit_ip_per_s.saturating_mul(2),
+        per_caller_per_s: args.rate_limit_key_per_s,
+        per_caller_burst: args.rate_limit_key_per_s.saturating_mul(2),
+    };
+    let router = xiezhi_server::router_with(service.clone(), xiezhi_server::RouterConfig { token_keys, rate_limits });
     let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
     if args.demo && !args.read_only {
         let demo =

@@ -119,11 +119,12 @@ pub(crate) fn record<T: Serialize>(kind: RecordKind, id: &str, value: &T, now_ms
     }
 }
 
-/// Time-ordered ids with 64 random bits from the OS generator: nobody can guess the next
+/// Time-ordered ids with 80 random bits from the OS generator: nobody can guess the next
 /// id from earlier ones, and a collision within one millisecond is about as likely as a
 /// hardware fault, which is why payment ids are not looked up before use.
 pub(crate) fn new_id(prefix: &str, now_ms: i64) -> String {
-    format!("{prefix}_{:011x}{:016x}", now_ms.max(0), crate::random::os_u64())
+    let random: [u8; 10] = crate::random::os_bytes();
+    format!("{prefix}_{:011x}{}", now_ms.max(0), crate::decide::hex(&random))
 }
 
 fn amount_error(field: &str, error: MoneyError) -> CoreError {

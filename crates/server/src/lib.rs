@@ -11,6 +11,7 @@ pub mod auth;
 mod keys;
 mod listen;
 mod problem;
+pub mod rate;
 pub mod tokens;
 
 pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADERS, MAX_HEADER_BYTES};
@@ -50,11 +51,12 @@ pub struct RouterConfig {
     /// The key pair shopper tokens are signed with (keep it across restarts, or tokens
     /// already handed out stop working).
     pub token_keys: Arc<tokens::TokenKeys>,
+    pub rate_limits: rate::RateLimits,
 }
 
 impl Default for RouterConfig {
     fn default() -> RouterConfig {
-        RouterConfig { token_keys: Arc::new(tokens::TokenKeys::generate()) }
+        RouterConfig { token_keys: Arc::new(tokens::TokenKeys::generate()), rate_limits: rate::RateLimits::default() }
     }
 }
 
@@ -105,6 +107,9 @@ pub fn router(service: Service) -> Router {
 
 pub fn router_with(service: Service, config: RouterConfig) -> Router {
     let state = AppState { service, metrics: metrics_handle(), tokens: config.token_keys };
+    let limits = config.rate_limits;
+    let per_caller = rate::layer(rate::ByCaller, limits.per_caller_per_s, limits.per_caller_burst);
+    let per_network = rate::layer(rate::ByNetwork, limits.per_ip_per_s, limits.per_ip_burst);
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -137,7 +142,9 @@ pub fn router_with(service: Service, config: RouterConfig) -> Router {
         .route("/v1/shopper-tokens", post(keys::mint_shopper_token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower::util::option_layer(per_caller))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(tower::util::option_layer(per_network))
         .layer(middleware::from_fn(record_request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -37,9 +37,9 @@ pub async fn serve(
             slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, say: wait a moment rather than spin.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -50,7 +50,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = configured().serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+        // Every request learns its peer (the rate limits key on it), as axum's
+        // `into_make_service_with_connect_info` would tell it.
+        let router = router.clone();
+        let with_peer = tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), request)
+        });
+        let connection = configured().serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that resets the connection is not an error of ours.

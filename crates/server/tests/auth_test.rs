@@ -369,3 +369,39 @@ async fn idempotency_keys_are_scoped_per_caller() {
     assert_eq!(post(&w.admin, "10.00").await.1["id"], first["id"]);
     assert_eq!(post(&other, "20.00").await.1["id"], theirs["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_and_networks_over_their_rate_get_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = xiezhi_store_sqlite::SqliteStore::open_dir(dir.path()).unwrap();
+    let clock = std::sync::Arc::new(xiezhi_core::SystemClock);
+    let service = xiezhi_core::Service::start(Box::new(store), ServiceConfig::default(), clock).unwrap();
+    let limits =
+        xiezhi_server::rate::RateLimits { per_ip_per_s: 1, per_ip_burst: 30, per_caller_per_s: 1, per_caller_burst: 5 };
+    let config = xiezhi_server::RouterConfig { rate_limits: limits, ..Default::default() };
+    let base = common::serve_with(service, config).await;
+    let admin = common::client_with(common::ADMIN_KEY);
+    let stats = format!("{base}/v1/stats");
+    let keys = format!("{base}/v1/api-keys");
+    let other = create(&admin, keys, json!({"name": "o", "kind": "operator", "scopes": ["stats:read"]})).await;
+    for i in 0..4 {
+        assert_eq!(admin.get(&stats).send().await.unwrap().status(), StatusCode::OK, "request {i} is within the burst");
+    }
+    let refused = admin.get(&stats).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1, "Retry-After {wait}");
+    assert_eq!(refused.headers()["content-type"], "application/problem+json");
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "rate_limited");
+    // Another key has its own budget; the network's is shared by everyone on it, keyed or not.
+    let other = common::client_with(other["key"].as_str().unwrap());
+    assert_eq!(other.get(&stats).send().await.unwrap().status(), StatusCode::OK);
+    let nobody = Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(nobody.get(&stats).send().await.unwrap().status());
+    }
+    assert!(statuses.contains(&StatusCode::UNAUTHORIZED), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "unauthenticated floods meet the network limit");
+}

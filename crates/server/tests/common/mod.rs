@@ -23,10 +23,16 @@ pub fn client_with(key: &str) -> reqwest::Client {
 
 /// Starts `service` on a free port; returns its base URL.
 pub async fn serve(service: Service) -> String {
+    serve_with(service, xiezhi_server::RouterConfig::default()).await
+}
+
+/// As [`serve`], with the router configured by `config`.
+pub async fn serve_with(service: Service, config: xiezhi_server::RouterConfig) -> String {
     bootstrap(&service).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(xiezhi_server::serve(listener, xiezhi_server::router(service), std::future::pending()));
+    let router = xiezhi_server::router_with(service, config);
+    tokio::spawn(xiezhi_server::serve(listener, router, std::future::pending()));
     base
 }
 
