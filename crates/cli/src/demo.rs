@@ -26,6 +26,7 @@ pub struct Demo {
     shoppers: u32,
     speed: f64,
     service: Service,
+    phone: Option<crate::phone::Phone>,
 }
 
 /// The demo's three keys, as written to [`KEYS_FILE`].
@@ -38,7 +39,12 @@ struct DemoKeys {
 
 impl Demo {
     pub fn new(base: String, data_dir: PathBuf, shoppers: usize, speed: f64, service: Service) -> Demo {
-        Demo { base, data_dir, shoppers: shoppers.clamp(10, 100_000) as u32, speed, service }
+        Demo { base, data_dir, shoppers: shoppers.clamp(10, 100_000) as u32, speed, service, phone: None }
+    }
+
+    /// Where the simulated shoppers read their codes.
+    pub fn with_phone(self, phone: Option<crate::phone::Phone>) -> Demo {
+        Demo { phone, ..self }
     }
 
     /// The key `new` makes, made in process (the demo runs inside the server).
@@ -183,6 +189,7 @@ impl Demo {
         )
         .map_err(|e| e.to_string())?;
         driver.wallet_id = Some(DEMO_WALLET.into());
+        driver.phone = self.phone.clone();
         driver.register_merchants(&sim.world().merchants, sim.start_ms()).map_err(|e| e.to_string())?;
         driver.open_lines(&sim.world().users).map_err(|e| e.to_string())?;
         if saved.is_none() {

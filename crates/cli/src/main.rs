@@ -14,6 +14,7 @@ mod decision_cmd;
 mod demo;
 mod keys_cmd;
 mod model_cmd;
+mod phone;
 mod qr_cmd;
 mod serve;
 mod sim_http;

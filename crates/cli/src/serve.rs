@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// send, in bursts of twice that. 0 turns the limit off.
     #[arg(long, default_value_t = xiezhi_server::rate::RateLimits::default().per_caller_per_s)]
     pub rate_limit_key_per_s: u32,
+    /// Post one-time codes to this SMS gateway (one JSON message per POST, see the README);
+    /// its credential comes from `XIEZHI_SMS_GATEWAY_TOKEN`.
+    #[arg(long)]
+    pub sms_gateway_url: Option<String>,
+    /// Run the loopback phone gateway on this address (a stand-in for an SMS provider and
+    /// the shoppers' phones, for demos and tests) and send codes there; its token is written
+    /// to `<data-dir>/phone-gateway.token`. `--demo` runs one on a free port.
+    #[arg(long)]
+    pub phone_gateway: Option<SocketAddr>,
 }
 
 /// The secret one-time codes are kept under: `<data-dir>/code-secret`, 32 bytes from the OS
@@ -209,8 +218,41 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// Where codes go: an SMS gateway, the loopback phone gateway, or (with a warning) nowhere.
+/// Returns the notifier, the phone for the demo's shoppers, and what to tell the operator.
+async fn notifier(
+    args: &ServeArgs,
+) -> Result<(Option<xiezhi_core::NotifierHandle>, Option<crate::phone::Phone>, String), String> {
+    let runtime = tokio::runtime::Handle::current();
+    let phone_address = args
+        .phone_gateway
+        .or_else(|| (args.demo && args.sms_gateway_url.is_none()).then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
+    match (&args.sms_gateway_url, phone_address) {
+        (Some(_), Some(_)) => Err("--sms-gateway-url and --phone-gateway: choose one".into()),
+        (Some(url), None) => {
+            let token = std::env::var("XIEZHI_SMS_GATEWAY_TOKEN").ok().filter(|t| !t.is_empty());
+            let notifier = crate::phone::SmsGateway::start(url.clone(), token, &runtime)?;
+            Ok((Some(notifier), None, format!("one-time codes go to the SMS gateway at {url}")))
+        }
+        (None, Some(address)) => {
+            let (base, token) = crate::phone::PhoneGateway::start(address).await?;
+            let token_file = args.data_dir.join("phone-gateway.token");
+            write_private(&token_file, format!("{token}\n").as_bytes(), true)?;
+            let url = format!("{base}/messages");
+            let notifier = crate::phone::SmsGateway::start(url.clone(), Some(token.clone()), &runtime)?;
+            let said = format!(
+                "phone gateway (the demo's SMS provider and phones) on {url}; its token is in {}",
+                token_file.display()
+            );
+            Ok((Some(notifier), Some(crate::phone::Phone { base, token }), said))
+        }
+        (None, None) => Ok((None, None, "no SMS gateway (--sms-gateway-url): one-time codes reach nobody".into())),
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = SqliteStore::open_dir(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let (notifier, phone, delivery) = notifier(&args).await?;
     let config = ServiceConfig {
         acceptance: AcceptanceConfig { partner_schemes: args.partner_scheme.clone(), ..Default::default() },
         hold_ttl_ms: args.hold_ttl_secs.clamp(1, 30 * 24 * 3600) * 1000,
@@ -223,6 +265,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         read_only: args.read_only,
         code_secret: Some(code_secret(&args.data_dir)?),
+        notifier,
         ..Default::default()
     };
     let speed = match (args.clock_speed, args.demo) {
@@ -268,6 +311,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let base = format!("http://{address}");
     // Scripts and tests read this line to find the port.
     println!("xiezhi listening on {base} (data in {})", args.data_dir.display());
+    println!("{delivery}");
     if let Some(dir) = args.fraud_model.clone() {
         tokio::spawn(reload_fraud_model_on_sighup(service.clone(), dir));
     }
@@ -287,7 +331,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
     if args.demo && !args.read_only {
         let demo =
-            crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_shoppers, clock.speed(), service);
+            crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_shoppers, clock.speed(), service)
+                .with_phone(phone);
         demo.spawn(tokio::runtime::Handle::current());
     }
     server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;

@@ -50,7 +50,6 @@ pub struct LiveCounters {
 struct Tracked {
     payment_id: String,
     challenge_id: Option<String>,
-    user: u32,
 }
 
 pub struct HttpDriver {
@@ -73,6 +72,10 @@ pub struct HttpDriver {
     pub counters: Arc<LiveCounters>,
     /// The wallet the lines it opens belong to (the demo's, so its wallet key acts for them).
     pub wallet_id: Option<String>,
+    /// Where the shoppers' phones receive their codes.
+    pub phone: Option<crate::phone::Phone>,
+    /// A client without the API key, for the phone gateway.
+    phone_client: Client,
 }
 
 fn error(e: impl std::fmt::Display) -> SimError {
@@ -123,6 +126,8 @@ impl HttpDriver {
             speed,
             counters: Arc::default(),
             wallet_id: None,
+            phone: None,
+            phone_client: Client::builder().timeout(Duration::from_secs(15)).build().map_err(error)?,
         })
     }
 
@@ -205,8 +210,13 @@ impl HttpDriver {
 
     fn save_registry(&self) {
         if let Some(path) = &self.registry_path {
+            // Written whole or not at all: a reader (or a restart after a crash) never sees
+            // half a registry.
             if let Ok(text) = serde_json::to_string(&self.registry) {
-                let _ = std::fs::write(path, text);
+                let staged = path.with_extension("json.tmp");
+                if std::fs::write(&staged, text).is_ok() {
+                    let _ = std::fs::rename(&staged, path);
+                }
             }
         }
     }
@@ -258,14 +268,11 @@ impl HttpDriver {
             .ok_or_else(|| error(format!("no credit line for user {user}")))
     }
 
-    /// The code the server sent to the line's inbox for `challenge_id`.
-    fn inbox_code(&self, line_id: &str, challenge_id: &str) -> Result<Option<String>, SimError> {
-        let (_, inbox) = self.get(&format!("/v1/credit-lines/{line_id}/notifications"))?;
-        Ok(inbox["notifications"]
-            .as_array()
-            .and_then(|n| n.iter().rev().find(|m| m["challenge_id"] == challenge_id && m["code"].is_string()))
-            .and_then(|m| m["code"].as_str())
-            .map(str::to_owned))
+    /// The code the shopper's phone received for `challenge_id` (from the phone gateway: the
+    /// API never shows one). `None` without a phone gateway, or when none arrived.
+    fn phone_code(&self, challenge_id: &str) -> Option<String> {
+        let phone = self.phone.as_ref()?;
+        self.handle.block_on(phone.code_for(&self.phone_client, challenge_id))
     }
 
     fn answer(&self, challenge_id: &str, code: &str, attempt: u32) -> Result<Value, SimError> {
@@ -427,7 +434,6 @@ impl Driver for HttpDriver {
             Tracked {
                 payment_id: value["id"].as_str().unwrap_or_default().to_owned(),
                 challenge_id: value["decision"]["challenge_id"].as_str().map(str::to_owned),
-                user: r.user,
             },
         );
         Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns })
@@ -455,12 +461,11 @@ impl Driver for HttpDriver {
         now_ms: i64,
     ) -> Result<ChallengeEnd, SimError> {
         self.pace(now_ms);
-        let (challenge_id, user) = match self.tracked.get(&token) {
-            Some(Tracked { challenge_id: Some(c), user, .. }) => (c.clone(), *user),
+        let challenge_id = match self.tracked.get(&token) {
+            Some(Tracked { challenge_id: Some(c), .. }) => c.clone(),
             _ => return Err(error(format!("no challenge for payment {token}"))),
         };
-        let line_id = self.line_id(user)?;
-        let code = self.inbox_code(&line_id, &challenge_id)?.unwrap_or_else(|| "000000".into());
+        let code = self.phone_code(&challenge_id).unwrap_or_else(|| "000000".into());
         let mut last = Value::Null;
         for attempt in 0..wrong_codes {
             last = self.answer(&challenge_id, &wrong_code(&code), attempt)?;
@@ -532,14 +537,20 @@ impl Driver for HttpDriver {
         let Some(challenge_id) = line["restriction"]["challenge_id"].as_str().map(str::to_owned) else {
             return Ok(false);
         };
-        let Some(code) = self.inbox_code(&line_id, &challenge_id)? else { return Ok(false) };
+        let Some(code) = self.phone_code(&challenge_id) else { return Ok(false) };
         let answer = self.answer(&challenge_id, &code, 0)?;
         Ok(answer["status"] == "passed")
     }
 }
 
 /// `xiezhi simulate --target`: one run against the server, on its clock.
-pub fn run(config: &RunConfig, target: &str, api_key: &str, registry_path: Option<&Path>) -> Result<ConfigRun, String> {
+pub fn run(
+    config: &RunConfig,
+    target: &str,
+    api_key: &str,
+    phone: Option<crate::phone::Phone>,
+    registry_path: Option<&Path>,
+) -> Result<ConfigRun, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -559,6 +570,7 @@ pub fn run(config: &RunConfig, target: &str, api_key: &str, registry_path: Optio
         registry_path.map(Path::to_path_buf),
     )
     .map_err(|e| e.to_string())?;
+    driver.phone = phone;
     eprintln!(
         "xiezhi simulate: {} users against {target}; its clock runs at {}x, so a simulated day takes {:.0} s",
         config.users,

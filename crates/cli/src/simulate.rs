@@ -52,6 +52,14 @@ pub struct SimulateArgs {
     /// lines:migrate, payments:write, payments:settle, lines:read and challenges:write.
     #[command(flatten)]
     pub api_key: crate::client::ApiKeyArgs,
+    /// With `--target`: the phone gateway the server sends codes to (`serve
+    /// --phone-gateway`), where the simulated shoppers read them. Its token comes from
+    /// `XIEZHI_PHONE_GATEWAY_TOKEN`, else `--phone-gateway-token-file`. Without it, stepped-up
+    /// shoppers have no code to answer with.
+    #[arg(long)]
+    pub phone_gateway: Option<String>,
+    #[arg(long)]
+    pub phone_gateway_token_file: Option<PathBuf>,
     /// Print the JSON report instead of markdown.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +76,17 @@ fn read(path: &PathBuf, what: &str) -> Result<String, String> {
         return Err(format!("{what} {} is over 4 MiB", path.display()));
     }
     std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+/// The phone gateway `--phone-gateway` names, with its token.
+fn phone(args: &SimulateArgs) -> Result<Option<crate::phone::Phone>, String> {
+    let Some(base) = args.phone_gateway.clone() else { return Ok(None) };
+    let token = match (std::env::var("XIEZHI_PHONE_GATEWAY_TOKEN"), &args.phone_gateway_token_file) {
+        (Ok(token), _) if !token.trim().is_empty() => token.trim().to_owned(),
+        (_, Some(path)) => read(path, "phone gateway token file")?.trim().to_owned(),
+        _ => return Err("--phone-gateway needs XIEZHI_PHONE_GATEWAY_TOKEN or --phone-gateway-token-file".into()),
+    };
+    Ok(Some(crate::phone::Phone { base, token }))
 }
 
 pub fn run(args: SimulateArgs) -> ExitCode {
@@ -145,7 +164,7 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
             if engines.len() > 1 {
                 eprintln!("xiezhi simulate: against a server only its own configuration runs; baselines skipped");
             }
-            vec![crate::sim_http::run(&config, target, &args.api_key.key()?, None)?]
+            vec![crate::sim_http::run(&config, target, &args.api_key.key()?, phone(&args)?, None)?]
         }
     };
     for r in &runs {

@@ -109,7 +109,20 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 #[test]
 fn simulate_against_a_server_on_a_fast_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, base, _stdout) = common::serve(&dir.path().join("data"), &["--clock-speed", "20000"]);
+    let data = dir.path().join("data");
+    let (server, base, mut stdout) =
+        common::serve(&data, &["--clock-speed", "20000", "--phone-gateway", "127.0.0.1:0"]);
+    // The second line names the phone gateway the shoppers read their codes from.
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut said).unwrap();
+    let phone = said
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no phone gateway in {said:?}"))
+        .trim_end_matches(';')
+        .trim_end_matches("/messages")
+        .to_owned();
+    let token_file = data.join("phone-gateway.token");
 
     // Every adversary, and many client timeouts: re-sends with the same key go to the server.
     let mut mix: Value = serde_json::from_str(&std::fs::read_to_string(FRAUD_HEAVY).unwrap()).unwrap();
@@ -130,6 +143,10 @@ fn simulate_against_a_server_on_a_fast_clock() {
         &mix_path,
         "--target",
         &base,
+        "--phone-gateway",
+        &phone,
+        "--phone-gateway-token-file",
+        token_file.to_str().unwrap(),
         "--report",
         report_path.to_str().unwrap(),
     ]);
@@ -155,6 +172,15 @@ fn simulate_against_a_server_on_a_fast_clock() {
     )
     .unwrap();
     assert!(stats["payments"].as_u64().unwrap() >= payments, "{stats} vs {payments}");
+    // Stepped-up shoppers answered with the codes their phones received: challenges passed.
+    let metrics = reqwest::blocking_get(&format!("{base}/metrics")).unwrap();
+    let passed = metrics
+        .lines()
+        .find(|l| l.starts_with("xiezhi_challenges_resolved_total{status=\"passed\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(passed >= 1.0, "no challenge was passed with a code from the phone gateway:\n{metrics}");
     drop(server);
     let check = xiezhi(&["store", "check", "--data-dir", dir.path().join("data").to_str().unwrap()]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));

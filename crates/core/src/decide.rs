@@ -365,11 +365,19 @@ impl State {
         };
         self.put(out, RecordKind::Challenge, &id, &challenge, now_ms);
         self.challenges.insert(id.clone(), challenge);
-        let message = self
-            .engine
-            .catalogue()
-            .both("notify-one-time-code", &[("code", code.clone()), ("minutes", (ttl_ms / 60_000).max(1).to_string())]);
-        self.notify(credit_line_id, "one_time_code", message, Some(id.clone()), Some(code), now_ms, out)?;
+        let minutes = (ttl_ms / 60_000).max(1).to_string();
+        let sms = self.engine.catalogue().both("notify-one-time-code", &[("code", code), ("minutes", minutes.clone())]);
+        self.outbox.push(crate::notify::OutboundMessage {
+            id: new_id("msg", now_ms),
+            to_user_id: user_id.to_owned(),
+            credit_line_id: credit_line_id.to_owned(),
+            kind: "one_time_code".into(),
+            challenge_id: Some(id.clone()),
+            message: sms,
+        });
+        // The inbox says a code was sent, never which.
+        let message = self.engine.catalogue().both("notify-code-sent", &[("minutes", minutes)]);
+        self.notify(credit_line_id, "one_time_code", message, Some(id.clone()), now_ms, out)?;
         Ok(id)
     }
 
@@ -380,7 +388,6 @@ impl State {
         kind: &str,
         message: Explanation,
         challenge_id: Option<String>,
-        code: Option<String>,
         now_ms: i64,
         out: &mut Batch,
     ) -> Result<(), CoreError> {
@@ -393,7 +400,6 @@ impl State {
             kind: kind.to_owned(),
             message,
             challenge_id,
-            code,
             created_at: timestamp(now_ms),
         });
         self.put(out, RecordKind::Notification, credit_line_id, &inbox, now_ms);
@@ -457,7 +463,7 @@ impl State {
             &[("until", timestamp(until_ms)), ("deadline", timestamp(restriction.appeal_deadline_ms))],
         );
         self.restrictions.insert(f.credit_line_id.clone(), restriction);
-        self.notify(&f.credit_line_id, "restricted", message, Some(challenge_id.clone()), None, now_ms, out)?;
+        self.notify(&f.credit_line_id, "restricted", message, Some(challenge_id.clone()), now_ms, out)?;
         Ok(challenge_id)
     }
 
@@ -551,7 +557,7 @@ impl State {
                         restriction.lifted_at_ms = Some(now_ms);
                         self.put(out, RecordKind::Restriction, &c.credit_line_id, &restriction, now_ms);
                         let message = self.engine.catalogue().both("notify-restriction-lifted", &[]);
-                        self.notify(&c.credit_line_id, "restriction_lifted", message, None, None, now_ms, out)?;
+                        self.notify(&c.credit_line_id, "restriction_lifted", message, None, now_ms, out)?;
                     }
                 }
             }

@@ -16,6 +16,7 @@ mod error;
 #[cfg(test)]
 mod interleavings;
 mod model;
+mod notify;
 mod overlay;
 mod random;
 mod state;
@@ -28,6 +29,7 @@ pub use access::{
 pub use decide::{RiskConfig, MAX_WRONG_ANSWERS_PER_LINE_HOUR};
 pub use error::CoreError;
 pub use model::*;
+pub use notify::{code_in, Notifier, NotifierHandle, OutboundMessage, RecordingNotifier, MAX_RECORDED_MESSAGES};
 pub use writer::{Clock, ScaledClock, SystemClock, WriterStats, MAX_CLOCK_SPEED};
 pub use xiezhi_risk;
 
@@ -95,6 +97,9 @@ pub struct ServiceConfig {
     /// Where the writer publishes the valid API keys; [`Service::key_ring`] hands it to the
     /// HTTP layer. A fresh ring by default.
     pub key_ring: Arc<KeyRing>,
+    /// Where one-time codes and other messages for shoppers go once their batch is durable
+    /// (an SMS gateway). `None`: nowhere, and codes reach nobody.
+    pub notifier: Option<NotifierHandle>,
 }
 
 impl Default for ServiceConfig {
@@ -110,6 +115,7 @@ impl Default for ServiceConfig {
             read_only: false,
             code_secret: None,
             key_ring: Arc::default(),
+            notifier: None,
         }
     }
 }

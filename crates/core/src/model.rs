@@ -478,8 +478,9 @@ pub struct ChallengeAnswer {
     pub code: String,
 }
 
-/// One message in a user's app inbox. Stands in for the SMS and push gateway a deployment
-/// plugs in: challenge codes and restriction notices are delivered here.
+/// One message in a user's app inbox: restriction notices, and that a code was sent (the
+/// code itself goes out through the `Notifier` only). Records written by builds before
+/// that held a `code` field; it is not read, so it is never shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: String,
@@ -487,8 +488,6 @@ pub struct Notification {
     pub message: Explanation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
     pub created_at: String,
 }
 

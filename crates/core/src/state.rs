@@ -100,6 +100,9 @@ pub(crate) struct State {
     pub(crate) api_keys: HashMap<String, crate::access::ApiKey>,
     /// The valid keys, shared with the HTTP layer.
     pub(crate) key_ring: std::sync::Arc<crate::access::KeyRing>,
+    /// Messages the commands applied since the writer last took them want sent once their
+    /// batch is durable (they hold one-time codes: never stored).
+    pub(crate) outbox: Vec<crate::notify::OutboundMessage>,
 }
 
 pub(crate) fn storage(error: StoreError) -> CoreError {
@@ -218,6 +221,7 @@ impl State {
             wrong_answers: HashMap::new(),
             api_keys: HashMap::new(),
             key_ring: std::sync::Arc::clone(&config.key_ring),
+            outbox: Vec::new(),
             line_profiles: HashMap::new(),
             restrictions: HashMap::new(),
             challenges: HashMap::new(),
@@ -234,6 +238,8 @@ impl State {
         // stored generation and every batch sealed before (a refused batch's number is never
         // reused, so no overlay entry can be mistaken for a stored one).
         self.store.end_reads()?;
+        // Messages of batches that never became durable are for challenges that do not exist.
+        self.outbox.clear();
         self.snapshot = self.store.read_snapshot()?;
         let next = self.overlay.open_generation().max(self.snapshot.generation + 1);
         self.overlay = Overlay::new(self.snapshot.generation, next);

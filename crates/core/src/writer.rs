@@ -1,6 +1,7 @@
 //! The single writer: group commit over a bounded queue.
 
 use crate::error::CoreError;
+use crate::notify::NotifierHandle;
 use crate::state::State;
 use crate::{Envelope, Reply, ServiceConfig};
 use std::collections::VecDeque;
@@ -109,14 +110,15 @@ pub(crate) fn spawn(
     stats.pending_holds.store(state.ledger.pending_hold_count() as u64, Ordering::Relaxed);
     let max_batch = config.max_batch.clamp(1, xiezhi_store::MAX_BATCH_ITEMS / 4);
     let idempotency_retention_ms = config.idempotency_retention_ms;
+    let notifier = config.notifier.clone();
     let committer = match committer_store {
-        Some(store) => Some(Committer::spawn(store, Arc::clone(&stats))?),
+        Some(store) => Some(Committer::spawn(store, Arc::clone(&stats), config.notifier.clone())?),
         None => None,
     };
     std::thread::Builder::new()
         .name("xiezhi-writer".into())
         .spawn(move || {
-            let mut writer = Writer { state, clock, stats, max_batch, idempotency_retention_ms, committer };
+            let mut writer = Writer { state, clock, stats, max_batch, idempotency_retention_ms, committer, notifier };
             writer.run_restarting(&receiver);
         })
         .map_err(|e| CoreError::StorageUnavailable { message: format!("cannot start the writer: {e}") })?;
@@ -133,6 +135,8 @@ const COMMITTER_POLL: Duration = Duration::from_micros(200);
 #[derive(Default)]
 struct OpenBatch {
     batch: Batch,
+    /// Messages to hand to the notifier once the batch is durable.
+    outbox: Vec<crate::notify::OutboundMessage>,
     replies: Replies,
     results: Vec<Result<Reply, CoreError>>,
     payments_created: u64,
@@ -177,6 +181,7 @@ impl OpenBatch {
             let creates_payment = matches!(command, crate::Command::CreatePayment(_));
             let items_before = self.batch.items();
             let result = state.apply(&caller, command, idempotency, now_ms, &mut self.batch);
+            self.outbox.append(&mut state.outbox);
             let added = self.batch.items() - items_before;
             assert!(added <= MAX_ITEMS_PER_COMMAND, "one command wrote {added} items");
             if creates_payment && result.is_ok() {
@@ -201,6 +206,7 @@ impl OpenBatch {
 struct Job {
     seq: u64,
     batch: Batch,
+    outbox: Vec<crate::notify::OutboundMessage>,
     replies: Replies,
     results: Vec<Result<Reply, CoreError>>,
     payments_created: u64,
@@ -232,7 +238,11 @@ struct Committer {
 const PIPELINE_DEPTH: usize = 1;
 
 impl Committer {
-    fn spawn(mut store: Box<dyn Store>, stats: Arc<WriterStats>) -> Result<Committer, CoreError> {
+    fn spawn(
+        mut store: Box<dyn Store>,
+        stats: Arc<WriterStats>,
+        notifier: Option<NotifierHandle>,
+    ) -> Result<Committer, CoreError> {
         let (jobs, job_receiver) = std::sync::mpsc::sync_channel::<ToCommitter>(PIPELINE_DEPTH);
         let (done_sender, done) = std::sync::mpsc::channel::<(u64, bool)>();
         std::thread::Builder::new()
@@ -243,7 +253,8 @@ impl Committer {
                     match message {
                         ToCommitter::Reset => failed = false,
                         ToCommitter::Commit(job) => {
-                            if !commit_job(store.as_mut(), job, &stats, &mut failed, &done_sender) {
+                            let notifier = notifier.as_ref();
+                            if !commit_job(store.as_mut(), job, &stats, notifier, &mut failed, &done_sender) {
                                 return;
                             }
                         }
@@ -261,10 +272,11 @@ fn commit_job(
     store: &mut dyn Store,
     job: Job,
     stats: &WriterStats,
+    notifier: Option<&NotifierHandle>,
     failed: &mut bool,
     done: &std::sync::mpsc::Sender<(u64, bool)>,
 ) -> bool {
-    let Job { seq, batch, replies, mut results, payments_created, prune_before_ms } = job;
+    let Job { seq, batch, outbox, replies, mut results, payments_created, prune_before_ms } = job;
     let requests = results.len();
     let mut ok = !*failed;
     if !ok {
@@ -289,6 +301,7 @@ fn commit_job(
         }
     }
     if ok {
+        crate::notify::deliver(notifier, outbox);
         if let Some(before_ms) = prune_before_ms {
             match store.delete_records_before(xiezhi_store::RecordKind::Idempotency, before_ms, MAX_PRUNED_PER_SWEEP) {
                 Ok(pruned) => metrics::counter!("xiezhi_idempotency_keys_pruned_total").increment(pruned as u64),
@@ -315,6 +328,7 @@ struct Writer {
     idempotency_retention_ms: i64,
     /// Present when the store offers a second handle: commits are then pipelined.
     committer: Option<Committer>,
+    notifier: Option<NotifierHandle>,
 }
 
 impl Writer {
@@ -477,10 +491,10 @@ impl Writer {
             open.fail(error);
             return self.recover_pipeline();
         }
-        let OpenBatch { mut batch, replies, results, payments_created, prune_before_ms, .. } = open;
+        let OpenBatch { mut batch, outbox, replies, results, payments_created, prune_before_ms, .. } = open;
         let seq = sealed.expect("checked");
         batch.generation = seq;
-        let job = Job { seq, batch, replies, results, payments_created, prune_before_ms };
+        let job = Job { seq, batch, outbox, replies, results, payments_created, prune_before_ms };
         let committer = self.committer.as_mut().expect("pipelined");
         if committer.jobs.send(ToCommitter::Commit(job)).is_err() {
             return false;
@@ -507,7 +521,7 @@ impl Writer {
             }
         }
         open.apply(&mut self.state, envelopes, now_ms);
-        let OpenBatch { mut batch, replies, mut results, payments_created, poisoned, .. } = open;
+        let OpenBatch { mut batch, outbox, replies, mut results, payments_created, poisoned, .. } = open;
         let requests = results.len();
         let mut needs_recovery = false;
         if let Some(error) = poisoned {
@@ -519,7 +533,10 @@ impl Writer {
         } else if !batch.is_empty() {
             let started = Instant::now();
             match self.state.commit(&mut batch) {
-                Ok(()) => count_commit(&self.stats, started, requests, payments_created),
+                Ok(()) => {
+                    count_commit(&self.stats, started, requests, payments_created);
+                    crate::notify::deliver(self.notifier.as_ref(), outbox);
+                }
                 Err(error) => {
                     tracing::error!(%error, "group commit failed; rebuilding state from the store");
                     self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);

@@ -28,7 +28,8 @@ fn start(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
 
 fn start_with_secret(dir: &std::path::Path, clock: Arc<ManualClock>, secret: [u8; 32]) -> Service {
     let store = SqliteStore::open_dir(dir).unwrap();
-    let config = ServiceConfig { code_secret: Some(secret), ..Default::default() };
+    let notifier = Some(NotifierHandle(Arc::clone(phone()) as Arc<dyn xiezhi_core::Notifier>));
+    let config = ServiceConfig { code_secret: Some(secret), notifier, ..Default::default() };
     Service::start(Box::new(store), config, clock).unwrap()
 }
 
@@ -86,18 +87,24 @@ fn pay(service: &Service, line: &str, qr: &str, amount: &str, device: &str) -> P
     }
 }
 
+/// The phone every service in this file sends its codes to.
+fn phone() -> &'static Arc<RecordingNotifier> {
+    static PHONE: std::sync::OnceLock<Arc<RecordingNotifier>> = std::sync::OnceLock::new();
+    PHONE.get_or_init(Arc::default)
+}
+
+/// The code the shopper's phone received for `challenge_id`; the inbox says a code was sent
+/// and never shows it.
 fn code_for(service: &Service, line: &str, challenge_id: &str) -> String {
+    let code = phone().code_for(challenge_id).unwrap_or_else(|| panic!("no code sent for {challenge_id}"));
     let Reply::Document(inbox) = run(service, Command::GetNotifications { credit_line_id: line.into() }).unwrap()
     else {
         panic!()
     };
-    inbox["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["challenge_id"] == challenge_id && n["code"].is_string())
-        .map(|n| n["code"].as_str().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("no code for {challenge_id}: {inbox}"))
+    let text = inbox.to_string();
+    assert!(text.contains(challenge_id), "the inbox tells of the code: {text}");
+    assert!(!text.contains(&code), "the inbox never shows the code: {text}");
+    code
 }
 
 fn answer(service: &Service, challenge_id: &str, code: &str) -> ChallengeView {

@@ -46,6 +46,7 @@ credit-recent-inquiries = You have applied for credit several times recently.
 credit-profile-other = Other details of your application weigh against a higher score.
 
 # Messages to the user's inbox (SMS or push in a deployment).
+notify-code-sent = A verification code was sent to your phone by text message. It expires in { $minutes } minutes. Never share it with anyone.
 notify-one-time-code = Your Xiezhi verification code is { $code }. It expires in { $minutes } minutes. Never share it with anyone.
 notify-restricted = Credit payments on your account are paused until { $until }. You can verify your identity to lift this now, or appeal by { $deadline }.
 notify-challenge-passed = Verified. Your payment went through.

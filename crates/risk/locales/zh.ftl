@@ -45,6 +45,7 @@ credit-recent-inquiries = 您近期多次申请信贷。
 credit-profile-other = 您申请中的其他信息对评分不利。
 
 # 发送到用户收件箱的消息（部署时为短信或推送）。
+notify-code-sent = 验证码已通过短信发送到您的手机，{ $minutes } 分钟内有效，请勿告诉任何人。
 notify-one-time-code = 您的獬豸验证码是 { $code }，{ $minutes } 分钟内有效，请勿告诉任何人。
 notify-restricted = 您账户的信用支付已暂停，至 { $until } 恢复。您可以现在验证身份解除暂停，或在 { $deadline } 前提出申诉。
 notify-challenge-passed = 验证通过，您的支付已完成。

@@ -46,19 +46,16 @@ impl Api {
         split(self.client.delete(format!("{}{path}", self.base)).send().await.unwrap()).await
     }
 
-    /// The one-time code the user received for `challenge_id`.
+    /// The one-time code the user's phone received for `challenge_id`. The inbox says a code
+    /// was sent and never shows it.
     async fn code_for(&self, line_id: &str, challenge_id: &str) -> String {
+        let code = common::phone().code_for(challenge_id).unwrap_or_else(|| panic!("no code sent for {challenge_id}"));
         let (status, inbox) = self.get(&format!("/v1/credit-lines/{line_id}/notifications")).await;
         assert_eq!(status, StatusCode::OK, "{inbox}");
-        inbox["notifications"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["challenge_id"] == challenge_id && n["code"].is_string())
-            .unwrap_or_else(|| panic!("no code for {challenge_id} in {inbox}"))["code"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        let text = inbox.to_string();
+        assert!(text.contains(challenge_id), "the inbox tells of the code: {text}");
+        assert!(!text.contains(&code), "the inbox never shows the code: {text}");
+        code
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -712,7 +709,8 @@ async fn a_panicking_writer_restarts_from_the_store_or_is_reported_down() {
     let dir = tempfile::tempdir().unwrap();
     let panic = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let store = PanickyStore { inner: Box::new(SqliteStore::open_dir(dir.path()).unwrap()), panic: panic.clone() };
-    let service = Service::start(Box::new(store), ServiceConfig::default(), Arc::new(SystemClock)).unwrap();
+    let service =
+        Service::start(Box::new(store), common::with_phone(ServiceConfig::default()), Arc::new(SystemClock)).unwrap();
     let base = common::serve(service).await;
     let api = Api { base, client: common::client_with(common::ADMIN_KEY), _dir: dir };
     let line_id = api.line("100.00").await["id"].as_str().unwrap().to_owned();

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use xiezhi_core::{Command, KeyCommand, Service, ServiceConfig, SystemClock};
+use xiezhi_core::{Command, KeyCommand, NotifierHandle, RecordingNotifier, Service, ServiceConfig, SystemClock};
 use xiezhi_store_sqlite::SqliteStore;
 
 /// The admin key every test server is bootstrapped with (every scope).
@@ -36,9 +36,23 @@ pub async fn serve_with(service: Service, config: xiezhi_server::RouterConfig) -
     base
 }
 
-/// A fresh store and service under `config`, served; returns its base URL, the service and
-/// the directory (keep it alive).
+/// The phone every test service sends its codes to (challenge ids are unique, so one is
+/// enough for all of them).
+pub fn phone() -> &'static Arc<RecordingNotifier> {
+    static PHONE: std::sync::OnceLock<Arc<RecordingNotifier>> = std::sync::OnceLock::new();
+    PHONE.get_or_init(Arc::default)
+}
+
+/// `config` with its codes sent to [`phone`].
+pub fn with_phone(config: ServiceConfig) -> ServiceConfig {
+    let notifier = Some(NotifierHandle(Arc::clone(phone()) as Arc<dyn xiezhi_core::Notifier>));
+    ServiceConfig { notifier, ..config }
+}
+
+/// A fresh store and service under `config` (codes sent to [`phone`]), served; returns its
+/// base URL, the service and the directory (keep it alive).
 pub async fn start(config: ServiceConfig) -> (String, Service, tempfile::TempDir) {
+    let config = with_phone(config);
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_dir(dir.path()).unwrap();
     let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).unwrap();

@@ -1,0 +1,153 @@
+//! Nothing secret in the logs: the demo runs with every log level on, a shopper is stepped
+//! up, answers from their phone and holds a token; then every line the server wrote (stdout
+//! and stderr) is scanned for the admin key, the demo's keys, the phone gateway's token,
+//! the shopper token and every code the phone received.
+
+mod common;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether `text` holds `code` as a word of its own (a code is six digits; the same digits
+/// inside a longer number or an id are not the code).
+fn holds_code(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + code.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric()) && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_token_or_code_reaches_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--demo", "--demo-rate", "100", "--demo-shoppers", "300"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "trace")
+        .env_remove("XIEZHI_BOOTSTRAP_ADMIN_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let server = common::Server(child);
+    let mut printed = String::new();
+    while !printed.contains("Ctrl-C stops") {
+        assert!(stdout.read_line(&mut printed).unwrap() > 0, "the server stopped: {printed}");
+    }
+    let stdout_reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest);
+        rest
+    });
+    let base = printed.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap().trim().to_owned();
+    let admin_key = read("admin.key");
+    let keys: Value = serde_json::from_str(&read("demo-keys.json")).unwrap();
+    let phone_token = read("phone-gateway.token");
+    let phone_base = printed
+        .lines()
+        .find(|l| l.starts_with("phone gateway"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+        .unwrap()
+        .trim_end_matches(';')
+        .to_owned();
+
+    // A shopper of the demo's wallet: a large payment from a new phone is stepped up; the
+    // code arrives at the phone; the shopper answers it with a token of their own.
+    let wallet = common::client_with(keys["wallet"].as_str().unwrap());
+    let population: Value = serde_json::from_str(&read("demo-population-v4.json")).unwrap();
+    let line = population["line_ids"][1].as_str().unwrap();
+    let qr = population["merchant_ids"][0][1].as_str().unwrap();
+    let body = serde_json::json!({"credit_line_id": line, "qr_payload": qr, "amount": "1500.00",
+        "context": {"device_id": "log-scan-phone", "ip": "198.51.100.77", "network": "5g"}});
+    let paid: Value =
+        wallet.post(format!("{base}/v1/payments")).json(&body).send().await.unwrap().json().await.unwrap();
+    let minted: Value = wallet
+        .post(format!("{base}/v1/shopper-tokens"))
+        .json(&serde_json::json!({"credit_line_id": line, "device_id": "log-scan-phone"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let shopper = common::client_with(&token);
+    let plain = reqwest::Client::new();
+    let mut codes = Vec::new();
+    if let Some(challenge_id) = paid["decision"]["challenge_id"].as_str() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            let got: Value = plain
+                .get(&phone_base)
+                .bearer_auth(&phone_token)
+                .query(&[("challenge_id", challenge_id)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(text) = got["messages"][0]["text"]["en"].as_str() {
+                break xiezhi_core_code(text);
+            }
+            assert!(Instant::now() < deadline, "no code reached the phone");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let answered: Value = shopper
+            .post(format!("{base}/v1/challenges/{challenge_id}"))
+            .json(&serde_json::json!({"code": code}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answered["status"], "passed", "{answered}");
+        let inbox = shopper.get(format!("{base}/v1/credit-lines/{line}/notifications")).send().await.unwrap();
+        assert!(!holds_code(&inbox.text().await.unwrap(), &code), "the inbox shows no code");
+    } else {
+        panic!("the payment was not stepped up: {paid}");
+    }
+    // Let the demo run a while, then collect every code its shoppers' phones received.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all: Value = plain.get(&phone_base).bearer_auth(&phone_token).send().await.unwrap().json().await.unwrap();
+    for message in all["messages"].as_array().unwrap() {
+        codes.extend(message["text"]["en"].as_str().map(xiezhi_core_code));
+    }
+    assert!(!codes.is_empty());
+    drop(server);
+    let logs = format!("{}{}{}", printed, stdout_reader.join().unwrap(), stderr_reader.join().unwrap());
+    assert!(logs.lines().count() > 10, "the server logged little: {logs}");
+    let secrets = [
+        ("the admin key", admin_key.as_str()),
+        ("the operator key", keys["operator"].as_str().unwrap()),
+        ("the merchant key", keys["merchant"].as_str().unwrap()),
+        ("the wallet key", keys["wallet"].as_str().unwrap()),
+        ("the phone gateway token", phone_token.as_str()),
+        ("the shopper token", token.as_str()),
+    ];
+    for (what, secret) in secrets {
+        assert!(!logs.contains(secret), "{what} is in the logs");
+        assert!(!logs.contains(&secret[secret.len() - 16..]), "a part of {what} is in the logs");
+    }
+    for code in &codes {
+        assert!(!holds_code(&logs, code), "the code {code} is in the logs");
+    }
+}
+
+/// The code in a message's text (its six-digit word).
+fn xiezhi_core_code(text: &str) -> String {
+    xiezhi_core::code_in(text).unwrap_or_else(|| panic!("no code in {text:?}"))
+}
