@@ -35,7 +35,9 @@ async fn the_first_start_writes_an_admin_key_and_keys_are_managed_from_the_cli()
     let dir = tempfile::tempdir().unwrap();
     let (server, base, mut stdout) = common::serve_with(dir.path(), &[], None);
     let mut said = String::new();
-    stdout.read_line(&mut said).unwrap();
+    while !said.contains("admin key") {
+        assert!(stdout.read_line(&mut said).unwrap() > 0, "the server stopped: {said}");
+    }
     let key_file = dir.path().join("admin.key");
     assert!(said.contains(key_file.to_str().unwrap()), "the path is printed: {said}");
     let admin_key = std::fs::read_to_string(&key_file).unwrap().trim().to_owned();

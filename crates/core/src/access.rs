@@ -199,8 +199,10 @@ pub struct Principal {
 pub struct Shopper {
     pub credit_line_id: String,
     pub device_id: String,
-    /// The wallet that minted the token.
+    /// The wallet that minted the token (empty when an operator key did).
     pub wallet_id: String,
+    /// The principal of the key that minted it: the token dies with that key.
+    pub minted_by: String,
 }
 
 /// For whom a command runs.
@@ -252,6 +254,9 @@ pub enum KeyRefusal {
 #[derive(Debug, Default)]
 pub struct KeyRing {
     by_hash: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+    /// Each principal with a key not revoked, and when its last such key expires (`None`:
+    /// never).
+    principals: RwLock<HashMap<String, Option<i64>>>,
     /// Whether any key was ever made (a store with none gets the bootstrap key).
     any: std::sync::atomic::AtomicBool,
 }
@@ -272,13 +277,26 @@ impl KeyRing {
         Ok(Arc::clone(principal))
     }
 
+    /// Whether `principal_id` still has a valid key (a shopper token lives only as long as
+    /// the key that minted it).
+    pub fn principal_active(&self, principal_id: &str, now_ms: i64) -> bool {
+        let principals = self.principals.read().unwrap_or_else(|e| e.into_inner());
+        principals.get(principal_id).is_some_and(|until| until.is_none_or(|t| t > now_ms))
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.any.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn publish(&self, keys: &HashMap<String, ApiKey>) {
         let mut ring = HashMap::with_capacity(keys.len());
+        let mut principals: HashMap<String, Option<i64>> = HashMap::new();
         for key in keys.values().filter(|k| k.revoked_at_ms.is_none()) {
+            let until = principals.entry(key.principal_id.clone()).or_insert(key.expires_at_ms);
+            *until = match (*until, key.expires_at_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
             let Some(hash) = crate::decide::hex_bytes(&key.secret_sha256).and_then(|h| <[u8; 32]>::try_from(h).ok())
             else {
                 tracing::error!(key_id = %key.id, "a stored key's hash is not 32 bytes of hex; the key is not accepted");
@@ -296,6 +314,7 @@ impl KeyRing {
             ring.insert(hash, Arc::new(principal));
         }
         *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = ring;
+        *self.principals.write().unwrap_or_else(|e| e.into_inner()) = principals;
         self.any.store(!keys.is_empty(), std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -342,6 +361,18 @@ fn fresh_secret() -> String {
     format!("{KEY_PREFIX}{}", crate::decide::hex(&bytes))
 }
 
+/// A key manages only keys whose scopes it holds itself: `keys:admin` alone is not a way to
+/// mint, take over (by rotating) or shut out (by revoking) a stronger key.
+fn within(ceiling: Scopes, scopes: &[Scope]) -> Result<(), CoreError> {
+    match scopes.iter().find(|s| !ceiling.contains(**s)) {
+        None => Ok(()),
+        Some(scope) => Err(CoreError::Forbidden {
+            scope: scope.as_str().into(),
+            message: format!("this key does not hold `{}`, so it cannot manage a key that does", scope.as_str()),
+        }),
+    }
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> CoreError {
     CoreError::InvalidRequest { field: field.into(), message: message.into() }
 }
@@ -372,17 +403,29 @@ impl State {
         out: &mut Batch,
     ) -> Result<Reply, CoreError> {
         let by = caller.key_id().unwrap_or("system").to_owned();
+        let ceiling = match caller {
+            Caller::System => Scopes::of(Scope::ALL),
+            Caller::Key(p) => p.scopes,
+            Caller::Shopper(_) => Scopes::default(),
+        };
         match command {
-            KeyCommand::Create(request) => self.create_key(request, &by, now_ms, out),
+            KeyCommand::Create(request) => {
+                within(ceiling, request.scopes.as_deref().unwrap_or(&request.kind.allowed().list()))?;
+                self.create_key(request, &by, now_ms, out)
+            }
             KeyCommand::List => {
                 let mut keys: Vec<&ApiKey> = self.api_keys.values().collect();
                 keys.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
                 let keys: Vec<serde_json::Value> = keys.iter().map(|k| k.view()).collect();
                 Ok(Reply::Document(serde_json::json!({ "api_keys": keys })))
             }
-            KeyCommand::Rotate { id, overlap_s } => self.rotate_key(&id, overlap_s, &by, now_ms, out),
+            KeyCommand::Rotate { id, overlap_s } => {
+                within(ceiling, &self.live_key(&id, now_ms)?.scopes)?;
+                self.rotate_key(&id, overlap_s, &by, now_ms, out)
+            }
             KeyCommand::Revoke { id } => {
                 let mut key = self.live_key(&id, now_ms)?;
+                within(ceiling, &key.scopes)?;
                 key.revoked_at_ms = Some(now_ms);
                 let view = key.view();
                 self.save_key(key, now_ms, out);
@@ -509,6 +552,7 @@ impl State {
         if !self.api_keys.is_empty() {
             return Ok(Reply::Document(serde_json::json!({ "created": false })));
         }
+        let from_env = secret.is_some();
         let secret = match secret {
             Some(s) if s.chars().count() < MIN_BOOTSTRAP_KEY_CHARS || !s.bytes().all(|b| b.is_ascii_graphic()) => {
                 return Err(invalid(
@@ -529,7 +573,12 @@ impl State {
             merchant_id: None,
             wallet_id: None,
             secret_sha256: crate::decide::hex(&key_sha256(&secret)),
-            prefix: secret.chars().take(KEY_PREFIX.len() + 6).collect(),
+            // A key chosen by the operator may not start with our prefix: show none of it.
+            prefix: if from_env {
+                "(XIEZHI_BOOTSTRAP_ADMIN_KEY)".into()
+            } else {
+                secret[..KEY_PREFIX.len() + 6].to_owned()
+            },
             created_at_ms: now_ms,
             created_by: "bootstrap".into(),
             expires_at_ms: None,
@@ -656,6 +705,12 @@ impl State {
     fn authorize_shopper(&mut self, shopper: &Shopper, command: &Command) -> Result<(), CoreError> {
         let own = |line: &str| line == shopper.credit_line_id;
         match command {
+            // A wallet's token for a line that is no longer the wallet's reads nothing.
+            _ if !shopper.wallet_id.is_empty()
+                && self.line_of_wallet(&shopper.credit_line_id, &shopper.wallet_id).is_err() =>
+            {
+                Err(not_for("this shopper token"))
+            }
             Command::GetCreditLine { id } | Command::GetNotifications { credit_line_id: id } if own(id) => Ok(()),
             Command::GetCreditLine { id } | Command::GetNotifications { credit_line_id: id } => {
                 Err(CoreError::CreditLineNotFound { id: id.clone() })

@@ -148,6 +148,7 @@ impl State {
     pub(crate) fn reload_risk(&mut self) -> Result<(), StoreError> {
         let mut engine = build_engine(self.store.as_mut(), &self.risk_config)?;
         self.line_profiles.clear();
+        self.user_wallets.clear();
         self.restrictions.clear();
         self.challenges.clear();
         let corrupt = |kind: RecordKind, id: &str, e: serde_json::Error| {
@@ -155,6 +156,7 @@ impl State {
         };
         for r in self.store.records(RecordKind::LineProfile)? {
             let p: LineProfile = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            self.user_wallets.entry(p.user_id.clone()).or_insert_with(|| p.wallet_id.clone());
             self.line_profiles.insert(p.credit_line_id.clone(), p);
         }
         for r in self.store.records(RecordKind::Restriction)? {
@@ -217,6 +219,7 @@ impl State {
 
     pub(crate) fn save_line_profile(&mut self, profile: LineProfile, now_ms: i64, out: &mut Batch) {
         self.put(out, RecordKind::LineProfile, &profile.credit_line_id, &profile, now_ms);
+        self.user_wallets.entry(profile.user_id.clone()).or_insert_with(|| profile.wallet_id.clone());
         self.line_profiles.insert(profile.credit_line_id.clone(), profile);
     }
 

@@ -85,6 +85,10 @@ pub(crate) struct State {
     pub(crate) engine: Engine,
     pub(crate) risk_config: RiskConfig,
     pub(crate) line_profiles: HashMap<String, LineProfile>,
+    /// The wallet each user's first line belongs to (`None`: opened by an operator for no
+    /// wallet). A user is one wallet's: the engine remembers behaviour per user, so another
+    /// wallet opening lines under the same id could restrict the user or text their phone.
+    pub(crate) user_wallets: HashMap<String, Option<String>>,
     /// Restrictions in force, by credit line.
     pub(crate) restrictions: HashMap<String, Restriction>,
     /// Pending challenges, by id (resolved ones are read through [`State::get`]).
@@ -223,6 +227,7 @@ impl State {
             key_ring: std::sync::Arc::clone(&config.key_ring),
             outbox: Vec::new(),
             line_profiles: HashMap::new(),
+            user_wallets: HashMap::new(),
             restrictions: HashMap::new(),
             challenges: HashMap::new(),
             last_risk_prune_ms: 0,
@@ -647,6 +652,18 @@ impl State {
             check_text("wallet_id", wallet_id)?;
         }
         let opened_at_ms = past_instant("opened_at", request.opened_at.as_deref(), now_ms)?;
+        let wallet_id = match caller {
+            Caller::Key(p) if p.wallet_id.is_some() => p.wallet_id.clone(),
+            _ => request.wallet_id.clone(),
+        };
+        if let (Some(_), Some(bound)) = (&wallet_id, self.user_wallets.get(&request.user_id)) {
+            if *bound != wallet_id {
+                return Err(CoreError::Forbidden {
+                    scope: String::new(),
+                    message: format!("user `{}` belongs to another wallet", request.user_id),
+                });
+            }
+        }
         let mut id = new_id("cl", now_ms);
         while self.ledger.credit_line(&id).is_some() {
             id = new_id("cl", now_ms);
@@ -660,10 +677,6 @@ impl State {
             .map_err(|e| CoreError::InvalidRequest { field: "limit".into(), message: e.to_string() })?;
         out.transactions.push(transaction);
         let user_id = self.ledger.credit_line(&id).map(|l| l.user_id.clone()).unwrap_or_default();
-        let wallet_id = match caller {
-            Caller::Key(p) if p.wallet_id.is_some() => p.wallet_id.clone(),
-            _ => request.wallet_id,
-        };
         let profile = LineProfile {
             credit_line_id: id.clone(),
             user_id,

@@ -115,8 +115,12 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Req
     };
     let access = match access(request.method(), &route) {
         Some(access) => access,
-        // A method the route does not serve: the router answers 405.
-        None if ROUTES.iter().any(|(_, r, _)| *r == route) => return next.run(request).await,
+        // A method the route does not serve: answered here, so no handler ever runs for a
+        // method the table does not name.
+        None if ROUTES.iter().any(|(_, r, _)| *r == route) => {
+            let detail = format!("{} is not allowed here", request.method());
+            return Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", detail).into_response();
+        }
         // A route missing from the table is refused, never served unchecked.
         None => {
             tracing::error!(%route, "a route has no entry in the access table; refused");
@@ -147,7 +151,10 @@ fn resolve(state: &AppState, credential: &str) -> Result<Caller, Response> {
     if credential.starts_with(crate::tokens::TOKEN_PREFIX) {
         let now_ms = state.service.clock().now_ms();
         return match state.tokens.verify(credential, now_ms) {
-            Ok(shopper) => Ok(Caller::Shopper(Arc::new(shopper))),
+            Ok(shopper) if state.service.key_ring().principal_active(&shopper.minted_by, now_ms) => {
+                Ok(Caller::Shopper(Arc::new(shopper)))
+            }
+            Ok(_) => Err(unauthenticated("the key that minted this shopper token is revoked or expired", true)),
             Err(reason) => Err(unauthenticated(&format!("the shopper token is not valid: {reason}"), true)),
         };
     }

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use xiezhi_core::{Caller, Command, KeyCommand, Shopper};
+use xiezhi_core::{Caller, Command, KeyCommand, Scope, Shopper};
 
 pub(crate) async fn list(State(state): State<AppState>, Who(caller): Who) -> Response {
     reply(StatusCode::OK, state.service.execute_as(caller, Command::Keys(KeyCommand::List), None).await)
@@ -79,15 +79,24 @@ pub(crate) async fn mint_shopper_token(State(state): State<AppState>, posted: Po
         Ok(ttl_s) => ttl_s,
         Err(problem) => return problem.into_response(),
     };
-    let wallet_id = match &posted.caller {
-        Caller::Key(p) => p.wallet_id.clone().unwrap_or_default(),
-        _ => String::new(),
+    // A token can do what its minter could: read the line and answer its challenges.
+    let (wallet_id, minted_by) = match &posted.caller {
+        Caller::Key(p) if p.scopes.contains(Scope::LinesRead) && p.scopes.contains(Scope::ChallengesWrite) => {
+            (p.wallet_id.clone().unwrap_or_default(), p.principal_id.clone())
+        }
+        _ => {
+            let detail = "minting a shopper token needs lines:read and challenges:write beside tokens:mint";
+            let mut problem = Problem::new(StatusCode::FORBIDDEN, "forbidden", detail);
+            problem.scope = Some("challenges:write".into());
+            return problem.into_response();
+        }
     };
     let line = Command::GetCreditLine { id: request.credit_line_id.clone() };
     if let Err(error) = state.service.execute_as(posted.caller, line, None).await {
         return Problem::from(error).into_response();
     }
-    let shopper = Shopper { credit_line_id: request.credit_line_id, device_id: request.device_id, wallet_id };
+    let shopper =
+        Shopper { credit_line_id: request.credit_line_id, device_id: request.device_id, wallet_id, minted_by };
     let now_ms = state.service.clock().now_ms();
     let token = state.tokens.mint(&shopper, now_ms, ttl_s);
     let body = serde_json::json!({

@@ -29,6 +29,8 @@ struct Claims {
     sub: String,
     dev: String,
     wal: String,
+    /// The minting key's principal.
+    kid: String,
     iat: i64,
     exp: i64,
 }
@@ -78,6 +80,7 @@ impl TokenKeys {
             sub: shopper.credit_line_id.clone(),
             dev: shopper.device_id.clone(),
             wal: shopper.wallet_id.clone(),
+            kid: shopper.minted_by.clone(),
             iat: now_ms,
             exp: now_ms.saturating_add(ttl_s.saturating_mul(1000)),
         };
@@ -97,7 +100,7 @@ impl TokenKeys {
         if claims.exp <= now_ms {
             return Err("expired");
         }
-        Ok(Shopper { credit_line_id: claims.sub, device_id: claims.dev, wallet_id: claims.wal })
+        Ok(Shopper { credit_line_id: claims.sub, device_id: claims.dev, wallet_id: claims.wal, minted_by: claims.kid })
     }
 }
 
@@ -106,7 +109,12 @@ mod tests {
     use super::*;
 
     fn shopper() -> Shopper {
-        Shopper { credit_line_id: "cl_1".into(), device_id: "dev-1".into(), wallet_id: "w".into() }
+        Shopper {
+            credit_line_id: "cl_1".into(),
+            device_id: "dev-1".into(),
+            wallet_id: "w".into(),
+            minted_by: "key_1".into(),
+        }
     }
 
     #[test]

@@ -405,3 +405,64 @@ async fn callers_and_networks_over_their_rate_get_429_with_retry_after() {
     assert!(statuses.contains(&StatusCode::UNAUTHORIZED), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "unauthenticated floods meet the network limit");
 }
+
+/// What a hostile review found: a second wallet reusing a shopper's id, `keys:admin` as a
+/// way to mint or take over a stronger key, and tokens outliving the key that minted them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wallet_takes_anothers_user_no_key_outranks_its_maker_and_tokens_die_with_their_key() {
+    let w = world().await;
+    // Wallet w1 opened a line for `u-w`; wallet w2 may not open one under that id.
+    let other_wallet =
+        make_key(&w.base, &w.admin, KeyKind::Wallet, KeyKind::Wallet.allowed().list(), json!({"wallet_id": "w2"}))
+            .await;
+    let other_wallet = common::client_with(&other_wallet);
+    let url = format!("{}/v1/credit-lines", w.base);
+    for user in ["u-w", "u-op"] {
+        let body = json!({"user_id": user, "currency": "CNY", "limit": "10.00"});
+        let (status, problem, _) = send(&other_wallet, Method::POST, &url, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{user}: {problem}");
+    }
+    let body = json!({"user_id": "u-w2", "currency": "CNY", "limit": "10.00"});
+    assert_eq!(send(&other_wallet, Method::POST, &url, Some(body)).await.0, StatusCode::CREATED);
+
+    // A key holding keys:admin alone can neither mint a stronger key nor rotate or revoke one.
+    let keys = format!("{}/v1/api-keys", w.base);
+    let lesser =
+        common::client_with(&make_key(&w.base, &w.admin, KeyKind::Operator, vec![Scope::KeysAdmin], json!({})).await);
+    let body = json!({"name": "root", "kind": "operator"});
+    let (status, problem, _) = send(&lesser, Method::POST, &keys, Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let (_, listing, _) = send(&w.admin, Method::GET, &keys, None).await;
+    let admin_id = listing["api_keys"].as_array().unwrap().iter().find(|k| k["created_by"] == "bootstrap").unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotate = format!("{keys}/{admin_id}/rotate");
+    assert_eq!(send(&lesser, Method::POST, &rotate, Some(json!({"overlap_s": 0}))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&lesser, Method::DELETE, &format!("{keys}/{admin_id}"), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&w.admin, Method::GET, &keys, None).await.0, StatusCode::OK, "the admin key still works");
+    let body = json!({"name": "ok", "kind": "operator", "scopes": ["keys:admin"]});
+    assert_eq!(send(&lesser, Method::POST, &keys, Some(body)).await.0, StatusCode::CREATED, "within its own scopes");
+
+    // A shopper token dies with the wallet key that minted it.
+    let minter_made = create(&w.admin, keys.clone(), json!({"name": "m", "kind": "wallet", "wallet_id": "w1"})).await;
+    let minter = common::client_with(minter_made["key"].as_str().unwrap());
+    let body = json!({"credit_line_id": w.wallet_line, "device_id": "p"});
+    let token =
+        create(&minter, format!("{}/v1/shopper-tokens", w.base), body).await["token"].as_str().unwrap().to_owned();
+    let shopper = common::client_with(&token);
+    let line_url = format!("{}/v1/credit-lines/{}", w.base, w.wallet_line);
+    assert_eq!(send(&shopper, Method::GET, &line_url, None).await.0, StatusCode::OK);
+    let revoke = format!("{keys}/{}", minter_made["id"].as_str().unwrap());
+    assert_eq!(send(&w.admin, Method::DELETE, &revoke, None).await.0, StatusCode::OK);
+    assert_eq!(send(&shopper, Method::GET, &line_url, None).await.0, StatusCode::UNAUTHORIZED);
+    // Minting needs what the token will do: tokens:mint alone is not enough.
+    let mint_only =
+        make_key(&w.base, &w.admin, KeyKind::Wallet, vec![Scope::TokensMint], json!({"wallet_id": "w1"})).await;
+    let body = json!({"credit_line_id": w.wallet_line, "device_id": "p"});
+    let (status, _, _) =
+        send(&common::client_with(&mint_only), Method::POST, &format!("{}/v1/shopper-tokens", w.base), Some(body))
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
