@@ -69,6 +69,8 @@ enum Commands {
         #[command(subcommand)]
         command: keys_cmd::KeysCommand,
     },
+    /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json` serves).
+    Openapi,
     /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -114,6 +116,10 @@ fn main() -> ExitCode {
         }
         Commands::Bench { command } => bench::run(command),
         Commands::Keys { command } => keys_cmd::run(command),
+        Commands::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&xiezhi_server::openapi::document()).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
         Commands::Simulate(args) => simulate::run(args),
         Commands::Model { command } => model_cmd::run(command),
         Commands::Decision { command } => decision_cmd::run_decision(command),

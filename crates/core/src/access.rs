@@ -106,6 +106,7 @@ impl Scopes {
 
 /// Who holds a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
     /// The platform's back office: every scope may be granted.
@@ -321,12 +322,14 @@ impl KeyRing {
 
 /// A request for a new key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,
     pub kind: KeyKind,
     /// Default: every scope the kind allows.
     #[serde(default)]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<Vec<String>>))]
     pub scopes: Option<Vec<Scope>>,
     /// Required for (and only for) merchant keys.
     #[serde(default)]

@@ -24,6 +24,7 @@ pub fn decimal(amount_minor: i64, currency: Currency) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PartnerAccount {
     /// Globally unique identifier of a partner scheme admitted by configuration.
@@ -33,6 +34,7 @@ pub struct PartnerAccount {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewMerchant {
     pub name: String,
@@ -51,6 +53,7 @@ pub struct NewMerchant {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewCreditLine {
     pub user_id: String,
@@ -72,6 +75,7 @@ pub struct NewCreditLine {
 
 /// Where the payment came from, as the client reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PaymentContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +92,7 @@ pub struct PaymentContext {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewPayment {
     pub credit_line_id: String,
@@ -106,6 +111,7 @@ pub use xiezhi_risk::{Explanation, Outcome, RecoveryKind, UserProfile};
 
 /// A way out of a decision, as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RecoveryView {
     pub action: RecoveryKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +125,7 @@ pub struct RecoveryView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct NoticeView {
     pub clause_id: String,
     pub reason_code: String,
@@ -128,6 +135,7 @@ pub struct NoticeView {
 
 /// The decision on a payment: what happened, why, in words, and the ways out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Decision {
     pub outcome: Outcome,
     pub reason_codes: Vec<String>,
@@ -147,6 +155,7 @@ pub struct Decision {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Authorized,
@@ -224,6 +233,7 @@ pub struct Payment {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct MerchantView {
     pub id: String,
     pub name: String,
@@ -253,6 +263,7 @@ impl From<&Merchant> for MerchantView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct CreditLineView {
     pub id: String,
     pub user_id: String,
@@ -268,6 +279,7 @@ pub struct CreditLineView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RestrictionView {
     pub reason_code: String,
     pub explanation: Explanation,
@@ -296,6 +308,7 @@ impl From<&xiezhi_ledger::CreditLine> for CreditLineView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RefundView {
     pub id: String,
     pub amount: String,
@@ -303,6 +316,7 @@ pub struct RefundView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct PaymentView {
     pub id: String,
     pub status: PaymentStatus,
@@ -359,6 +373,7 @@ impl From<&Payment> for PaymentView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RepaymentView {
     pub id: String,
     pub amount: String,
@@ -367,6 +382,7 @@ pub struct RepaymentView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct DynamicQrView {
     pub merchant_id: String,
     pub amount: String,
@@ -392,6 +408,7 @@ pub enum Reply {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChallengePurpose {
     /// Completes a stepped-up payment.
@@ -401,6 +418,7 @@ pub enum ChallengePurpose {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChallengeStatus {
     Pending,
@@ -438,6 +456,7 @@ pub struct Challenge {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ChallengeView {
     pub id: String,
     pub purpose: ChallengePurpose,
@@ -473,6 +492,7 @@ impl From<&Challenge> for ChallengeView {
 
 /// `POST /v1/challenges/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeAnswer {
     pub code: String,

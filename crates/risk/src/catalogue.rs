@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 /// What a user can do about a decision. Serialised as `{"action": "...", ...}` with the
 /// details each action needs filled in by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryKind {
     /// Enter the one-time code sent to the registered phone (`POST /v1/challenges/{id}`).
@@ -104,6 +105,7 @@ const ZH: &str = include_str!("../locales/zh.ftl");
 
 /// A user-facing explanation in both languages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Explanation {
     pub zh: String,
     pub en: String,

@@ -19,6 +19,7 @@ pub const ENGINE_VERSION: &str = "1";
 
 /// What the user declared and what verification established. Kept with the credit line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserProfile {
     /// ISO 8601 date, e.g. "1990-04-01".
@@ -174,6 +175,7 @@ pub struct DecisionRecord {
 
 /// The challenge a step-up asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChallengeMethod {
     OneTimeCode,

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happens to a payment, mildest first. The derived order is the severity order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Approve,

@@ -22,9 +22,9 @@ pub(crate) async fn create(State(state): State<AppState>, posted: Posted) -> Res
     run_post(&state, posted, StatusCode::CREATED, |r| Ok(Command::Keys(KeyCommand::Create(r)))).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RotateRequest {
+pub(crate) struct RotateRequest {
     /// How long the old key stays valid, in seconds (default a day).
     #[serde(default)]
     overlap_s: Option<i64>,
@@ -41,9 +41,9 @@ pub(crate) async fn revoke(State(state): State<AppState>, Who(caller): Who, Path
     reply(StatusCode::OK, state.service.execute_as(caller, Command::Keys(KeyCommand::Revoke { id }), None).await)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub(crate) struct TokenRequest {
     credit_line_id: String,
     device_id: String,
     #[serde(default)]

@@ -10,6 +10,7 @@
 pub mod auth;
 mod keys;
 mod listen;
+pub mod openapi;
 mod problem;
 pub mod rate;
 pub mod tokens;
@@ -113,6 +114,7 @@ pub fn router_with(service: Service, config: RouterConfig) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
         .route("/v1/stats", get(stats))
         .route("/v1/merchants", post(create_merchant))
@@ -273,6 +275,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
     });
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
+}
+
+async fn openapi_json() -> Json<serde_json::Value> {
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    Json(DOCUMENT.get_or_init(openapi::document).clone())
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
@@ -437,9 +444,9 @@ async fn merchant_qr_image(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DynamicQrRequest {
+pub(crate) struct DynamicQrRequest {
     amount: String,
     #[serde(default)]
     bill_number: Option<String>,
@@ -460,22 +467,22 @@ async fn get_credit_line(State(state): State<AppState>, who: Who, Path(id): Path
     query(&state, who, Command::GetCreditLine { id }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AmountRequest {
+pub(crate) struct AmountRequest {
     amount: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OptionalAmountRequest {
+pub(crate) struct OptionalAmountRequest {
     #[serde(default)]
     amount: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EmptyRequest {}
+pub(crate) struct EmptyRequest {}
 
 async fn repay(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
     run_post(&state, posted, StatusCode::CREATED, |r: AmountRequest| {

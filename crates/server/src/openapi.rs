@@ -1,0 +1,375 @@
+//! The OpenAPI 3.1 document, generated from the code: the operations from [`OPERATIONS`]
+//! (which a test holds to the access table [`crate::auth::ROUTES`] the router enforces, so
+//! the two cannot drift), their scopes from that table, and the body schemas from the
+//! request and response types themselves (`utoipa::ToSchema`). Served at `GET /openapi.json`
+//! and printed by `xiezhi openapi`.
+
+use crate::auth::{access, Access};
+use axum::http::Method;
+use serde_json::{json, Map, Value};
+use utoipa::OpenApi;
+
+/// What one operation takes and gives, beside what the access table says.
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// The request body's schema (a component name), `Some("object")` for a free-form JSON
+    /// document, `None` for no body.
+    pub body: Option<&'static str>,
+    pub status: u16,
+    /// The answer's schema (a component name), or `object` (a JSON document), `image`
+    /// (PNG or SVG) or `text` (plain text).
+    pub reply: &'static str,
+}
+
+macro_rules! ops {
+    ($(($method:literal, $path:literal, $summary:literal, $body:expr, $status:literal, $reply:literal)),* $(,)?) => {
+        &[$(Operation { method: $method, path: $path, summary: $summary, body: $body, status: $status, reply: $reply }),*]
+    };
+}
+
+/// Every operation, in the README's order.
+pub const OPERATIONS: &[Operation] = ops![
+    ("GET", "/", "the index: every route in one screen", None, 200, "text"),
+    ("GET", "/healthz", "liveness and readiness: writer up or down, read-only, the service clock", None, 200, "object"),
+    ("GET", "/openapi.json", "this document", None, 200, "object"),
+    ("GET", "/metrics", "Prometheus metrics", None, 200, "text"),
+    ("GET", "/v1/stats", "live counters", None, 200, "object"),
+    (
+        "POST",
+        "/v1/merchants",
+        "register a merchant; returns it with its static QR payload",
+        Some("NewMerchant"),
+        201,
+        "MerchantView"
+    ),
+    ("GET", "/v1/merchants/{id}", "a merchant", None, 200, "MerchantView"),
+    (
+        "GET",
+        "/v1/merchants/{id}/qr",
+        "a merchant's static QR code as an image (?format=png|svg&module_px=8)",
+        None,
+        200,
+        "image"
+    ),
+    (
+        "POST",
+        "/v1/merchants/{id}/qr",
+        "issue a dynamic QR code for one payment",
+        Some("DynamicQrRequest"),
+        201,
+        "DynamicQrView"
+    ),
+    ("POST", "/v1/credit-lines", "open a credit line", Some("NewCreditLine"), 201, "CreditLineView"),
+    (
+        "GET",
+        "/v1/credit-lines/{id}",
+        "a credit line: limit, available, held, receivable, restriction",
+        None,
+        200,
+        "CreditLineView"
+    ),
+    (
+        "POST",
+        "/v1/credit-lines/{id}/repayments",
+        "repay; restores available credit",
+        Some("AmountRequest"),
+        201,
+        "RepaymentView"
+    ),
+    ("GET", "/v1/credit-lines/{id}/notifications", "the shopper's inbox (never a code)", None, 200, "object"),
+    ("POST", "/v1/payments", "decide and authorize a scan-to-pay payment", Some("NewPayment"), 201, "PaymentView"),
+    ("GET", "/v1/payments/{id}", "a payment", None, 200, "PaymentView"),
+    (
+        "POST",
+        "/v1/payments/{id}/capture",
+        "capture all or part; the rest is released",
+        Some("OptionalAmountRequest"),
+        200,
+        "PaymentView"
+    ),
+    ("POST", "/v1/payments/{id}/void", "release the hold", Some("EmptyRequest"), 200, "PaymentView"),
+    (
+        "POST",
+        "/v1/payments/{id}/refunds",
+        "refund all or part of what was captured",
+        Some("AmountRequest"),
+        201,
+        "PaymentView"
+    ),
+    (
+        "GET",
+        "/v1/payments/{id}/decision",
+        "the decision record: facts, features, signals, score, versions",
+        None,
+        200,
+        "object"
+    ),
+    (
+        "POST",
+        "/v1/payments/{id}/decision/replay",
+        "the recorded facts decided again under today's policy and rules",
+        None,
+        200,
+        "object"
+    ),
+    ("GET", "/v1/challenges/{id}", "a step-up or restriction challenge", None, 200, "ChallengeView"),
+    (
+        "POST",
+        "/v1/challenges/{id}",
+        "answer a challenge with the code the shopper's phone received",
+        Some("ChallengeAnswer"),
+        200,
+        "ChallengeView"
+    ),
+    ("GET", "/v1/rules", "the live rule set", None, 200, "object"),
+    (
+        "PUT",
+        "/v1/rules",
+        "replace the rule set (validated whole, swapped between two payments)",
+        Some("object"),
+        200,
+        "object"
+    ),
+    ("GET", "/v1/rules/features", "the features rules can use", None, 200, "object"),
+    ("GET", "/v1/reason-codes", "every reason code with zh/en text and ways out", None, 200, "object"),
+    ("GET", "/v1/policy", "the regulatory policy document", None, 200, "object"),
+    ("PUT", "/v1/policy", "replace the policy document", Some("object"), 200, "object"),
+    ("GET", "/v1/lists", "deny and allow lists", None, 200, "object"),
+    ("POST", "/v1/lists", "add a list entry", Some("NewListEntry"), 201, "object"),
+    ("DELETE", "/v1/lists/{id}", "remove a list entry", None, 200, "object"),
+    ("GET", "/v1/api-keys", "API keys, never a key or its hash", None, 200, "object"),
+    ("POST", "/v1/api-keys", "make a key: answered once, with `key`", Some("NewApiKey"), 201, "object"),
+    (
+        "POST",
+        "/v1/api-keys/{id}/rotate",
+        "make a successor; the old key stays valid for the overlap",
+        Some("RotateRequest"),
+        201,
+        "object"
+    ),
+    ("DELETE", "/v1/api-keys/{id}", "revoke a key at once", None, 200, "object"),
+    (
+        "POST",
+        "/v1/shopper-tokens",
+        "a shopper token for one of the caller's lines and one device",
+        Some("TokenRequest"),
+        201,
+        "object"
+    ),
+];
+
+/// The component schemas, from the types.
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    xiezhi_core::NewMerchant,
+    xiezhi_core::PartnerAccount,
+    xiezhi_core::NewCreditLine,
+    xiezhi_core::UserProfile,
+    xiezhi_core::NewPayment,
+    xiezhi_core::PaymentContext,
+    xiezhi_core::ChallengeAnswer,
+    xiezhi_core::MerchantView,
+    xiezhi_core::CreditLineView,
+    xiezhi_core::RestrictionView,
+    xiezhi_core::PaymentView,
+    xiezhi_core::PaymentStatus,
+    xiezhi_core::Decision,
+    xiezhi_core::RecoveryView,
+    xiezhi_core::NoticeView,
+    xiezhi_core::RefundView,
+    xiezhi_core::RepaymentView,
+    xiezhi_core::DynamicQrView,
+    xiezhi_core::ChallengeView,
+    xiezhi_core::ChallengePurpose,
+    xiezhi_core::ChallengeStatus,
+    xiezhi_core::NewApiKey,
+    xiezhi_core::KeyKind,
+    xiezhi_core::xiezhi_risk::Explanation,
+    xiezhi_core::xiezhi_risk::Outcome,
+    xiezhi_core::xiezhi_risk::RecoveryKind,
+    xiezhi_core::xiezhi_risk::ChallengeMethod,
+    xiezhi_core::xiezhi_risk::NewListEntry,
+    xiezhi_core::xiezhi_risk::lists::ListKind,
+    xiezhi_core::xiezhi_risk::lists::SubjectKind,
+    crate::problem::Problem,
+    crate::problem::QrErrorDetail,
+    crate::AmountRequest,
+    crate::OptionalAmountRequest,
+    crate::EmptyRequest,
+    crate::DynamicQrRequest,
+    crate::keys::RotateRequest,
+    crate::keys::TokenRequest,
+)))]
+struct Schemas;
+
+fn schema(name: &str) -> Value {
+    match name {
+        "object" => json!({"type": "object"}),
+        other => json!({"$ref": format!("#/components/schemas/{other}")}),
+    }
+}
+
+fn success(op: &Operation) -> Value {
+    let content = match op.reply {
+        "text" => json!({"text/plain": {"schema": {"type": "string"}}}),
+        "image" => json!({
+            "image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}},
+            "image/svg+xml": {"schema": {"type": "string"}},
+        }),
+        other => json!({"application/json": {"schema": schema(other)}}),
+    };
+    json!({"description": op.summary, "content": content})
+}
+
+fn parameters(op: &Operation) -> Vec<Value> {
+    let mut parameters = Vec::new();
+    if op.path.contains("{id}") {
+        parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}));
+    }
+    if op.path == "/v1/merchants/{id}/qr" && op.method == "GET" {
+        parameters.push(json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["png", "svg"]}}));
+        parameters.push(
+            json!({"name": "module_px", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 32}}),
+        );
+    }
+    if op.method == "POST" || op.method == "PUT" {
+        parameters.push(json!({
+            "name": "Idempotency-Key", "in": "header",
+            "description": "the same key with the same request returns the stored answer (per caller, 24 h)",
+            "schema": {"type": "string", "minLength": 1, "maxLength": xiezhi_core::MAX_IDEMPOTENCY_KEY_BYTES},
+        }));
+    }
+    parameters
+}
+
+fn operation(op: &Operation) -> Value {
+    let method = Method::from_bytes(op.method.as_bytes()).expect("a method");
+    let access =
+        access(&method, op.path).unwrap_or_else(|| panic!("{} {} is not in the access table", op.method, op.path));
+    let (security, scope) = match access {
+        Access::Public => (json!([]), None),
+        Access::Authenticated => (json!([{"bearer": []}]), None),
+        Access::Key(scope) => (json!([{"bearer": []}]), Some(scope.as_str().to_owned())),
+        Access::KeyOrShopper(scope) => {
+            (json!([{"bearer": []}]), Some(format!("{} (or a shopper token)", scope.as_str())))
+        }
+    };
+    let mut value = json!({
+        "operationId": format!("{} {}", op.method, op.path),
+        "summary": op.summary,
+        "security": security,
+        "parameters": parameters(op),
+        "responses": {
+            op.status.to_string(): success(op),
+            "default": {
+                "description": "a refusal: problem+json with a stable `code` (see the README's error list)",
+                "content": {"application/problem+json": {"schema": schema("Problem")}},
+            },
+        },
+    });
+    if let Some(scope) = scope {
+        value["x-scope"] = json!(scope);
+        value["description"] = json!(format!("Needs the scope `{scope}`."));
+    }
+    if let Some(body) = op.body {
+        value["requestBody"] = json!({"required": body != "EmptyRequest" && body != "OptionalAmountRequest" && body != "RotateRequest",
+            "content": {"application/json": {"schema": schema(body)}}});
+    }
+    value
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let item = paths.entry(op.path).or_insert_with(|| json!({}));
+        item[op.method.to_ascii_lowercase()] = operation(op);
+    }
+    let mut components = serde_json::to_value(Schemas::openapi().components).expect("schemas serialise");
+    components["securitySchemes"] = json!({
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "an API key (`xz_…`) or a shopper token (PASETO `v4.public.…`)"},
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Xiezhi",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Real-time decisions and credit lines for consumer-credit scan-to-pay.",
+        },
+        "paths": paths,
+        "components": components,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::ROUTES;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_route_has_one_operation_and_every_operation_a_route() {
+        for (method, path, _) in ROUTES {
+            let found = OPERATIONS.iter().filter(|o| o.method == *method && o.path == *path).count();
+            assert_eq!(found, 1, "{method} {path} is documented {found} times");
+        }
+        for op in OPERATIONS {
+            assert!(
+                ROUTES.iter().any(|(m, p, _)| *m == op.method && *p == op.path),
+                "{} {} has no route",
+                op.method,
+                op.path
+            );
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_protected_operations_need_the_bearer() {
+        let document = document();
+        let text = document.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(document["components"]["schemas"].get(name).is_some(), "no schema `{name}`");
+        }
+        assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
+        assert_eq!(document["paths"]["/v1/payments"]["post"]["security"], json!([{"bearer": []}]));
+        assert_eq!(document["paths"]["/v1/payments"]["post"]["x-scope"], "payments:write");
+        assert_eq!(document["openapi"], "3.1.0");
+    }
+
+    /// `METHOD /path` pairs in the README's API table.
+    fn readme_operations() -> BTreeSet<(String, String)> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let start = readme.find("| Method and path |").expect("the README's API table");
+        let table = readme[start..].split("\n\n").next().unwrap();
+        let mut found = BTreeSet::new();
+        for cell in table.lines().filter_map(|l| l.split('|').nth(1)) {
+            for piece in cell.split('`').skip(1).step_by(2) {
+                let mut words = piece.split_whitespace();
+                if let (Some(method), Some(path)) = (words.next(), words.next()) {
+                    if ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&method) {
+                        let path = path.split('?').next().unwrap();
+                        found.insert((method.to_owned(), path.to_owned()));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_readme_api_table_and_the_document_agree() {
+        let documented: BTreeSet<(String, String)> =
+            OPERATIONS.iter().map(|o| (o.method.to_owned(), o.path.to_owned())).collect();
+        let readme = readme_operations();
+        let missing: Vec<_> = documented.difference(&readme).collect();
+        let extra: Vec<_> = readme.difference(&documented).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "not in the README: {missing:?}; not in the document: {extra:?}"
+        );
+    }
+}
