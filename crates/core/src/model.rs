@@ -37,18 +37,24 @@ pub struct PartnerAccount {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewMerchant {
+    #[cfg_attr(feature = "utoipa", schema(min_length = 1, max_length = 128, example = "Lotus Market"))]
     pub name: String,
+    #[cfg_attr(feature = "utoipa", schema(min_length = 1, max_length = 128, example = "Hangzhou"))]
     pub city: String,
     /// ISO 3166-1 alpha-2.
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[A-Z]{2}$", example = "CN"))]
     pub country: String,
     /// ISO 18245 merchant category code, four digits.
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[0-9]{4}$", example = "5411"))]
     pub mcc: String,
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[A-Z]{3}$", example = "CNY"))]
     pub currency: String,
     #[serde(default)]
     pub partner_accounts: Vec<PartnerAccount>,
     /// When the merchant was onboarded, for a merchant moved from an existing book (RFC 3339;
     /// not in the future). The risk engine reads the merchant's age from it. Default: now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime, example = "2025-01-01T00:00:00Z"))]
     pub onboarded_at: Option<String>,
 }
 
@@ -56,8 +62,11 @@ pub struct NewMerchant {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewCreditLine {
+    #[cfg_attr(feature = "utoipa", schema(min_length = 1, max_length = 128, example = "alice"))]
     pub user_id: String,
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[A-Z]{3}$", example = "CNY"))]
     pub currency: String,
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "2000.00"))]
     pub limit: String,
     /// Age, identity verification level and region, which regulatory policy may require.
     #[serde(default)]
@@ -65,6 +74,7 @@ pub struct NewCreditLine {
     /// When the line was opened, for a line moved from an existing book (RFC 3339; not in
     /// the future). The risk engine reads the line's age from it. Default: now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime, example = "2025-01-01T00:00:00Z"))]
     pub opened_at: Option<String>,
     /// The wallet the line belongs to (whose wallet keys and shopper tokens act for it). A
     /// wallet key's lines are its own wallet's; an operator names the wallet when it moves
@@ -79,8 +89,10 @@ pub struct NewCreditLine {
 #[serde(deny_unknown_fields)]
 pub struct PaymentContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(min_length = 1, max_length = 128, example = "d1"))]
     pub device_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(format = Ipv4, example = "203.0.113.9"))]
     pub ip: Option<String>,
     /// e.g. "wifi", "4g", "5g".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,9 +111,11 @@ pub struct NewPayment {
     pub qr_payload: String,
     /// Required when the QR code is static; must match when it is dynamic.
     #[serde(default)]
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "88.80"))]
     pub amount: Option<String>,
     /// Only where the QR code prompts for a tip (indicator 01).
     #[serde(default)]
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "2.00"))]
     pub tip: Option<String>,
     #[serde(default)]
     pub context: PaymentContext,
@@ -495,6 +509,7 @@ impl From<&Challenge> for ChallengeView {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeAnswer {
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[0-9]{6}$", example = "123456"))]
     pub code: String,
 }
 

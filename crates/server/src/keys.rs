@@ -27,6 +27,7 @@ pub(crate) async fn create(State(state): State<AppState>, posted: Posted) -> Res
 pub(crate) struct RotateRequest {
     /// How long the old key stays valid, in seconds (default a day).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000, example = 86400)]
     overlap_s: Option<i64>,
 }
 
@@ -45,8 +46,10 @@ pub(crate) async fn revoke(State(state): State<AppState>, Who(caller): Who, Path
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenRequest {
     credit_line_id: String,
+    #[schema(min_length = 1, max_length = 128, example = "phone-1")]
     device_id: String,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3600, example = 900)]
     ttl_s: Option<i64>,
 }
 

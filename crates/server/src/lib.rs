@@ -447,6 +447,7 @@ async fn merchant_qr_image(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DynamicQrRequest {
+    #[schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "35.00")]
     amount: String,
     #[serde(default)]
     bill_number: Option<String>,
@@ -470,6 +471,7 @@ async fn get_credit_line(State(state): State<AppState>, who: Who, Path(id): Path
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AmountRequest {
+    #[schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "20.00")]
     amount: String,
 }
 
@@ -477,6 +479,7 @@ pub(crate) struct AmountRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptionalAmountRequest {
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "80.00")]
     amount: Option<String>,
 }
 
