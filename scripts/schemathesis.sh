@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every operation in the API document against a real server with schemathesis (from
 # PyPI): no answer may be a 5xx, and every answer must be what the document says (status,
-# content type, headers, body schema). Installs schemathesis into target/schemathesis-venv
+# content type, headers, body schema); then scripts/openapi_journey.py walks a payment
+# through its life and holds each answer to the document. Installs schemathesis into target/schemathesis-venv
 # once; builds the binary unless XIEZHI_BIN names one. Used by scripts/test (so by CI).
 # SCHEMATHESIS_MAX_EXAMPLES sets the examples per operation (default 40).
 set -euo pipefail
@@ -30,6 +31,9 @@ status=0
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-40}" --seed 12 --workers 2 \
   --suppress-health-check all --warnings off --report junit,har --report-dir "${SCHEMATHESIS_REPORT_DIR:-$data/report}" || status=$?
+# What schemathesis cannot reach alone: a payment's journey, each answer held to the document.
+phone=$(grep -o 'http://127.0.0.1:[0-9]*/messages' "$data/stdout.log" | head -1)
+"$venv/bin/python" scripts/openapi_journey.py "$base" "$key" "$phone" "$(cat "$data/phone-gateway.token")" || status=$?
 if [ $status -ne 0 ]; then
   echo "--- server stderr (last 40 lines)"; tail -40 "$data/stderr.log"
 fi
