@@ -15,7 +15,7 @@ mod problem;
 pub mod rate;
 pub mod tokens;
 
-pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADERS, MAX_HEADER_BYTES};
+pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_NETWORK, MAX_HEADERS, MAX_HEADER_BYTES};
 pub use problem::Problem;
 
 use auth::Who;

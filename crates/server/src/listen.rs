@@ -8,12 +8,17 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Most connections served at once; the next waits in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 4_096;
+/// Most connections one client network (an IPv4 address, an IPv6 /64) holds at once; one
+/// more is closed at once, so no single client can take every slot.
+pub const MAX_CONNECTIONS_PER_NETWORK: usize = 512;
 /// Longest a client may take to send a request's headers (then the connection closes).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most header fields in one request (more: `431`).
@@ -30,6 +35,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_network: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -49,6 +55,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(held) = NetworkSlot::take(&per_network, crate::rate::network_of(peer.ip())) else {
+            metrics::counter!("xiezhi_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         // Every request learns its peer (the rate limits key on it), as axum's
         // `into_make_service_with_connect_info` would tell it.
@@ -62,6 +73,7 @@ pub async fn serve(
         tokio::spawn(async move {
             // A client that resets the connection is not an error of ours.
             let _ = connection.await;
+            drop(held);
             drop(slot);
         });
     }
@@ -70,6 +82,38 @@ pub async fn serve(
         tracing::warn!("connections still open after the shutdown grace period were dropped");
     }
     Ok(())
+}
+
+/// One connection counted against its network; uncounted when dropped.
+struct NetworkSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    network: IpAddr,
+}
+
+impl NetworkSlot {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, network: IpAddr) -> Option<NetworkSlot> {
+        let mut held = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(network).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_NETWORK {
+            return None;
+        }
+        *count += 1;
+        Some(NetworkSlot { counts: Arc::clone(counts), network })
+    }
+}
+
+impl Drop for NetworkSlot {
+    fn drop(&mut self) {
+        let mut held = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.network) {
+            *count -= 1;
+            // The map holds only networks with a connection open: it cannot grow past
+            // MAX_CONNECTIONS entries.
+            if *count == 0 {
+                held.remove(&self.network);
+            }
+        }
+    }
 }
 
 fn configured() -> http1::Builder {

@@ -41,16 +41,20 @@ impl Default for RateLimits {
     }
 }
 
-/// The client network a request came from.
-fn network(request: &Request<impl Sized>) -> Option<IpAddr> {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    Some(match peer {
+/// The client network of an address: the IPv4 address itself, or the IPv6 /64.
+pub(crate) fn network_of(peer: IpAddr) -> IpAddr {
+    match peer {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         },
         v4 => v4,
-    })
+    }
+}
+
+/// The client network a request came from.
+fn network(request: &Request<impl Sized>) -> Option<IpAddr> {
+    Some(network_of(request.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip()))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -124,3 +124,26 @@ async fn slow_clients_are_timed_out() {
     let limit = xiezhi_server::HEADER_READ_TIMEOUT + Duration::from_secs(3);
     assert!(trickled < limit, "a header a byte a second held the connection {trickled:?}");
 }
+
+/// One client network cannot take every connection slot: past its share a new connection is
+/// closed at once, and one freed makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_network_holds_at_most_its_share_of_connections() {
+    let (address, _dir) = start().await;
+    let mut held = Vec::new();
+    for _ in 0..xiezhi_server::MAX_CONNECTIONS_PER_NETWORK {
+        held.push(TcpStream::connect(&address).await.unwrap());
+    }
+    // The server counts a connection when it accepts it: let it catch up with the backlog.
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut refused = TcpStream::connect(&address).await.unwrap();
+    // The write may or may not fail, depending on when the close arrives; the answer is none.
+    let _ = refused.write_all(request).await;
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), refused.read(&mut buffer)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "one connection past the share is closed unanswered: {read:?}");
+    held.truncate(held.len() - 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (answer, _) = exchange(&address, request, Duration::from_secs(5)).await;
+    assert_eq!(status(&answer), 200, "a freed slot is taken again: {answer}");
+}
