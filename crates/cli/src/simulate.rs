@@ -2,6 +2,7 @@
 //! default) or through a running server (`--target`), with the quality report.
 
 use clap::Args;
+use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,17 @@ pub struct SimulateArgs {
     pub phone_gateway: Option<String>,
     #[arg(long)]
     pub phone_gateway_token_file: Option<PathBuf>,
+    /// Run N mixes drawn from the parameter ranges (crates/sim/mix/ranges.json, or
+    /// `--ranges FILE`) instead of one, the main configuration only, and report each mix and
+    /// the worst and median across them (`sweep` in the JSON report).
+    #[arg(long)]
+    pub sweep: Option<u32>,
+    /// The sweep's seed: the same seed draws the same mixes.
+    #[arg(long, default_value_t = 1)]
+    pub sweep_seed: u64,
+    /// Parameter ranges for `--sweep` (default: the shipped ones).
+    #[arg(long)]
+    pub ranges: Option<PathBuf>,
     /// Print the JSON report instead of markdown.
     #[arg(long)]
     pub json: bool,
@@ -140,6 +152,9 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
             engines.push(baseline);
         }
     }
+    if let Some(count) = args.sweep {
+        return sweep(&args, &config, &engines[0], count);
+    }
     let runs = match (&args.target, &args.export_features) {
         (None, Some(path)) => {
             if engines.len() > 1 {
@@ -178,6 +193,65 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
     }
     let report = xiezhi_sim::report(&config, &runs);
     let markdown = xiezhi_sim::markdown(&report);
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        std::fs::write(path, text + "\n").map_err(|e| format!("report {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &markdown).map_err(|e| format!("markdown {}: {e}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+    } else {
+        print!("{markdown}");
+    }
+    Ok(())
+}
+
+/// `--sweep N`: N mixes drawn from the ranges, each run in process with the main
+/// configuration; the report's `sweep` block has every mix and the worst and median.
+fn sweep(args: &SimulateArgs, config: &RunConfig, engine: &EngineConfig, count: u32) -> Result<(), String> {
+    if args.target.is_some() || args.export_features.is_some() {
+        return Err("--sweep runs in process only, without --target or --export-features".into());
+    }
+    if !(1..=xiezhi_sim::sweep::MAX_SWEEP_MIXES).contains(&count) {
+        return Err(format!("--sweep is 1 to {} mixes", xiezhi_sim::sweep::MAX_SWEEP_MIXES));
+    }
+    let ranges = match &args.ranges {
+        Some(path) => xiezhi_sim::sweep::Ranges::from_json(&read(path, "ranges")?).map_err(|e| e.to_string())?,
+        None => xiezhi_sim::sweep::Ranges::shipped(),
+    };
+    let mut mixes = Vec::new();
+    for index in 0..count {
+        let (mix, drawn) = ranges.draw(&config.mix, args.sweep_seed, index).map_err(|e| e.to_string())?;
+        let drawn_config = RunConfig { mix, ..config.clone() };
+        let runs = xiezhi_sim::run_in_process(&drawn_config, std::slice::from_ref(engine), &|_, _, _| {})
+            .map_err(|e| e.to_string())?;
+        let report = xiezhi_sim::report(&drawn_config, &runs);
+        eprintln!(
+            "[sweep {}/{count}] {} payments, fraud amount stopped {}%, honest users restricted {}%",
+            index + 1,
+            runs[0].payments,
+            report["overall"]["fraud_amount_stopped_pct"],
+            report["overall"]["honest_users_restricted_pct"]
+        );
+        mixes.push(json!({
+            "index": index,
+            "mix": drawn_config.mix.version,
+            "parameters": drawn,
+            "overall": report["overall"],
+            "scenarios": report["scenarios"],
+        }));
+    }
+    let block = xiezhi_sim::sweep::sweep_block(&ranges, args.sweep_seed, mixes);
+    let report = json!({
+        "simulation": {
+            "users": config.users, "merchants": config.merchants, "days": config.days, "seed": config.seed,
+            "mix": config.mix.version, "configuration": engine.name, "mode": "in_process",
+        },
+        "sweep": block,
+    });
+    let markdown = xiezhi_sim::sweep::sweep_markdown(&report["sweep"]);
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).expect("report serialises");
         std::fs::write(path, text + "\n").map_err(|e| format!("report {}: {e}", path.display()))?;

@@ -196,3 +196,55 @@ mod reqwest {
         })
     }
 }
+
+/// `--sweep N --sweep-seed S`: N mixes drawn from the ranges, each in the report with the
+/// values drawn, and the worst and median across them; the same seed draws the same mixes.
+#[test]
+fn a_sweep_reports_every_mix_and_the_worst_and_median() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |seed: &str, name: &str| {
+        let path = dir.path().join(name);
+        let out = xiezhi(&[
+            "simulate",
+            "--users",
+            "500",
+            "--merchants",
+            "100",
+            "--days",
+            "3",
+            "--warmup-days",
+            "1",
+            "--mix",
+            FRAUD_HEAVY,
+            "--sweep",
+            "3",
+            "--sweep-seed",
+            seed,
+            "--report",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("## Sweep: 3 mixes"));
+        serde_json::from_str::<Value>(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let report = run("5", "a.json");
+    let sweep = &report["sweep"];
+    let mixes = sweep["mixes"].as_array().unwrap();
+    assert_eq!(mixes.len(), 3);
+    assert_ne!(mixes[0]["parameters"], mixes[1]["parameters"], "each mix is drawn anew");
+    let drain = &mixes[0]["parameters"]["adversaries.account_takeover.drain_share_pct"];
+    assert!(drain.is_array(), "{}", mixes[0]["parameters"]);
+    for figure in ["fraud_amount_stopped_pct", "honest_users_restricted_pct"] {
+        let values: Vec<f64> = mixes.iter().map(|m| m["overall"][figure].as_f64().unwrap()).collect();
+        let worst = sweep["worst"]["overall"][figure].as_f64().unwrap();
+        let expected = if figure.starts_with("fraud") {
+            values.iter().copied().fold(f64::MAX, f64::min)
+        } else {
+            values.iter().copied().fold(f64::MIN, f64::max)
+        };
+        assert!((worst - expected).abs() < 0.001, "{figure}: worst {worst} of {values:?}");
+        assert!(sweep["median"]["overall"][figure].is_number());
+    }
+    assert_eq!(run("5", "b.json")["sweep"]["mixes"][2]["parameters"], mixes[2]["parameters"], "the seed repeats");
+    assert_ne!(run("6", "c.json")["sweep"]["mixes"][0]["parameters"], mixes[0]["parameters"]);
+}

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod mix;
 pub mod report;
 mod sim;
+pub mod sweep;
 pub mod world;
 
 pub use driver::{Bank, ChallengeEnd, Driver, EngineConfig, NullDriver, PayRequest, PayResult};

@@ -213,7 +213,7 @@ impl Mix {
         Ok(mix)
     }
 
-    fn validate(&self) -> Result<(), SimError> {
+    pub(crate) fn validate(&self) -> Result<(), SimError> {
         let bad = |m: String| Err(SimError::Mix(m));
         if self.cities.is_empty() || self.cities.iter().all(|c| c.weight == 0) {
             return bad("`cities` needs at least one city with a weight".into());
