@@ -99,6 +99,12 @@ impl Scenario {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// Whether the scenario is honest shoppers living their lives (the friction targets
+    /// apply to the worst of these), not an adversary's.
+    pub fn is_honest(self) -> bool {
+        self.index() <= Scenario::LargePurchase.index()
+    }
 }
 
 /// Latencies in a log-linear histogram: 16 steps per power of two (about 4 % wide).

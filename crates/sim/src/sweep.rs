@@ -108,7 +108,7 @@ impl Ranges {
 }
 
 /// The figures a sweep summarises, and which way is better.
-pub const SWEEP_FIGURES: [(&str, Better); 7] = [
+pub const SWEEP_FIGURES: [(&str, Better); 9] = [
     ("honest_users_restricted_pct", Better::Lower),
     ("honest_payments_declined_pct", Better::Lower),
     ("honest_payments_stepped_up_pct", Better::Lower),
@@ -116,7 +116,28 @@ pub const SWEEP_FIGURES: [(&str, Better); 7] = [
     ("fraud_amount_stopped_pct", Better::Higher),
     ("fraud_loss_minor", Better::Lower),
     ("default_loss_minor", Better::Lower),
+    ("worst_honest_scenario_declined_pct", Better::Lower),
+    ("worst_honest_scenario_stepped_up_pct", Better::Lower),
 ];
+
+/// Adds to a mix's `overall` the friction of its worst honest scenario: the highest decline
+/// and step-up rates among the scenarios of honest shoppers (an average can hide one
+/// group of people the configuration keeps failing).
+fn add_worst_honest_scenario(mix: &mut Value) {
+    for (figure, source) in [
+        ("worst_honest_scenario_declined_pct", "honest_payments_declined_pct"),
+        ("worst_honest_scenario_stepped_up_pct", "honest_payments_stepped_up_pct"),
+    ] {
+        let worst = crate::Scenario::ALL
+            .iter()
+            .filter(|s| s.is_honest())
+            .filter_map(|s| mix["scenarios"].get(s.name()).and_then(|b| b.get(source)).and_then(Value::as_f64))
+            .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
+        if let (Some(worst), Some(overall)) = (worst, mix["overall"].as_object_mut()) {
+            overall.insert(figure.into(), json!(worst));
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Better {
@@ -150,7 +171,8 @@ fn summarise(blocks: &[&Value]) -> (Map<String, Value>, Map<String, Value>) {
 /// The `sweep` block from each mix's report (`overall` and `scenarios` of the main
 /// configuration, with the parameters drawn): `mixes`, and `worst` and `median` overall and
 /// per scenario.
-pub fn sweep_block(ranges: &Ranges, sweep_seed: u64, mixes: Vec<Value>) -> Value {
+pub fn sweep_block(ranges: &Ranges, sweep_seed: u64, mut mixes: Vec<Value>) -> Value {
+    mixes.iter_mut().for_each(add_worst_honest_scenario);
     let overall: Vec<&Value> = mixes.iter().map(|m| &m["overall"]).collect();
     let (worst_overall, median_overall) = summarise(&overall);
     let mut names: Vec<String> =
@@ -268,5 +290,17 @@ mod tests {
         assert_eq!(block["worst"]["overall"]["fraud_amount_stopped_pct"], 10.0);
         assert_eq!(block["median"]["overall"]["fraud_amount_stopped_pct"], 30.0);
         assert_eq!(block["worst"]["overall"]["honest_users_restricted_pct"], 5.0);
+    }
+
+    #[test]
+    fn the_worst_honest_scenario_is_the_highest_among_honest_ones_only() {
+        let mix = json!({"overall": {}, "scenarios": {
+            "routine": {"honest_payments_declined_pct": 0.1, "honest_payments_stepped_up_pct": 1.0},
+            "travel": {"honest_payments_declined_pct": 0.7, "honest_payments_stepped_up_pct": 0.5},
+            "compromised_qr": {"honest_payments_declined_pct": 50.0, "honest_payments_stepped_up_pct": 60.0},
+        }});
+        let block = sweep_block(&Ranges::shipped(), 1, vec![mix]);
+        assert_eq!(block["worst"]["overall"]["worst_honest_scenario_declined_pct"], 0.7);
+        assert_eq!(block["worst"]["overall"]["worst_honest_scenario_stepped_up_pct"], 1.0);
     }
 }
