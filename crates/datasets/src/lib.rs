@@ -187,7 +187,7 @@ pub fn spec(name: &str) -> Result<&'static DatasetSpec, DataError> {
 }
 
 /// Where the data lives: `XIEZHI_DATA_DIR`, else the first of `../shared/data` from the
-/// working directory, from the workspace root, or the machine's `/work/shared/data`.
+/// working directory or from the workspace root (never one machine's absolute path).
 pub fn default_data_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("XIEZHI_DATA_DIR") {
         return PathBuf::from(dir);
@@ -195,7 +195,6 @@ pub fn default_data_dir() -> PathBuf {
     let candidates = [
         PathBuf::from("../shared/data"),
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")),
-        PathBuf::from("/work/shared/data"),
     ];
     candidates.iter().find(|d| d.join("credit").is_dir()).cloned().unwrap_or_else(|| candidates[0].clone())
 }
