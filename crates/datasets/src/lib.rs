@@ -192,10 +192,8 @@ pub fn default_data_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("XIEZHI_DATA_DIR") {
         return PathBuf::from(dir);
     }
-    let candidates = [
-        PathBuf::from("../shared/data"),
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")),
-    ];
+    let candidates =
+        [PathBuf::from("../shared/data"), PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))];
     candidates.iter().find(|d| d.join("credit").is_dir()).cloned().unwrap_or_else(|| candidates[0].clone())
 }
 
