@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// not the engine's.
     #[arg(long)]
     pub fraud_model: Option<PathBuf>,
+    /// A trained fraud model that scores every payment beside the scorer in force without
+    /// deciding any (champion and challenger): each decision record's `challenger` says
+    /// what it would have decided.
+    #[arg(long)]
+    pub challenger_model: Option<PathBuf>,
     /// Requests a second each client network (an IPv4 address, an IPv6 /64) may send, in
     /// bursts of twice that; over it, `429 rate_limited`. 0 turns the limit off.
     #[arg(long, default_value_t = xiezhi_server::rate::RateLimits::default().per_ip_per_s)]
@@ -261,6 +266,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             rules_json: read_file("rules", &args.rules)?,
             policy_json: read_file("policy", &args.policy)?,
             scorer: args.fraud_model.as_deref().map(crate::model_cmd::fraud_scorer).transpose()?,
+            challenger: args.challenger_model.as_deref().map(crate::model_cmd::fraud_scorer).transpose()?,
             hash_key: None,
         },
         read_only: args.read_only,

@@ -436,7 +436,7 @@ impl Driver for HttpDriver {
                 challenge_id: value["decision"]["challenge_id"].as_str().map(str::to_owned),
             },
         );
-        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns })
+        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns, challenger_outcome: None })
     }
 
     fn resend(&mut self, token: u64, now_ms: i64) -> Result<PayResult, SimError> {
@@ -450,7 +450,8 @@ impl Driver for HttpDriver {
         let started = Instant::now();
         let value = self.send_payment(token, &body)?;
         let (outcome, reason_codes, restricted_until_ms) = self.read_decision(&value, paid_at_ms);
-        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns: started.elapsed().as_nanos() as u64 })
+        let latency_ns = started.elapsed().as_nanos() as u64;
+        Ok(PayResult { outcome, reason_codes, restricted_until_ms, latency_ns, challenger_outcome: None })
     }
 
     fn answer_challenge(

@@ -42,6 +42,11 @@ pub struct SimulateArgs {
     /// `sim_traffic` export) as the main configuration's scorer instead of the heuristic one.
     #[arg(long)]
     pub fraud_model: Option<PathBuf>,
+    /// A scorer that watches the main configuration's every payment without deciding any:
+    /// `heuristic`, or a trained model's directory. The report then shows both scorers'
+    /// decisions on the same payments (`challenger` in the JSON).
+    #[arg(long)]
+    pub challenger: Option<String>,
     /// Baseline configurations run side by side with the main one: `default`, `strict`.
     #[arg(long, value_delimiter = ',', default_value = "strict")]
     pub baselines: Vec<String>,
@@ -135,6 +140,13 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         rules_json: args.rules.as_ref().map(|p| read(p, "rules")).transpose()?,
         policy_json: args.policy.as_ref().map(|p| read(p, "policy")).transpose()?,
         scorer,
+        challenger: match args.challenger.as_deref() {
+            None => None,
+            Some("heuristic") => {
+                Some(std::sync::Arc::new(xiezhi_risk::HeuristicScorer) as std::sync::Arc<dyn xiezhi_risk::Scorer>)
+            }
+            Some(dir) => Some(crate::model_cmd::fraud_scorer(std::path::Path::new(dir))?),
+        },
     };
     main.build().map_err(|e| {
         let files: Vec<String> =
@@ -191,7 +203,13 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
             r.payments_per_s()
         );
     }
-    let report = xiezhi_sim::report(&config, &runs);
+    let mut report = xiezhi_sim::report(&config, &runs);
+    if report["challenger"].is_object() {
+        let name = |s: &dyn xiezhi_risk::Scorer| format!("{}@{}", s.name(), s.version());
+        report["challenger"]["champion_scorer"] =
+            json!(engines[0].scorer.as_deref().map_or_else(|| name(&xiezhi_risk::HeuristicScorer), name));
+        report["challenger"]["challenger_scorer"] = json!(engines[0].challenger.as_deref().map(name));
+    }
     let markdown = xiezhi_sim::markdown(&report);
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).expect("report serialises");

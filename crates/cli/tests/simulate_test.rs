@@ -248,3 +248,49 @@ fn a_sweep_reports_every_mix_and_the_worst_and_median() {
     assert_eq!(run("5", "b.json")["sweep"]["mixes"][2]["parameters"], mixes[2]["parameters"], "the seed repeats");
     assert_ne!(run("6", "c.json")["sweep"]["mixes"][0]["parameters"], mixes[0]["parameters"]);
 }
+
+/// `--challenger heuristic` on the heuristic champion: the report's two columns agree, and
+/// the markdown shows them side by side.
+#[test]
+fn a_challenger_is_reported_beside_the_champion() {
+    let out = xiezhi(&[
+        "simulate",
+        "--users",
+        "400",
+        "--merchants",
+        "80",
+        "--days",
+        "2",
+        "--warmup-days",
+        "1",
+        "--mix",
+        FRAUD_HEAVY,
+        "--baselines",
+        "none",
+        "--challenger",
+        "heuristic",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let watch = &report["challenger"];
+    assert_eq!(watch["champion"], watch["challenger"], "{watch}");
+    assert_eq!(
+        (watch["champion_scorer"].as_str(), watch["challenger_scorer"].as_str()),
+        (Some("heuristic@1"), Some("heuristic@1"))
+    );
+    let out = xiezhi(&[
+        "simulate",
+        "--users",
+        "300",
+        "--days",
+        "1",
+        "--merchants",
+        "60",
+        "--baselines",
+        "none",
+        "--challenger",
+        "heuristic",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Champion and challenger"));
+}

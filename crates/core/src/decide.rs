@@ -33,6 +33,9 @@ pub struct RiskConfig {
     pub rules_json: Option<String>,
     /// A trained fraud model (`--fraud-model DIR`); the heuristic scorer otherwise.
     pub scorer: Option<Arc<dyn xiezhi_risk::Scorer>>,
+    /// A scorer that watches every decision without deciding (`--challenger-model DIR`):
+    /// each decision record says what it would have decided.
+    pub challenger: Option<Arc<dyn xiezhi_risk::Scorer>>,
     /// The secret the engine's velocity maps hash ids under. `None` (the default): a fresh
     /// one from the OS generator each time the engine is built; tests may fix it.
     pub hash_key: Option<xiezhi_risk::velocity::HashKey>,
@@ -44,6 +47,7 @@ impl std::fmt::Debug for RiskConfig {
             .field("policy_json", &self.policy_json.as_ref().map(String::len))
             .field("rules_json", &self.rules_json.as_ref().map(String::len))
             .field("scorer", &self.scorer.as_ref().map(|s| format!("{}@{}", s.name(), s.version())))
+            .field("challenger", &self.challenger.as_ref().map(|s| format!("{}@{}", s.name(), s.version())))
             .field("hash_key", &self.hash_key.map(|_| "fixed"))
             .finish()
     }
@@ -138,6 +142,7 @@ pub(crate) fn build_engine(store: &mut dyn xiezhi_store::Store, config: &RiskCon
     if let Some(scorer) = &config.scorer {
         engine.set_scorer(Arc::clone(scorer));
     }
+    engine.set_challenger(config.challenger.clone());
     Ok(engine)
 }
 

@@ -171,6 +171,20 @@ pub struct DecisionRecord {
     /// The configured scorer could not score this payment; the heuristic scorer did.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scorer_fallback: bool,
+    /// The challenger scorer's view of the same payment: it only watched (the scorer that
+    /// decided is `versions.scorer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenger: Option<Watched>,
+}
+
+/// What a challenger scorer would have decided, on the same facts and features.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watched {
+    /// `name@version` of the scorer that watched.
+    pub scorer: String,
+    pub score: i64,
+    pub outcome: Outcome,
+    pub reason_codes: Vec<String>,
 }
 
 /// The challenge a step-up asks for.
@@ -188,6 +202,8 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     lists: Lists,
     scorer: Arc<dyn Scorer>,
+    /// A scorer that watches every decision without deciding any (champion and challenger).
+    challenger: Option<Arc<dyn Scorer>>,
     state: RiskState,
     /// The versions in force, built once per change rather than per decision.
     versions: Versions,
@@ -223,6 +239,7 @@ impl Engine {
             rules,
             lists: Lists::default(),
             scorer: Arc::new(HeuristicScorer),
+            challenger: None,
             state: RiskState::new(),
             versions: Versions {
                 engine: String::new(),
@@ -280,6 +297,12 @@ impl Engine {
         self.versions = self.current_versions();
     }
 
+    /// Has `challenger` score every payment beside the scorer in force, without deciding
+    /// any: each decision record then says what it would have decided (`None`: no watcher).
+    pub fn set_challenger(&mut self, challenger: Option<Arc<dyn Scorer>>) {
+        self.challenger = challenger;
+    }
+
     pub fn versions(&self) -> Versions {
         self.versions.clone()
     }
@@ -320,7 +343,20 @@ impl Engine {
 
     /// Decides one payment and remembers it in the velocity state.
     pub fn decide(&mut self, facts: PaymentFacts) -> DecisionRecord {
-        let record = self.evaluate(facts);
+        let mut features = FeatureVector::new();
+        self.fill_features(&facts, &mut features);
+        // The challenger sees the same facts and features, before anything is recorded.
+        let watched = self.challenger.as_ref().map(|challenger| {
+            let shadow = self.evaluate_with(facts.clone(), features.clone(), challenger.as_ref());
+            Watched {
+                scorer: format!("{}@{}", challenger.name(), challenger.version()),
+                score: shadow.score.value,
+                outcome: shadow.outcome,
+                reason_codes: shadow.reason_codes,
+            }
+        });
+        let mut record = self.evaluate_features(facts, features);
+        record.challenger = watched;
         let attempt = self.attempt(&record.facts);
         let is_retry = record.features.bool(Feature::IsRetry);
         let policy = self.velocity_policy(record.facts.now_ms);
@@ -370,8 +406,13 @@ impl Engine {
 
     /// The layers, from the features on. Pure: the same facts and features give the same
     /// record, which is what replay checks.
-    pub fn evaluate_features(&self, facts: PaymentFacts, mut features: FeatureVector) -> DecisionRecord {
-        let (score, scorer_fallback) = match self.scorer.score(&features) {
+    pub fn evaluate_features(&self, facts: PaymentFacts, features: FeatureVector) -> DecisionRecord {
+        self.evaluate_with(facts, features, self.scorer.as_ref())
+    }
+
+    /// [`Engine::evaluate_features`] with `scorer` in the score layer.
+    fn evaluate_with(&self, facts: PaymentFacts, mut features: FeatureVector, scorer: &dyn Scorer) -> DecisionRecord {
+        let (score, scorer_fallback) = match scorer.score(&features) {
             Ok(score) => (score, false),
             Err(_) => (HeuristicScorer.points(&features), true),
         };
@@ -701,6 +742,7 @@ impl Engine {
             notices,
             latency_us: 0,
             scorer_fallback: false,
+            challenger: None,
             facts,
         }
     }

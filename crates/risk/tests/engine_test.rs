@@ -663,3 +663,46 @@ fn a_scorer_that_cannot_score_falls_back_to_the_heuristic_and_says_so() {
         "absent when it did not happen"
     );
 }
+
+/// A scorer that finds everything as risky as can be.
+struct Paranoid;
+
+impl Scorer for Paranoid {
+    fn name(&self) -> &str {
+        "paranoid"
+    }
+    fn version(&self) -> &str {
+        "7"
+    }
+    fn features(&self) -> &[Feature] {
+        &[]
+    }
+    fn score(&self, _: &FeatureVector) -> Result<Score, ScoreError> {
+        Ok(Score { scorer: "paranoid".into(), version: "7".into(), value: 1000, contributions: vec![] })
+    }
+}
+
+/// Champion and challenger: the challenger scores every payment beside the scorer in force
+/// and its view is recorded, but the decision and what the engine remembers are the
+/// champion's alone.
+#[test]
+fn a_challenger_watches_every_decision_and_decides_none() {
+    let mut champion_only = Engine::with_defaults();
+    let mut watched = Engine::with_defaults();
+    watched.set_challenger(Some(Arc::new(Paranoid)));
+    for i in 0..5 {
+        let payment = facts("u1", "shop1", 2_000, now() + i * 60_000);
+        let alone = champion_only.decide(payment.clone());
+        let record = watched.decide(payment);
+        assert_eq!(record.outcome, alone.outcome, "the champion decides");
+        assert_eq!(record.score, alone.score);
+        assert_eq!(record.versions.scorer, alone.versions.scorer, "the record names the scorer that decided");
+        assert!(alone.challenger.is_none());
+        let view = record.challenger.expect("the challenger's view is recorded");
+        assert_eq!((view.scorer.as_str(), view.score), ("paranoid@7", 1000));
+        assert!(view.outcome > Outcome::Approve, "a paranoid scorer would not have approved: {view:?}");
+        assert!(view.reason_codes.iter().any(|c| c.starts_with("fraud_score")), "{view:?}");
+    }
+    let stored = serde_json::to_value(watched.decide(facts("u1", "shop1", 2_000, now() + 600_000))).unwrap();
+    assert_eq!(stored["challenger"]["scorer"], "paranoid@7");
+}

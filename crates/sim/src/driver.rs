@@ -36,6 +36,8 @@ pub struct PayResult {
     /// Time to decide, as the driver can see it: the engine alone in process, the whole
     /// request over HTTP.
     pub latency_ns: u64,
+    /// What the challenger scorer would have decided, when one watches.
+    pub challenger_outcome: Option<Outcome>,
 }
 
 /// How a challenge ended.
@@ -93,6 +95,8 @@ pub struct EngineConfig {
     pub rules_json: Option<String>,
     pub policy_json: Option<String>,
     pub scorer: Option<Arc<dyn xiezhi_risk::Scorer>>,
+    /// A scorer that watches every decision without deciding (champion and challenger).
+    pub challenger: Option<Arc<dyn xiezhi_risk::Scorer>>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -106,7 +110,7 @@ impl std::fmt::Debug for EngineConfig {
 
 impl EngineConfig {
     pub fn shipped() -> EngineConfig {
-        EngineConfig { name: "default".into(), rules_json: None, policy_json: None, scorer: None }
+        EngineConfig { name: "default".into(), rules_json: None, policy_json: None, scorer: None, challenger: None }
     }
 
     /// The blunt baseline: restricts on any burst or change of network.
@@ -116,6 +120,7 @@ impl EngineConfig {
             rules_json: Some(crate::STRICT_RULES.into()),
             policy_json: None,
             scorer: None,
+            challenger: None,
         }
     }
 
@@ -133,6 +138,7 @@ impl EngineConfig {
         if let Some(scorer) = &self.scorer {
             engine.set_scorer(Arc::clone(scorer));
         }
+        engine.set_challenger(self.challenger.clone());
         Ok(engine)
     }
 }
@@ -391,7 +397,9 @@ impl Driver for Bank {
         let started = Instant::now();
         let decision = self.engine.decide(facts);
         let latency_ns = started.elapsed().as_nanos() as u64;
-        let xiezhi_risk::DecisionRecord { facts, outcome, reason_codes, expires_at_ms, features, .. } = decision;
+        let xiezhi_risk::DecisionRecord { facts, outcome, reason_codes, expires_at_ms, features, challenger, .. } =
+            decision;
+        let challenger_outcome = challenger.map(|watched| watched.outcome);
         if self.keep_features {
             self.last_features = Some(features);
         }
@@ -416,7 +424,7 @@ impl Driver for Bank {
                 restricted_until_ms = Some(until_ms);
             }
         }
-        let result = PayResult { outcome, reason_codes, restricted_until_ms, latency_ns };
+        let result = PayResult { outcome, reason_codes, restricted_until_ms, latency_ns, challenger_outcome };
         self.last_answer = Some((r.token, result.clone()));
         Ok(result)
     }
@@ -545,7 +553,13 @@ impl Driver for NullDriver {
         Ok(())
     }
     fn pay(&mut self, _: &PayRequest) -> Result<PayResult, SimError> {
-        Ok(PayResult { outcome: Outcome::Approve, reason_codes: Vec::new(), restricted_until_ms: None, latency_ns: 0 })
+        Ok(PayResult {
+            outcome: Outcome::Approve,
+            reason_codes: Vec::new(),
+            restricted_until_ms: None,
+            latency_ns: 0,
+            challenger_outcome: None,
+        })
     }
     fn resend(&mut self, token: u64, now_ms: i64) -> Result<PayResult, SimError> {
         let request =

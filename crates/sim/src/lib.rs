@@ -124,7 +124,7 @@ pub fn report(config: &RunConfig, runs: &[ConfigRun]) -> Value {
             json!({"wall_s": (r.wall_s * 100.0).round() / 100.0, "payments_per_s": r.payments_per_s().round()}),
         );
     }
-    json!({
+    let mut report = json!({
         "simulation": {
             "users": config.users,
             "merchants": config.merchants,
@@ -139,7 +139,11 @@ pub fn report(config: &RunConfig, runs: &[ConfigRun]) -> Value {
         "overall": primary.tally.overall_json(),
         "scenarios": primary.tally.scenarios_json(),
         "baselines": baselines,
-    })
+    });
+    if let Some(watch) = primary.tally.watch_json() {
+        report["challenger"] = watch;
+    }
+    report
 }
 
 /// Payments a simulated shopper makes on an average day under `mix`: measured by running a

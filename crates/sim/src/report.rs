@@ -262,6 +262,52 @@ fn micros(ns: Option<u64>) -> Value {
     ns.map_or(Value::Null, |n| json!((n as f64 / 100.0).round() / 10.0))
 }
 
+/// One scorer's decisions on the measured payments, counted the same way for the champion
+/// (the scorer that decided) and the challenger (the one that watched).
+#[derive(Debug, Clone, Default)]
+struct Side {
+    honest: u64,
+    honest_declined: u64,
+    honest_stepped_up: u64,
+    fraud: u64,
+    fraud_stopped: u64,
+    fraud_amount_minor: i64,
+    fraud_amount_stopped_minor: i64,
+}
+
+impl Side {
+    fn record(&mut self, truth: Truth, amount_minor: i64, outcome: Outcome) {
+        match truth {
+            Truth::Honest => {
+                self.honest += 1;
+                match outcome {
+                    Outcome::Approve => {}
+                    Outcome::StepUp => self.honest_stepped_up += 1,
+                    Outcome::Decline | Outcome::Restrict => self.honest_declined += 1,
+                }
+            }
+            Truth::Fraud => {
+                self.fraud += 1;
+                self.fraud_amount_minor += amount_minor;
+                if outcome != Outcome::Approve {
+                    self.fraud_stopped += 1;
+                    self.fraud_amount_stopped_minor += amount_minor;
+                }
+            }
+            Truth::Default | Truth::Setup => {}
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "honest_payments_declined_pct": pct(self.honest_declined, self.honest),
+            "honest_payments_stepped_up_pct": pct(self.honest_stepped_up, self.honest),
+            "fraud_payments_stopped_pct": pct(self.fraud_stopped, self.fraud),
+            "fraud_amount_stopped_pct": pct_amount(self.fraud_amount_stopped_minor, self.fraud_amount_minor),
+        })
+    }
+}
+
 /// Everything counted during one configuration's run.
 pub struct Tally {
     groups: Vec<Group>,
@@ -275,6 +321,8 @@ pub struct Tally {
     replay_mismatches: u64,
     /// Restrictions set off by honest owners, including repeats on one user.
     honest_restrictions: u64,
+    /// The champion's and the challenger's decisions on the same payments, when one watched.
+    watch: Option<(Side, Side)>,
 }
 
 impl Tally {
@@ -288,6 +336,7 @@ impl Tally {
             retries_with_same_key: 0,
             replay_mismatches: 0,
             honest_restrictions: 0,
+            watch: None,
         }
     }
 
@@ -355,6 +404,20 @@ impl Tally {
             }
             Truth::Setup => {}
         }
+    }
+
+    /// One measured payment as the champion decided it and the challenger would have.
+    pub fn record_watch(&mut self, truth: Truth, amount_minor: i64, champion: Outcome, challenger: Outcome) {
+        let (champion_side, challenger_side) = self.watch.get_or_insert_with(Default::default);
+        champion_side.record(truth, amount_minor, champion);
+        challenger_side.record(truth, amount_minor, challenger);
+    }
+
+    /// `{champion, challenger}` figures on the same payments, when a challenger watched.
+    pub fn watch_json(&self) -> Option<Value> {
+        self.watch
+            .as_ref()
+            .map(|(champion, challenger)| json!({"champion": champion.json(), "challenger": challenger.json()}))
     }
 
     pub fn skipped_no_credit(&mut self, truth: Truth) {
@@ -545,6 +608,25 @@ pub fn markdown(report: &Value) -> String {
                 cell(s.get("fraud_loss_minor")),
                 cell(s.get("default_loss_minor")),
                 cell(s.get("approval_rate_pct")),
+            ));
+        }
+    }
+    if let Some(watch) = report.get("challenger").filter(|w| w.is_object()) {
+        out.push_str(&format!(
+            "\n### Champion and challenger, on the same payments\n\n| figure | champion ({}, decided) | challenger ({}, watched) |\n|---|---:|---:|\n",
+            cell(watch.get("champion_scorer")).trim_matches('"'),
+            cell(watch.get("challenger_scorer")).trim_matches('"'),
+        ));
+        for figure in [
+            "honest_payments_declined_pct",
+            "honest_payments_stepped_up_pct",
+            "fraud_payments_stopped_pct",
+            "fraud_amount_stopped_pct",
+        ] {
+            out.push_str(&format!(
+                "| {figure} | {} | {} |\n",
+                cell(watch["champion"].get(figure)),
+                cell(watch["challenger"].get(figure))
             ));
         }
     }

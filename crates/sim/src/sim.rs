@@ -914,6 +914,9 @@ impl<'a> Simulation<'a> {
                 result.latency_ns,
                 result.reason_codes.first().map(String::as_str),
             );
+            if let Some(watched) = result.challenger_outcome {
+                self.tally.record_watch(plan.truth, plan.amount_minor, result.outcome, watched);
+            }
         }
         // A timeout on the client: retried with the same key (the service answers the same),
         // or sent again as a new request, in which case a duplicate is voided.

@@ -140,7 +140,66 @@ fn bad_configurations_are_refused() {
     let mut config = small(400, 4);
     config.days = 0;
     assert!(xiezhi_sim::Simulation::new(&config).is_err());
-    let bad_rules =
-        EngineConfig { name: "bad".into(), rules_json: Some("{\"rules\": 3}".into()), policy_json: None, scorer: None };
+    let bad_rules = EngineConfig {
+        name: "bad".into(),
+        rules_json: Some("{\"rules\": 3}".into()),
+        policy_json: None,
+        scorer: None,
+        challenger: None,
+    };
     assert!(run_in_process(&small(400, 1), &[bad_rules], &|_, _, _| {}).is_err());
+}
+
+/// Scores every payment as surely fraud.
+struct Paranoid;
+
+impl xiezhi_risk::Scorer for Paranoid {
+    fn name(&self) -> &str {
+        "paranoid"
+    }
+    fn version(&self) -> &str {
+        "1"
+    }
+    fn features(&self) -> &[xiezhi_risk::Feature] {
+        &[]
+    }
+    fn score(&self, _: &xiezhi_risk::FeatureVector) -> Result<xiezhi_risk::Score, xiezhi_risk::ScoreError> {
+        Ok(xiezhi_risk::Score { scorer: "paranoid".into(), version: "1".into(), value: 1000, contributions: vec![] })
+    }
+}
+
+/// Champion and challenger on the same payments: a challenger identical to the champion
+/// agrees with it figure for figure; a paranoid one stops more fraud and bothers more honest
+/// shoppers; and watching changes nothing the champion decides.
+#[test]
+fn a_challenger_is_measured_on_the_champions_payments() {
+    let config = small(800, 5);
+    let alone = run_in_process(&config, &[EngineConfig::shipped()], &|_, _, _| {}).unwrap();
+    let twin =
+        EngineConfig { challenger: Some(std::sync::Arc::new(xiezhi_risk::HeuristicScorer)), ..EngineConfig::shipped() };
+    let paranoid = EngineConfig {
+        name: "watched".into(),
+        challenger: Some(std::sync::Arc::new(Paranoid)),
+        ..EngineConfig::shipped()
+    };
+    let runs = run_in_process(&config, &[twin, paranoid], &|_, _, _| {}).unwrap();
+    let alone = xiezhi_sim::report(&config, &alone);
+    let twin = xiezhi_sim::report(&config, &runs[..1]);
+    let watched = xiezhi_sim::report(&config, &runs[1..]);
+    assert!(alone.get("challenger").is_none());
+    // Everything but the time it took (watching costs a second evaluation).
+    let decided = |report: &Value| {
+        let mut overall = report["overall"].clone();
+        let block = overall.as_object_mut().unwrap();
+        block.retain(|key, _| !key.starts_with("decision_latency"));
+        overall
+    };
+    assert_eq!(decided(&twin), decided(&alone), "watching changes nothing the champion decides");
+    assert_eq!(twin["challenger"]["champion"], twin["challenger"]["challenger"], "a twin agrees");
+    let (champion, challenger) = (&watched["challenger"]["champion"], &watched["challenger"]["challenger"]);
+    assert!(num(challenger, "fraud_amount_stopped_pct") >= num(champion, "fraud_amount_stopped_pct"), "{watched}");
+    let bothered =
+        |side: &Value| num(side, "honest_payments_declined_pct") + num(side, "honest_payments_stepped_up_pct");
+    assert!(bothered(challenger) > 50.0 && bothered(champion) < 10.0, "{}", watched["challenger"]);
+    assert_eq!(decided(&watched), decided(&alone));
 }
