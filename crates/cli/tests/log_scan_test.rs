@@ -24,7 +24,8 @@ fn holds_code(text: &str, code: &str) -> bool {
 async fn no_key_token_or_code_reaches_a_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--demo", "--demo-rate", "100", "--demo-shoppers", "300"])
+        // A clock 20x the wall: a code lives 15 s, long enough to answer on a loaded machine.
+        .args(["serve", "--listen", "127.0.0.1:0", "--demo", "--demo-shoppers", "300", "--clock-speed", "20"])
         .arg("--data-dir")
         .arg(dir.path())
         .env("RUST_LOG", "trace")
