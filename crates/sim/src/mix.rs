@@ -110,6 +110,10 @@ pub struct Festival {
 #[serde(deny_unknown_fields)]
 pub struct Adversaries {
     pub account_takeover: AccountTakeover,
+    /// A takeover after a SIM swap: the thief moved the victim's number to their own SIM, so
+    /// every one-time code reaches them and they pass the step-ups; only the device, the
+    /// behaviour and the amount pattern give them away. Same parameters as a takeover.
+    pub sim_swap_takeover: AccountTakeover,
     pub card_testing: CardTesting,
     pub collusion_cash_out: CollusionCashOut,
     pub synthetic_identity: SyntheticIdentity,
@@ -257,6 +261,7 @@ impl Mix {
             ("honest.new_phone_per_month", h.new_phone_per_month, 30.0),
             ("honest.salary_day_multiplier", h.salary_day_multiplier, 20.0),
             ("adversaries.account_takeover.per_10k_users", self.adversaries.account_takeover.per_10k_users, 1000.0),
+            ("adversaries.sim_swap_takeover.per_10k_users", self.adversaries.sim_swap_takeover.per_10k_users, 1000.0),
             ("adversaries.card_testing.per_10k_users", self.adversaries.card_testing.per_10k_users, 1000.0),
             (
                 "adversaries.collusion_cash_out.rings_per_100k_users",
@@ -293,6 +298,8 @@ impl Mix {
             ("honest.late_days", h.late_days),
             ("adversaries.account_takeover.minutes_between", self.adversaries.account_takeover.minutes_between),
             ("adversaries.account_takeover.drain_share_pct", self.adversaries.account_takeover.drain_share_pct),
+            ("adversaries.sim_swap_takeover.minutes_between", self.adversaries.sim_swap_takeover.minutes_between),
+            ("adversaries.sim_swap_takeover.drain_share_pct", self.adversaries.sim_swap_takeover.drain_share_pct),
             ("adversaries.card_testing.tiny_payments", self.adversaries.card_testing.tiny_payments),
             ("adversaries.card_testing.seconds_between", self.adversaries.card_testing.seconds_between),
             ("adversaries.collusion_cash_out.members", self.adversaries.collusion_cash_out.members),

@@ -53,10 +53,11 @@ pub enum Scenario {
     SyntheticIdentity,
     FirstPartyDefault,
     CompromisedQr,
+    SimSwapTakeover,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 16] = [
+    pub const ALL: [Scenario; 17] = [
         Scenario::Routine,
         Scenario::NewMerchant,
         Scenario::MarketStroll,
@@ -73,6 +74,7 @@ impl Scenario {
         Scenario::SyntheticIdentity,
         Scenario::FirstPartyDefault,
         Scenario::CompromisedQr,
+        Scenario::SimSwapTakeover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +95,7 @@ impl Scenario {
             Scenario::SyntheticIdentity => "synthetic_identity",
             Scenario::FirstPartyDefault => "first_party_default",
             Scenario::CompromisedQr => "compromised_qr",
+            Scenario::SimSwapTakeover => "sim_swap_takeover",
         }
     }
 

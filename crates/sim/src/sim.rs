@@ -141,6 +141,8 @@ enum IncidentKind {
         attempts: u32,
         stops: u32,
         drain_pct: u32,
+        /// After a SIM swap: the thief receives the codes.
+        sim_swap: bool,
     },
     CardTesting {
         victim: u32,
@@ -331,13 +333,14 @@ impl<'a> Simulation<'a> {
         };
         let pick_honest = |rng: &mut fastrand::Rng| honest[rng.usize(..honest.len().max(1))];
         if !honest.is_empty() {
-            let ato = count(a.account_takeover.per_10k_users, 10_000.0);
-            for _ in 0..ato {
-                let victim = pick_honest(&mut rng);
-                let at = day_start(&sim, &mut rng, 1) + rng.i64(0..DAY_MS);
-                let drain_pct = rng.u32(a.account_takeover.drain_share_pct[0]..=a.account_takeover.drain_share_pct[1]);
-                let kind = IncidentKind::AccountTakeover { victim, attempts: 0, stops: 0, drain_pct };
-                sim.add_incident(kind, at, &mut rng);
+            for (t, sim_swap) in [(&a.account_takeover, false), (&a.sim_swap_takeover, true)] {
+                for _ in 0..count(t.per_10k_users, 10_000.0) {
+                    let victim = pick_honest(&mut rng);
+                    let at = day_start(&sim, &mut rng, 1) + rng.i64(0..DAY_MS);
+                    let drain_pct = rng.u32(t.drain_share_pct[0]..=t.drain_share_pct[1]);
+                    let kind = IncidentKind::AccountTakeover { victim, attempts: 0, stops: 0, drain_pct, sim_swap };
+                    sim.add_incident(kind, at, &mut rng);
+                }
             }
             let testing = count(a.card_testing.per_10k_users, 10_000.0);
             for _ in 0..testing {
@@ -841,11 +844,15 @@ impl<'a> Simulation<'a> {
         };
         let result = driver.pay(&request)?;
         let mut approved = result.outcome == Outcome::Approve;
-        // Whoever holds the line owner's phone gets the code: the owner, and the fraudsters
-        // who opened the line themselves (synthetic identities, ring members).
+        // Whoever holds the line owner's phone number gets the code: the owner, the
+        // fraudsters who opened the line themselves (synthetic identities, ring members), and
+        // a thief who swapped the owner's SIM.
         let knows_code = match plan.actor {
             Actor::Owner => true,
-            Actor::Incident(_) => matches!(plan.scenario, Scenario::SyntheticIdentity | Scenario::CollusionCashOut),
+            Actor::Incident(_) => matches!(
+                plan.scenario,
+                Scenario::SyntheticIdentity | Scenario::CollusionCashOut | Scenario::SimSwapTakeover
+            ),
         };
         match result.outcome {
             Outcome::StepUp => {
@@ -974,8 +981,12 @@ impl<'a> Simulation<'a> {
             is_retry_of: None,
         };
         match incident.kind {
-            IncidentKind::AccountTakeover { victim, attempts, stops, drain_pct } => {
-                let t = &a.account_takeover;
+            IncidentKind::AccountTakeover { victim, attempts, stops, drain_pct, sim_swap } => {
+                let (t, scenario) = if sim_swap {
+                    (&a.sim_swap_takeover, Scenario::SimSwapTakeover)
+                } else {
+                    (&a.account_takeover, Scenario::AccountTakeover)
+                };
                 let available = self.available(victim);
                 if attempts >= t.attempts_max || stops >= t.give_up_after_stops || available < 10_000 {
                     self.incidents[i as usize].done = true;
@@ -988,11 +999,11 @@ impl<'a> Simulation<'a> {
                 // Attackers know the per-payment cap and stay under it; each stop halves the ask.
                 let share = i64::from(drain_pct) >> stops.min(4);
                 let amount = (available * share / 100).clamp(10_000, 499_900) / 100 * 100;
-                let mut plan = attacker(victim, merchant, amount, Scenario::AccountTakeover);
+                let mut plan = attacker(victim, merchant, amount, scenario);
                 let approved = self.pay_inner(driver, &mut plan, now_ms)?;
                 let stops = stops + u32::from(!approved);
                 self.incidents[i as usize].kind =
-                    IncidentKind::AccountTakeover { victim, attempts: attempts + 1, stops, drain_pct };
+                    IncidentKind::AccountTakeover { victim, attempts: attempts + 1, stops, drain_pct, sim_swap };
                 let gap = rng.u32(t.minutes_between[0]..=t.minutes_between[1].max(t.minutes_between[0]));
                 self.push(now_ms + i64::from(gap.max(1)) * MINUTE_MS, EventKind::Incident(i));
             }

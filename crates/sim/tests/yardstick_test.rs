@@ -203,3 +203,22 @@ fn a_challenger_is_measured_on_the_champions_payments() {
     assert!(bothered(challenger) > 50.0 && bothered(champion) < 10.0, "{}", watched["challenger"]);
     assert_eq!(decided(&watched), decided(&alone));
 }
+
+/// A takeover after a SIM swap: the thief receives the codes and passes the step-ups, so
+/// they get through where a thief without the phone number is stopped (what docs/QUALITY.md
+/// says of the engine today: device, behaviour and amount must catch them).
+#[test]
+fn a_sim_swap_thief_passes_the_step_ups_a_plain_thief_fails() {
+    let mut config = small(2_000, 7);
+    let over =
+        r#"{"adversaries": {"account_takeover": {"per_10k_users": 60}, "sim_swap_takeover": {"per_10k_users": 60}}}"#;
+    config.mix = Mix::with_overrides(over).unwrap();
+    let runs = run_in_process(&config, &[EngineConfig::shipped()], &|_, _, _| {}).unwrap();
+    let report = xiezhi_sim::report(&config, &runs);
+    let (plain, swapped) = (&report["scenarios"]["account_takeover"], &report["scenarios"]["sim_swap_takeover"]);
+    assert!(num(swapped, "payments") > 0.0, "no SIM-swap payments: {}", report["scenarios"]);
+    assert!(
+        num(swapped, "fraud_amount_stopped_pct") < num(plain, "fraud_amount_stopped_pct"),
+        "the code protects against a plain thief, not one holding the number: {plain} vs {swapped}"
+    );
+}
