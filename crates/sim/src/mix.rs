@@ -114,6 +114,7 @@ pub struct Adversaries {
     /// every one-time code reaches them and they pass the step-ups; only the device, the
     /// behaviour and the amount pattern give them away. Same parameters as a takeover.
     pub sim_swap_takeover: AccountTakeover,
+    pub step_up_prober: StepUpProber,
     pub card_testing: CardTesting,
     pub collusion_cash_out: CollusionCashOut,
     pub synthetic_identity: SyntheticIdentity,
@@ -134,6 +135,19 @@ pub struct AccountTakeover {
     pub drain_share_pct: [u32; 2],
     /// The attacker gives up after this many stopped attempts.
     pub give_up_after_stops: u32,
+}
+
+/// A thief with a victim's credentials (not the phone) who learns the amount that gets
+/// stepped up and stays under it: starts high, halves the gap after each refusal, and once a
+/// payment goes through repeats just under what passed until the line runs dry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpProber {
+    pub per_10k_users: f64,
+    /// The first ask, as a share of the victim's available credit, in %.
+    pub first_ask_pct: [u32; 2],
+    pub attempts_max: u32,
+    pub minutes_between: [u32; 2],
 }
 
 /// Leaked credentials tested with bursts of tiny payments at different merchants, then one
@@ -262,6 +276,7 @@ impl Mix {
             ("honest.salary_day_multiplier", h.salary_day_multiplier, 20.0),
             ("adversaries.account_takeover.per_10k_users", self.adversaries.account_takeover.per_10k_users, 1000.0),
             ("adversaries.sim_swap_takeover.per_10k_users", self.adversaries.sim_swap_takeover.per_10k_users, 1000.0),
+            ("adversaries.step_up_prober.per_10k_users", self.adversaries.step_up_prober.per_10k_users, 1000.0),
             ("adversaries.card_testing.per_10k_users", self.adversaries.card_testing.per_10k_users, 1000.0),
             (
                 "adversaries.collusion_cash_out.rings_per_100k_users",
@@ -300,6 +315,8 @@ impl Mix {
             ("adversaries.account_takeover.drain_share_pct", self.adversaries.account_takeover.drain_share_pct),
             ("adversaries.sim_swap_takeover.minutes_between", self.adversaries.sim_swap_takeover.minutes_between),
             ("adversaries.sim_swap_takeover.drain_share_pct", self.adversaries.sim_swap_takeover.drain_share_pct),
+            ("adversaries.step_up_prober.first_ask_pct", self.adversaries.step_up_prober.first_ask_pct),
+            ("adversaries.step_up_prober.minutes_between", self.adversaries.step_up_prober.minutes_between),
             ("adversaries.card_testing.tiny_payments", self.adversaries.card_testing.tiny_payments),
             ("adversaries.card_testing.seconds_between", self.adversaries.card_testing.seconds_between),
             ("adversaries.collusion_cash_out.members", self.adversaries.collusion_cash_out.members),

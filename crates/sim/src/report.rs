@@ -54,10 +54,11 @@ pub enum Scenario {
     FirstPartyDefault,
     CompromisedQr,
     SimSwapTakeover,
+    StepUpProber,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::Routine,
         Scenario::NewMerchant,
         Scenario::MarketStroll,
@@ -75,6 +76,7 @@ impl Scenario {
         Scenario::FirstPartyDefault,
         Scenario::CompromisedQr,
         Scenario::SimSwapTakeover,
+        Scenario::StepUpProber,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +98,7 @@ impl Scenario {
             Scenario::FirstPartyDefault => "first_party_default",
             Scenario::CompromisedQr => "compromised_qr",
             Scenario::SimSwapTakeover => "sim_swap_takeover",
+            Scenario::StepUpProber => "step_up_prober",
         }
     }
 

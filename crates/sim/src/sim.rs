@@ -144,6 +144,15 @@ enum IncidentKind {
         /// After a SIM swap: the thief receives the codes.
         sim_swap: bool,
     },
+    /// Probing for the step-up amount: `known_ok` is the most that went through, `too_high`
+    /// the least that was refused (0: none yet).
+    Prober {
+        victim: u32,
+        attempts: u32,
+        known_ok: i64,
+        too_high: i64,
+        first_ask_pct: u32,
+    },
     CardTesting {
         victim: u32,
         tests_left: u32,
@@ -341,6 +350,14 @@ impl<'a> Simulation<'a> {
                     let kind = IncidentKind::AccountTakeover { victim, attempts: 0, stops: 0, drain_pct, sim_swap };
                     sim.add_incident(kind, at, &mut rng);
                 }
+            }
+            let p = &a.step_up_prober;
+            for _ in 0..count(p.per_10k_users, 10_000.0) {
+                let victim = pick_honest(&mut rng);
+                let at = day_start(&sim, &mut rng, 1) + rng.i64(0..DAY_MS);
+                let first_ask_pct = rng.u32(p.first_ask_pct[0]..=p.first_ask_pct[1]);
+                let kind = IncidentKind::Prober { victim, attempts: 0, known_ok: 0, too_high: 0, first_ask_pct };
+                sim.add_incident(kind, at, &mut rng);
             }
             let testing = count(a.card_testing.per_10k_users, 10_000.0);
             for _ in 0..testing {
@@ -959,6 +976,19 @@ impl<'a> Simulation<'a> {
         Ok(approved)
     }
 
+    /// A prober's next ask: the first share of the line; after a refusal, halfway between
+    /// what passed and what did not; once something passed, just under it again.
+    fn probe_amount(available: i64, known_ok: i64, too_high: i64, first_ask_pct: u32) -> i64 {
+        let ask = match (known_ok, too_high) {
+            (0, 0) => available * i64::from(first_ask_pct) / 100,
+            (0, high) => high / 2,
+            (ok, 0) => ok,
+            (ok, high) if high - ok > 2 * ok / 10 => (ok + high) / 2,
+            (ok, _) => ok * 95 / 100,
+        };
+        (ask.min(available).clamp(1_000, 499_900) / 100) * 100
+    }
+
     fn incident_step(&mut self, driver: &mut dyn Driver, i: u32, now_ms: i64) -> Result<(), SimError> {
         let config: &'a RunConfig = self.config;
         let a = &config.mix.adversaries;
@@ -1005,6 +1035,30 @@ impl<'a> Simulation<'a> {
                 self.incidents[i as usize].kind =
                     IncidentKind::AccountTakeover { victim, attempts: attempts + 1, stops, drain_pct, sim_swap };
                 let gap = rng.u32(t.minutes_between[0]..=t.minutes_between[1].max(t.minutes_between[0]));
+                self.push(now_ms + i64::from(gap.max(1)) * MINUTE_MS, EventKind::Incident(i));
+            }
+            IncidentKind::Prober { victim, attempts, known_ok, too_high, first_ask_pct } => {
+                let p = &a.step_up_prober;
+                let available = self.available(victim);
+                if attempts >= p.attempts_max || available < 2_000 {
+                    self.incidents[i as usize].done = true;
+                    return Ok(());
+                }
+                let amount = Self::probe_amount(available, known_ok, too_high, first_ask_pct);
+                let city = self.world.users[victim as usize].city;
+                let category = [Category::Electronics, Category::Apparel, Category::Convenience][rng.usize(..3)];
+                let list = self.world.merchants_in(city, category);
+                let merchant = list[rng.usize(..list.len())];
+                let mut plan = attacker(victim, merchant, amount, Scenario::StepUpProber);
+                let approved = self.pay_inner(driver, &mut plan, now_ms)?;
+                let (known_ok, too_high) = if approved {
+                    (known_ok.max(amount), too_high)
+                } else {
+                    (known_ok, if too_high == 0 { amount } else { too_high.min(amount) })
+                };
+                self.incidents[i as usize].kind =
+                    IncidentKind::Prober { victim, attempts: attempts + 1, known_ok, too_high, first_ask_pct };
+                let gap = rng.u32(p.minutes_between[0]..=p.minutes_between[1].max(p.minutes_between[0]));
                 self.push(now_ms + i64::from(gap.max(1)) * MINUTE_MS, EventKind::Incident(i));
             }
             IncidentKind::CardTesting { victim, tests_left, tests_passed, tests_done } => {
@@ -1167,4 +1221,22 @@ fn time_of(rng: &mut fastrand::Rng, c: Category) -> i64 {
         _ => (10, 22),
     };
     rng.i64(from_h * HOUR_MS..to_h * HOUR_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prober starts at its first share of the line, halves after each refusal, narrows
+    /// between what passed and what did not, then stays just under what passed.
+    #[test]
+    fn a_prober_homes_in_under_the_amount_that_gets_stepped_up() {
+        let available = 1_000_000;
+        assert_eq!(Simulation::probe_amount(available, 0, 0, 80), 499_900, "capped under the per-payment cap");
+        assert_eq!(Simulation::probe_amount(available, 0, 400_000, 80), 200_000);
+        assert_eq!(Simulation::probe_amount(available, 100_000, 200_000, 80), 150_000);
+        assert_eq!(Simulation::probe_amount(available, 150_000, 160_000, 80), 142_500, "just under what passed");
+        assert_eq!(Simulation::probe_amount(available, 150_000, 0, 80), 150_000, "repeats what passed");
+        assert_eq!(Simulation::probe_amount(500, 0, 0, 80), 1_000, "never under 10 CNY");
+    }
 }

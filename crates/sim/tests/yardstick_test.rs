@@ -222,3 +222,17 @@ fn a_sim_swap_thief_passes_the_step_ups_a_plain_thief_fails() {
         "the code protects against a plain thief, not one holding the number: {plain} vs {swapped}"
     );
 }
+
+/// A prober learning the step-up amount is met as an adversary of its own: its payments are
+/// counted in its scenario, and most of its amount is stopped (the engine does not gate on
+/// the amount alone: a new device on a proxy network is stepped up at small amounts too).
+#[test]
+fn a_step_up_prober_is_its_own_scenario() {
+    let mut config = small(2_000, 7);
+    config.mix = Mix::with_overrides(r#"{"adversaries": {"step_up_prober": {"per_10k_users": 60}}}"#).unwrap();
+    let runs = run_in_process(&config, &[EngineConfig::shipped()], &|_, _, _| {}).unwrap();
+    let report = xiezhi_sim::report(&config, &runs);
+    let prober = &report["scenarios"]["step_up_prober"];
+    assert!(num(prober, "payments") >= 24.0, "{prober}");
+    assert!(num(prober, "fraud_amount_stopped_pct") >= 90.0, "{prober}");
+}
