@@ -695,7 +695,11 @@ impl xiezhi_store::wrap::Wrapper for PanickyStore {
         kind: xiezhi_store::RecordKind,
         id: &str,
     ) -> Result<Option<xiezhi_store::Record>, xiezhi_store::StoreError> {
-        assert!(!self.panic.load(std::sync::atomic::Ordering::SeqCst), "an invariant broke");
+        // Only a request's read of a payment panics: the rebuild after a panic reads settings
+        // by id too, and must not meet the fault the test set for the request (it did, now
+        // and then, when the test reset the fault a moment after the rebuild began).
+        let faulty = kind == xiezhi_store::RecordKind::Payment;
+        assert!(!(faulty && self.panic.load(std::sync::atomic::Ordering::SeqCst)), "an invariant broke");
         self.inner.record(kind, id)
     }
 }
