@@ -211,15 +211,21 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         report["challenger"]["challenger_scorer"] = json!(engines[0].challenger.as_deref().map(name));
     }
     let markdown = xiezhi_sim::markdown(&report);
+    emit(&args, &report, &markdown)
+}
+
+/// Writes the report where the flags say: `--report` (JSON), `--markdown`, and stdout
+/// (markdown, or JSON with `--json`).
+fn emit(args: &SimulateArgs, report: &serde_json::Value, markdown: &str) -> Result<(), String> {
     if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        let text = serde_json::to_string_pretty(report).expect("report serialises");
         std::fs::write(path, text + "\n").map_err(|e| format!("report {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.markdown {
-        std::fs::write(path, &markdown).map_err(|e| format!("markdown {}: {e}", path.display()))?;
+        std::fs::write(path, markdown).map_err(|e| format!("markdown {}: {e}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        println!("{}", serde_json::to_string_pretty(report).expect("report serialises"));
     } else {
         print!("{markdown}");
     }
@@ -270,19 +276,7 @@ fn sweep(args: &SimulateArgs, config: &RunConfig, engine: &EngineConfig, count: 
         "sweep": block,
     });
     let markdown = xiezhi_sim::sweep::sweep_markdown(&report["sweep"]);
-    if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&report).expect("report serialises");
-        std::fs::write(path, text + "\n").map_err(|e| format!("report {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, &markdown).map_err(|e| format!("markdown {}: {e}", path.display()))?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
-    } else {
-        print!("{markdown}");
-    }
-    Ok(())
+    emit(args, &report, &markdown)
 }
 
 /// Runs the main configuration in process and writes the features the engine computed for
