@@ -172,6 +172,14 @@ pub struct CollusionCashOut {
     pub round_amounts_yuan: Vec<i64>,
     /// The ring's purchases spread over this many days.
     pub ring_days: [u32; 2],
+    /// Colluding merchants per ring: the members' purchases are spread across them, so no
+    /// one merchant shows the whole ring. Default one.
+    #[serde(default = "one_merchant")]
+    pub merchants_per_ring: [u32; 2],
+}
+
+fn one_merchant() -> [u32; 2] {
+    [1, 1]
 }
 
 /// An invented person: builds a clean history with small purchases it repays, then spends
@@ -325,6 +333,10 @@ impl Mix {
                 self.adversaries.collusion_cash_out.payments_per_member,
             ),
             ("adversaries.collusion_cash_out.ring_days", self.adversaries.collusion_cash_out.ring_days),
+            (
+                "adversaries.collusion_cash_out.merchants_per_ring",
+                self.adversaries.collusion_cash_out.merchants_per_ring,
+            ),
             ("adversaries.synthetic_identity.build_days", self.adversaries.synthetic_identity.build_days),
             ("adversaries.synthetic_identity.bust_out_payments", self.adversaries.synthetic_identity.bust_out_payments),
             ("adversaries.first_party_default.spend_days", self.adversaries.first_party_default.spend_days),
@@ -335,7 +347,10 @@ impl Mix {
                 return bad(format!("`{name}` is [low, high] with low ≤ high ≤ 10000"));
             }
         }
-        if h.repay_every_days[0] == 0 || self.adversaries.collusion_cash_out.ring_days[0] == 0 {
+        if h.repay_every_days[0] == 0
+            || self.adversaries.collusion_cash_out.ring_days[0] == 0
+            || self.adversaries.collusion_cash_out.merchants_per_ring[0] == 0
+        {
             return bad("day ranges start at 1".into());
         }
         if h.limit_yuan.is_empty() || h.limit_yuan.iter().any(|l| !(1..=10_000_000).contains(l)) {

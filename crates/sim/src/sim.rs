@@ -161,7 +161,8 @@ enum IncidentKind {
     },
     /// The ring's purchases in time order: (member, when). Shared, not copied per step.
     Ring {
-        merchant: u32,
+        /// The colluding merchants; member `m` pays at `merchants[m % len]`.
+        merchants: std::rc::Rc<[u32]>,
         payments: std::rc::Rc<[(u32, i64)]>,
         next: usize,
     },
@@ -396,12 +397,26 @@ impl<'a> Simulation<'a> {
         for members in ring_members {
             let category = [Category::Electronics, Category::Jewelry, Category::Apparel][rng.usize(..3)];
             let city = rng.u8(..world.cities.len() as u8);
-            let list = world.merchants_in(city, category);
+            let list = world.merchants_in(city, category).to_vec();
             let merchant = list[rng.usize(..list.len())];
             world.merchants[merchant as usize].colluder = true;
             let c = &a.collusion_cash_out;
             let ring_days = rng.u32(c.ring_days[0]..=c.ring_days[1]).max(1);
             let start_day = warm + rng.u32(1.min(days - 1)..days);
+            // More colluding shops (drawn only when the mix asks for more than one, so a mix
+            // with one per ring draws exactly what it did before there could be more).
+            let mut merchants = vec![merchant];
+            let [lo, hi] = c.merchants_per_ring;
+            if hi > 1 {
+                let wanted = (rng.u32(lo..=hi) as usize).min(list.len());
+                while merchants.len() < wanted {
+                    let extra = list[rng.usize(..list.len())];
+                    if !merchants.contains(&extra) {
+                        world.merchants[extra as usize].colluder = true;
+                        merchants.push(extra);
+                    }
+                }
+            }
             let mut payments = Vec::new();
             for m in &members {
                 world.users[*m as usize].city = city;
@@ -414,7 +429,7 @@ impl<'a> Simulation<'a> {
             }
             payments.sort_by_key(|(_, at)| *at);
             let at = payments.first().map_or(start_ms, |p| p.1);
-            let kind = IncidentKind::Ring { merchant, payments: payments.into(), next: 0 };
+            let kind = IncidentKind::Ring { merchants: merchants.into(), payments: payments.into(), next: 0 };
             sim.add_incident(kind, at, &mut rng);
         }
         for user in synthetic_users {
@@ -1090,7 +1105,7 @@ impl<'a> Simulation<'a> {
                 let gap = rng.u32(c.seconds_between[0]..=c.seconds_between[1].max(c.seconds_between[0]));
                 self.push(now_ms + i64::from(gap.max(1)) * 1_000, EventKind::Incident(i));
             }
-            IncidentKind::Ring { merchant, ref payments, next } => {
+            IncidentKind::Ring { ref merchants, ref payments, next } => {
                 let Some((member, _)) = payments.get(next).copied() else {
                     self.incidents[i as usize].done = true;
                     return Ok(());
@@ -1099,6 +1114,7 @@ impl<'a> Simulation<'a> {
                 let available = self.available(member);
                 let fitting: Vec<i64> = amounts.iter().map(|y| y * 100).filter(|m| *m <= available).collect();
                 if let Some(amount) = fitting.get(rng.usize(..fitting.len().max(1))).copied() {
+                    let merchant = merchants[member as usize % merchants.len()];
                     let mut plan = attacker(member, merchant, amount, Scenario::CollusionCashOut);
                     // Members pay from their own phones, over the shop's wifi.
                     plan.device =

@@ -236,3 +236,26 @@ fn a_step_up_prober_is_its_own_scenario() {
     assert!(num(prober, "payments") >= 24.0, "{prober}");
     assert!(num(prober, "fraud_amount_stopped_pct") >= 90.0, "{prober}");
 }
+
+/// A ring spread across several colluding shops still runs whole (every member pays), and a
+/// mix that names one shop per ring draws exactly what a mix without the parameter did.
+#[test]
+fn rings_spread_across_many_shops_and_one_shop_rings_are_unchanged() {
+    let mut spread = small(2_000, 7);
+    spread.mix = Mix::with_overrides(
+        r#"{"adversaries": {"collusion_cash_out": {"rings_per_100k_users": 100, "members": [8, 15], "merchants_per_ring": [4, 6]}}}"#,
+    )
+    .unwrap();
+    let runs = run_in_process(&spread, &[EngineConfig::shipped()], &|_, _, _| {}).unwrap();
+    let report = xiezhi_sim::report(&spread, &runs);
+    assert!(num(&report["scenarios"]["collusion_cash_out"], "payments") > 20.0, "{}", report["scenarios"]);
+    let one = |merchants: &str| {
+        let mut config = small(1_000, 4);
+        let text =
+            format!(r#"{{"adversaries": {{"collusion_cash_out": {{"rings_per_100k_users": 200{merchants}}}}}}}"#);
+        config.mix = Mix::with_overrides(&text).unwrap();
+        let runs = run_in_process(&config, &[EngineConfig::shipped()], &|_, _, _| {}).unwrap();
+        xiezhi_sim::report(&config, &runs)["scenarios"]["collusion_cash_out"]["fraud_amount_minor"].clone()
+    };
+    assert_eq!(one(""), one(r#", "merchants_per_ring": [1, 1]"#));
+}
