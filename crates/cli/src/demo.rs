@@ -1,5 +1,5 @@
 //! Live demo traffic: the population simulator (`crates/sim`) run against this server over
-//! HTTP, as real clients would (idempotency keys, codes read from the inbox, captures,
+//! HTTP, as real clients would (idempotency keys, codes read from the phone gateway, captures,
 //! voids and repayments). The server's clock runs fast (`--clock-speed`), so a shopping day
 //! passes in minutes; the population is seeded once per data directory and reused.
 

@@ -1,5 +1,5 @@
 //! The simulator's HTTP driver: the same population, sent to a running server as real
-//! clients would (idempotency keys, codes read from the inbox, captures and repayments).
+//! clients would (idempotency keys, codes read from the phone gateway, captures and repayments).
 //! Used by `xiezhi simulate --target` and by `serve --demo` for its live traffic.
 //!
 //! The server decides on its own clock. The driver reads it from `/healthz` (time and
