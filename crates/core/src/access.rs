@@ -358,6 +358,43 @@ pub enum KeyCommand {
     },
 }
 
+/// What a key may do and for whom: carried over to a rotated key's successor.
+struct Terms {
+    name: String,
+    kind: KeyKind,
+    scopes: Vec<Scope>,
+    merchant_id: Option<String>,
+    wallet_id: Option<String>,
+}
+
+/// A new key record under `terms` for `secret` (kept only as its hash), in the rotation chain
+/// of `principal_id` (a new chain when `None`).
+fn issue(terms: Terms, principal_id: Option<String>, secret: &str, prefix: String, by: &str, now_ms: i64) -> ApiKey {
+    let id = crate::state::new_id("key", now_ms);
+    ApiKey {
+        principal_id: principal_id.unwrap_or_else(|| id.clone()),
+        id,
+        name: terms.name,
+        kind: terms.kind,
+        scopes: terms.scopes,
+        merchant_id: terms.merchant_id,
+        wallet_id: terms.wallet_id,
+        secret_sha256: crate::decide::hex(&key_sha256(secret)),
+        prefix,
+        created_at_ms: now_ms,
+        created_by: by.to_owned(),
+        expires_at_ms: None,
+        revoked_at_ms: None,
+        rotated_to: None,
+    }
+}
+
+/// The first characters of a key made here, to tell keys apart in a listing (24 of its 192
+/// bits).
+fn visible_prefix(secret: &str) -> String {
+    secret[..KEY_PREFIX.len() + 6].to_owned()
+}
+
 /// A fresh key: `xz_` and 48 hex digits (192 bits from the OS generator).
 fn fresh_secret() -> String {
     let bytes: [u8; 24] = crate::random::os_bytes();
@@ -485,23 +522,14 @@ impl State {
     fn create_key(&mut self, request: NewApiKey, by: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
         let scopes = self.check_new_key(&request)?;
         let secret = fresh_secret();
-        let id = crate::state::new_id("key", now_ms);
-        let key = ApiKey {
-            id: id.clone(),
-            principal_id: id,
+        let terms = Terms {
             name: request.name,
             kind: request.kind,
             scopes: scopes.list(),
             merchant_id: request.merchant_id,
             wallet_id: request.wallet_id,
-            secret_sha256: crate::decide::hex(&key_sha256(&secret)),
-            prefix: secret[..KEY_PREFIX.len() + 6].to_owned(),
-            created_at_ms: now_ms,
-            created_by: by.to_owned(),
-            expires_at_ms: None,
-            revoked_at_ms: None,
-            rotated_to: None,
         };
+        let key = issue(terms, None, &secret, visible_prefix(&secret), by, now_ms);
         tracing::info!(key_id = %key.id, kind = ?key.kind, by = %by, "API key created");
         Ok(self.key_with_secret(key, secret, now_ms, out))
     }
@@ -531,21 +559,17 @@ impl State {
             return Err(invalid("id", format!("the store keeps at most {MAX_API_KEYS} keys")));
         }
         let secret = fresh_secret();
-        let new_id = crate::state::new_id("key", now_ms);
+        let terms = Terms {
+            name: old.name.clone(),
+            kind: old.kind,
+            scopes: old.scopes.clone(),
+            merchant_id: old.merchant_id.clone(),
+            wallet_id: old.wallet_id.clone(),
+        };
+        let key = issue(terms, Some(old.principal_id.clone()), &secret, visible_prefix(&secret), by, now_ms);
         let until = now_ms.saturating_add(overlap_s * 1000);
         old.expires_at_ms = Some(old.expires_at_ms.map_or(until, |t| t.min(until)));
-        old.rotated_to = Some(new_id.clone());
-        let key = ApiKey {
-            id: new_id,
-            secret_sha256: crate::decide::hex(&key_sha256(&secret)),
-            prefix: secret[..KEY_PREFIX.len() + 6].to_owned(),
-            created_at_ms: now_ms,
-            created_by: by.to_owned(),
-            expires_at_ms: None,
-            revoked_at_ms: None,
-            rotated_to: None,
-            ..old.clone()
-        };
+        old.rotated_to = Some(key.id.clone());
         tracing::info!(key_id = %old.id, new_key_id = %key.id, by = %by, "API key rotated");
         self.save_key(old, now_ms, out);
         Ok(self.key_with_secret(key, secret, now_ms, out))
@@ -566,28 +590,16 @@ impl State {
             Some(s) => s,
             None => fresh_secret(),
         };
-        let id = crate::state::new_id("key", now_ms);
-        let key = ApiKey {
-            id: id.clone(),
-            principal_id: id,
+        let terms = Terms {
             name: "bootstrap admin".into(),
             kind: KeyKind::Operator,
             scopes: Scope::ALL.to_vec(),
             merchant_id: None,
             wallet_id: None,
-            secret_sha256: crate::decide::hex(&key_sha256(&secret)),
-            // A key chosen by the operator may not start with our prefix: show none of it.
-            prefix: if from_env {
-                "(XIEZHI_BOOTSTRAP_ADMIN_KEY)".into()
-            } else {
-                secret[..KEY_PREFIX.len() + 6].to_owned()
-            },
-            created_at_ms: now_ms,
-            created_by: "bootstrap".into(),
-            expires_at_ms: None,
-            revoked_at_ms: None,
-            rotated_to: None,
         };
+        // A key chosen by the operator may not start with our prefix: show none of it.
+        let prefix = if from_env { "(XIEZHI_BOOTSTRAP_ADMIN_KEY)".into() } else { visible_prefix(&secret) };
+        let key = issue(terms, None, &secret, prefix, "bootstrap", now_ms);
         let Reply::Document(mut view) = self.key_with_secret(key, secret, now_ms, out) else { unreachable!() };
         view["created"] = serde_json::Value::Bool(true);
         Ok(Reply::Document(view))
