@@ -189,13 +189,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Who, Response> {
-        // A handler that asks for a caller on a route the table marks public would run as
-        // nobody: refuse rather than default to a trusted caller.
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .map(Who)
-            .ok_or_else(|| unauthenticated("this endpoint needs `Authorization: Bearer <key>`", false))
+        caller_of(&parts.extensions).map(Who)
     }
+}
+
+/// The caller [`authenticate`] found for a request. A handler that asks for one on a route
+/// the table marks public would run as nobody: refused rather than defaulted to a trusted
+/// caller.
+pub(crate) fn caller_of(extensions: &axum::http::Extensions) -> Result<Caller, Response> {
+    extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| unauthenticated("this endpoint needs `Authorization: Bearer <key>`", false))
 }

@@ -6,7 +6,7 @@
 use crate::auth::Who;
 use crate::problem::Problem;
 use crate::tokens::{DEFAULT_SHOPPER_TOKEN_TTL_S, MAX_SHOPPER_TOKEN_TTL_S};
-use crate::{reply, run_post, AppState, Posted};
+use crate::{query, run_post, AppState, Posted};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,8 +14,8 @@ use axum::Json;
 use serde::Deserialize;
 use xiezhi_core::{Caller, Command, KeyCommand, Scope, Shopper};
 
-pub(crate) async fn list(State(state): State<AppState>, Who(caller): Who) -> Response {
-    reply(StatusCode::OK, state.service.execute_as(caller, Command::Keys(KeyCommand::List), None).await)
+pub(crate) async fn list(State(state): State<AppState>, who: Who) -> Response {
+    query(&state, who, Command::Keys(KeyCommand::List)).await
 }
 
 pub(crate) async fn create(State(state): State<AppState>, posted: Posted) -> Response {
@@ -38,8 +38,8 @@ pub(crate) async fn rotate(State(state): State<AppState>, Path(id): Path<String>
     .await
 }
 
-pub(crate) async fn revoke(State(state): State<AppState>, Who(caller): Who, Path(id): Path<String>) -> Response {
-    reply(StatusCode::OK, state.service.execute_as(caller, Command::Keys(KeyCommand::Revoke { id }), None).await)
+pub(crate) async fn revoke(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {
+    query(&state, who, Command::Keys(KeyCommand::Revoke { id })).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -70,14 +70,10 @@ fn check_token_request(request: &TokenRequest) -> Result<i64, Problem> {
 /// A token for one shopper's line and device, minted for a wallet key that opened the line
 /// (or an operator key): the writer checks the line is the caller's before anything is signed.
 pub(crate) async fn mint_shopper_token(State(state): State<AppState>, posted: Posted) -> Response {
-    let body: &[u8] = &posted.body;
-    let request =
-        match serde_path_to_error::deserialize::<_, TokenRequest>(&mut serde_json::Deserializer::from_slice(body)) {
-            Ok(request) => request,
-            Err(error) => {
-                return crate::problem::json_problem(&error.path().to_string(), error.inner()).into_response()
-            }
-        };
+    let request: TokenRequest = match posted.parse() {
+        Ok(request) => request,
+        Err(problem) => return problem.into_response(),
+    };
     let ttl_s = match check_token_request(&request) {
         Ok(ttl_s) => ttl_s,
         Err(problem) => return problem.into_response(),

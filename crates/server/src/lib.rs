@@ -338,7 +338,7 @@ pub(crate) fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Res
 }
 
 /// Runs a command that needs no body and no idempotency key, answering `200` or a problem.
-async fn query(state: &AppState, Who(caller): Who, command: Command) -> Response {
+pub(crate) async fn query(state: &AppState, Who(caller): Who, command: Command) -> Response {
     reply(StatusCode::OK, state.service.execute_as(caller, command, None).await)
 }
 
@@ -353,9 +353,7 @@ impl<S: Send + Sync> FromRequest<S> for Posted {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Posted, Response> {
-        let Some(caller) = request.extensions().get::<Caller>().cloned() else {
-            return Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "no caller").into_response());
-        };
+        let caller = auth::caller_of(request.extensions())?;
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let headers = request.headers().clone();
@@ -371,20 +369,25 @@ impl<S: Send + Sync> FromRequest<S> for Posted {
     }
 }
 
-/// Parses the body as `T` (an empty body as `{}` where `T` allows it), turns it into a
-/// command, runs it, and answers with `status` or a problem.
+impl Posted {
+    /// The body as `T` (an empty body as `{}` where `T` allows it), or a problem naming the
+    /// field that is wrong.
+    pub(crate) fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+        let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.body };
+        serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_slice(body))
+            .map_err(|error| problem::json_problem(&error.path().to_string(), error.inner()))
+    }
+}
+
+/// Parses the body as `T`, turns it into a command, runs it, and answers with `status` or a
+/// problem.
 pub(crate) async fn run_post<T: DeserializeOwned>(
     state: &AppState,
     posted: Posted,
     status: StatusCode,
     command: impl FnOnce(T) -> Result<Command, Problem>,
 ) -> Response {
-    let body: &[u8] = if posted.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &posted.body };
-    let request = match serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_slice(body)) {
-        Ok(request) => request,
-        Err(error) => return problem::json_problem(&error.path().to_string(), error.inner()).into_response(),
-    };
-    match command(request) {
+    match posted.parse().and_then(command) {
         Ok(command) => reply(status, state.service.execute_as(posted.caller, command, posted.key).await),
         Err(problem) => problem.into_response(),
     }

@@ -5,6 +5,7 @@
 //! the sweep's worst case is what it should be judged on.
 
 use crate::mix::Mix;
+use crate::sim::splitmix;
 use crate::SimError;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -34,13 +35,6 @@ pub struct Ranges {
     #[serde(default)]
     pub about: String,
     pub parameters: BTreeMap<String, Spread>,
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// The JSON value at a dotted path, if there is one.
