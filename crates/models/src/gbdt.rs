@@ -11,7 +11,7 @@
 
 use crate::table::{Column, FeatureKind, Table, Value};
 use crate::ModelError;
-use forust_ml::gradientbooster::{ContributionsMethod, GradientBooster};
+use forust_ml::gradientbooster::GradientBooster;
 use forust_ml::metric::Metric;
 use forust_ml::Matrix;
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,23 @@ pub struct Gbdt {
 struct Ready {
     booster: GradientBooster,
     lookups: Vec<HashMap<String, usize>>,
+    /// Each prediction tree's hessian-weighted mean leaf value per node: what path-average
+    /// contributions compare a child with its parent by. `forust` rebuilds these on every
+    /// call (most of a single row's 15 µs); they depend only on the trees, so once here.
+    node_means: Vec<Vec<f64>>,
+}
+
+impl Ready {
+    fn new(booster: GradientBooster, lookups: Vec<HashMap<String, usize>>) -> Ready {
+        let node_means = prediction_trees(&booster).iter().map(|t| t.distribute_leaf_weights()).collect();
+        Ready { booster, lookups, node_means }
+    }
+}
+
+/// The trees a prediction sums: all of them, or those up to the best early-stopping round.
+fn prediction_trees(booster: &GradientBooster) -> &[forust_ml::tree::Tree] {
+    let n = booster.prediction_iteration.unwrap_or(booster.trees.len()).min(booster.trees.len());
+    &booster.trees[..n]
 }
 
 impl std::fmt::Debug for Gbdt {
@@ -174,7 +191,7 @@ impl Gbdt {
             .map_err(|e| ModelError::Schema(format!("training failed: {e}")))?;
         model.trees = booster.trees.len();
         model.booster = booster.json_dump().map_err(|e| ModelError::Artefact(e.to_string()))?;
-        model.loaded = Some(std::sync::Arc::new(Ready { booster, lookups: model.lookups() }));
+        model.loaded = Some(std::sync::Arc::new(Ready::new(booster, model.lookups())));
         Ok(model)
     }
 
@@ -184,7 +201,7 @@ impl Gbdt {
             None => {
                 let booster = GradientBooster::from_json(&self.booster)
                     .map_err(|e| ModelError::Artefact(format!("booster: {e}")))?;
-                Ok(std::sync::Arc::new(Ready { booster, lookups: self.lookups() }))
+                Ok(std::sync::Arc::new(Ready::new(booster, self.lookups())))
             }
         }
     }
@@ -247,8 +264,13 @@ impl Gbdt {
         assert_eq!(values.len(), self.features.len(), "one value per feature");
         let ready = self.ready()?;
         let x: Vec<f64> = values.iter().enumerate().map(|(f, v)| self.code(f, *v, &ready.lookups[f])).collect();
-        let matrix = Matrix::new(&x, 1, x.len());
-        let contributions = ready.booster.predict_contributions(&matrix, ContributionsMethod::Average, false);
+        // forust's `predict_contributions(…, Average, …)` for one row, with the node means
+        // built once (a test holds the two equal).
+        let mut contributions = vec![0.0; x.len() + 1];
+        contributions[x.len()] = ready.booster.base_score;
+        for (tree, means) in prediction_trees(&ready.booster).iter().zip(&ready.node_means) {
+            tree.predict_contributions_row_average(&x, &mut contributions, means, &ready.booster.missing);
+        }
         let logit: f64 = contributions.iter().sum();
         let mut out: Vec<Contribution> = self
             .features
@@ -292,6 +314,29 @@ mod tests {
             ],
             target,
             row_index: (0..n).collect(),
+        }
+    }
+
+    #[test]
+    fn one_row_contributions_are_forusts_own_and_sum_to_the_prediction() {
+        let t = table(3_000);
+        let model = Gbdt::train(&t, &GbdtOptions::default()).unwrap();
+        let ready = model.ready().unwrap();
+        let probabilities = model.predict(&t).unwrap();
+        for (row, probability) in probabilities.iter().enumerate().take(200) {
+            let values: Vec<Value<'_>> = (0..3).map(|c| t.value(c, row)).collect();
+            let (p, ours) = model.explain(&values).unwrap();
+            assert!((p - probability).abs() < 1e-12, "row {row}: {p} vs {probability}");
+            let x: Vec<f64> = values.iter().enumerate().map(|(f, v)| model.code(f, *v, &ready.lookups[f])).collect();
+            let theirs = ready.booster.predict_contributions(
+                &Matrix::new(&x, 1, x.len()),
+                forust_ml::gradientbooster::ContributionsMethod::Average,
+                false,
+            );
+            for c in &ours {
+                let feature = model.features.iter().position(|f| f.name == c.feature).unwrap();
+                assert_eq!(c.log_odds, theirs[feature], "row {row} feature {feature}");
+            }
         }
     }
 
