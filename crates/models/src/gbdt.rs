@@ -258,6 +258,19 @@ impl Gbdt {
         Ok(ready.booster.predict(&matrix, true).into_iter().map(sigmoid).collect())
     }
 
+    /// One row's probability of the positive class: one walk down each tree, the same sum in
+    /// the same order as [`Gbdt::predict`] (a test holds them equal).
+    pub fn probability(&self, values: &[Value<'_>]) -> Result<f64, ModelError> {
+        assert_eq!(values.len(), self.features.len(), "one value per feature");
+        let ready = self.ready()?;
+        let x: Vec<f64> = values.iter().enumerate().map(|(f, v)| self.code(f, *v, &ready.lookups[f])).collect();
+        let mut logit = ready.booster.base_score;
+        for tree in prediction_trees(&ready.booster) {
+            logit += tree.predict_row_from_row_slice(&x, &ready.booster.missing);
+        }
+        Ok(sigmoid(logit))
+    }
+
     /// One row: the probability and each feature's contribution in log-odds (path
     /// averages; they sum to the prediction), largest push towards the positive class first.
     pub fn explain(&self, values: &[Value<'_>]) -> Result<(f64, Vec<Contribution>), ModelError> {
@@ -327,6 +340,7 @@ mod tests {
             let values: Vec<Value<'_>> = (0..3).map(|c| t.value(c, row)).collect();
             let (p, ours) = model.explain(&values).unwrap();
             assert!((p - probability).abs() < 1e-12, "row {row}: {p} vs {probability}");
+            assert_eq!(model.probability(&values).unwrap(), *probability, "row {row}: one row as the batch");
             let x: Vec<f64> = values.iter().enumerate().map(|(f, v)| model.code(f, *v, &ready.lookups[f])).collect();
             let theirs = ready.booster.predict_contributions(
                 &Matrix::new(&x, 1, x.len()),

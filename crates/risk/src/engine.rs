@@ -412,7 +412,7 @@ impl Engine {
 
     /// [`Engine::evaluate_features`] with `scorer` in the score layer.
     fn evaluate_with(&self, facts: PaymentFacts, mut features: FeatureVector, scorer: &dyn Scorer) -> DecisionRecord {
-        let (score, scorer_fallback) = match scorer.score(&features) {
+        let (mut score, scorer_fallback) = match scorer.score(&features) {
             Ok(score) => (score, false),
             Err(_) => (HeuristicScorer.points(&features), true),
         };
@@ -578,6 +578,9 @@ impl Engine {
         let score_source = format!("{}@{}", self.scorer.name(), self.scorer.version());
         // The features that pushed the score up most, on the signal: what an analyst or an
         // appeal reads first.
+        if risk_points >= t.step_up_score {
+            explain_score(scorer, &features, &mut score, scorer_fallback);
+        }
         let factors = || -> Vec<(String, String)> {
             let top: Vec<&str> =
                 score.contributions.iter().filter(|c| c.points > 0).take(3).map(|c| c.feature.as_str()).collect();
@@ -626,6 +629,11 @@ impl Engine {
             }
         }
 
+        // A decision a person will read (anything but a plain approval) shows what moved the
+        // score; an approval skips the cost of explaining it.
+        if signals.iter().any(|s| s.counts() && s.outcome > Outcome::Approve) {
+            explain_score(scorer, &features, &mut score, scorer_fallback);
+        }
         let mut record = self.finish(
             facts,
             features,
@@ -640,7 +648,18 @@ impl Engine {
         record.scorer_fallback = scorer_fallback;
         record
     }
+}
 
+/// Fills `score`'s contributions from `scorer` when it left them out (a model scores without
+/// them). A fallback score is the heuristic's, already explained; a scorer that cannot explain
+/// leaves them empty rather than failing a decision already made.
+fn explain_score(scorer: &dyn Scorer, features: &FeatureVector, score: &mut Score, fallback: bool) {
+    if score.contributions.is_empty() && !fallback {
+        score.contributions = scorer.explain(features).unwrap_or_default();
+    }
+}
+
+impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,

@@ -15,6 +15,7 @@ pub mod model_scorer;
 pub mod policy;
 pub mod rules;
 pub mod scorer;
+mod shipped;
 pub mod velocity;
 
 pub use catalogue::{Catalogue, Explanation, RecoveryKind};
@@ -25,6 +26,7 @@ pub use model_scorer::ModelScorer;
 pub use policy::{Policy, PolicyDocument};
 pub use rules::{Layer, RuleError, RuleSet, RuleSetDefinition};
 pub use scorer::{HeuristicScorer, Score, ScoreError, Scorer};
+pub use shipped::{shipped_scorer, SHIPPED_MODEL, SHIPPED_MODEL_MANIFEST};
 
 use serde::{Deserialize, Serialize};
 

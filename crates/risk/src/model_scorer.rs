@@ -61,37 +61,57 @@ impl Scorer for ModelScorer {
         &self.inputs
     }
 
+    /// The probability alone (one walk down each tree); contributions come from `explain`.
     fn score(&self, features: &FeatureVector) -> Result<Score, ScoreError> {
-        let values: Vec<Value<'_>> = self
-            .inputs
+        let probability = self.model.probability(&self.values(features)).map_err(|e| failed(e.to_string()))?;
+        Ok(Score {
+            scorer: "gbdt".into(),
+            version: self.version.clone(),
+            value: per_mille(probability)?,
+            contributions: Vec::new(),
+        })
+    }
+
+    fn explain(&self, features: &FeatureVector) -> Result<Vec<Contribution>, ScoreError> {
+        let (probability, mut contributions) =
+            self.model.explain(&self.values(features)).map_err(|e| failed(e.to_string()))?;
+        per_mille(probability)?;
+        contributions.sort_by(|a, b| b.log_odds.abs().total_cmp(&a.log_odds.abs()));
+        // Log-odds contributions as per-mille points: their first-order effect on the
+        // probability at this prediction.
+        let slope = probability * (1.0 - probability) * 1000.0;
+        Ok(contributions
+            .into_iter()
+            .take(MAX_CONTRIBUTIONS)
+            .map(|c| Contribution { feature: c.feature, points: (c.log_odds * slope).round() as i64 })
+            .filter(|c| c.points != 0)
+            .collect())
+    }
+}
+
+impl ModelScorer {
+    fn values<'f>(&self, features: &'f FeatureVector) -> Vec<Value<'f>> {
+        self.inputs
             .iter()
             .map(|f| match f.feature_type() {
                 FeatureType::Int => Value::Number(features.int(*f) as f64),
                 FeatureType::Bool => Value::Number(f64::from(u8::from(features.bool(*f)))),
                 FeatureType::String => Value::Level(features.string(*f)),
             })
-            .collect();
-        let failed = |detail: String| ScoreError { scorer: "gbdt".into(), detail };
-        let (probability, mut contributions) = self.model.explain(&values).map_err(|e| failed(e.to_string()))?;
-        if !probability.is_finite() || !(0.0..=1.0).contains(&probability) {
-            return Err(failed(format!("probability {probability}")));
-        }
-        contributions.sort_by(|a, b| b.log_odds.abs().total_cmp(&a.log_odds.abs()));
-        // Log-odds contributions as per-mille points: their first-order effect on the
-        // probability at this prediction.
-        let slope = probability * (1.0 - probability) * 1000.0;
-        Ok(Score {
-            scorer: "gbdt".into(),
-            version: self.version.clone(),
-            value: (probability * 1000.0).round().clamp(0.0, 1000.0) as i64,
-            contributions: contributions
-                .into_iter()
-                .take(MAX_CONTRIBUTIONS)
-                .map(|c| Contribution { feature: c.feature, points: (c.log_odds * slope).round() as i64 })
-                .filter(|c| c.points != 0)
-                .collect(),
-        })
+            .collect()
     }
+}
+
+fn failed(detail: String) -> ScoreError {
+    ScoreError { scorer: "gbdt".into(), detail }
+}
+
+/// A probability as the engine's per-mille score; anything but a probability is an error.
+fn per_mille(probability: f64) -> Result<i64, ScoreError> {
+    if !probability.is_finite() || !(0.0..=1.0).contains(&probability) {
+        return Err(failed(format!("probability {probability}")));
+    }
+    Ok((probability * 1000.0).round().clamp(0.0, 1000.0) as i64)
 }
 
 #[cfg(test)]
@@ -145,8 +165,11 @@ mod tests {
         let (a, b) = (scorer.score(&risky).unwrap(), scorer.score(&usual).unwrap());
         assert!(a.value > 500 && b.value < 100, "{} vs {}", a.value, b.value);
         assert!(a.version.starts_with("gbdt-toy-"));
-        assert!(a.contributions.len() <= MAX_CONTRIBUTIONS);
-        assert!(a.contributions.iter().any(|c| c.feature == "amount_minor" && c.points > 0), "{:?}", a.contributions);
+        // The score walks the trees once; its contributions come when asked for.
+        assert!(a.contributions.is_empty());
+        let explained = scorer.explain(&risky).unwrap();
+        assert!(!explained.is_empty() && explained.len() <= MAX_CONTRIBUTIONS);
+        assert!(explained.iter().any(|c| c.feature == "amount_minor" && c.points > 0), "{explained:?}");
     }
 
     #[test]

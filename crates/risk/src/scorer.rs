@@ -39,7 +39,16 @@ pub trait Scorer: Send + Sync {
     fn version(&self) -> &str;
     /// Features the scorer reads; the engine refuses a scorer that needs one it lacks.
     fn features(&self) -> &[Feature];
+    /// The score. It may leave `contributions` empty when they cost more than the score
+    /// (a model's trees walked twice); the engine then asks [`Scorer::explain`] for them on
+    /// the decisions a person will read: any that is not a plain approval.
     fn score(&self, features: &FeatureVector) -> Result<Score, ScoreError>;
+
+    /// Each feature's contribution to the score, largest push first: what `score` returns,
+    /// for scorers that always fill it.
+    fn explain(&self, features: &FeatureVector) -> Result<Vec<Contribution>, ScoreError> {
+        self.score(features).map(|s| s.contributions)
+    }
 }
 
 /// Additive points over the behaviour, device and environment features.

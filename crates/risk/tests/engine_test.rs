@@ -706,3 +706,27 @@ fn a_challenger_watches_every_decision_and_decides_none() {
     let stored = serde_json::to_value(watched.decide(facts("u1", "shop1", 2_000, now() + 600_000))).unwrap();
     assert_eq!(stored["challenger"]["scorer"], "paranoid@7");
 }
+
+/// The shipped model scores every payment with one walk down its trees; the engine asks it
+/// for the features behind the score only on decisions a person reads (anything but a plain
+/// approval), so an approval does not pay for an explanation nobody reads.
+#[test]
+fn the_shipped_model_is_explained_on_every_decision_that_is_not_an_approval() {
+    let mut engine = Engine::shipped();
+    assert!(engine.versions().scorer.starts_with("gbdt@"), "{:?}", engine.versions());
+    let t = now();
+    with_history(&mut engine, "u1", t);
+    let usual = engine.decide(facts("u1", "m1", 3_500, t + MINUTE));
+    assert_eq!(usual.outcome, Outcome::Approve, "{:?}", usual.reason_codes);
+    assert!(usual.score.contributions.is_empty(), "{:?}", usual.score);
+    // Someone else's phone on a proxy network, most of the line at once: a takeover.
+    let mut takeover = facts("u1", "m2", 1_500_000, t + 2 * MINUTE);
+    takeover.device_id = Some("dev_thief".into());
+    takeover.ip = Some("203.0.113.9".parse().unwrap());
+    takeover.network = Some("4g".into());
+    takeover.mcc = "5732".into();
+    let stopped = engine.decide(takeover);
+    assert_ne!(stopped.outcome, Outcome::Approve, "{:?}", stopped.score);
+    assert!(!stopped.score.contributions.is_empty(), "{:?}", stopped.score);
+    assert!(stopped.score.contributions.iter().all(|c| c.points != 0));
+}
