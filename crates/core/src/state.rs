@@ -932,10 +932,16 @@ impl State {
         }
         let amount_minor = parse_amount("amount", amount, payment.currency, Sign::Positive)?;
         let operation = Operation::Refund { hold_id: id.to_owned(), amount_minor };
-        self.post_on_hold(payment, operation, now_ms, out, |p| {
+        let (merchant_id, line_id) = (payment.merchant_id.clone(), payment.credit_line_id.clone());
+        let reply = self.post_on_hold(payment, operation, now_ms, out, |p| {
             let refund_id = format!("{}_r{}", p.id, p.refunds.len() + 1);
             p.refunds.push(RefundEntry { id: refund_id, amount_minor, at_ms: now_ms });
-        })
+        })?;
+        // The engine hears of every refund: a shop refunding much of what it sells, or a line
+        // paying again where it was just refunded, is how credit is cycled through refunds.
+        let user_id = self.ledger.credit_line(&line_id).map(|l| l.user_id.clone()).unwrap_or_default();
+        self.engine.state_mut().record_refund(&user_id, &merchant_id, amount_minor, now_ms);
+        Ok(reply)
     }
 
     fn repay(&mut self, credit_line_id: &str, amount: &str, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {

@@ -112,6 +112,12 @@ features! {
     UtilizationAfterPct => "utilization_after_pct", Int, Credit, "Share of the limit in use if this payment is approved, in %.";
     UserAllowListed => "user_allow_listed", Bool, Profile, "The user is on the allow list.";
     FraudScore => "fraud_score", Int, Score, "Fraud score from the active scorer, per mille (0 = surely honest, 1000 = surely fraud).";
+    UserRefunds24h => "user_refunds_24h", Int, Velocity, "Refunds the line received in the last 24 hours, from any merchant.";
+    UserRefundsFromMerchant7d => "user_refunds_from_merchant_7d", Int, Velocity, "Refunds the line received from this same merchant in the last 7 days: paying again where the last payment was refunded, the cycle a refund mule runs.";
+    MerchantRefundPct24h => "merchant_refund_pct_24h", Int, Merchant, "The merchant's refunds in the last 24 hours as a share of its approved sales in that time, in % (over 100 when it refunds more than it sells; 10000 with refunds and no sales).";
+    MerchantRefundPct7d => "merchant_refund_pct_7d", Int, Merchant, "The merchant's refunds over the last seven days as a share of its approved sales in that time, in % (whole UTC days, today included; 10000 with refunds and no sales).";
+    MerchantFirstTimePayerPct24h => "merchant_first_time_payer_pct_24h", Int, Merchant, "Share of the merchant's last-24-hour payment attempts made by payers who had not paid it before (among their recent merchants), in %. An established shop lives on regulars.";
+    MerchantPayments7d => "merchant_payments_7d", Int, Merchant, "Payment attempts at this merchant over the last seven days (whole UTC days, today included): its usual volume, against which `merchant_count_1h` shows a burst.";
 }
 
 impl Serialize for Feature {

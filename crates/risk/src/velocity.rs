@@ -25,11 +25,20 @@ pub const MAX_USER_NETWORKS: usize = 8;
 pub const MAX_USER_MERCHANTS: usize = 32;
 /// Most attempts remembered per device or IP network within 24 h.
 pub const MAX_SHARED_EVENTS: usize = 64;
+/// Most refunds remembered per user within 7 days (honest shoppers see one or two a month).
+pub const MAX_USER_REFUNDS: usize = 16;
 /// A user not seen for this long is forgotten.
 pub const USER_RETENTION_S: u32 = 180 * 86_400;
+/// A merchant not seen for this long is forgotten: its 7-day figures need a week.
+pub const MERCHANT_RETENTION_S: u32 = 7 * DAY_S;
 
 const DAY_S: u32 = 86_400;
 const HOUR_S: u32 = 3_600;
+const WEEK_S: u32 = 7 * DAY_S;
+/// Day buckets per merchant: seven whole UTC days, today included.
+const MERCHANT_DAYS: u32 = 7;
+/// A refund share with no sales to set it against, and the most any share reads.
+const REFUND_PCT_CEILING: i64 = 10_000;
 
 const FLAG_APPROVED: u8 = 1;
 const FLAG_TINY: u8 = 2;
@@ -137,6 +146,8 @@ struct UserState {
     networks: Vec<(u64, u32)>,
     merchants: Vec<u32>,
     failed_challenges: Vec<u32>,
+    /// (at_s, merchant) of refunds received in the last 7 days, oldest first.
+    refunds: Vec<(u32, u32)>,
     approved_count: u32,
     approved_sum_minor: i64,
     max_amount_minor: i64,
@@ -157,14 +168,53 @@ struct HourBucket {
     count: u32,
     round: u32,
     new_user: u32,
+    /// Attempts by payers who had not paid this merchant before.
+    first_time: u32,
     /// Linear-counting sketch of the distinct payers in this hour.
     users: [u64; 4],
+    /// Approved amounts and refunded amounts, in minor units.
+    sales_minor: i64,
+    refunds_minor: i64,
+}
+
+/// One UTC day of a merchant's activity: what its 7-day figures sum.
+#[derive(Debug, Clone, Copy, Default)]
+struct DayBucket {
+    day: u32,
+    count: u32,
+    sales_minor: i64,
+    refunds_minor: i64,
 }
 
 #[derive(Debug, Clone)]
 struct MerchantState {
     hours: [HourBucket; 24],
+    days: [DayBucket; MERCHANT_DAYS as usize],
     last_seen_s: u32,
+}
+
+impl MerchantState {
+    fn new(now_s: u32) -> MerchantState {
+        MerchantState {
+            hours: [HourBucket::default(); 24],
+            days: [DayBucket::default(); MERCHANT_DAYS as usize],
+            last_seen_s: now_s,
+        }
+    }
+}
+
+/// What the engine reads of a merchant's recent activity.
+#[derive(Debug, Clone, Copy, Default)]
+struct MerchantFigures {
+    count_1h: i64,
+    count_24h: i64,
+    distinct_users_24h: i64,
+    new_user_pct_24h: i64,
+    round_pct_24h: i64,
+    first_time_pct_24h: i64,
+    refund_pct_24h: i64,
+    count_7d: i64,
+    refund_pct_7d: i64,
 }
 
 /// One payment attempt as the velocity layer sees it.
@@ -325,7 +375,11 @@ impl RiskState {
         let (mut first_device, mut trusted, mut first_network, mut network_changed) = (true, false, true, false);
         let (mut retry, mut first_visit) = (false, true);
         let (mut total, mut avg, mut max) = (0i64, 0i64, 0i64);
+        let (mut refunds_24h, mut refunds_here_7d) = (0i64, 0i64);
         if let Some(u) = user {
+            let (t24h, t7d) = (since(now_s, DAY_S), since(now_s, WEEK_S));
+            refunds_24h = u.refunds.iter().filter(|(at, _)| *at > t24h).count() as i64;
+            refunds_here_7d = u.refunds.iter().filter(|(at, m)| *at > t7d && *m == merchant).count() as i64;
             let (t1m, t1h, t10m, t24h) =
                 (since(now_s, 60), since(now_s, HOUR_S), since(now_s, 600), since(now_s, DAY_S));
             for e in u.events.iter().filter(|e| e.at_s > t24h) {
@@ -404,6 +458,8 @@ impl RiskState {
             Feature::AmountVsUserAvgPct,
             if avg > 0 { attempt.amount_minor.saturating_mul(100) / avg } else { 0 },
         );
+        out.set_int(Feature::UserRefunds24h, refunds_24h);
+        out.set_int(Feature::UserRefundsFromMerchant7d, refunds_here_7d);
 
         out.set_bool(Feature::DevicePresent, device_key.is_some());
         out.set_bool(Feature::DeviceFirstSeen, device_key.is_some() && first_device);
@@ -419,15 +475,16 @@ impl RiskState {
         out.set_int(Feature::IpCount1h, ic);
         out.set_int(Feature::IpDistinctUsers24h, iu);
 
-        let (mc1h, mc24h, m_users, new_pct, round_pct) = match self.merchants.get(&merchant_key) {
-            Some(m) => m.features(now_s),
-            None => (0, 0, 0, 0, 0),
-        };
-        out.set_int(Feature::MerchantCount1h, mc1h);
-        out.set_int(Feature::MerchantPayments24h, mc24h);
-        out.set_int(Feature::MerchantDistinctUsers24h, m_users);
-        out.set_int(Feature::MerchantNewUserPct24h, new_pct);
-        out.set_int(Feature::MerchantRoundAmountPct24h, round_pct);
+        let m = self.merchants.get(&merchant_key).map(|m| m.features(now_s)).unwrap_or_default();
+        out.set_int(Feature::MerchantCount1h, m.count_1h);
+        out.set_int(Feature::MerchantPayments24h, m.count_24h);
+        out.set_int(Feature::MerchantDistinctUsers24h, m.distinct_users_24h);
+        out.set_int(Feature::MerchantNewUserPct24h, m.new_user_pct_24h);
+        out.set_int(Feature::MerchantRoundAmountPct24h, m.round_pct_24h);
+        out.set_int(Feature::MerchantFirstTimePayerPct24h, m.first_time_pct_24h);
+        out.set_int(Feature::MerchantRefundPct24h, m.refund_pct_24h);
+        out.set_int(Feature::MerchantPayments7d, m.count_7d);
+        out.set_int(Feature::MerchantRefundPct7d, m.refund_pct_7d);
         out.set_bool(Feature::MerchantFirstVisit, first_visit);
     }
 
@@ -445,6 +502,8 @@ impl RiskState {
         let approved = outcome == Outcome::Approve;
         let user = self.users.entry(user_key).or_default();
         user.last_seen_s = now_s;
+        // Before this attempt is remembered: had the payer paid this merchant before?
+        let first_time = !user.merchants.contains(&merchant);
         if is_retry {
             if let Some(first) = user.last.as_mut().filter(|_| approved) {
                 first.approved = true;
@@ -483,20 +542,42 @@ impl RiskState {
         if approved {
             Self::remember_approval(hk, user, attempt, merchant, now_s, policy);
         }
+        let m = self.merchants.entry(merchant_key).or_insert_with(|| MerchantState::new(now_s));
+        if approved {
+            // An approved retry is a sale like any other; it is only not a new attempt.
+            m.sale(now_s, attempt.amount_minor);
+        }
         if is_retry {
             return;
         }
+        m.push(now_s, user32, attempt.round, attempt.new_line, first_time);
         if let Some(d) = attempt.device_id {
             self.devices.entry(hk.key(d)).or_default().push(now_s, user32);
         }
         if let Some(ip) = attempt.ip {
             self.networks.entry(hk.network_key(ip)).or_default().push(now_s, user32);
         }
-        let m = self
-            .merchants
-            .entry(merchant_key)
-            .or_insert_with(|| MerchantState { hours: [HourBucket::default(); 24], last_seen_s: now_s });
-        m.push(now_s, user32, attempt.round, attempt.new_line);
+    }
+
+    /// A merchant refunded `amount_minor` of a settled payment to the user's line. Honest
+    /// shops refund now and then (returns); a shop that refunds much of what it sells, or a
+    /// line paying again where it was just refunded, is how credit is cycled through refunds.
+    pub fn record_refund(&mut self, user_id: &str, merchant_id: &str, amount_minor: i64, now_ms: i64) {
+        let now_s = seconds(now_ms);
+        let hk = self.hash_key;
+        let merchant_key = hk.key(merchant_id);
+        let user = self.users.entry(hk.key(user_id)).or_default();
+        user.last_seen_s = now_s;
+        let week_ago = since(now_s, WEEK_S);
+        if user.refunds.first().is_some_and(|(at, _)| *at <= week_ago) {
+            user.refunds.retain(|(at, _)| *at > week_ago);
+        }
+        if user.refunds.len() >= MAX_USER_REFUNDS {
+            user.refunds.remove(0);
+        }
+        user.refunds.push((now_s, short(merchant_key)));
+        let m = self.merchants.entry(merchant_key).or_insert_with(|| MerchantState::new(now_s));
+        m.refund(now_s, amount_minor);
     }
 
     fn remember_approval(
@@ -598,17 +679,20 @@ impl RiskState {
             first.approved = true;
         }
         Self::remember_approval(hk, user, attempt, merchant, now_s, policy);
+        let m = self.merchants.entry(hk.key(attempt.merchant_id)).or_insert_with(|| MerchantState::new(now_s));
+        m.sale(now_s, attempt.amount_minor);
     }
 
-    /// Forgets devices, networks and merchants idle for a day and users idle for the
-    /// retention period. Returns how many entries went.
+    /// Forgets devices and networks idle for a day, merchants idle for a week (their 7-day
+    /// figures) and users idle for the retention period. Returns how many entries went.
     pub fn prune(&mut self, now_ms: i64) -> usize {
         let now_s = seconds(now_ms);
         let before = self.users.len() + self.devices.len() + self.networks.len() + self.merchants.len();
         let day_ago = since(now_s, DAY_S);
         self.devices.retain(|_, s| s.events.last().is_some_and(|(t, _)| *t > day_ago));
         self.networks.retain(|_, s| s.events.last().is_some_and(|(t, _)| *t > day_ago));
-        self.merchants.retain(|_, m| m.last_seen_s > day_ago);
+        let merchant_cutoff = since(now_s, MERCHANT_RETENTION_S);
+        self.merchants.retain(|_, m| m.last_seen_s > merchant_cutoff);
         let user_cutoff = since(now_s, USER_RETENTION_S);
         self.users.retain(|_, u| u.last_seen_s > user_cutoff);
         before - (self.users.len() + self.devices.len() + self.networks.len() + self.merchants.len())
@@ -636,32 +720,69 @@ impl SharedState {
 }
 
 impl MerchantState {
-    fn push(&mut self, now_s: u32, user: u32, round: bool, new_user: bool) {
+    /// This hour's bucket, emptied first when it last held an hour a day ago.
+    fn hour_bucket(&mut self, now_s: u32) -> &mut HourBucket {
         self.last_seen_s = now_s;
         let hour = now_s / HOUR_S;
         let bucket = &mut self.hours[(hour % 24) as usize];
         if bucket.hour != hour {
             *bucket = HourBucket { hour, ..HourBucket::default() };
         }
+        bucket
+    }
+
+    /// Today's bucket (UTC), emptied first when it last held a day a week ago.
+    fn day_bucket(&mut self, now_s: u32) -> &mut DayBucket {
+        let day = now_s / DAY_S;
+        let bucket = &mut self.days[(day % MERCHANT_DAYS) as usize];
+        if bucket.day != day {
+            *bucket = DayBucket { day, ..DayBucket::default() };
+        }
+        bucket
+    }
+
+    fn push(&mut self, now_s: u32, user: u32, round: bool, new_user: bool, first_time: bool) {
+        let bucket = self.hour_bucket(now_s);
         bucket.count = bucket.count.saturating_add(1);
         bucket.round += u32::from(round);
         bucket.new_user += u32::from(new_user);
+        bucket.first_time += u32::from(first_time);
         let (word, bit) = sketch_bit(user);
         bucket.users[word] |= bit;
+        let day = self.day_bucket(now_s);
+        day.count = day.count.saturating_add(1);
     }
 
-    /// (attempts in the current and previous hour, in 24 h, distinct payers in 24 h,
-    /// new-user %, round-amount %). Hour granularity: "last hour" spans up to two buckets.
-    fn features(&self, now_s: u32) -> (i64, i64, i64, i64, i64) {
+    fn sale(&mut self, now_s: u32, amount_minor: i64) {
+        let hour = self.hour_bucket(now_s);
+        hour.sales_minor = hour.sales_minor.saturating_add(amount_minor);
+        let day = self.day_bucket(now_s);
+        day.sales_minor = day.sales_minor.saturating_add(amount_minor);
+    }
+
+    fn refund(&mut self, now_s: u32, amount_minor: i64) {
+        let hour = self.hour_bucket(now_s);
+        hour.refunds_minor = hour.refunds_minor.saturating_add(amount_minor);
+        let day = self.day_bucket(now_s);
+        day.refunds_minor = day.refunds_minor.saturating_add(amount_minor);
+    }
+
+    /// The 24-hour figures from the hourly buckets ("last hour" spans up to two of them),
+    /// the 7-day ones from the daily buckets.
+    fn features(&self, now_s: u32) -> MerchantFigures {
         let hour = now_s / HOUR_S;
-        let (mut recent, mut count, mut round, mut new_user, mut users) = (0u64, 0u64, 0u64, 0u64, [0u64; 4]);
+        let (mut recent, mut count, mut round, mut new_user, mut first_time) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut users, mut sales, mut refunds) = ([0u64; 4], 0i64, 0i64);
         for bucket in &self.hours {
-            if bucket.count == 0 || bucket.hour + 24 <= hour || bucket.hour > hour {
+            if bucket.hour + 24 <= hour || bucket.hour > hour {
                 continue;
             }
             count += u64::from(bucket.count);
             round += u64::from(bucket.round);
             new_user += u64::from(bucket.new_user);
+            first_time += u64::from(bucket.first_time);
+            sales = sales.saturating_add(bucket.sales_minor);
+            refunds = refunds.saturating_add(bucket.refunds_minor);
             for (u, b) in users.iter_mut().zip(bucket.users) {
                 *u |= b;
             }
@@ -669,8 +790,36 @@ impl MerchantState {
                 recent += u64::from(bucket.count);
             }
         }
+        let today = now_s / DAY_S;
+        let (mut count_7d, mut sales_7d, mut refunds_7d) = (0i64, 0i64, 0i64);
+        for bucket in self.days.iter().filter(|b| b.day + MERCHANT_DAYS > today && b.day <= today) {
+            count_7d += i64::from(bucket.count);
+            sales_7d = sales_7d.saturating_add(bucket.sales_minor);
+            refunds_7d = refunds_7d.saturating_add(bucket.refunds_minor);
+        }
         let pct = |part: u64| (part * 100).checked_div(count).unwrap_or(0) as i64;
-        (recent as i64, count as i64, sketch_estimate(users), pct(new_user), pct(round))
+        MerchantFigures {
+            count_1h: recent as i64,
+            count_24h: count as i64,
+            // An empty sketch estimates zero payers.
+            distinct_users_24h: if count == 0 { 0 } else { sketch_estimate(users) },
+            new_user_pct_24h: pct(new_user),
+            round_pct_24h: pct(round),
+            first_time_pct_24h: pct(first_time),
+            refund_pct_24h: refund_pct(refunds, sales),
+            count_7d,
+            refund_pct_7d: refund_pct(refunds_7d, sales_7d),
+        }
+    }
+}
+
+/// Refunds as a share of sales, in %: capped, and at the cap when there is nothing sold to
+/// set the refunds against.
+fn refund_pct(refunds_minor: i64, sales_minor: i64) -> i64 {
+    match (refunds_minor, sales_minor) {
+        (r, _) if r <= 0 => 0,
+        (_, s) if s <= 0 => REFUND_PCT_CEILING,
+        (r, s) => (i128::from(r) * 100 / i128::from(s)).min(i128::from(REFUND_PCT_CEILING)) as i64,
     }
 }
 
@@ -687,6 +836,95 @@ mod tests {
         let same_net: IpAddr = "203.0.113.200".parse().unwrap();
         assert_eq!(a.network_key(ip), a.network_key(same_net), "one /24 is one network");
         assert_ne!(a.network_key(ip), b.network_key(ip));
+    }
+
+    const POLICY: VelocityPolicy = VelocityPolicy { retry_window_s: 120, device_trusted_after: 3, today_start_s: 0 };
+    const T0: i64 = 1_790_000_000_000;
+
+    fn attempt<'a>(user: &'a str, merchant: &'a str, amount_minor: i64, now_ms: i64) -> Attempt<'a> {
+        Attempt {
+            user_id: user,
+            device_id: Some("d1"),
+            ip: None,
+            network: None,
+            merchant_id: merchant,
+            amount_minor,
+            tiny: false,
+            round: false,
+            new_line: false,
+            now_ms,
+        }
+    }
+
+    fn features(state: &RiskState, a: &Attempt<'_>) -> FeatureVector {
+        let mut out = FeatureVector::new();
+        state.features(a, &POLICY, &mut out);
+        out
+    }
+
+    /// A shop that refunds a return now and then, next to one that refunds nearly all it
+    /// sells to lines that pay it again: the refund features tell them apart.
+    #[test]
+    fn refunds_are_remembered_per_line_and_per_merchant() {
+        let mut state = RiskState::new();
+        let hour = 3_600_000;
+        for (i, user) in ["a", "b", "c", "d"].iter().enumerate() {
+            let at = T0 + i as i64 * hour;
+            state.record(&attempt(user, "shop", 40_000, at), Outcome::Approve, false, &POLICY);
+            state.record(&attempt(user, "mule-shop", 300_000, at), Outcome::Approve, false, &POLICY);
+            state.record_refund(user, "mule-shop", 290_000, at + hour / 2);
+        }
+        state.record_refund("a", "shop", 40_000, T0 + 5 * hour);
+        let now = T0 + 6 * hour;
+        let honest = features(&state, &attempt("b", "shop", 10_000, now));
+        assert_eq!(honest.int(Feature::MerchantRefundPct24h), 25, "one return in four sales");
+        assert_eq!(honest.int(Feature::UserRefundsFromMerchant7d), 0);
+        assert_eq!(honest.int(Feature::UserRefunds24h), 1, "b was refunded once, elsewhere");
+        let cycle = features(&state, &attempt("a", "mule-shop", 300_000, now));
+        assert_eq!(cycle.int(Feature::MerchantRefundPct24h), 96);
+        assert_eq!(cycle.int(Feature::MerchantRefundPct7d), 96);
+        assert_eq!(cycle.int(Feature::UserRefundsFromMerchant7d), 1, "paying again where it was refunded");
+        assert_eq!(cycle.int(Feature::UserRefunds24h), 2);
+        // A day later the 24-hour figures have gone, the week's remain.
+        let later = features(&state, &attempt("a", "mule-shop", 300_000, now + 26 * hour));
+        assert_eq!((later.int(Feature::MerchantRefundPct24h), later.int(Feature::UserRefunds24h)), (0, 0));
+        assert_eq!(later.int(Feature::MerchantRefundPct7d), 96);
+        assert_eq!(later.int(Feature::UserRefundsFromMerchant7d), 1);
+        // Refunds with no sales to set them against read at the ceiling.
+        state.record_refund("e", "ghost", 1_000, now);
+        assert_eq!(features(&state, &attempt("e", "ghost", 1_000, now)).int(Feature::MerchantRefundPct24h), 10_000);
+        // A week on, nothing is left of any of it.
+        let gone = features(&state, &attempt("a", "mule-shop", 300_000, now + 8 * 24 * hour));
+        assert_eq!((gone.int(Feature::MerchantRefundPct7d), gone.int(Feature::UserRefundsFromMerchant7d)), (0, 0));
+    }
+
+    /// A busy shop's payers are mostly regulars; an account that has never been paid and
+    /// suddenly takes a shop's counter traffic has only first-time payers, far above its week.
+    #[test]
+    fn first_time_payers_and_the_week_s_volume() {
+        let mut state = RiskState::new();
+        let minute = 60_000;
+        let day = 24 * 60 * minute;
+        // Ten regulars pay the shop every day for a week.
+        for d in 0..7 {
+            for u in 0..10 {
+                let user = format!("regular{u}");
+                let at = T0 + d * day + u * minute;
+                state.record(&attempt(&user, "shop", 2_000, at), Outcome::Approve, false, &POLICY);
+            }
+        }
+        let now = T0 + 6 * day + 30 * minute;
+        let shop = features(&state, &attempt("regular0", "shop", 2_000, now));
+        assert_eq!(shop.int(Feature::MerchantFirstTimePayerPct24h), 0, "the first visits were six days ago");
+        assert!(shop.int(Feature::MerchantPayments7d) >= 60, "{}", shop.int(Feature::MerchantPayments7d));
+        // The same ten pay a dormant account within the half hour.
+        for u in 0..10 {
+            let user = format!("regular{u}");
+            state.record(&attempt(&user, "dormant", 2_000, now + u * minute), Outcome::Approve, false, &POLICY);
+        }
+        let diverted = features(&state, &attempt("regular9", "dormant", 2_000, now + 11 * minute));
+        assert_eq!(diverted.int(Feature::MerchantFirstTimePayerPct24h), 100);
+        assert_eq!((diverted.int(Feature::MerchantPayments7d), diverted.int(Feature::MerchantCount1h)), (10, 10));
     }
 
     #[test]
