@@ -61,6 +61,10 @@ pub struct HttpDriver {
     registry: Registry,
     registry_path: Option<PathBuf>,
     tracked: HashMap<u64, Tracked>,
+    /// The last payment captured: `keep_for_refund` keeps its id.
+    last_captured: Option<(u64, String)>,
+    /// Settled payments a merchant may refund: the server's payment ids, by token.
+    refundable: HashMap<u64, String>,
     /// The last payment's body and simulated time, for a re-send with the same key.
     last_body: Option<(u64, Value, i64)>,
     /// Server time minus simulated time.
@@ -119,6 +123,8 @@ impl HttpDriver {
             registry,
             registry_path,
             tracked: HashMap::new(),
+            last_captured: None,
+            refundable: HashMap::new(),
             last_body: None,
             offset_ms: server_now_ms - sim_start_ms,
             server_origin_ms: server_now_ms,
@@ -260,6 +266,23 @@ impl HttpDriver {
             .map_err(|e| error(format!("GET {path}: {e}")))
     }
 
+    /// A dynamic code (the amount in it) for `merchant`, as its terminal would show it.
+    fn dynamic_code(&self, token: u64, merchant: u32, amount_minor: i64) -> Result<String, SimError> {
+        let (merchant_id, _) = self
+            .registry
+            .merchant_ids
+            .get(merchant as usize)
+            .and_then(Clone::clone)
+            .ok_or_else(|| error(format!("no merchant {merchant}")))?;
+        let key = format!("{}-code-{token}", self.run_tag);
+        let body = json!({"amount": self.amount(amount_minor)});
+        let (status, value) = self.post(&format!("/v1/merchants/{merchant_id}/qr"), &body, &key)?;
+        match value["qr_payload"].as_str() {
+            Some(payload) if status.is_success() => Ok(payload.to_owned()),
+            _ => Err(error(format!("dynamic code: {status} {value}"))),
+        }
+    }
+
     fn line_id(&self, user: u32) -> Result<String, SimError> {
         self.registry
             .line_ids
@@ -398,6 +421,7 @@ impl Driver for HttpDriver {
             .get(r.merchant as usize)
             .and_then(Clone::clone)
             .ok_or_else(|| error(format!("no merchant {}", r.merchant)))?;
+        let qr = if r.dynamic_code { self.dynamic_code(r.token, r.merchant, r.amount_minor)? } else { qr };
         let mut context = serde_json::Map::new();
         if let Some(d) = r.device {
             context.insert("device_id".into(), json!(format!("d{d:x}")));
@@ -408,8 +432,11 @@ impl Driver for HttpDriver {
         if let Some(n) = r.network {
             context.insert("network".into(), json!(n));
         }
-        let body = json!({"credit_line_id": line_id, "qr_payload": qr, "amount": self.amount(r.amount_minor),
-            "context": context});
+        let mut body = json!({"credit_line_id": line_id, "qr_payload": qr, "context": context});
+        if !r.dynamic_code {
+            // A static code carries no amount: the shopper types it. A dynamic one does.
+            body["amount"] = json!(self.amount(r.amount_minor));
+        }
         let started = Instant::now();
         let value = self.send_payment(r.token, &body)?;
         let latency_ns = started.elapsed().as_nanos() as u64;
@@ -493,7 +520,34 @@ impl Driver for HttpDriver {
         if !status.is_success() {
             return Err(error(format!("capture: {status} {value}")));
         }
+        self.last_captured = Some((token, t.payment_id));
         Ok(())
+    }
+
+    fn keep_for_refund(&mut self, token: u64, _user: u32, _merchant: u32) {
+        let Some((captured, payment_id)) = self.last_captured.take() else { return };
+        if captured != token {
+            return;
+        }
+        if self.refundable.len() >= MAX_TRACKED_PAYMENTS {
+            // Refunds come within weeks; the oldest kept receipts go first.
+            let oldest = self.refundable.keys().copied().min().unwrap_or(0);
+            self.refundable.retain(|t, _| *t > oldest + (MAX_TRACKED_PAYMENTS as u64) / 2);
+        }
+        self.refundable.insert(token, payment_id);
+    }
+
+    fn refund(&mut self, token: u64, amount_minor: i64, now_ms: i64) -> Result<bool, SimError> {
+        self.pace(now_ms);
+        let Some(payment_id) = self.refundable.get(&token).cloned() else { return Ok(false) };
+        let key = format!("{}-refund-{token}-{now_ms}", self.run_tag);
+        let body = json!({"amount": self.amount(amount_minor)});
+        let (status, value) = self.post(&format!("/v1/payments/{payment_id}/refunds"), &body, &key)?;
+        if status.is_server_error() {
+            return Err(error(format!("refund: {status} {value}")));
+        }
+        // A refund the server refuses (more than is left) changes nothing, as in process.
+        Ok(status.is_success())
     }
 
     fn void(&mut self, token: u64, now_ms: i64) -> Result<(), SimError> {

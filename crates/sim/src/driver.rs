@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use xiezhi_ledger::{Ledger, Operation};
+use xiezhi_ledger::{Ledger, Operation, Transaction};
 use xiezhi_money::Currency;
 use xiezhi_risk::{ActiveRestriction, Engine, Outcome, PaymentFacts, Policy, RuleSet, UserProfile};
 
@@ -25,6 +25,10 @@ pub struct PayRequest {
     pub ip: Option<IpAddr>,
     pub network: Option<&'static str>,
     pub now_ms: i64,
+    /// The payer scanned a dynamic code (amount in the code, EMV point of initiation `12`)
+    /// instead of the shop's static one. The engine's facts do not carry it (in process it
+    /// changes nothing); a server records it on the payment.
+    pub dynamic_code: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,13 @@ pub trait Driver {
     fn capture(&mut self, token: u64, now_ms: i64) -> Result<(), SimError>;
     /// The client cancels an authorized payment (a duplicate after a retry).
     fn void(&mut self, token: u64, now_ms: i64) -> Result<(), SimError>;
+    /// The merchant keeps the receipt of settled payment `token` (by `user`, at `merchant`)
+    /// for a refund later. Drivers forget settled payments to bound their memory (the service
+    /// keeps them all; a client need not); this one they keep.
+    fn keep_for_refund(&mut self, token: u64, user: u32, merchant: u32);
+    /// The merchant refunds `amount_minor` of settled payment `token`, kept with
+    /// `keep_for_refund`. Returns whether the service took the refund.
+    fn refund(&mut self, token: u64, amount_minor: i64, now_ms: i64) -> Result<bool, SimError>;
     /// Repays up to `amount_minor`; returns what was owed and repaid.
     fn repay(&mut self, user: u32, amount_minor: i64, now_ms: i64) -> Result<i64, SimError>;
     /// The owner answers the code sent with a restriction. Returns whether it was lifted.
@@ -157,6 +168,14 @@ struct BankLine {
     restriction: Option<ActiveRestriction>,
 }
 
+/// A settled payment kept for a refund: whose, where, and its journal from the capture on
+/// (what the ledger needs to bring the hold back once it has been evicted).
+struct Receipt {
+    user: u32,
+    merchant: u32,
+    entries: Vec<Transaction>,
+}
+
 /// A step-up waiting for its code.
 struct PendingChallenge {
     request: PayRequest,
@@ -183,6 +202,10 @@ pub struct Bank {
     /// Keep each decision's features for `last_features` (costs a copy per payment).
     keep_features: bool,
     last_features: Option<xiezhi_risk::FeatureVector>,
+    /// The last capture's journal entry: `keep_for_refund` keeps it.
+    last_capture: Option<(u64, Transaction)>,
+    /// Settled payments the merchant may refund, by token.
+    receipts: HashMap<u64, Receipt>,
 }
 
 fn empty_facts(currency: Currency) -> PaymentFacts {
@@ -249,6 +272,8 @@ impl Bank {
             last_answer: None,
             keep_features: false,
             last_features: None,
+            last_capture: None,
+            receipts: HashMap::new(),
         })
     }
 
@@ -482,10 +507,47 @@ impl Driver for Bank {
         let id = hold_id(token);
         let amount_minor =
             self.ledger.hold(&id).map(|h| h.amount_minor).ok_or(SimError::Driver(format!("no hold {id}")))?;
-        self.ledger
+        let capture = self
+            .ledger
             .execute(Operation::Capture { hold_id: id, amount_minor }, now_ms)
-            .map(|_| ())
-            .map_err(|e| SimError::Driver(e.to_string()))
+            .map_err(|e| SimError::Driver(e.to_string()))?;
+        self.last_capture = Some((token, capture));
+        Ok(())
+    }
+
+    fn keep_for_refund(&mut self, token: u64, user: u32, merchant: u32) {
+        if let Some((captured, entry)) = self.last_capture.take() {
+            if captured == token {
+                self.receipts.insert(token, Receipt { user, merchant, entries: vec![entry] });
+            }
+        }
+    }
+
+    fn refund(&mut self, token: u64, amount_minor: i64, now_ms: i64) -> Result<bool, SimError> {
+        let id = hold_id(token);
+        let receipt = self.receipts.get_mut(&token).ok_or(SimError::Driver(format!("no receipt for {id}")))?;
+        if self.ledger.hold(&id).is_none() {
+            // Evicted at a daily upkeep: brought back from its own journal, as the service
+            // does from its store.
+            let as_of = self.ledger.last_transaction_id();
+            self.ledger.restore_hold(&id, &receipt.entries, as_of).map_err(|e| SimError::Driver(e.to_string()))?;
+        }
+        let Ok(entry) = self.ledger.execute(Operation::Refund { hold_id: id, amount_minor }, now_ms) else {
+            // More than is left to refund: the service refuses it, and so does this.
+            return Ok(false);
+        };
+        receipt.entries.push(entry);
+        let (user, merchant) = (receipt.user, receipt.merchant);
+        if self.ledger.hold(&hold_id(token)).is_some_and(|h| h.refunded_minor == h.captured_minor) {
+            // Nothing left to refund: the receipt can go.
+            self.receipts.remove(&token);
+        }
+        let user_id = self.line(user)?.user_id.clone();
+        let merchant_id = self.merchants.get(merchant as usize).and_then(Option::as_ref).map(|m| m.id.clone());
+        let merchant_id = merchant_id.ok_or(SimError::Driver(format!("no merchant {merchant}")))?;
+        // As the service does: the engine hears of the refund.
+        self.engine.state_mut().record_refund(&user_id, &merchant_id, amount_minor, now_ms);
+        Ok(true)
     }
 
     fn void(&mut self, token: u64, now_ms: i64) -> Result<(), SimError> {
@@ -562,8 +624,17 @@ impl Driver for NullDriver {
         })
     }
     fn resend(&mut self, token: u64, now_ms: i64) -> Result<PayResult, SimError> {
-        let request =
-            PayRequest { token, user: 0, merchant: 0, amount_minor: 0, device: None, ip: None, network: None, now_ms };
+        let request = PayRequest {
+            token,
+            user: 0,
+            merchant: 0,
+            amount_minor: 0,
+            device: None,
+            ip: None,
+            network: None,
+            now_ms,
+            dynamic_code: false,
+        };
         self.pay(&request)
     }
     fn answer_challenge(&mut self, _: u64, _: u32, _: bool, _: i64) -> Result<ChallengeEnd, SimError> {
@@ -574,6 +645,10 @@ impl Driver for NullDriver {
     }
     fn void(&mut self, _: u64, _: i64) -> Result<(), SimError> {
         Ok(())
+    }
+    fn keep_for_refund(&mut self, _: u64, _: u32, _: u32) {}
+    fn refund(&mut self, _: u64, _: i64, _: i64) -> Result<bool, SimError> {
+        Ok(true)
     }
     fn repay(&mut self, _: u32, amount_minor: i64, _: i64) -> Result<i64, SimError> {
         Ok(amount_minor)

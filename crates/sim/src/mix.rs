@@ -96,6 +96,27 @@ pub struct Honest {
     pub limit_yuan: Vec<i64>,
     /// Share of honest shoppers verified by phone only (identity level 1).
     pub kyc_level_1_share: f64,
+    /// Chance that the shop refunds a purchase of goods people take back (clothes,
+    /// electronics, jewellery, books): a return, so that refunds alone are not a fraud
+    /// signal. Absent from a mix: none.
+    #[serde(default)]
+    pub refund_prob: f64,
+    /// Days from the purchase to its refund (0: the same day).
+    #[serde(default = "refund_after_days")]
+    pub refund_after_days: [u32; 2],
+    /// Share of refunds that return part of the amount (one item of several, a price
+    /// adjustment): 20–90 % of it; the rest return the whole amount.
+    #[serde(default)]
+    pub partial_refund_share: f64,
+    /// Share of refunds that are exchanges: the shopper buys another size or model at the
+    /// same shop within the hour, for 70–130 % of the first price. A line paying again where
+    /// it was just refunded is then an honest pattern too.
+    #[serde(default)]
+    pub exchange_share: f64,
+}
+
+fn refund_after_days() -> [u32; 2] {
+    [0, 14]
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +141,8 @@ pub struct Adversaries {
     pub synthetic_identity: SyntheticIdentity,
     pub first_party_default: FirstPartyDefault,
     pub compromised_qr: CompromisedQr,
+    pub mule_refund_network: MuleRefundNetwork,
+    pub compromised_terminal: CompromisedTerminal,
 }
 
 /// A fraudster with a victim's credentials: new device, new network, drains the line fast.
@@ -211,6 +234,58 @@ pub struct CompromisedQr {
     pub hours: [u32; 2],
 }
 
+/// A mule network moving value through refunds. Mule lines under the fraudsters' control pay
+/// a colluding merchant on credit from their own phones (they pass the codes); the platform
+/// settles the merchant; the merchant refunds most of each payment, in one or several
+/// refunds, which gives the mule line its credit back; the mule pays again, and so on for a
+/// few cycles, until the merchant vanishes owing its refunds. Every approved mule payment is
+/// a loss: the platform paid the merchant, a refund moved the debt from the mule (who never
+/// repays) to the merchant (who is gone), and what was not refunded the mule owes and never
+/// repays. A platform that nets refunds against the merchant's later settlements recovers
+/// part of it, so the figure is an upper bound, like every loss here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuleRefundNetwork {
+    pub networks_per_100k_users: f64,
+    /// Mule lines per network (fraud-class lines, opened weeks or months before).
+    pub mules: [u32; 2],
+    /// Colluding merchants per network (established shops of the mules' city); a mule's
+    /// payments go to one of them in turn.
+    pub merchants_per_network: [u32; 2],
+    /// Payments per mule before the merchant vanishes; every one but the last is refunded.
+    pub cycles: [u32; 2],
+    /// Each payment takes this share of the mule's available credit, in % (under the
+    /// per-payment cap, never a round amount).
+    pub spend_share_pct: [u32; 2],
+    /// Each refund gives back this share of its payment, in %.
+    pub refund_share_pct: [u32; 2],
+    /// A payment's refund comes in this many parts, minutes apart.
+    pub refund_splits: [u32; 2],
+    /// Hours from a payment to its first refund: the merchant waits to be settled.
+    pub refund_after_hours: [u32; 2],
+    /// Minutes from a mule's last refund to its next payment.
+    pub pay_after_refund_minutes: [u32; 2],
+}
+
+/// A compromised terminal at an established, busy shop: for some hours it shows dynamic
+/// (amount-bearing, point of initiation `12`) codes whose payee is the fraudster's merchant
+/// account instead of the shop's, and the shop's honest customers pay them at the counter.
+/// Their payments to the fraudster are the loss. Unlike a pasted code, the amount is right
+/// and the code comes from the shop's own terminal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompromisedTerminal {
+    pub per_100k_users: f64,
+    /// How long the terminal shows the fraudster's codes, until the shop notices.
+    pub hours: [u32; 2],
+    /// Share of the counter's payments the terminal diverts, in %: all of them, or some,
+    /// so that the shop's takings do not collapse at once.
+    pub diverted_pct: [u32; 2],
+    /// Age of the fraudster's payee account when the diversion starts, in days: a fresh
+    /// account, or an older dormant one that dodges "new merchant" signals.
+    pub payee_age_days: [u32; 2],
+}
+
 impl Mix {
     pub fn default_mix() -> Mix {
         Mix::from_json(DEFAULT_MIX).expect("the shipped mix is valid")
@@ -237,6 +312,32 @@ impl Mix {
         let mix: Mix = serde_json::from_value(base).map_err(|e| SimError::Mix(e.to_string()))?;
         mix.validate()?;
         Ok(mix)
+    }
+
+    /// The [low, high] parameters of the mule network and the compromised terminal.
+    fn new_adversary_ranges(&self) -> [(&'static str, [u32; 2]); 9] {
+        let (m, t) = (&self.adversaries.mule_refund_network, &self.adversaries.compromised_terminal);
+        [
+            ("adversaries.mule_refund_network.mules", m.mules),
+            ("adversaries.mule_refund_network.merchants_per_network", m.merchants_per_network),
+            ("adversaries.mule_refund_network.cycles", m.cycles),
+            ("adversaries.mule_refund_network.refund_splits", m.refund_splits),
+            ("adversaries.mule_refund_network.refund_after_hours", m.refund_after_hours),
+            ("adversaries.mule_refund_network.pay_after_refund_minutes", m.pay_after_refund_minutes),
+            ("adversaries.compromised_terminal.hours", t.hours),
+            ("adversaries.compromised_terminal.payee_age_days", t.payee_age_days),
+            ("adversaries.compromised_terminal.diverted_pct", t.diverted_pct),
+        ]
+    }
+
+    /// Shares in % that must be at least 1 and at most their ceiling.
+    fn percentage_ranges(&self) -> [(&'static str, [u32; 2], u32); 3] {
+        let (m, t) = (&self.adversaries.mule_refund_network, &self.adversaries.compromised_terminal);
+        [
+            ("adversaries.mule_refund_network.spend_share_pct", m.spend_share_pct, 100),
+            ("adversaries.mule_refund_network.refund_share_pct", m.refund_share_pct, 100),
+            ("adversaries.compromised_terminal.diverted_pct", t.diverted_pct, 100),
+        ]
     }
 
     pub(crate) fn validate(&self) -> Result<(), SimError> {
@@ -271,6 +372,9 @@ impl Mix {
             ("honest.lift_restriction_prob", h.lift_restriction_prob),
             ("honest.late_repayer_share", h.late_repayer_share),
             ("honest.kyc_level_1_share", h.kyc_level_1_share),
+            ("honest.refund_prob", h.refund_prob),
+            ("honest.partial_refund_share", h.partial_refund_share),
+            ("honest.exchange_share", h.exchange_share),
         ];
         for (name, p) in probs {
             if !(0.0..=1.0).contains(&p) {
@@ -303,6 +407,16 @@ impl Mix {
                 1000.0,
             ),
             ("adversaries.compromised_qr.per_100k_users", self.adversaries.compromised_qr.per_100k_users, 1000.0),
+            (
+                "adversaries.mule_refund_network.networks_per_100k_users",
+                self.adversaries.mule_refund_network.networks_per_100k_users,
+                1000.0,
+            ),
+            (
+                "adversaries.compromised_terminal.per_100k_users",
+                self.adversaries.compromised_terminal.per_100k_users,
+                1000.0,
+            ),
         ];
         for (name, v, max) in rates {
             if !(0.0..=max).contains(&v) {
@@ -341,10 +455,16 @@ impl Mix {
             ("adversaries.synthetic_identity.bust_out_payments", self.adversaries.synthetic_identity.bust_out_payments),
             ("adversaries.first_party_default.spend_days", self.adversaries.first_party_default.spend_days),
             ("adversaries.compromised_qr.hours", self.adversaries.compromised_qr.hours),
+            ("honest.refund_after_days", h.refund_after_days),
         ];
-        for (name, [lo, hi]) in ranges {
+        for (name, [lo, hi]) in ranges.into_iter().chain(self.new_adversary_ranges()) {
             if lo > hi || hi > 10_000 {
                 return bad(format!("`{name}` is [low, high] with low ≤ high ≤ 10000"));
+            }
+        }
+        for (name, [lo, hi], max) in self.percentage_ranges() {
+            if lo == 0 || hi > max {
+                return bad(format!("`{name}` is a share in % from 1 to {max}"));
             }
         }
         if h.repay_every_days[0] == 0
@@ -352,6 +472,10 @@ impl Mix {
             || self.adversaries.collusion_cash_out.merchants_per_ring[0] == 0
         {
             return bad("day ranges start at 1".into());
+        }
+        let m = &self.adversaries.mule_refund_network;
+        if m.mules[0] == 0 || m.merchants_per_network[0] == 0 || m.cycles[0] == 0 || m.refund_splits[0] == 0 {
+            return bad("mule networks have at least one mule, merchant, cycle and refund part".into());
         }
         if h.limit_yuan.is_empty() || h.limit_yuan.iter().any(|l| !(1..=10_000_000).contains(l)) {
             return bad("`honest.limit_yuan` lists limits from 1 to 10,000,000".into());

@@ -55,10 +55,12 @@ pub enum Scenario {
     CompromisedQr,
     SimSwapTakeover,
     StepUpProber,
+    MuleRefundNetwork,
+    CompromisedTerminal,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 18] = [
+    pub const ALL: [Scenario; 20] = [
         Scenario::Routine,
         Scenario::NewMerchant,
         Scenario::MarketStroll,
@@ -77,6 +79,8 @@ impl Scenario {
         Scenario::CompromisedQr,
         Scenario::SimSwapTakeover,
         Scenario::StepUpProber,
+        Scenario::MuleRefundNetwork,
+        Scenario::CompromisedTerminal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +103,8 @@ impl Scenario {
             Scenario::CompromisedQr => "compromised_qr",
             Scenario::SimSwapTakeover => "sim_swap_takeover",
             Scenario::StepUpProber => "step_up_prober",
+            Scenario::MuleRefundNetwork => "mule_refund_network",
+            Scenario::CompromisedTerminal => "compromised_terminal",
         }
     }
 
@@ -212,6 +218,9 @@ struct Group {
     fraud_loss_minor: i64,
     default_amount_minor: i64,
     default_loss_minor: i64,
+    /// Refunds of the scenario's payments (honest returns, a mule merchant's refunds).
+    refunds: u64,
+    refunded_minor: i64,
     latency_ns: Histogram,
     honest_payers: Bits,
     honest_restricted: Bits,
@@ -239,6 +248,8 @@ impl Group {
         self.fraud_loss_minor += o.fraud_loss_minor;
         self.default_amount_minor += o.default_amount_minor;
         self.default_loss_minor += o.default_loss_minor;
+        self.refunds += o.refunds;
+        self.refunded_minor += o.refunded_minor;
         self.latency_ns.merge(&o.latency_ns);
         self.honest_payers.union(&o.honest_payers);
         self.honest_restricted.union(&o.honest_restricted);
@@ -426,6 +437,13 @@ impl Tally {
             .map(|(champion, challenger)| json!({"champion": champion.json(), "challenger": challenger.json()}))
     }
 
+    /// A measured payment of `scenario` was refunded (in part).
+    pub fn refunded(&mut self, scenario: Scenario, amount_minor: i64) {
+        let g = &mut self.groups[scenario.index()];
+        g.refunds += 1;
+        g.refunded_minor += amount_minor;
+    }
+
     pub fn skipped_no_credit(&mut self, truth: Truth) {
         self.skipped_no_credit[truth as usize] += 1;
     }
@@ -482,6 +500,8 @@ impl Tally {
         m.insert("fraud_amount_minor".into(), json!(g.fraud_amount_minor));
         m.insert("default_loss_minor".into(), json!(g.default_loss_minor));
         m.insert("default_amount_minor".into(), json!(g.default_amount_minor));
+        m.insert("refunds".into(), json!(g.refunds));
+        m.insert("refunded_minor".into(), json!(g.refunded_minor));
         m.insert("approval_rate_pct".into(), pct(g.approved, g.payments));
         m.insert("decision_latency_us_p50".into(), micros(g.latency_ns.quantile(0.50)));
         m.insert("decision_latency_us_p99".into(), micros(g.latency_ns.quantile(0.99)));

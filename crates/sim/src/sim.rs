@@ -9,7 +9,7 @@ use crate::report::{Scenario, Tally, Truth};
 use crate::world::{pick_popular, Category, MerchantSpec, UserClass, World, FAVOURITES};
 use crate::SimError;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use xiezhi_risk::Outcome;
 
@@ -92,6 +92,20 @@ enum EventKind {
     Lift(u32),
     Incident(u32),
     OpenMerchant(u32),
+    /// A shop refunds (part of) an honest purchase: a return.
+    Refund(Refund),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Refund {
+    token: u64,
+    user: u32,
+    merchant: u32,
+    /// What the purchase cost, and what comes back.
+    paid_minor: i64,
+    amount_minor: i64,
+    /// The purchase's scenario, where the report counts the refund.
+    scenario: Scenario,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +146,8 @@ struct UserState {
     never_repays: bool,
     /// A fraudster spending their own line: synthetic identity or defaulter.
     spree_from_day: Option<u32>,
+    /// A line recruited into a mule network: lives as its owner did until then.
+    mule_from_day: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +195,42 @@ enum IncidentKind {
         fraud: u32,
         until_ms: i64,
     },
+    /// One mule line of a network: pays a colluding merchant, is refunded, pays again.
+    Mule(MuleState),
+    /// A shop's terminal showing the fraudster's codes from the incident's start.
+    CompromisedTerminal {
+        real: u32,
+        fraud: u32,
+        until_ms: i64,
+        diverted_pct: u32,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct MuleState {
+    user: u32,
+    /// The network's colluding merchants; the mule's payments go to each in turn.
+    merchants: std::rc::Rc<[u32]>,
+    /// Payments that went through, and the most before the merchant vanishes.
+    paid: u32,
+    cycles: u32,
+    stops: u32,
+    spend_pct: u32,
+    /// A settled payment waiting for its refund: (token, merchant, amount still to come,
+    /// parts still to come).
+    refund: Option<(u64, u32, i64, u32)>,
+}
+
+impl IncidentKind {
+    /// The honest owner whose line an attacker uses, if any.
+    fn victim(&self) -> Option<u32> {
+        match self {
+            IncidentKind::AccountTakeover { victim, .. }
+            | IncidentKind::Prober { victim, .. }
+            | IncidentKind::CardTesting { victim, .. } => Some(*victim),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +300,9 @@ pub struct Simulation<'a> {
     token: u64,
     /// Real merchant → (fraudster's merchant, until): a QR pasted over the real one.
     qr_overrides: HashMap<u32, (u32, i64)>,
+    /// Real merchant → (fraudster's merchant, until, share diverted in %): a compromised
+    /// terminal showing the fraudster's codes.
+    terminal_overrides: HashMap<u32, (u32, i64, u32)>,
     festival_days: Vec<(u32, f64)>,
     pub tally: Tally,
     end_ms: i64,
@@ -324,6 +379,7 @@ impl<'a> Simulation<'a> {
             seq: 0,
             token: 0,
             qr_overrides: HashMap::new(),
+            terminal_overrides: HashMap::new(),
             festival_days: Vec::new(),
             tally: Tally::new(n as usize),
             end_ms,
@@ -451,6 +507,11 @@ impl<'a> Simulation<'a> {
             let kind = IncidentKind::DefaultSpree { user, until_day: from + spend };
             sim.add_incident(kind, at, &mut rng);
         }
+        // The newer adversaries draw from a stream of their own, after every other incident
+        // is placed, so that adding them leaves the older ones exactly as they were.
+        let mut newer = rng_for(config.seed, 15, 0);
+        sim.add_mule_networks(&mut world, &honest, &mut newer);
+        sim.add_compromised_terminals(&mut world, &honest, &mut newer);
         for i in 0..sim.incidents.len() {
             let at = sim.incidents[i].start_ms;
             sim.push(at, EventKind::Incident(i as u32));
@@ -458,6 +519,115 @@ impl<'a> Simulation<'a> {
         sim.tally.set_classes(&world.users.iter().map(|u| u.class).collect::<Vec<_>>());
         sim.world = world;
         Ok(sim)
+    }
+
+    /// A random day of the measured run from day `lo` on: its midnight.
+    fn measured_day_start(&self, rng: &mut fastrand::Rng, lo: u32) -> i64 {
+        let (warm, days) = (self.config.warmup_days, self.config.days);
+        self.calendar.day(warm + rng.u32(lo.min(days - 1)..days)).start_ms
+    }
+
+    /// Mule networks: honest lines recruited on the network's first day (they shop as before
+    /// until then), and established shops of their city that collude.
+    fn add_mule_networks(&mut self, world: &mut World, honest: &[u32], rng: &mut fastrand::Rng) {
+        let m = &self.config.mix.adversaries.mule_refund_network;
+        let networks = (f64::from(self.config.users) * m.networks_per_100k_users / 100_000.0).round() as u32;
+        let victims: HashSet<u32> = self.incidents.iter().filter_map(|i| i.kind.victim()).collect();
+        let mut recruited = 0usize;
+        for _ in 0..networks {
+            let city = world.users[honest[rng.usize(..honest.len())] as usize].city;
+            let wanted = rng.u32(m.mules[0]..=m.mules[1]) as usize;
+            // Recruited where the network lives, never someone already robbed here.
+            let mut pool: Vec<u32> = honest
+                .iter()
+                .copied()
+                .filter(|u| {
+                    world.users[*u as usize].city == city && world.users[*u as usize].class == UserClass::Honest
+                })
+                .filter(|u| !victims.contains(u))
+                .collect();
+            if wanted == 0 || recruited + wanted > honest.len() / 20 || pool.len() < wanted {
+                break;
+            }
+            recruited += wanted;
+            rng.shuffle(&mut pool);
+            let category = [Category::Electronics, Category::Apparel, Category::Jewelry][rng.usize(..3)];
+            let list = world.merchants_in(city, category).to_vec();
+            let mut merchants: Vec<u32> = Vec::new();
+            let wanted_merchants =
+                (rng.u32(m.merchants_per_network[0]..=m.merchants_per_network[1]) as usize).min(list.len());
+            while merchants.len() < wanted_merchants.max(1) {
+                let pick = list[rng.usize(..list.len())];
+                if !merchants.contains(&pick) {
+                    merchants.push(pick);
+                }
+            }
+            for pick in &merchants {
+                world.merchants[*pick as usize].colluder = true;
+            }
+            let merchants: std::rc::Rc<[u32]> = merchants.into();
+            let day = self.measured_day_start(rng, 1);
+            for user in pool.into_iter().take(wanted) {
+                world.users[user as usize].class = UserClass::Fraud;
+                let first_day = ((day - self.calendar.day(0).start_ms) / DAY_MS) as u32;
+                self.states[user as usize].mule_from_day = Some(first_day);
+                let mule = MuleState {
+                    user,
+                    merchants: std::rc::Rc::clone(&merchants),
+                    paid: 0,
+                    cycles: rng.u32(m.cycles[0]..=m.cycles[1]).max(1),
+                    stops: 0,
+                    spend_pct: rng.u32(m.spend_share_pct[0]..=m.spend_share_pct[1]).max(1),
+                    refund: None,
+                };
+                let at = day + 10 * HOUR_MS + rng.i64(0..10 * HOUR_MS);
+                self.add_incident(IncidentKind::Mule(mule), at, rng);
+            }
+        }
+    }
+
+    /// Compromised terminals at the busiest established shops, each diverting to a payee
+    /// account of the fraudster's (registered elsewhere, `payee_age_days` before).
+    fn add_compromised_terminals(&mut self, world: &mut World, honest: &[u32], rng: &mut fastrand::Rng) {
+        let t = &self.config.mix.adversaries.compromised_terminal;
+        let terminals = (f64::from(self.config.users) * t.per_100k_users / 100_000.0).round() as u32;
+        let established_before = self.measure_from_ms - 180 * DAY_MS;
+        for _ in 0..terminals {
+            if honest.is_empty() {
+                break;
+            }
+            let city = world.users[honest[rng.usize(..honest.len())] as usize].city;
+            let category = [Category::Supermarket, Category::Convenience, Category::Restaurant, Category::Pharmacy]
+                [rng.usize(..4)];
+            let list = world.merchants_in(city, category);
+            // A terminal is worth compromising where many pay: one of the busiest shops.
+            let busiest: Vec<u32> = list
+                .iter()
+                .copied()
+                .filter(|m| world.merchants[*m as usize].created_at_ms < established_before)
+                .take(3)
+                .collect();
+            let real = if busiest.is_empty() { list[0] } else { busiest[rng.usize(..busiest.len())] };
+            let at = self.measured_day_start(rng, 1) + 8 * HOUR_MS + rng.i64(0..10 * HOUR_MS);
+            let hours = rng.u32(t.hours[0]..=t.hours[1]).max(1);
+            let diverted_pct = rng.u32(t.diverted_pct[0]..=t.diverted_pct[1]).clamp(1, 100);
+            let age_days = rng.u32(t.payee_age_days[0]..=t.payee_age_days[1]);
+            let payee_city = rng.u8(..world.cities.len() as u8);
+            let fraud = world.merchants.len() as u32;
+            world.merchants.push(MerchantSpec {
+                index: fraud,
+                city: payee_city,
+                city_name: world.cities[payee_city as usize].clone(),
+                category,
+                name: format!("Terminal payee #{fraud}"),
+                created_at_ms: at - i64::from(age_days) * DAY_MS - rng.i64(HOUR_MS..DAY_MS),
+                colluder: false,
+                fraud_qr: true,
+            });
+            let until_ms = at + i64::from(hours) * HOUR_MS;
+            let kind = IncidentKind::CompromisedTerminal { real, fraud, until_ms, diverted_pct };
+            self.add_incident(kind, at, rng);
+        }
     }
 
     fn add_incident(&mut self, kind: IncidentKind, start_ms: i64, rng: &mut fastrand::Rng) {
@@ -573,6 +743,7 @@ impl<'a> Simulation<'a> {
                     }
                 }
                 EventKind::Incident(i) => self.incident_step(driver, i, event.at_ms)?,
+                EventKind::Refund(refund) => self.honest_refund(driver, refund, event.at_ms)?,
                 EventKind::OpenMerchant(m) => {
                     let spec = self.world.merchants[m as usize].clone();
                     driver.add_merchant(&spec, event.at_ms)?;
@@ -612,7 +783,8 @@ impl<'a> Simulation<'a> {
             }
             let state = &mut self.states[u as usize];
             let in_spree = state.spree_from_day.is_some_and(|s| d >= s);
-            if class == UserClass::Fraud && (state.never_repays || in_spree) {
+            let recruited = state.mule_from_day.is_some_and(|m| d >= m);
+            if class == UserClass::Fraud && (state.never_repays || in_spree || recruited) {
                 // Ring members and busted-out identities only act through their incidents.
                 continue;
             }
@@ -664,7 +836,8 @@ impl<'a> Simulation<'a> {
             } else {
                 Scenario::Routine
             };
-            let synthetic_build = class == UserClass::Fraud;
+            // A mule not yet recruited shops as the owner always did.
+            let synthetic_build = class == UserClass::Fraud && state.mule_from_day.is_none();
             if synthetic_build {
                 for _ in 0..poisson(&mut rng, self.config.mix.adversaries.synthetic_identity.build_payments_per_day) {
                     let c = [Category::Convenience, Category::Coffee, Category::Restaurant, Category::Supermarket]
@@ -806,7 +979,15 @@ impl<'a> Simulation<'a> {
                 (IpAddr::V4(ip), if carrier == 0 { "5g" } else { "4g" })
             }
             Net::ShopWifi => {
-                let m = plan.merchant;
+                // At a compromised terminal the shopper stands in the real shop, on its wifi.
+                let m = if plan.scenario == Scenario::CompromisedTerminal {
+                    self.terminal_overrides
+                        .iter()
+                        .find(|(_, v)| v.0 == plan.merchant)
+                        .map_or(plan.merchant, |(r, _)| *r)
+                } else {
+                    plan.merchant
+                };
                 let ip = Ipv6Addr::new(0xfd00, (m >> 16) as u16, m as u16, 0, 0, 0, 0, 1 + (plan.user % 200) as u16);
                 (IpAddr::V6(ip), "wifi")
             }
@@ -832,29 +1013,47 @@ impl<'a> Simulation<'a> {
         self.pay_inner(driver, &mut plan, now_ms).map(|_| ())
     }
 
+    /// What happens to an owner's payment before it is sent: a pasted code or a compromised
+    /// terminal at the shop changes the payee; a shopper without the credit pays another way.
+    /// Returns whether the payment is sent.
+    fn owner_reroutes(&mut self, plan: &mut PayPlan, now_ms: i64) -> bool {
+        // A QR code pasted over this merchant's sends the money to the fraudster.
+        if let Some((fraud, until)) = self.qr_overrides.get(&plan.merchant).copied() {
+            if now_ms < until {
+                plan.merchant = fraud;
+                if plan.truth == Truth::Honest {
+                    plan.truth = Truth::Fraud;
+                    plan.scenario = Scenario::CompromisedQr;
+                }
+            }
+        }
+        // The shopper sees the available credit in the app and pays another way when it
+        // is not enough.
+        if plan.amount_minor > self.available(plan.user) && plan.truth != Truth::Fraud {
+            if now_ms >= self.measure_from_ms {
+                self.tally.skipped_no_credit(plan.truth);
+            }
+            return false;
+        }
+        // The shop's compromised terminal shows the fraudster's code for this purchase.
+        if let Some((fraud, until, pct)) = self.terminal_overrides.get(&plan.merchant).copied() {
+            if now_ms < until && rng_for(self.config.seed, 14, plan.plan_id).u32(..100) < pct {
+                plan.merchant = fraud;
+                if plan.truth == Truth::Honest {
+                    plan.truth = Truth::Fraud;
+                    plan.scenario = Scenario::CompromisedTerminal;
+                }
+            }
+        }
+        true
+    }
+
     fn pay_inner(&mut self, driver: &mut dyn Driver, plan: &mut PayPlan, now_ms: i64) -> Result<bool, SimError> {
         let config: &'a RunConfig = self.config;
         let h = &config.mix.honest;
         let mut react = rng_for(self.config.seed, 7, plan.plan_id);
-        if plan.actor == Actor::Owner {
-            // A QR code pasted over this merchant's sends the money to the fraudster.
-            if let Some((fraud, until)) = self.qr_overrides.get(&plan.merchant).copied() {
-                if now_ms < until {
-                    plan.merchant = fraud;
-                    if plan.truth == Truth::Honest {
-                        plan.truth = Truth::Fraud;
-                        plan.scenario = Scenario::CompromisedQr;
-                    }
-                }
-            }
-            // The shopper sees the available credit in the app and pays another way when it
-            // is not enough.
-            if plan.amount_minor > self.available(plan.user) && plan.truth != Truth::Fraud {
-                if now_ms >= self.measure_from_ms {
-                    self.tally.skipped_no_credit(plan.truth);
-                }
-                return Ok(false);
-            }
+        if plan.actor == Actor::Owner && !self.owner_reroutes(plan, now_ms) {
+            return Ok(false);
         }
         let device = match plan.actor {
             Actor::Owner => {
@@ -873,17 +1072,23 @@ impl<'a> Simulation<'a> {
             ip: Some(ip),
             network: Some(network),
             now_ms,
+            // Shops show their static codes; a compromised terminal, and a colluding merchant
+            // sending its mules a code, show dynamic ones with the amount in them.
+            dynamic_code: matches!(plan.scenario, Scenario::CompromisedTerminal | Scenario::MuleRefundNetwork),
         };
         let result = driver.pay(&request)?;
         let mut approved = result.outcome == Outcome::Approve;
         // Whoever holds the line owner's phone number gets the code: the owner, the
-        // fraudsters who opened the line themselves (synthetic identities, ring members), and
-        // a thief who swapped the owner's SIM.
+        // fraudsters who opened the line themselves (synthetic identities, ring members), a
+        // recruited mule, and a thief who swapped the owner's SIM.
         let knows_code = match plan.actor {
             Actor::Owner => true,
             Actor::Incident(_) => matches!(
                 plan.scenario,
-                Scenario::SyntheticIdentity | Scenario::CollusionCashOut | Scenario::SimSwapTakeover
+                Scenario::SyntheticIdentity
+                    | Scenario::CollusionCashOut
+                    | Scenario::SimSwapTakeover
+                    | Scenario::MuleRefundNetwork
             ),
         };
         match result.outcome {
@@ -968,7 +1173,7 @@ impl<'a> Simulation<'a> {
                     self.tally.retry_with_same_key(again.outcome == result.outcome);
                 }
                 if approved {
-                    driver.capture(token, now_ms)?;
+                    self.settle(driver, plan, token, now_ms)?;
                 }
             } else {
                 let mut retry = *plan;
@@ -982,13 +1187,85 @@ impl<'a> Simulation<'a> {
                     driver.void(token, at)?;
                     self.states[plan.user as usize].owed_minor -= plan.amount_minor;
                 } else if approved {
-                    driver.capture(token, now_ms)?;
+                    self.settle(driver, plan, token, now_ms)?;
                 }
             }
         } else if approved {
-            driver.capture(token, now_ms)?;
+            self.settle(driver, plan, token, now_ms)?;
         }
         Ok(approved)
+    }
+
+    /// The merchant settles an approved payment; now and then an honest shopper takes the
+    /// goods back later and the shop refunds them (in full, or part of it).
+    fn settle(&mut self, driver: &mut dyn Driver, plan: &PayPlan, token: u64, now_ms: i64) -> Result<(), SimError> {
+        driver.capture(token, now_ms)?;
+        let h = &self.config.mix.honest;
+        let category = self.world.merchants[plan.merchant as usize].category;
+        let returnable =
+            matches!(category, Category::Apparel | Category::Electronics | Category::Jewelry | Category::Bookstore);
+        if plan.actor != Actor::Owner || plan.truth != Truth::Honest || !returnable || h.refund_prob <= 0.0 {
+            return Ok(());
+        }
+        // A stream of its own: refunds change no other draw of the run.
+        let mut rng = rng_for(self.config.seed, 13, plan.plan_id);
+        if rng.f64() >= h.refund_prob {
+            return Ok(());
+        }
+        let [lo, hi] = h.refund_after_days;
+        let at = now_ms + i64::from(rng.u32(lo..=hi.max(lo))) * DAY_MS + rng.i64(HOUR_MS..8 * HOUR_MS);
+        let amount_minor = if rng.f64() < h.partial_refund_share {
+            (plan.amount_minor * i64::from(rng.u32(20..=90)) / 100).max(1)
+        } else {
+            plan.amount_minor
+        };
+        if at < self.end_ms {
+            driver.keep_for_refund(token, plan.user, plan.merchant);
+            let (user, merchant, paid_minor, scenario) = (plan.user, plan.merchant, plan.amount_minor, plan.scenario);
+            let refund = Refund { token, user, merchant, paid_minor, amount_minor, scenario };
+            self.push(at, EventKind::Refund(refund));
+        }
+        Ok(())
+    }
+
+    /// The shop refunds an honest purchase: the shopper's credit comes back. Some returns are
+    /// exchanges: another purchase at the same shop minutes later.
+    fn honest_refund(&mut self, driver: &mut dyn Driver, refund: Refund, now_ms: i64) -> Result<(), SimError> {
+        if !driver.refund(refund.token, refund.amount_minor, now_ms)? {
+            return Ok(());
+        }
+        self.refunded(refund.user, refund.scenario, refund.amount_minor, now_ms);
+        let mut rng = rng_for(self.config.seed, 16, refund.token);
+        if rng.f64() >= self.config.mix.honest.exchange_share {
+            return Ok(());
+        }
+        let net = if rng.f64() < self.config.mix.honest.mobile_data_share { Net::Mobile } else { Net::ShopWifi };
+        // Another size or model, priced like what the shop sells.
+        let (lo, hi) = self.world.merchants[refund.merchant as usize].category.amount_range_minor();
+        let plan = PayPlan {
+            plan_id: (1 << 62) | refund.token,
+            user: refund.user,
+            merchant: refund.merchant,
+            amount_minor: (refund.paid_minor * i64::from(rng.u32(70..=130)) / 100).clamp(lo, hi),
+            scenario: refund.scenario,
+            truth: Truth::Honest,
+            actor: Actor::Owner,
+            net,
+            device: None,
+            is_retry_of: None,
+        };
+        self.push(now_ms + rng.i64(2 * MINUTE_MS..30 * MINUTE_MS), EventKind::Pay(plan));
+        Ok(())
+    }
+
+    /// A refund the service took: the line owes that much less (what it no longer owes
+    /// becomes a credit balance in the books, which the app does not offer to spend).
+    fn refunded(&mut self, user: u32, scenario: Scenario, amount_minor: i64, now_ms: i64) {
+        let owed = &mut self.states[user as usize].owed_minor;
+        *owed -= amount_minor.min((*owed).max(0));
+        if now_ms >= self.measure_from_ms {
+            self.tally.refunded(scenario, amount_minor);
+        }
     }
 
     /// A prober's next ask: the first share of the line; after a refusal, halfway between
@@ -1190,8 +1467,100 @@ impl<'a> Simulation<'a> {
                 self.qr_overrides.insert(real, (fraud, until_ms));
                 self.incidents[i as usize].done = true;
             }
+            IncidentKind::CompromisedTerminal { real, fraud, until_ms, diverted_pct } => {
+                self.terminal_overrides.insert(real, (fraud, until_ms, diverted_pct));
+                self.incidents[i as usize].done = true;
+            }
+            IncidentKind::Mule(mule) => self.mule_step(driver, i, mule, plan_id, now_ms, &mut rng)?,
         }
         Ok(())
+    }
+}
+
+impl Simulation<'_> {
+    /// A mule's next step: the merchant's next refund part if one is due, else the mule's
+    /// next payment. Every payment but the last is refunded; then the merchant vanishes.
+    fn mule_step(
+        &mut self,
+        driver: &mut dyn Driver,
+        i: u32,
+        mut mule: MuleState,
+        plan_id: u64,
+        now_ms: i64,
+        rng: &mut fastrand::Rng,
+    ) -> Result<(), SimError> {
+        let m = &self.config.mix.adversaries.mule_refund_network;
+        let (pay_after, split_gap) = (m.pay_after_refund_minutes, 5 * MINUTE_MS..90 * MINUTE_MS);
+        // From the network's first day the line is the network's: its owner stops repaying.
+        self.states[mule.user as usize].never_repays = true;
+        if let Some((token, merchant, left, parts)) = mule.refund {
+            // Split refunds look like returns of single items.
+            let part = if parts <= 1 { left } else { left / i64::from(parts) };
+            if part > 0 && driver.refund(token, part, now_ms)? {
+                self.refunded(mule.user, Scenario::MuleRefundNetwork, part, now_ms);
+            }
+            mule.refund = (parts > 1).then_some((token, merchant, left - part, parts - 1));
+            let next = if mule.refund.is_some() {
+                now_ms + rng.i64(split_gap)
+            } else {
+                now_ms + i64::from(rng.u32(pay_after[0]..=pay_after[1].max(pay_after[0])).max(1)) * MINUTE_MS
+            };
+            self.incidents[i as usize].kind = IncidentKind::Mule(mule);
+            self.push(next, EventKind::Incident(i));
+            return Ok(());
+        }
+        let available = self.available(mule.user);
+        if mule.paid >= mule.cycles || mule.stops >= 3 || available < 20_000 {
+            self.incidents[i as usize].done = true;
+            return Ok(());
+        }
+        let amount = Self::mule_amount(available, mule.spend_pct >> mule.stops.min(3), rng);
+        let merchant = mule.merchants[((mule.user + mule.paid) as usize) % mule.merchants.len()];
+        let user = mule.user;
+        let mut plan = PayPlan {
+            plan_id,
+            user,
+            merchant,
+            amount_minor: amount,
+            scenario: Scenario::MuleRefundNetwork,
+            truth: Truth::Fraud,
+            actor: Actor::Incident(i),
+            // The mule's own phone, wherever the merchant's code reaches it.
+            net: Net::Mobile,
+            device: Some((u64::from(user) << 16) | u64::from(self.states[user as usize].phone_generation)),
+            is_retry_of: None,
+        };
+        let approved = self.pay_inner(driver, &mut plan, now_ms)?;
+        let next = if approved {
+            // An incident's payment is one request: the last token sent.
+            let token = self.token;
+            mule.paid += 1;
+            if mule.paid >= mule.cycles {
+                // The last payment is never refunded: the merchant vanishes owing the refunds.
+                self.incidents[i as usize].done = true;
+                return Ok(());
+            }
+            driver.keep_for_refund(token, user, merchant);
+            let share = i64::from(rng.u32(m.refund_share_pct[0]..=m.refund_share_pct[1]));
+            let parts = rng.u32(m.refund_splits[0]..=m.refund_splits[1]).max(1);
+            mule.refund = Some((token, merchant, amount * share / 100, parts));
+            let [lo, hi] = m.refund_after_hours;
+            now_ms + i64::from(rng.u32(lo..=hi.max(lo))) * HOUR_MS + rng.i64(0..HOUR_MS)
+        } else {
+            // Stopped: a smaller ask later.
+            mule.stops += 1;
+            now_ms + i64::from(rng.u32(pay_after[0]..=pay_after[1].max(pay_after[0])).max(1)) * MINUTE_MS
+        };
+        self.incidents[i as usize].kind = IncidentKind::Mule(mule);
+        self.push(next, EventKind::Incident(i));
+        Ok(())
+    }
+
+    /// A mule's ask: a share of the available credit under the per-payment cap, never a round
+    /// amount (round amounts are what cash-out rules look for): whole hundreds less 1–99 yuan.
+    fn mule_amount(available: i64, share_pct: u32, rng: &mut fastrand::Rng) -> i64 {
+        let ask = (available * i64::from(share_pct.max(1)) / 100).clamp(20_000, 499_900);
+        (ask / 10_000).max(1) * 10_000 - rng.i64(1..=99) * 100
     }
 }
 

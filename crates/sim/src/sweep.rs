@@ -37,6 +37,12 @@ pub struct Ranges {
     pub parameters: BTreeMap<String, Spread>,
 }
 
+/// FNV-1a of a parameter's path: a hash that never changes between builds (std's hasher
+/// may), since it seeds the parameter's draws.
+fn path_hash(path: &str) -> u64 {
+    path.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 /// The JSON value at a dotted path, if there is one.
 fn slot<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
     path.split('.').try_fold(value, |v, key| v.get_mut(key))
@@ -71,10 +77,13 @@ impl Ranges {
     /// Mix number `index` of the sweep seeded `sweep_seed`: `base` with every ranged
     /// parameter drawn anew. Returns the mix and the values drawn, by path.
     pub fn draw(&self, base: &Mix, sweep_seed: u64, index: u32) -> Result<(Mix, Map<String, Value>), SimError> {
-        let mut rng = fastrand::Rng::with_seed(splitmix(splitmix(sweep_seed) ^ u64::from(index)));
+        let mix_seed = splitmix(splitmix(sweep_seed) ^ u64::from(index));
         let mut mix = serde_json::to_value(base).expect("a mix serialises");
         let mut drawn = Map::new();
         for (path, spread) in &self.parameters {
+            // Each parameter draws from its own stream, so a parameter added to the ranges
+            // leaves every other parameter's draws as they were.
+            let mut rng = fastrand::Rng::with_seed(splitmix(mix_seed ^ path_hash(path)));
             let current = slot(&mut mix, path).expect("checked when the ranges were read");
             let value = match spread {
                 Spread::Range { range: [lo, hi], .. } => {
@@ -258,6 +267,33 @@ mod tests {
             mix.adversaries.account_takeover.drain_share_pct[0] <= 30
         });
         assert!(patient);
+    }
+
+    /// A parameter added to the ranges leaves every other parameter's draws as they were,
+    /// so figures measured before it stay comparable.
+    #[test]
+    fn a_new_parameter_leaves_the_other_draws_alone() {
+        let base = Mix::default_mix();
+        let fewer = Ranges::from_json(
+            r#"{"version": "r", "parameters": {
+                "honest.timeout_prob": {"range": [0.002, 0.05], "why": ""},
+                "honest.trips_per_month": {"range": [0.05, 0.6], "why": ""}}}"#,
+        )
+        .unwrap();
+        let more = Ranges::from_json(
+            r#"{"version": "r", "parameters": {
+                "honest.timeout_prob": {"range": [0.002, 0.05], "why": ""},
+                "honest.refund_prob": {"range": [0.01, 0.12], "why": ""},
+                "honest.trips_per_month": {"range": [0.05, 0.6], "why": ""}}}"#,
+        )
+        .unwrap();
+        for index in 0..5 {
+            let (_, a) = fewer.draw(&base, 3, index).unwrap();
+            let (_, b) = more.draw(&base, 3, index).unwrap();
+            assert_eq!(a["honest.timeout_prob"], b["honest.timeout_prob"]);
+            assert_eq!(a["honest.trips_per_month"], b["honest.trips_per_month"]);
+        }
+        assert_eq!(path_hash("honest.refund_prob"), 0x8d77_ace1_95cb_a628, "the hash is fixed for good");
     }
 
     #[test]

@@ -113,9 +113,11 @@ pub struct MerchantSpec {
     pub category: Category,
     pub name: String,
     pub created_at_ms: i64,
-    /// A cash-out accomplice (ground truth; never shown to the engine).
+    /// A cash-out or mule-network accomplice (ground truth; never shown to the engine).
     pub colluder: bool,
-    /// A fraudster's account behind a QR code pasted over a real merchant's.
+    /// A fraudster's payee account, behind a QR code pasted over a real merchant's or the
+    /// codes of a shop's compromised terminal: registered when it was created, never chosen
+    /// by shoppers on their own.
     pub fraud_qr: bool,
 }
 

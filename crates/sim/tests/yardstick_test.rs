@@ -58,10 +58,11 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     let payments = num(d, "payments");
     assert!(payments > 50_000.0, "{payments} payments: the population shrank");
     // Bounds at about twice (for harm) or nine tenths (for protection) of the figures
-    // recorded in docs/QUALITY.md for this population (seed 42): 0 honest users restricted,
-    // 0.03 % of honest payments declined, 0.907 % stepped up, 70.5 % of fraud payments and
-    // 94.4 % of fraud amount stopped. A change that doubles the harm fails here.
-    assert!(num(d, "honest_users_restricted") <= 2.0, "{d}");
+    // recorded in docs/QUALITY.md for this population (seed 42): 2 honest users restricted
+    // (takeover victims whose own payment met the failures the thief left on their line),
+    // 0.034 % of honest payments declined, 0.906 % stepped up, 70.5 % of fraud payments and
+    // 93.7 % of fraud amount stopped. A change that doubles the harm fails here.
+    assert!(num(d, "honest_users_restricted") <= 4.0, "{d}");
     assert!(num(d, "honest_payments_declined_pct") <= 0.06, "{d}");
     assert!(num(d, "honest_payments_stepped_up_pct") <= 1.8, "{d}");
     assert!(num(d, "fraud_amount_stopped_pct") >= 90.0, "{d}");
@@ -226,6 +227,8 @@ fn a_sim_swap_thief_passes_the_step_ups_a_plain_thief_fails() {
 /// A prober learning the step-up amount is met as an adversary of its own: its payments are
 /// counted in its scenario, and most of its amount is stopped (the engine does not gate on
 /// the amount alone: a new device on a proxy network is stepped up at small amounts too).
+/// About 90 % is stopped here; shops' refunds of returns give some victims more credit to
+/// probe for, hence the bound's margin.
 #[test]
 fn a_step_up_prober_is_its_own_scenario() {
     let mut config = small(2_000, 7);
@@ -234,7 +237,7 @@ fn a_step_up_prober_is_its_own_scenario() {
     let report = xiezhi_sim::report(&config, &runs);
     let prober = &report["scenarios"]["step_up_prober"];
     assert!(num(prober, "payments") >= 24.0, "{prober}");
-    assert!(num(prober, "fraud_amount_stopped_pct") >= 90.0, "{prober}");
+    assert!(num(prober, "fraud_amount_stopped_pct") >= 85.0, "{prober}");
 }
 
 /// A ring spread across several colluding shops still runs whole (every member pays), and a
@@ -280,13 +283,14 @@ fn a_small_sweep_stays_within_the_recorded_bounds() {
     }
     let sweep = sweep_block(&ranges, 1, mixes);
     let (worst, median) = (&sweep["worst"]["overall"], &sweep["median"]["overall"]);
-    // Recorded 2026-11-29 (ranges-4): honest users restricted worst 0.1 %, declined worst
-    // 0.026 %, stepped up worst 0.948 %, worst honest scenario declined 3.125 %; fraud amount
-    // stopped median 94.5 %, worst 36.7 % (a mix whose few adversaries are mostly SIM swaps).
-    assert!(num(worst, "honest_users_restricted_pct") <= 0.2, "{worst}");
-    assert!(num(worst, "honest_payments_declined_pct") <= 0.06, "{worst}");
-    assert!(num(worst, "honest_payments_stepped_up_pct") <= 1.9, "{worst}");
-    assert!(num(worst, "worst_honest_scenario_declined_pct") <= 6.3, "{worst}");
-    assert!(num(median, "fraud_amount_stopped_pct") >= 85.0, "{median}");
-    assert!(num(worst, "fraud_amount_stopped_pct") >= 33.0, "{worst}");
+    // Recorded 2026-11-29 (ranges-5, each parameter drawn from its own stream): honest users
+    // restricted worst 0.05 %, declined worst 0.032 %, stepped up worst 0.974 %, worst honest
+    // scenario declined 3.175 %; fraud amount stopped median 91.0 %, worst 66.8 % (a mix whose
+    // SIM swaps and card tests mostly get through).
+    assert!(num(worst, "honest_users_restricted_pct") <= 0.1, "{worst}");
+    assert!(num(worst, "honest_payments_declined_pct") <= 0.065, "{worst}");
+    assert!(num(worst, "honest_payments_stepped_up_pct") <= 1.95, "{worst}");
+    assert!(num(worst, "worst_honest_scenario_declined_pct") <= 6.4, "{worst}");
+    assert!(num(median, "fraud_amount_stopped_pct") >= 82.0, "{median}");
+    assert!(num(worst, "fraud_amount_stopped_pct") >= 60.0, "{worst}");
 }
