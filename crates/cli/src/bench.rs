@@ -120,6 +120,10 @@ pub enum BenchCommand {
         /// interpreter on the same features: rules only).
         #[arg(long, default_value = "compiled", value_parser = ["compiled", "cel"])]
         interpreter: String,
+        /// The fraud scorer: `shipped` (the default, what `serve` decides with),
+        /// `heuristic`, or a trained model's directory.
+        #[arg(long)]
+        fraud_model: Option<std::path::PathBuf>,
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
@@ -174,7 +178,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 }
             }
         }
-        BenchCommand::Decide { users, rules, decisions, merchants, interpreter, seed } => {
+        BenchCommand::Decide { users, rules, decisions, merchants, interpreter, seed, fraud_model } => {
             let args = crate::bench_decide::DecideArgs {
                 users: users.max(1),
                 rules: rules.clamp(1, xiezhi_risk::rules::MAX_RULES),
@@ -182,6 +186,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 merchants: merchants.max(1),
                 interpreter,
                 seed,
+                fraud_model,
             };
             match crate::bench_decide::decide(args) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,8 @@ pub struct DecideArgs {
     pub merchants: usize,
     pub interpreter: String,
     pub seed: u64,
+    /// `shipped` (the default, what `serve` decides with), `heuristic`, or a model directory.
+    pub fraud_model: Option<std::path::PathBuf>,
 }
 
 /// Resident memory of this process, in bytes (Linux).
@@ -100,6 +102,7 @@ fn facts(rng: &mut fastrand::Rng, users: usize, merchants: usize, now_ms: i64, c
 pub fn decide(args: DecideArgs) -> Result<(), String> {
     let cny = Currency::from_alpha("CNY").expect("CNY");
     let mut engine = Engine::with_defaults();
+    engine.set_scorer(crate::model_cmd::scorer_named(args.fraud_model.as_deref())?);
     let rules = RuleSet::compile(rule_set(args.rules), engine.catalogue()).map_err(|e| e.to_string())?;
     engine.set_rules(Arc::new(rules));
     let mut rng = fastrand::Rng::with_seed(args.seed);
@@ -173,6 +176,7 @@ pub fn decide(args: DecideArgs) -> Result<(), String> {
         "benchmark": "risk_decisions_single_thread",
         "interpreter": if interpreted.is_some() { "cel crate interpreter (rules only; no record)" } else { "compiled (full decision and record)" },
         "live_rules": engine.rules().rules.len(),
+        "scorer": engine.versions().scorer,
         "users_with_velocity_state": engine.state().user_count(),
         "velocity_fill_s": format!("{fill_s:.1}"),
         "velocity_state_rss_mib": format!("{:.1}", (rss_after.saturating_sub(rss_before)) as f64 / 1_048_576.0),

@@ -20,6 +20,7 @@ mod serve;
 mod sim_http;
 mod simulate;
 mod store_cmd;
+mod train_sim;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

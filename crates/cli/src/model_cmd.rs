@@ -28,6 +28,16 @@ pub enum ModelCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Train the fraud model on the engine's own features over simulated populations, from
+    /// a recipe (default: the shipped model's, crates/risk/models/fraud-default/recipe.json):
+    /// the same recipe gives the same bytes.
+    TrainSim {
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Directory to write `recipe.json`, `manifest.json` and `model.json` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score one test row as a person would read it: score, probability, and the reasons
     /// (adverse-action codes with zh/en text for credit models).
     Explain {
@@ -80,6 +90,7 @@ pub enum ModelCommand {
 pub fn run(command: ModelCommand) -> ExitCode {
     let result = match command {
         ModelCommand::Train { dataset, kind, out, seed, data_dir } => train(&dataset, &kind, &out, seed, data_dir),
+        ModelCommand::TrainSim { recipe, out } => crate::train_sim::train_sim(recipe.as_deref(), &out),
         ModelCommand::Evaluate { model, dataset, json, data_dir } => evaluate(&model, &dataset, json, data_dir),
         ModelCommand::Explain { model, dataset, row, json, data_dir } => explain(&model, &dataset, row, json, data_dir),
         ModelCommand::ProposeLimit { model, dataset, row, monthly_income, current_limit, policy, data_dir } => {
@@ -120,17 +131,32 @@ fn metrics_json(dataset: &str, m: &Metrics, fraud: bool) -> serde_json::Value {
 }
 
 fn train(dataset: &str, kind: &str, out: &Path, seed: u64, data_dir: Option<PathBuf>) -> Result<(), String> {
+    let dir = data_dir.unwrap_or_else(xiezhi_datasets::default_data_dir);
+    let options = GbdtOptions { seed, ..GbdtOptions::default() };
+    let (artefact, mut summary) = fit(dataset, kind, &dir, &options)?;
+    write_artefact(out, &artefact)?;
+    summary["out"] = json!(out.display().to_string());
+    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    Ok(())
+}
+
+/// Trains a `kind` model on `dataset`'s training split (GBDT with `options`; a scorecard
+/// takes only the seed) and measures it on both splits: the artefact and a summary.
+pub fn fit(
+    dataset: &str,
+    kind: &str,
+    dir: &Path,
+    options: &GbdtOptions,
+) -> Result<(Artefact, serde_json::Value), String> {
     if kind != "scorecard" && kind != "gbdt" {
         return Err(format!("unknown --kind `{kind}` (known: scorecard, gbdt)"));
     }
     let spec = xiezhi_datasets::spec(dataset).map_err(|e| e.to_string())?;
-    let dir = data_dir.unwrap_or_else(xiezhi_datasets::default_data_dir);
     let started = std::time::Instant::now();
-    let loaded = xiezhi_datasets::load(spec, &dir).map_err(|e| e.to_string())?;
+    let loaded = xiezhi_datasets::load(spec, dir).map_err(|e| e.to_string())?;
     let (train, test) = loaded.split(spec);
     let model = if kind == "gbdt" {
-        let options = GbdtOptions { seed, ..GbdtOptions::default() };
-        ModelBody::Gbdt(Gbdt::train(&train, &options).map_err(|e| e.to_string())?)
+        ModelBody::Gbdt(Gbdt::train(&train, options).map_err(|e| e.to_string())?)
     } else {
         ModelBody::Scorecard(Scorecard::train(&train, &ScorecardOptions::default()).map_err(|e| e.to_string())?)
     };
@@ -140,23 +166,26 @@ fn train(dataset: &str, kind: &str, out: &Path, seed: u64, data_dir: Option<Path
         metrics.insert(name.to_owned(), Metrics::compute(&p, &table.target));
     }
     let test_metrics = metrics["test"].clone();
-    let artefact = Artefact::new(model, dataset, loaded.sha256.clone(), train.rows(), seed, metrics);
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let (manifest, model) = artefact.to_files();
-    // The model first, then the manifest that vouches for it: a crash between leaves no
-    // manifest pointing at a half-written model.
-    std::fs::write(out.join(MODEL_FILE), &model).map_err(|e| format!("{}: {e}", out.display()))?;
-    std::fs::write(out.join(MANIFEST_FILE), manifest).map_err(|e| format!("{}: {e}", out.display()))?;
+    let artefact = Artefact::new(model, dataset, loaded.sha256.clone(), train.rows(), options.seed, metrics);
     let summary = json!({
         "version": artefact.manifest.version,
         "kind": kind,
         "rows_train": train.rows(),
         "features": artefact.manifest.features.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
         "test": metrics_json(dataset, &test_metrics, is_fraud(spec)),
-        "out": out.display().to_string(),
-        "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        "training_seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
     });
-    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    Ok((artefact, summary))
+}
+
+/// Writes an artefact's two files into `out`.
+pub fn write_artefact(out: &Path, artefact: &Artefact) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (manifest, model) = artefact.to_files();
+    // The model first, then the manifest that vouches for it: a crash between leaves no
+    // manifest pointing at a half-written model.
+    std::fs::write(out.join(MODEL_FILE), &model).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out.join(MANIFEST_FILE), manifest).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(())
 }
 
@@ -186,6 +215,22 @@ fn evaluate(model: &Path, dataset: &str, as_json: bool, data_dir: Option<PathBuf
         );
     }
     Ok(())
+}
+
+/// The scorer a `--fraud-model` value names: none or `shipped`, the shipped model;
+/// `heuristic`, the hand-weighted scorer; anything else, a model directory (write
+/// `./heuristic` for a directory of that name).
+pub fn scorer_named(name: Option<&Path>) -> Result<std::sync::Arc<dyn xiezhi_risk::Scorer>, String> {
+    match name.and_then(|n| n.to_str()) {
+        None | Some("shipped") => Ok(xiezhi_risk::shipped_scorer()),
+        Some("heuristic") => Ok(std::sync::Arc::new(xiezhi_risk::HeuristicScorer)),
+        Some(_) => fraud_scorer(name.expect("matched Some")),
+    }
+}
+
+/// Whether a `--fraud-model` value is a model directory (not `shipped` or `heuristic`).
+pub fn is_model_dir(name: &Path) -> bool {
+    !matches!(name.to_str(), Some("shipped" | "heuristic"))
 }
 
 /// A fraud model directory as the engine's scorer, its schema checked against the engine's

@@ -56,9 +56,10 @@ pub struct ServeArgs {
     /// recorded): what to run while deciding what to do about `xiezhi store check`'s findings.
     #[arg(long)]
     pub read_only: bool,
-    /// A trained fraud model (`xiezhi model train --kind gbdt` on engine features) to score
-    /// every payment instead of the heuristic scorer; refused at start if its features are
-    /// not the engine's.
+    /// The fraud scorer: a trained model's directory (`xiezhi model train-sim`, or `model
+    /// train --kind gbdt` on engine features; refused at start if its features are not the
+    /// engine's, re-read on `kill -HUP`), `heuristic` for the hand-weighted scorer, or
+    /// `shipped`. Default: the shipped model (docs/QUALITY.md says how it was chosen).
     #[arg(long)]
     pub fraud_model: Option<PathBuf>,
     /// A trained fraud model that scores every payment beside the scorer in force without
@@ -265,7 +266,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         risk: RiskConfig {
             rules_json: read_file("rules", &args.rules)?,
             policy_json: read_file("policy", &args.policy)?,
-            scorer: args.fraud_model.as_deref().map(crate::model_cmd::fraud_scorer).transpose()?,
+            scorer: Some(crate::model_cmd::scorer_named(args.fraud_model.as_deref())?),
             challenger: args.challenger_model.as_deref().map(crate::model_cmd::fraud_scorer).transpose()?,
             hash_key: None,
         },
@@ -318,7 +319,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // Scripts and tests read this line to find the port.
     println!("xiezhi listening on {base} (data in {})", args.data_dir.display());
     println!("{delivery}");
-    if let Some(dir) = args.fraud_model.clone() {
+    if let Some(dir) = args.fraud_model.clone().filter(|d| crate::model_cmd::is_model_dir(d)) {
         tokio::spawn(reload_fraud_model_on_sighup(service.clone(), dir));
     }
     if let Some(reason) = service.stats().read_only.get() {

@@ -38,16 +38,19 @@ pub struct SimulateArgs {
     /// Policy for the main configuration (default: the shipped policy).
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// A fraud model (`xiezhi model train --kind gbdt` on engine features, e.g. the
-    /// `sim_traffic` export) as the main configuration's scorer instead of the heuristic one.
+    /// The main configuration's fraud scorer: a trained model's directory (`xiezhi model
+    /// train-sim`, or `model train --kind gbdt` on the `sim_traffic` export), `heuristic`, or
+    /// `shipped` (the default, what `serve` decides with).
     #[arg(long)]
     pub fraud_model: Option<PathBuf>,
     /// A scorer that watches the main configuration's every payment without deciding any:
-    /// `heuristic`, or a trained model's directory. The report then shows both scorers'
+    /// `heuristic`, `shipped`, or a trained model's directory. The report then shows both scorers'
     /// decisions on the same payments (`challenger` in the JSON).
     #[arg(long)]
     pub challenger: Option<String>,
-    /// Baseline configurations run side by side with the main one: `default`, `strict`.
+    /// Baseline configurations run side by side with the main one: `default` (the shipped
+    /// configuration), `heuristic` (the shipped rules and policy with the heuristic scorer,
+    /// the default before issue 13), `strict`, or `none`.
     #[arg(long, value_delimiter = ',', default_value = "strict")]
     pub baselines: Vec<String>,
     /// Send the traffic to a running server instead (http://host:port). Events go out when
@@ -130,11 +133,9 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         mix,
     };
     config.check().map_err(|e| e.to_string())?;
-    let custom = args.rules.is_some() || args.policy.is_some() || args.fraud_model.is_some();
-    let scorer = match &args.fraud_model {
-        Some(dir) => Some(crate::model_cmd::fraud_scorer(dir)?),
-        None => None,
-    };
+    let shipped_scorer = args.fraud_model.as_deref().is_none_or(|m| m.to_str() == Some("shipped"));
+    let custom = args.rules.is_some() || args.policy.is_some() || !shipped_scorer;
+    let scorer = Some(crate::model_cmd::scorer_named(args.fraud_model.as_deref())?);
     let main = EngineConfig {
         name: if custom { "custom".into() } else { "default".into() },
         rules_json: args.rules.as_ref().map(|p| read(p, "rules")).transpose()?,
@@ -142,10 +143,7 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         scorer,
         challenger: match args.challenger.as_deref() {
             None => None,
-            Some("heuristic") => {
-                Some(std::sync::Arc::new(xiezhi_risk::HeuristicScorer) as std::sync::Arc<dyn xiezhi_risk::Scorer>)
-            }
-            Some(dir) => Some(crate::model_cmd::fraud_scorer(std::path::Path::new(dir))?),
+            Some(name) => Some(crate::model_cmd::scorer_named(Some(std::path::Path::new(name)))?),
         },
     };
     main.build().map_err(|e| {
@@ -157,8 +155,9 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
     for name in args.baselines.iter().map(|b| b.trim()).filter(|b| !b.is_empty() && *b != "none") {
         let baseline = match name {
             "default" => EngineConfig::shipped(),
+            "heuristic" => EngineConfig::heuristic(),
             "strict" => EngineConfig::strict(),
-            other => return Err(format!("unknown baseline `{other}` (known: default, strict, none)")),
+            other => return Err(format!("unknown baseline `{other}` (known: default, heuristic, strict, none)")),
         };
         if engines.iter().all(|e| e.name != baseline.name) {
             engines.push(baseline);
@@ -204,6 +203,7 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         );
     }
     let mut report = xiezhi_sim::report(&config, &runs);
+    report["simulation"]["versions"] = versions(&engines[0])?;
     if report["challenger"].is_object() {
         let name = |s: &dyn xiezhi_risk::Scorer| format!("{}@{}", s.name(), s.version());
         report["challenger"]["champion_scorer"] =
@@ -212,6 +212,13 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
     }
     let markdown = xiezhi_sim::markdown(&report);
     emit(&args, &report, &markdown)
+}
+
+/// What `engine` decides with, as its decision records name it (`versions`): rules, policy,
+/// scorer and engine. `serve` and `simulate` with no flags name the same (a test holds them).
+fn versions(engine: &EngineConfig) -> Result<serde_json::Value, String> {
+    let built = engine.build().map_err(|e| e.to_string())?;
+    serde_json::to_value(built.versions()).map_err(|e| e.to_string())
 }
 
 /// Writes the report where the flags say: `--report` (JSON), `--markdown`, and stdout
@@ -245,8 +252,10 @@ fn sweep(args: &SimulateArgs, config: &RunConfig, engine: &EngineConfig, count: 
         Some(path) => xiezhi_sim::sweep::Ranges::from_json(&read(path, "ranges")?).map_err(|e| e.to_string())?,
         None => xiezhi_sim::sweep::Ranges::shipped(),
     };
-    let mut mixes = Vec::new();
-    for index in 0..count {
+    // Each mix runs on its own thread, as many at once as there are cores; the report keeps
+    // the drawing order whatever finishes first.
+    let results = in_parallel(count as usize, |i| -> Result<serde_json::Value, String> {
+        let index = i as u32;
         let (mix, drawn) = ranges.draw(&config.mix, args.sweep_seed, index).map_err(|e| e.to_string())?;
         let drawn_config = RunConfig { mix, ..config.clone() };
         let runs = xiezhi_sim::run_in_process(&drawn_config, std::slice::from_ref(engine), &|_, _, _| {})
@@ -259,19 +268,21 @@ fn sweep(args: &SimulateArgs, config: &RunConfig, engine: &EngineConfig, count: 
             report["overall"]["fraud_amount_stopped_pct"],
             report["overall"]["honest_users_restricted_pct"]
         );
-        mixes.push(json!({
+        Ok(json!({
             "index": index,
             "mix": drawn_config.mix.version,
             "parameters": drawn,
             "overall": report["overall"],
             "scenarios": report["scenarios"],
-        }));
-    }
+        }))
+    });
+    let mixes = results.into_iter().collect::<Result<Vec<_>, String>>()?;
     let block = xiezhi_sim::sweep::sweep_block(&ranges, args.sweep_seed, mixes);
     let report = json!({
         "simulation": {
             "users": config.users, "merchants": config.merchants, "days": config.days, "seed": config.seed,
             "mix": config.mix.version, "configuration": engine.name, "mode": "in_process",
+            "versions": versions(engine)?,
         },
         "sweep": block,
     });
@@ -279,21 +290,78 @@ fn sweep(args: &SimulateArgs, config: &RunConfig, engine: &EngineConfig, count: 
     emit(args, &report, &markdown)
 }
 
+/// `work(0)` … `work(count - 1)` on one thread per core (at most four), results in index
+/// order. Each item is independent and seeded by its index, so the results do not depend on
+/// the number of threads.
+pub fn in_parallel<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4).min(count.max(1));
+    let mut slots: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
+                            return done;
+                        }
+                        done.push((i, work(i)));
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            for (i, result) in handle.join().expect("a worker thread panicked") {
+                slots[i] = Some(result);
+            }
+        }
+    });
+    slots.into_iter().map(|slot| slot.expect("every index ran")).collect()
+}
+
 /// Runs the main configuration in process and writes the features the engine computed for
 /// every measured payment, with its truth, as CSV (time order).
 fn export_features(config: &RunConfig, engine: &EngineConfig, path: &PathBuf) -> Result<xiezhi_sim::ConfigRun, String> {
     use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "{}", feature_header()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let run = write_feature_rows(config, engine, &mut out, &mut |day, payments| {
+        eprintln!("[{}] day {} done, {payments} payments", engine.name, day + 1);
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(run)
+}
+
+/// The engine's features a model may read: all but the score itself, which is the model's
+/// output, never its input.
+fn exported_features() -> Vec<xiezhi_risk::Feature> {
+    xiezhi_risk::Feature::ALL.iter().copied().filter(|f| *f != xiezhi_risk::Feature::FraudScore).collect()
+}
+
+/// The header line of the feature export (the `sim_traffic` dataset), without its newline.
+pub fn feature_header() -> String {
+    let features = exported_features();
+    let names: Vec<&str> = features.iter().map(|f| f.name()).chain(["fraud"]).collect();
+    names.join(",")
+}
+
+/// Runs `config` on `engine` in process and writes one CSV line per measured payment: the
+/// features the engine computed, then whether it was fraud.
+pub fn write_feature_rows(
+    config: &RunConfig,
+    engine: &EngineConfig,
+    out: &mut dyn std::io::Write,
+    progress: &mut dyn FnMut(u32, u64),
+) -> Result<xiezhi_sim::ConfigRun, String> {
     use xiezhi_risk::features::FeatureType;
-    use xiezhi_risk::Feature;
     let currency = xiezhi_money::Currency::from_alpha(&config.mix.currency).ok_or("unknown currency")?;
     let mut bank = xiezhi_sim::Bank::new(engine, currency).map_err(|e| e.to_string())?;
     bank.keep_features();
-    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    // The score itself is the model's output, never its input.
-    let columns: Vec<Feature> = Feature::ALL.iter().copied().filter(|f| *f != Feature::FraudScore).collect();
-    let header: Vec<&str> = columns.iter().map(|f| f.name()).chain(["fraud"]).collect();
-    writeln!(out, "{}", header.join(",")).map_err(|e| e.to_string())?;
+    let columns = exported_features();
     let mut failed: Option<std::io::Error> = None;
     let mut line = String::new();
     let mut sim = xiezhi_sim::Simulation::new(config).map_err(|e| e.to_string())?;
@@ -324,13 +392,9 @@ fn export_features(config: &RunConfig, engine: &EngineConfig, path: &PathBuf) ->
             }
         }
     });
-    let run = xiezhi_sim::run_simulation(sim, &engine.name, &mut bank, &mut |day, payments| {
-        eprintln!("[{}] day {} done, {payments} payments", engine.name, day + 1);
-    })
-    .map_err(|e| e.to_string())?;
-    if let Some(e) = failed {
-        return Err(format!("{}: {e}", path.display()));
+    let run = xiezhi_sim::run_simulation(sim, &engine.name, &mut bank, progress).map_err(|e| e.to_string())?;
+    match failed {
+        Some(e) => Err(e.to_string()),
+        None => Ok(run),
     }
-    out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(run)
 }

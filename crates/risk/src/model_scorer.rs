@@ -78,8 +78,9 @@ impl Scorer for ModelScorer {
         per_mille(probability)?;
         contributions.sort_by(|a, b| b.log_odds.abs().total_cmp(&a.log_odds.abs()));
         // Log-odds contributions as per-mille points: their first-order effect on the
-        // probability at this prediction.
-        let slope = probability * (1.0 - probability) * 1000.0;
+        // probability at this prediction, the slope floored at that of p = 0.99 so that a
+        // saturated score (p ≈ 1, slope ≈ 0) still names the features behind it.
+        let slope = (probability * (1.0 - probability)).max(0.99 * 0.01) * 1000.0;
         Ok(contributions
             .into_iter()
             .take(MAX_CONTRIBUTIONS)

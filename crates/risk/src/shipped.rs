@@ -13,7 +13,7 @@ use xiezhi_models::artefact::Artefact;
 pub const SHIPPED_MODEL_MANIFEST: &str = include_str!("../models/fraud-default/manifest.json");
 pub const SHIPPED_MODEL: &str = include_str!("../models/fraud-default/model.json");
 
-/// The shipped fraud model as a scorer, parsed once per process (about 2 MB of trees).
+/// The shipped fraud model as a scorer, parsed once per process (a few MB of trees).
 pub fn shipped_scorer() -> Arc<dyn Scorer> {
     static SCORER: OnceLock<Arc<dyn Scorer>> = OnceLock::new();
     let scorer = SCORER.get_or_init(|| {

@@ -120,8 +120,22 @@ impl std::fmt::Debug for EngineConfig {
 }
 
 impl EngineConfig {
+    /// What `xiezhi serve` decides with when no flag says otherwise: the shipped policy and
+    /// rules, scored by the shipped fraud model.
     pub fn shipped() -> EngineConfig {
-        EngineConfig { name: "default".into(), rules_json: None, policy_json: None, scorer: None, challenger: None }
+        EngineConfig {
+            name: "default".into(),
+            rules_json: None,
+            policy_json: None,
+            scorer: Some(xiezhi_risk::shipped_scorer()),
+            challenger: None,
+        }
+    }
+
+    /// The shipped policy and rules with the hand-weighted heuristic scorer: the default
+    /// before the trained model was chosen on the sweep (issue 13).
+    pub fn heuristic() -> EngineConfig {
+        EngineConfig { name: "heuristic".into(), rules_json: None, policy_json: None, scorer: None, challenger: None }
     }
 
     /// The blunt baseline: restricts on any burst or change of network.

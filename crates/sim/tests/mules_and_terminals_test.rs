@@ -49,7 +49,8 @@ fn a_mule_network_cycles_credit_through_refunds() {
         .sum();
     assert!(mule_limits > 0, "no mules were recruited");
     let currency = xiezhi_money::Currency::from_alpha("CNY").unwrap();
-    let mut bank = Bank::new(&heuristic(), currency).unwrap();
+    let unchecked = EngineConfig { rules_json: Some(rules_with("refund_cycle_cash_out", false)), ..heuristic() };
+    let mut bank = Bank::new(&unchecked, currency).unwrap();
     sim.run(&mut bank, &mut |_, _| {}).unwrap();
     let scenarios = sim.tally.scenarios_json();
     let mules = &scenarios["mule_refund_network"];
@@ -65,41 +66,56 @@ fn a_mule_network_cycles_credit_through_refunds() {
     let ledger = bank.ledger();
     assert_eq!(ledger.trial_balance(), (0, 0));
     assert!(ledger.credit_lines().all(|l| l.available_minor() >= 0 && l.receivable_minor() >= 0));
+    // The shipped refund-cycle rule declines the mules' later rounds at a shop that refunds
+    // most of what it sells; their first round looks like any large purchase and goes through.
+    let checked = report(&config);
+    let stopped_now = num(&checked["scenarios"]["mule_refund_network"], "fraud_amount_stopped_pct");
+    assert!(
+        stopped_now >= num(mules, "fraud_amount_stopped_pct") + 10.0,
+        "{}",
+        checked["scenarios"]["mule_refund_network"]
+    );
 }
 
-/// The candidate rule for payees that suddenly take another shop's counter (not shipped;
-/// docs/QUALITY.md gives its figures): the shipped rules with it added.
-fn rules_with_dormant_payee_candidate() -> String {
+/// The shipped rules with rule `id` live (`true`) or left out (`false`), to measure what it
+/// adds.
+fn rules_with(id: &str, live: bool) -> String {
     let mut rules: Value = serde_json::from_str(xiezhi_risk::default_rules()).unwrap();
-    let candidate: Value = serde_json::from_str(include_str!("../baselines/dormant-payee-rule.json")).unwrap();
-    rules["version"] = format!("{}+dormant-payee", rules["version"].as_str().unwrap()).into();
-    rules["rules"].as_array_mut().unwrap().push(candidate);
+    rules["version"] = format!("{}-{id}-{live}", rules["version"].as_str().unwrap()).into();
+    let list = rules["rules"].as_array_mut().unwrap();
+    list.retain(|r| live || r["id"] != id);
+    for rule in list.iter_mut().filter(|r| r["id"] == id) {
+        rule["mode"] = "live".into();
+    }
     rules.to_string()
 }
 
 /// A busy shop's terminal shows the fraudster's codes for some hours: its honest customers
 /// pay the fraudster's account, and every one of those payments that goes through is lost.
-/// The shipped rules see nothing (an older payee account dodges the new-merchant rules); the
-/// candidate rule asks the payer to check the payee once the account has taken a few
-/// first-time payers and nothing else all week, and most payers then find the fraud.
+/// Without the payee check the rules see nothing (an older payee account dodges the
+/// new-merchant rules); the payee check (shipped in shadow) asks the payer to check the payee
+/// once the account has taken a few first-time payers and nothing else all week, and most
+/// payers then find the fraud.
 #[test]
 fn a_compromised_terminal_diverts_a_busy_shop_s_customers() {
     let config = config(3_000, 14, r#""compromised_terminal": {"per_100k_users": 300, "hours": [4, 8]}"#);
-    let shipped = report(&config);
-    let diverted = &shipped["scenarios"]["compromised_terminal"];
+    let without = EngineConfig { rules_json: Some(rules_with("dormant_payee_sudden_counter", false)), ..heuristic() };
+    let runs = run_in_process(&config, &[without], &|_, _, _| {}).unwrap();
+    let unchecked = xiezhi_sim::report(&config, &runs);
+    let diverted = &unchecked["scenarios"]["compromised_terminal"];
     assert!(num(diverted, "payments") >= 20.0, "{diverted}");
     assert_eq!(diverted["payments_by_class"]["fraud"], diverted["payments"], "{diverted}");
     let (attempted, loss) = (num(diverted, "fraud_amount_minor"), num(diverted, "fraud_loss_minor"));
     let stopped = attempted * num(diverted, "fraud_amount_stopped_pct") / 100.0;
     assert!(loss > 0.0 && (attempted - stopped - loss).abs() < attempted * 1e-4, "{diverted}");
-    assert_eq!(shipped["overall"]["users_by_class"]["fraud"], 0, "the payers are honest shoppers");
+    assert_eq!(unchecked["overall"]["users_by_class"]["fraud"], 0, "the payers are honest shoppers");
 
-    let candidate = EngineConfig { rules_json: Some(rules_with_dormant_payee_candidate()), ..heuristic() };
-    let runs = run_in_process(&config, &[candidate], &|_, _, _| {}).unwrap();
-    let checked = xiezhi_sim::report(&config, &runs);
+    let with = EngineConfig { rules_json: Some(rules_with("dormant_payee_sudden_counter", true)), ..heuristic() };
+    let checked = xiezhi_sim::report(&config, &run_in_process(&config, &[with], &|_, _, _| {}).unwrap());
     let caught = &checked["scenarios"]["compromised_terminal"];
-    assert!(num(caught, "fraud_amount_stopped_pct") >= 30.0, "the payee check catches most: {caught}");
-    let (a, b) = (&shipped["overall"], &checked["overall"]);
+    let before = num(diverted, "fraud_amount_stopped_pct");
+    assert!(num(caught, "fraud_amount_stopped_pct") >= before + 30.0, "the payee check catches most: {caught}");
+    let (a, b) = (&unchecked["overall"], &checked["overall"]);
     assert!(num(b, "honest_payments_declined_pct") <= num(a, "honest_payments_declined_pct") + 0.005, "{a}\n{b}");
 }
 
@@ -121,7 +137,9 @@ fn honest_refunds_hurt_no_honest_shopper() {
     assert_eq!(num(&none["overall"], "refunds"), 0.0);
     let (a, b) = (&none["overall"], &many["overall"]);
     assert!(num(b, "honest_users_restricted") <= num(a, "honest_users_restricted") + 1.0, "{a}\n{b}");
-    assert!(num(b, "honest_payments_declined_pct") <= num(a, "honest_payments_declined_pct") + 0.01, "{a}\n{b}");
+    // Up to 0.03 points more: with six times the usual returns, a few small shops refund half
+    // of what they sell in a week, and the refund-cycle rule declines an exchange there.
+    assert!(num(b, "honest_payments_declined_pct") <= num(a, "honest_payments_declined_pct") + 0.03, "{a}\n{b}");
     assert!(num(b, "honest_payments_stepped_up_pct") <= num(a, "honest_payments_stepped_up_pct") + 0.1, "{a}\n{b}");
 }
 

@@ -58,15 +58,16 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     let payments = num(d, "payments");
     assert!(payments > 50_000.0, "{payments} payments: the population shrank");
     // Bounds at about twice (for harm) or nine tenths (for protection) of the figures
-    // recorded in docs/QUALITY.md for this population (seed 42): 2 honest users restricted
-    // (takeover victims whose own payment met the failures the thief left on their line),
-    // 0.034 % of honest payments declined, 0.906 % stepped up, 70.5 % of fraud payments and
-    // 93.7 % of fraud amount stopped. A change that doubles the harm fails here.
-    assert!(num(d, "honest_users_restricted") <= 4.0, "{d}");
-    assert!(num(d, "honest_payments_declined_pct") <= 0.06, "{d}");
-    assert!(num(d, "honest_payments_stepped_up_pct") <= 1.8, "{d}");
-    assert!(num(d, "fraud_amount_stopped_pct") >= 90.0, "{d}");
-    assert!(num(d, "fraud_payments_stopped_pct") >= 63.0, "{d}");
+    // recorded in docs/QUALITY.md for this population (seed 42) under the shipped
+    // configuration (default-3 rules, the shipped fraud model): 1 honest user restricted (a
+    // takeover victim whose own payment met the failures the thief left on the line), 0.002 %
+    // of honest payments declined, 0.065 % stepped up, 96.5 % of fraud payments and 94.0 % of
+    // fraud amount stopped. A change that doubles the harm fails here.
+    assert!(num(d, "honest_users_restricted") <= 2.0, "{d}");
+    assert!(num(d, "honest_payments_declined_pct") <= 0.015, "{d}");
+    assert!(num(d, "honest_payments_stepped_up_pct") <= 0.15, "{d}");
+    assert!(num(d, "fraud_amount_stopped_pct") >= 84.5, "{d}");
+    assert!(num(d, "fraud_payments_stopped_pct") >= 86.5, "{d}");
     assert!(num(d, "approval_rate_pct") >= 99.0, "{d}");
     assert!(num(d, "decision_latency_us_p99") > 0.0, "{d}");
     assert!(num(d, "retries_with_same_key") > 0.0, "{d}");
@@ -75,8 +76,10 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     assert!(num(ato, "fraud_amount_stopped_pct") >= 95.0, "account takeover: {ato}");
     let ring = &report["scenarios"]["collusion_cash_out"];
     assert!(num(ring, "fraud_amount_stopped_pct") >= 80.0, "cash-out rings: {ring}");
+    // 73.6 % recorded: the bust-out's first large payment looks like an honest large purchase
+    // on a young line, which default-2 declined (3 % of honest ones) and default-3 does not.
     let bust_out = &report["scenarios"]["synthetic_identity"];
-    assert!(num(bust_out, "fraud_amount_stopped_pct") >= 85.0, "synthetic identities: {bust_out}");
+    assert!(num(bust_out, "fraud_amount_stopped_pct") >= 66.0, "synthetic identities: {bust_out}");
 
     // The blunt baseline: far more honest users hurt, which the default must beat by far.
     let strict = &report["baselines"]["strict"];
@@ -176,8 +179,7 @@ impl xiezhi_risk::Scorer for Paranoid {
 fn a_challenger_is_measured_on_the_champions_payments() {
     let config = small(800, 5);
     let alone = run_in_process(&config, &[EngineConfig::shipped()], &|_, _, _| {}).unwrap();
-    let twin =
-        EngineConfig { challenger: Some(std::sync::Arc::new(xiezhi_risk::HeuristicScorer)), ..EngineConfig::shipped() };
+    let twin = EngineConfig { challenger: Some(xiezhi_risk::shipped_scorer()), ..EngineConfig::shipped() };
     let paranoid = EngineConfig {
         name: "watched".into(),
         challenger: Some(std::sync::Arc::new(Paranoid)),
@@ -206,22 +208,26 @@ fn a_challenger_is_measured_on_the_champions_payments() {
 }
 
 /// A takeover after a SIM swap: the thief receives the codes and passes the step-ups, so
-/// they get through where a thief without the phone number is stopped (what docs/QUALITY.md
-/// says of the engine today: device, behaviour and amount must catch them).
+/// under the heuristic scorer (which mostly steps takeovers up) they get through where a
+/// thief without the phone number is stopped; the shipped model declines what it scores
+/// surely fraud, so device, behaviour and amount stop the SIM-swap thief too.
 #[test]
 fn a_sim_swap_thief_passes_the_step_ups_a_plain_thief_fails() {
     let mut config = small(2_000, 7);
     let over =
         r#"{"adversaries": {"account_takeover": {"per_10k_users": 60}, "sim_swap_takeover": {"per_10k_users": 60}}}"#;
     config.mix = Mix::with_overrides(over).unwrap();
-    let runs = run_in_process(&config, &[EngineConfig::shipped()], &|_, _, _| {}).unwrap();
-    let report = xiezhi_sim::report(&config, &runs);
-    let (plain, swapped) = (&report["scenarios"]["account_takeover"], &report["scenarios"]["sim_swap_takeover"]);
-    assert!(num(swapped, "payments") > 0.0, "no SIM-swap payments: {}", report["scenarios"]);
+    let runs = run_in_process(&config, &[EngineConfig::heuristic(), EngineConfig::shipped()], &|_, _, _| {}).unwrap();
+    let heuristic = xiezhi_sim::report(&config, &runs[..1]);
+    let (plain, swapped) = (&heuristic["scenarios"]["account_takeover"], &heuristic["scenarios"]["sim_swap_takeover"]);
+    assert!(num(swapped, "payments") > 0.0, "no SIM-swap payments: {}", heuristic["scenarios"]);
     assert!(
         num(swapped, "fraud_amount_stopped_pct") < num(plain, "fraud_amount_stopped_pct"),
         "the code protects against a plain thief, not one holding the number: {plain} vs {swapped}"
     );
+    let shipped = xiezhi_sim::report(&config, &runs[1..]);
+    let swapped = &shipped["scenarios"]["sim_swap_takeover"];
+    assert!(num(swapped, "fraud_amount_stopped_pct") >= 95.0, "the shipped model: {swapped}");
 }
 
 /// A prober learning the step-up amount is met as an adversary of its own: its payments are
@@ -283,14 +289,14 @@ fn a_small_sweep_stays_within_the_recorded_bounds() {
     }
     let sweep = sweep_block(&ranges, 1, mixes);
     let (worst, median) = (&sweep["worst"]["overall"], &sweep["median"]["overall"]);
-    // Recorded 2026-11-29 (ranges-5, each parameter drawn from its own stream): honest users
-    // restricted worst 0.05 %, declined worst 0.032 %, stepped up worst 0.974 %, worst honest
-    // scenario declined 3.175 %; fraud amount stopped median 91.0 %, worst 66.8 % (a mix whose
-    // SIM swaps and card tests mostly get through).
-    assert!(num(worst, "honest_users_restricted_pct") <= 0.1, "{worst}");
-    assert!(num(worst, "honest_payments_declined_pct") <= 0.065, "{worst}");
-    assert!(num(worst, "honest_payments_stepped_up_pct") <= 1.95, "{worst}");
-    assert!(num(worst, "worst_honest_scenario_declined_pct") <= 6.4, "{worst}");
-    assert!(num(median, "fraud_amount_stopped_pct") >= 82.0, "{median}");
-    assert!(num(worst, "fraud_amount_stopped_pct") >= 60.0, "{worst}");
+    // Recorded 2026-11-29 (ranges-5) under the shipped configuration (default-3 rules, the
+    // shipped fraud model): honest users restricted worst 0, declined worst 0.008 %, stepped up
+    // worst 0.065 %, worst honest scenario declined 0.797 %; fraud amount stopped median
+    // 99.2 %, worst 98.6 %.
+    assert!(num(worst, "honest_users_restricted_pct") <= 0.05, "{worst}");
+    assert!(num(worst, "honest_payments_declined_pct") <= 0.02, "{worst}");
+    assert!(num(worst, "honest_payments_stepped_up_pct") <= 0.13, "{worst}");
+    assert!(num(worst, "worst_honest_scenario_declined_pct") <= 1.6, "{worst}");
+    assert!(num(median, "fraud_amount_stopped_pct") >= 89.3, "{median}");
+    assert!(num(worst, "fraud_amount_stopped_pct") >= 88.7, "{worst}");
 }
