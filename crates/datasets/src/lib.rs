@@ -63,7 +63,16 @@ pub struct DatasetSpec {
     /// Money written as `"$60,000.00 "`.
     pub money: &'static [&'static str],
     pub split: Split,
+    /// Columns that say who a person is rather than how they handle credit: age, sex and
+    /// marital status, nationality, foreign-worker status. A model that decides credit never
+    /// reads them (the `*_application` datasets leave them out); the datasets as the README
+    /// defines them keep them, so the recorded figures stay comparable.
+    pub protected: &'static [&'static str],
 }
+
+/// The German credit data's protected columns: age, sex with marital status (one column),
+/// and foreign-worker status.
+const GERMAN_PROTECTED: &[&str] = &["age_in_years", "personal_status_and_sex", "foreign_worker"];
 
 const SBA_DROP: &[&str] =
     &["LoanNr_ChkDgt", "Name", "ChgOffDate", "ChgOffPrinGr", "BalanceGross", "ApprovalDate", "DisbursementDate", "Zip"];
@@ -91,6 +100,20 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &[],
         money: &[],
         split: Split::Credit,
+        protected: GERMAN_PROTECTED,
+    },
+    // What a lender may weigh when someone applies: the German data without its protected
+    // columns. The shipped credit scorecard is trained on it (crates/risk/models/credit-default).
+    DatasetSpec {
+        name: "german_credit_application",
+        file: "credit/german_credit.csv",
+        target: "creditability",
+        positive: &["bad"],
+        drop: GERMAN_PROTECTED,
+        categorical: &[],
+        money: &[],
+        split: Split::Credit,
+        protected: GERMAN_PROTECTED,
     },
     DatasetSpec {
         name: "modeldata_credit_data",
@@ -101,6 +124,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &[],
         money: &[],
         split: Split::Credit,
+        protected: &["Age", "Marital"],
     },
     DatasetSpec {
         name: "modeldata_lending_club",
@@ -111,6 +135,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &[],
         money: &[],
         split: Split::Credit,
+        protected: &[],
     },
     DatasetSpec {
         name: "taiwan_uci_credit_card_sample6000",
@@ -121,6 +146,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &["EDUCATION", "MARRIAGE"],
         money: &[],
         split: Split::Credit,
+        protected: &["MARRIAGE"],
     },
     DatasetSpec {
         name: "sba_national_loans",
@@ -131,6 +157,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: SBA_CATEGORICAL,
         money: SBA_MONEY,
         split: Split::Credit,
+        protected: &[],
     },
     DatasetSpec {
         name: "sba_no_term",
@@ -141,6 +168,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: SBA_CATEGORICAL,
         money: SBA_MONEY,
         split: Split::Credit,
+        protected: &[],
     },
     DatasetSpec {
         name: "taiwan_credit_cards_causaldata",
@@ -151,6 +179,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &[],
         money: &[],
         split: Split::Credit,
+        protected: &["AGE"],
     },
     DatasetSpec {
         name: "islr_default",
@@ -161,6 +190,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &[],
         money: &[],
         split: Split::Credit,
+        protected: &[],
     },
     DatasetSpec {
         name: "evalml_fraud_transactions",
@@ -171,6 +201,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &[],
         money: &[],
         split: Split::Time { column: "datetime" },
+        protected: &[],
     },
     DatasetSpec {
         name: "sim_traffic",
@@ -178,9 +209,10 @@ pub const DATASETS: &[DatasetSpec] = &[
         target: "fraud",
         positive: &["1"],
         drop: &[],
-        categorical: &["currency", "mcc", "merchant_country", "user_region"],
+        categorical: &["currency", "mcc", "merchant_country", "user_region", "credit_band"],
         money: &[],
         split: Split::Ordered,
+        protected: &[],
     },
     DatasetSpec {
         name: "aer_creditcard",
@@ -191,6 +223,7 @@ pub const DATASETS: &[DatasetSpec] = &[
         categorical: &[],
         money: &[],
         split: Split::Credit,
+        protected: &["age"],
     },
 ];
 
@@ -388,6 +421,30 @@ pub(crate) fn headers(reader: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Ve
         .collect())
 }
 
+/// The columns of `spec` a model may read (every column but the target and the dropped
+/// ones), from the file's header alone: what the dataset's features are called, without
+/// reading its rows. A public file missing from `data_dir` is the one-line error naming
+/// the command that fetches it.
+pub fn feature_names(spec: &DatasetSpec, data_dir: &Path) -> Result<Vec<String>, DataError> {
+    use std::io::BufRead;
+    let path = data_dir.join(spec.file);
+    if PUBLIC_FILES.contains(&spec.file) && !path.is_file() {
+        return Err(missing(data_dir, spec.file));
+    }
+    let err = |message: String| DataError::Read { path: path.display().to_string(), message };
+    let file = std::fs::File::open(&path).map_err(|e| err(e.to_string()))?;
+    let mut reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(std::io::BufReader::new(flate2::read::GzDecoder::new(file)))
+    } else {
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut line = String::new();
+    reader.by_ref().take(1 << 20).read_line(&mut line).map_err(|e| err(e.to_string()))?;
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(line.as_bytes());
+    let headers = csv.headers().map_err(|e| err(e.to_string()))?;
+    Ok(headers.iter().filter(|h| *h != spec.target && !spec.drop.contains(h)).map(str::to_owned).collect())
+}
+
 /// Loads `spec` from `data_dir`.
 pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Loaded, DataError> {
     if PUBLIC_FILES.contains(&spec.file) && !data_dir.join(spec.file).is_file() {
@@ -487,6 +544,24 @@ mod tests {
     }
 
     #[test]
+    fn the_application_dataset_is_german_credit_without_its_protected_columns() -> Result<(), DataError> {
+        let full = public("german_credit")?;
+        let application = public("german_credit_application")?;
+        let spec = spec("german_credit_application")?;
+        assert_eq!(application.table.rows(), full.table.rows());
+        assert_eq!(application.table.target, full.table.target);
+        assert_eq!(application.table.names.len(), full.table.names.len() - 3);
+        for column in spec.protected {
+            assert!(full.table.names.iter().any(|n| n == column), "{column} is a German column");
+            assert!(!application.table.names.iter().any(|n| n == column), "{column} left out");
+        }
+        // The header alone names the same features, in order.
+        assert_eq!(feature_names(spec, &default_data_dir())?, application.table.names);
+        assert_eq!(feature_names(super::spec("sba_no_term")?, &default_data_dir())?.len(), 17);
+        Ok(())
+    }
+
+    #[test]
     fn ids_and_leaks_are_never_features() -> Result<(), DataError> {
         let loaded = public("aer_creditcard")?;
         for leak in ["rownames", "share", "expenditure", "card"] {
@@ -516,6 +591,8 @@ mod tests {
     fn a_missing_dataset_names_the_command_that_fetches_it_in_one_line() {
         let dir = Path::new("/nonexistent/xiezhi-data");
         for name in ["german_credit", "sba_national_loans", "evalml_fraud_transactions"] {
+            let e = feature_names(spec(name).unwrap(), dir).unwrap_err().to_string();
+            assert!(e.contains("scripts/fetch-data --dest /nonexistent/xiezhi-data"), "{e}");
             let e = load(spec(name).unwrap(), dir).unwrap_err().to_string();
             assert!(e.contains("scripts/fetch-data --dest /nonexistent/xiezhi-data"), "{e}");
             assert!(e.contains(spec(name).unwrap().file) && !e.contains('\n'), "{e}");

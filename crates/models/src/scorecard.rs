@@ -80,6 +80,11 @@ pub struct FeatureCard {
     pub monotone: Option<String>,
     pub coefficient: f64,
     pub bins: Vec<Bin>,
+    /// Every level of a categorical feature seen in training, rare ones included (in the
+    /// order the data first showed them): what an application may say. Unseen levels still
+    /// score (in the `Other` bin); a service validating applications refuses them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<String>,
 }
 
 impl FeatureCard {
@@ -196,7 +201,7 @@ fn finish(
             Bin { rule: d.rule, rows: d.rows, bads: d.bads, woe: w, points: 0.0 }
         })
         .collect();
-    FeatureCard { name: name.to_owned(), kind, iv, monotone, coefficient: 0.0, bins }
+    FeatureCard { name: name.to_owned(), kind, iv, monotone, coefficient: 0.0, bins, levels: Vec::new() }
 }
 
 /// Bins a numeric feature: quantile cuts, then adjacent bins pooled until the bad rate is
@@ -479,7 +484,13 @@ impl Scorecard {
                 }
                 Column::Categorical { codes, levels } => {
                     let drafts = bin_categorical(codes, levels, &train.target, options);
-                    finish(name, FeatureKind::Categorical, drafts, None, bads, n as u64)
+                    let mut card = finish(name, FeatureKind::Categorical, drafts, None, bads, n as u64);
+                    let mut seen = vec![false; levels.len()];
+                    for c in codes.iter().filter(|c| **c != MISSING_CODE) {
+                        seen[*c as usize] = true;
+                    }
+                    card.levels = levels.iter().zip(seen).filter(|(_, s)| *s).map(|(l, _)| l.clone()).collect();
+                    card
                 }
             })
             .collect();
@@ -650,6 +661,10 @@ mod tests {
             income.bins.iter().filter(|b| matches!(b.rule, BinRule::Range { .. })).map(|b| b.woe).collect();
         assert!(woes.windows(2).all(|w| w[0] <= w[1] + 1e-12), "{woes:?}");
         assert!(income.bins.iter().any(|b| b.rule == BinRule::Missing));
+        // A categorical card lists every level training saw (what an application may say).
+        let segment = card.features.iter().find(|f| f.name == "segment").unwrap();
+        assert_eq!(segment.levels, ["a", "b", "c", "d"]);
+        assert!(income.levels.is_empty());
         let p = card.predict(&t).unwrap();
         let auc = crate::metrics::roc_auc(&p, &t.target);
         assert!(auc > 0.75, "{auc}");

@@ -34,6 +34,7 @@ challenge-failed = The verification was not completed.
 repeated-challenge-failures = Verification failed several times, so credit payments are paused to protect your account.
 new-line-spend-limit = Your credit line is new, so for now one day of spending is held to part of its limit; a smaller amount goes through.
 insufficient-credit = Your available credit is { $available }.
+band-spend-cap = Your credit line is new (credit band { $band }), so on a day you pay a shop you have not paid before, up to { $cap } of it can be used; { $remaining } is left today.
 credit-history-weak = Your repayment history weighs against a higher score.
 credit-amount-high = The amount is high for your profile.
 credit-term-long = The repayment term is long for your profile.
@@ -44,6 +45,13 @@ credit-debt-high = Your existing debts are high.
 credit-utilization-high = You use a high share of the credit you already have.
 credit-recent-inquiries = You have applied for credit several times recently.
 credit-profile-other = Other details of your application weigh against a higher score.
+credit-purpose = What the credit is for weighs against a higher score.
+credit-housing = Your housing situation (for example renting rather than owning) weighs against a higher score.
+credit-residence-short = You have lived at your current address for a short time.
+credit-guarantor-none = No co-applicant or guarantor supports the application.
+credit-employment-type = Your kind of employment weighs against a higher score.
+credit-phone-unregistered = No telephone is registered in your name.
+credit-dependants = The number of people you provide for weighs against a higher score.
 
 # Messages to the user's inbox (SMS or push in a deployment).
 notify-code-sent = A verification code was sent to your phone by text message. It expires in { $minutes } minutes. Never share it with anyone.

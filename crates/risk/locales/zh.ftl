@@ -33,6 +33,7 @@ challenge-failed = 验证未通过。
 repeated-challenge-failures = 多次验证未通过，为保护您的账户，信用支付已暂停。
 new-line-spend-limit = 您的额度账户开通不久，目前单日消费仅限额度的一部分；较小金额的支付可以完成。
 insufficient-credit = 您的可用额度为 { $available }。
+band-spend-cap = 您的额度账户开通不久（信用等级 { $band }），在首次付款的商户消费的当天，最多可使用 { $cap }；今天还可使用 { $remaining }。
 credit-history-weak = 您的还款记录对评分不利。
 credit-amount-high = 该金额相对您的情况偏高。
 credit-term-long = 该还款期限相对您的情况偏长。
@@ -43,6 +44,13 @@ credit-debt-high = 您现有的负债较高。
 credit-utilization-high = 您已使用的额度占比较高。
 credit-recent-inquiries = 您近期多次申请信贷。
 credit-profile-other = 您申请中的其他信息对评分不利。
+credit-purpose = 本次借款的用途对评分不利。
+credit-housing = 您的住房情况（例如租房而非自有住房）对评分不利。
+credit-residence-short = 您在现住址居住的时间较短。
+credit-guarantor-none = 本次申请没有共同申请人或担保人。
+credit-employment-type = 您的就业类型对评分不利。
+credit-phone-unregistered = 您名下没有登记的电话。
+credit-dependants = 您需要供养的人数对评分不利。
 
 # 发送到用户收件箱的消息（部署时为短信或推送）。
 notify-code-sent = 验证码已通过短信发送到您的手机，{ $minutes } 分钟内有效，请勿告诉任何人。

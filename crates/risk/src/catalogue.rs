@@ -78,6 +78,9 @@ pub const REASON_CODES: &[ReasonCode] = &[
     rc("repeated_challenge_failures", Layer::Score, Restrict, &[VerifyIdentity, Appeal]),
     rc("new_line_spend_limit", Layer::Credit, Decline, &[LowerAmount, Wait]),
     rc("insufficient_credit", Layer::Credit, Decline, &[LowerAmount, Repay]),
+    // A young line in a low credit band, held to a share of its limit a day where the
+    // shopper pays a merchant for the first time (policy `credit_band_caps`).
+    rc("band_spend_cap", Layer::Credit, Decline, &[LowerAmount, Wait]),
     // Credit score reasons (adverse action): what cost an applicant the most points.
     rc("credit_history_weak", Layer::Credit, Decline, &[Appeal]),
     rc("credit_amount_high", Layer::Credit, Decline, &[LowerAmount, Appeal]),
@@ -89,6 +92,13 @@ pub const REASON_CODES: &[ReasonCode] = &[
     rc("credit_utilization_high", Layer::Credit, Decline, &[Repay, Appeal]),
     rc("credit_recent_inquiries", Layer::Credit, Decline, &[Wait, Appeal]),
     rc("credit_profile_other", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_purpose", Layer::Credit, Decline, &[Appeal]),
+    rc("credit_housing", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_residence_short", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_guarantor_none", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_employment_type", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_phone_unregistered", Layer::Credit, Decline, &[CompleteProfile, Appeal]),
+    rc("credit_dependants", Layer::Credit, Decline, &[Appeal]),
 ];
 
 const fn rc(
@@ -214,21 +224,64 @@ pub enum Language {
     Zh,
 }
 
+/// The protected attribute a model feature describes, by its name: age, sex (and marital
+/// status, which some data joins to it), nationality or foreign-worker status, and the
+/// other grounds credit law forbids deciding on. A credit model reading one is refused
+/// (`credit::CreditModel`), so no reason ever comes from one. Matched on whole words of
+/// the name (`age_in_years`, `AGE`, `personal_status_and_sex`), never inside one
+/// (`installment_rate_in_percentage_of_disposable_income` is not about age).
+pub fn protected_attribute(feature: &str) -> Option<&'static str> {
+    const WORDS: &[(&str, &str)] = &[
+        ("personal_status", "sex and marital status"),
+        ("age", "age"),
+        ("birth", "age"),
+        ("sex", "sex"),
+        ("gender", "sex"),
+        ("marital", "marital status"),
+        ("marriage", "marital status"),
+        ("nationality", "nationality"),
+        ("citizenship", "nationality"),
+        ("foreign", "foreign-worker status"),
+        ("race", "race"),
+        ("ethnicity", "race"),
+        ("religion", "religion"),
+    ];
+    let name = feature.to_ascii_lowercase();
+    let words: Vec<&str> = name.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    WORDS.iter().find_map(|(key, attribute)| {
+        let parts: Vec<&str> = key.split('_').collect();
+        words.windows(parts.len()).any(|w| w == parts.as_slice()).then_some(*attribute)
+    })
+}
+
 /// The credit reason code for a model feature, by what the feature measures (its name):
 /// how a scorecard's or a credit model's costliest features become an adverse-action
-/// notice a person can read. Checked in order; the first match wins.
+/// notice a person can read. Checked in order; the first match wins. A protected attribute
+/// ([`protected_attribute`]) gets `credit_profile_other`, which names nothing: it should
+/// never be a reason at all, and a served credit model cannot read one.
 pub fn credit_reason_for_feature(feature: &str) -> &'static str {
     const RULES: &[(&[&str], &str)] = &[
         (&["inq"], "credit_recent_inquiries"),
+        (&["purpose"], "credit_purpose"),
+        (&["guarantor", "other_debtors"], "credit_guarantor_none"),
+        // `months` is the AER data's months at the current address.
+        (&["residence", "months"], "credit_residence_short"),
+        (&["housing", "home"], "credit_housing"),
+        (&["telephone", "phone"], "credit_phone_unregistered"),
+        (&["maintenance", "dependents", "dependants"], "credit_dependants"),
         (&["util", "limit_bal", "bill", "revol"], "credit_utilization_high"),
-        (&["history", "records", "delinq", "late", "chgoff", "default"], "credit_history_weak"),
-        (&["debt", "bal_il", "installment", "liable", "existing_credits", "other_debtors"], "credit_debt_high"),
+        (&["history", "records", "delinq", "late", "chgoff", "default", "reports"], "credit_history_weak"),
+        (&["debt", "bal_il", "installment", "liable", "existing_credits", "majorcards"], "credit_debt_high"),
         (&["income", "annual_inc", "salary"], "credit_income_low"),
-        (&["saving", "assets", "checking", "property", "housing", "home"], "credit_savings_low"),
-        (&["employ", "seniority", "job", "emp_", "noemp"], "credit_employment_short"),
+        (&["saving", "assets", "checking", "property", "owner"], "credit_savings_low"),
+        (&["job", "selfemp"], "credit_employment_type"),
+        (&["employ", "seniority", "emp_", "noemp"], "credit_employment_short"),
         (&["duration", "term", "time"], "credit_term_long"),
         (&["amount", "amnt", "appv", "gross", "price", "funded"], "credit_amount_high"),
     ];
+    if protected_attribute(feature).is_some() {
+        return "credit_profile_other";
+    }
     let name = feature.to_ascii_lowercase();
     RULES
         .iter()
@@ -252,9 +305,28 @@ mod credit_reason_tests {
             ("revol_util", "credit_utilization_high"),
             ("inq_last_6mths", "credit_recent_inquiries"),
             ("Records", "credit_history_weak"),
-            ("purpose", "credit_profile_other"),
+            ("purpose", "credit_purpose"),
+            ("housing", "credit_housing"),
+            ("present_residence_since", "credit_residence_short"),
+            ("other_debtors_or_guarantors", "credit_guarantor_none"),
+            ("job", "credit_employment_type"),
+            ("other_installment_plans", "credit_debt_high"),
+            ("age_in_years", "credit_profile_other"),
         ] {
             assert_eq!(credit_reason_for_feature(feature), code, "{feature}");
+        }
+        for (feature, attribute) in [
+            ("age_in_years", Some("age")),
+            ("AGE", Some("age")),
+            ("user_age_years", Some("age")),
+            ("personal_status_and_sex", Some("sex and marital status")),
+            ("foreign_worker", Some("foreign-worker status")),
+            ("MARRIAGE", Some("marital status")),
+            ("installment_rate_in_percentage_of_disposable_income", None),
+            ("mortgage_usage", None),
+            ("Seniority", None),
+        ] {
+            assert_eq!(protected_attribute(feature), attribute, "{feature}");
         }
         let catalogue = Catalogue::new();
         for code in REASON_CODES.iter().filter(|c| c.code.starts_with("credit_")) {

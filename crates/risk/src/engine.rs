@@ -209,6 +209,10 @@ pub struct Engine {
     versions: Versions,
     /// The explanation of a plain approval, formatted once.
     approve_explanation: Explanation,
+    /// Each banded line's credit band (an index into `band_names`): lines opened on an
+    /// application. Lines opened with a fixed limit are not here.
+    credit_bands: rustc_hash::FxHashMap<Box<str>, u8>,
+    band_names: Vec<Box<str>>,
 }
 
 /// An amount as people read it in explanations: "5000.00 CNY".
@@ -248,6 +252,8 @@ impl Engine {
                 scorer: String::new(),
             },
             approve_explanation,
+            credit_bands: Default::default(),
+            band_names: Vec::new(),
         };
         engine.versions = engine.current_versions();
         engine
@@ -301,6 +307,33 @@ impl Engine {
     /// any: each decision record then says what it would have decided (`None`: no watcher).
     pub fn set_challenger(&mut self, challenger: Option<Arc<dyn Scorer>>) {
         self.challenger = challenger;
+    }
+
+    /// Remembers the credit band a line was opened in (`None` forgets it). The band is the
+    /// `credit_band` feature of the line's payments, which the policy's `credit_band_caps`
+    /// read. The service tells the engine when it opens a line on an application and again
+    /// for every banded line when it rebuilds the engine's memory.
+    pub fn set_credit_band(&mut self, credit_line_id: &str, band: Option<&str>) {
+        let Some(band) = band else {
+            self.credit_bands.remove(credit_line_id);
+            return;
+        };
+        let index = match self.band_names.iter().position(|b| &**b == band) {
+            Some(i) => i,
+            None => {
+                // Band names come from the policy (at most 32 bands a policy); a name never
+                // seen is added, and past 255 the oldest names are not worth a bigger index.
+                assert!(self.band_names.len() < usize::from(u8::MAX), "more than 255 credit band names");
+                self.band_names.push(band.into());
+                self.band_names.len() - 1
+            }
+        };
+        self.credit_bands.insert(credit_line_id.into(), index as u8);
+    }
+
+    /// The credit band of a line opened on an application.
+    pub fn credit_band(&self, credit_line_id: &str) -> Option<&str> {
+        self.credit_bands.get(credit_line_id).map(|i| &*self.band_names[usize::from(*i)])
     }
 
     pub fn versions(&self) -> Versions {
@@ -401,6 +434,7 @@ impl Engine {
         let allow_user =
             self.lists.find(ListKind::Allow, crate::SubjectKind::User, subjects.user_id, f.now_ms).is_some();
         out.set_bool(Feature::UserAllowListed, allow_user);
+        out.set_string(Feature::CreditBand, self.credit_band(&f.credit_line_id).unwrap_or(""));
         self.state.features(&attempt, &self.velocity_policy(f.now_ms), out);
     }
 
@@ -607,6 +641,37 @@ impl Engine {
                 "credit_line",
                 vec![("available".into(), money(f.available_minor, cur))],
             ));
+        }
+        // The line's credit band: how much of a young low-band line may be used in a day
+        // where the shopper pays a merchant for the first time (the policy's
+        // `credit_band_caps`). Read from the features, so a replay decides as it was decided.
+        let band = features.string(Feature::CreditBand);
+        if !band.is_empty() {
+            let today = features.int(Feature::UserSumTodayMinor);
+            let limit = features.int(Feature::LimitMinor);
+            for cap in &policy.document.credit_band_caps {
+                let applies = cap.bands.iter().any(|b| b == band)
+                    && features.int(Feature::LineAgeDays) < cap.line_age_days_under
+                    && (!cap.first_visit_only || features.bool(Feature::MerchantFirstVisit));
+                let allowed = (i128::from(limit) * i128::from(cap.daily_share_of_limit_pct) / 100) as i64;
+                if !applies || today.saturating_add(features.int(Feature::AmountMinor)) <= allowed {
+                    continue;
+                }
+                let remaining = allowed.saturating_sub(today).max(0);
+                limit_candidates.push(remaining);
+                wait_until = wait_until.max(Some(policy.local_midnight_ms(f.now_ms) + 86_400_000));
+                signals.push(signal(
+                    Layer::Credit,
+                    "band_spend_cap",
+                    &format!("credit_band_caps/{}", cap.id),
+                    vec![
+                        ("band".into(), band.to_owned()),
+                        ("cap".into(), money(allowed, cur)),
+                        ("remaining".into(), money(remaining, cur)),
+                    ],
+                ));
+                break;
+            }
         }
 
         // A line already restricted is not restricted again by each refused attempt: that

@@ -118,6 +118,7 @@ features! {
     MerchantRefundPct7d => "merchant_refund_pct_7d", Int, Merchant, "The merchant's refunds over the last seven days as a share of its approved sales in that time, in % (whole UTC days, today included; 10000 with refunds and no sales).";
     MerchantFirstTimePayerPct24h => "merchant_first_time_payer_pct_24h", Int, Merchant, "Share of the merchant's last-24-hour payment attempts made by payers who had not paid it before (among their recent merchants), in %. An established shop lives on regulars.";
     MerchantPayments7d => "merchant_payments_7d", Int, Merchant, "Payment attempts at this merchant over the last seven days (whole UTC days, today included): its usual volume, against which `merchant_count_1h` shows a burst.";
+    CreditBand => "credit_band", String, Credit, "The line's credit band, set by the credit scorecard when the line was opened on an application (the names of the policy's `credit_limits` bands, e.g. A to E); empty for a line opened with a fixed limit.";
 }
 
 impl Serialize for Feature {

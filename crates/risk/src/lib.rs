@@ -7,6 +7,7 @@
 //! its facts, so simulations run days of traffic in seconds and records replay exactly.
 
 pub mod catalogue;
+pub mod credit;
 mod engine;
 pub mod features;
 pub mod limits;
@@ -19,6 +20,7 @@ mod shipped;
 pub mod velocity;
 
 pub use catalogue::{Catalogue, Explanation, RecoveryKind};
+pub use credit::{shipped_credit_model, Application, ApplicationError, CreditAssessment, CreditModel, CreditReason};
 pub use engine::*;
 pub use features::{Feature, FeatureVector};
 pub use lists::{ListEntry, ListKind, Lists, NewListEntry, SubjectKind};

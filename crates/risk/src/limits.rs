@@ -75,6 +75,16 @@ impl CreditLimits {
         }
         let mut bands = Vec::with_capacity(policy.bands.len());
         for b in &policy.bands {
+            // A band's name is what a line's `credit_band` feature holds and rules compare.
+            if b.name.is_empty()
+                || b.name.len() > 16
+                || !b.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            {
+                return Err(format!("credit_limits: band name `{}` is 1 to 16 letters, digits, - or _", b.name));
+            }
+            if policy.bands.iter().filter(|o| o.name == b.name).count() > 1 {
+                return Err(format!("credit_limits: band `{}` is named twice", b.name));
+            }
             let max_minor = parse_minor(&b.max_limit, currency, Sign::Positive)
                 .map_err(|e| format!("credit_limits: band `{}` max_limit: {e}", b.name))?;
             if !(1..=10_000).contains(&b.income_multiple_pct) {

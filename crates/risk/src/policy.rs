@@ -122,10 +122,34 @@ pub struct PolicyDocument {
     pub thresholds: Thresholds,
     pub restriction: RestrictionPolicy,
     pub trust: TrustPolicy,
-    /// Limits by score band and income (`xiezhi credit propose`).
+    /// Limits by score band and income: what a line opened on an application gets
+    /// (`POST /v1/credit-lines` with `application`, `xiezhi model propose-limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_limits: Option<crate::limits::CreditLimitPolicy>,
+    /// How much of a line in a given credit band may be used, at payment time (the credit
+    /// layer). Lines opened with a fixed limit have no band and are never capped here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credit_band_caps: Vec<CreditBandCap>,
 }
+
+/// A cap on a banded line's use: while the line is younger than `line_age_days_under`
+/// days and its band is one of `bands`, a payment (at a merchant the shopper has not paid
+/// before, when `first_visit_only`) may not take the day's approved spending past
+/// `daily_share_of_limit_pct` % of the limit. Refused as `band_spend_cap`, with the amount
+/// that would still go through today.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditBandCap {
+    pub id: String,
+    pub bands: Vec<String>,
+    pub line_age_days_under: i64,
+    #[serde(default)]
+    pub first_visit_only: bool,
+    pub daily_share_of_limit_pct: i64,
+}
+
+/// Most credit band caps in one policy document.
+pub const MAX_CREDIT_BAND_CAPS: usize = 32;
 
 /// A clause with its dates and amounts parsed.
 #[derive(Debug, Clone)]
@@ -186,6 +210,7 @@ impl Policy {
         if let Some(limits) = &document.credit_limits {
             crate::limits::CreditLimits::compile(limits).map_err(policy_error)?;
         }
+        check_band_caps(&document)?;
         let t = &document.thresholds;
         if !(0 < t.step_up_score && t.step_up_score <= t.decline_score && t.decline_score <= 10_000) {
             return Err(policy_error("thresholds need 0 < step_up_score <= decline_score <= 10000"));
@@ -315,6 +340,36 @@ impl Policy {
         let offset_ms = self.document.timezone_offset_minutes * 60_000;
         (now_ms + offset_ms).div_euclid(86_400_000) * 86_400_000 - offset_ms
     }
+}
+
+/// Band caps name bands the policy's `credit_limits` has, with shares and ages in range.
+fn check_band_caps(document: &PolicyDocument) -> Result<(), PolicyError> {
+    let caps = &document.credit_band_caps;
+    if caps.len() > MAX_CREDIT_BAND_CAPS {
+        return Err(policy_error(format!("at most {MAX_CREDIT_BAND_CAPS} credit_band_caps")));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for cap in caps {
+        let id = cap.id.as_str();
+        if id.is_empty() || !ids.insert(id) {
+            return Err(policy_error(format!("credit_band_caps ids must be present and unique (`{id}`)")));
+        }
+        if cap.bands.is_empty() || cap.bands.len() > 32 {
+            return Err(policy_error(format!("credit_band_caps `{id}`: 1 to 32 bands")));
+        }
+        for band in &cap.bands {
+            let known = document.credit_limits.as_ref().is_some_and(|l| l.bands.iter().any(|b| &b.name == band));
+            if !known {
+                return Err(policy_error(format!("credit_band_caps `{id}`: no credit_limits band `{band}`")));
+            }
+        }
+        if !(1..=100).contains(&cap.daily_share_of_limit_pct) || !(1..=36_500).contains(&cap.line_age_days_under) {
+            return Err(policy_error(format!(
+                "credit_band_caps `{id}`: daily_share_of_limit_pct 1..100, line_age_days_under 1..36500"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Policy {

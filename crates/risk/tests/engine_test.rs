@@ -519,10 +519,11 @@ fn rule_expressions_evaluate_like_cel() {
 #[test]
 fn every_reason_code_has_both_languages_and_is_explained() {
     let catalogue = Catalogue::new();
-    let args: Vec<(&str, String)> = ["until", "cap", "remaining", "mcc", "min_age", "min_level", "region", "available"]
-        .iter()
-        .map(|k| (*k, "X".to_string()))
-        .collect();
+    let args: Vec<(&str, String)> =
+        ["until", "cap", "remaining", "mcc", "min_age", "min_level", "region", "available", "band"]
+            .iter()
+            .map(|k| (*k, "X".to_string()))
+            .collect();
     for code in REASON_CODES {
         let id = code.code.replace('_', "-");
         for language in [Language::En, Language::Zh] {
@@ -729,4 +730,68 @@ fn the_shipped_model_is_explained_on_every_decision_that_is_not_an_approval() {
     assert_ne!(stopped.outcome, Outcome::Approve, "{:?}", stopped.score);
     assert!(!stopped.score.contributions.is_empty(), "{:?}", stopped.score);
     assert!(stopped.score.contributions.iter().all(|c| c.points != 0));
+}
+
+/// The credit layer reads the line's band: a young line in a low band is held to a share of
+/// its limit a day where the shopper pays a merchant for the first time (the shipped
+/// policy's `young-low-band-new-merchant`: bands D and E, lines under 30 days, 35 % a day).
+/// A line without a band, an older line, a higher band and a merchant the shopper knows
+/// are not capped.
+#[test]
+fn a_young_low_band_line_is_held_to_a_share_of_its_limit_at_new_merchants() {
+    let t = now();
+    let young = |user: &str, merchant: &str, amount_minor: i64, age_days: i64| {
+        let mut f = facts(user, merchant, amount_minor, t);
+        f.limit_minor = 500_000;
+        f.available_minor = 500_000;
+        f.line_opened_at_ms = t - age_days * DAY;
+        f
+    };
+    let capped = |record: &DecisionRecord| record.reason_codes.iter().any(|c| c == "band_spend_cap");
+    let mut engine = Engine::with_defaults();
+    with_history_from(&mut engine, "u1", t, 80_000);
+    engine.set_credit_band("cl_u1", Some("D"));
+    assert_eq!(engine.credit_band("cl_u1"), Some("D"));
+    // 1,000.00 of a 5,000.00 line at a new shop: under 35 %, through.
+    let first = engine.decide(young("u1", "new-shop-1", 100_000, 10));
+    assert_eq!(first.features.string(Feature::CreditBand), "D");
+    assert!(!capped(&first), "{:?}", first.reason_codes);
+    assert_eq!(first.outcome, Outcome::Approve, "{:?}", first.reason_codes);
+    // Another 1,000.00 at another new shop the same day: 2,000.00 > 1,750.00.
+    let second = engine.evaluate(young("u1", "new-shop-2", 100_000, 10));
+    assert!(capped(&second), "{:?}", second.signals);
+    assert_eq!(second.outcome, Outcome::Decline);
+    let lower = second.recovery.iter().find(|r| r.action == RecoveryKind::LowerAmount).expect("lower amount");
+    assert_eq!(lower.max_amount_minor, Some(75_000), "1,750.00 a day less the 1,000.00 paid");
+    let wait = second.recovery.iter().find(|r| r.action == RecoveryKind::Wait).expect("wait for tomorrow");
+    assert_eq!(wait.until_ms, Some(at("2026-11-21T00:00:00+08:00")));
+    assert!(second.explanation.en.contains("credit band D"), "{}", second.explanation.en);
+    assert!(second.explanation.en.contains("1750.00 CNY") && second.explanation.zh.contains("750.00 CNY"));
+    // The shop already paid today is no new merchant; an older line or a higher band is
+    // not capped; a line opened with a fixed limit has no band.
+    assert!(!capped(&engine.evaluate(young("u1", "new-shop-1", 100_000, 10))));
+    assert!(!capped(&engine.evaluate(young("u1", "new-shop-2", 100_000, 45))));
+    engine.set_credit_band("cl_u1", Some("C"));
+    assert!(!capped(&engine.evaluate(young("u1", "new-shop-2", 100_000, 10))));
+    engine.set_credit_band("cl_u1", None);
+    let unbanded = engine.evaluate(young("u1", "new-shop-2", 100_000, 10));
+    assert_eq!(unbanded.features.string(Feature::CreditBand), "");
+    assert!(!capped(&unbanded));
+    // A replay decides from the recorded features, band included.
+    engine.set_credit_band("cl_u1", Some("E"));
+    let replayed = engine.replay(&second);
+    assert_eq!(replayed.reason_codes, second.reason_codes);
+}
+
+#[test]
+fn band_caps_name_bands_the_policy_has() {
+    let catalogue = Catalogue::new();
+    let mut policy: serde_json::Value = serde_json::from_str(Policy::default_document()).unwrap();
+    policy["credit_band_caps"][0]["bands"] = serde_json::json!(["Z"]);
+    let e = Policy::from_json(&policy.to_string(), &catalogue).unwrap_err().to_string();
+    assert!(e.contains("no credit_limits band `Z`"), "{e}");
+    policy["credit_band_caps"][0]["bands"] = serde_json::json!(["D"]);
+    policy["credit_band_caps"][0]["daily_share_of_limit_pct"] = serde_json::json!(0);
+    let e = Policy::from_json(&policy.to_string(), &catalogue).unwrap_err().to_string();
+    assert!(e.contains("daily_share_of_limit_pct"), "{e}");
 }

@@ -371,7 +371,7 @@ async fn step_up_is_completed_with_the_code_from_the_inbox() {
     assert_eq!(record["features"]["device_first_seen"], true);
     assert!(record["signals"].as_array().unwrap().iter().any(|s| s["source"] == "new_device_large_amount@1"));
     assert_eq!(record["versions"]["rules"], "default-3");
-    assert_eq!(record["versions"]["policy"], "cn-credit-scan-to-pay@1");
+    assert_eq!(record["versions"]["policy"], "cn-credit-scan-to-pay@2");
     assert!(record["score"]["value"].is_i64());
     let (status, _) = api.get("/v1/payments/pay_nope/decision").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -667,7 +667,7 @@ async fn a_passed_challenge_meets_the_lists_and_policy_as_they_stand_now() {
     let (challenge_id, code) = step_up("b", line, "1345.67").await;
     let (_, policy) = api.get("/v1/policy").await;
     let mut document = policy["document"].clone();
-    document["version"] = json!(2);
+    document["version"] = json!(3);
     document["clauses"][0]["rule"]["payment_cap"]["max_amount"] = json!("1000.00");
     assert_eq!(api.put("/v1/policy", document).await.0, StatusCode::OK);
     let (_, answered) = api.post(&format!("/v1/challenges/{challenge_id}"), json!({"code": code}), None).await;

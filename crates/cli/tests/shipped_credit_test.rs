@@ -1,0 +1,52 @@
+//! What ships: the credit scorecard the service assesses applications with
+//! (`crates/risk/models/credit-default`, compiled in) is exactly what
+//! `xiezhi model train --dataset german_credit_application --kind scorecard` trains from the
+//! public data, byte for byte, and reads no protected attribute. Without the data: the one
+//! line naming `scripts/fetch-data`.
+
+use serde_json::Value;
+use std::process::Command;
+
+const SHIPPED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../risk/models/credit-default");
+
+fn sha256(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+/// Regenerates the shipped scorecard and compares both files' hashes: a change to the
+/// dataset loader, the scorecard's training or the data that moves the model fails here
+/// until the model is regenerated (and docs/QUALITY.md re-measured with it).
+#[test]
+fn the_shipped_credit_model_is_what_its_command_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("credit-default");
+    let o = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
+        .args(["model", "train", "--dataset", "german_credit_application", "--kind", "scorecard", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run xiezhi model train");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if stderr.contains("scripts/fetch-data") {
+        // The data is not here: fail with the one line that says how to fetch it.
+        panic!("{}", stderr.trim());
+    }
+    assert!(o.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for file in ["manifest.json", "model.json"] {
+        let shipped = std::path::Path::new(SHIPPED_DIR).join(file);
+        assert_eq!(
+            sha256(&out.join(file)),
+            sha256(&shipped),
+            "{file}: the shipped credit model is not what its command trains (now {}); regenerate it with \
+             `cargo run --release -p xiezhi-cli -- model train --dataset german_credit_application --kind scorecard \
+             --out crates/risk/models/credit-default` and re-measure docs/QUALITY.md",
+            summary["version"]
+        );
+    }
+    let features: Vec<&str> = summary["features"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for protected in ["age_in_years", "personal_status_and_sex", "foreign_worker"] {
+        assert!(!features.contains(&protected), "{protected} in {features:?}");
+    }
+    assert!(summary["test"]["roc_auc"].as_f64().unwrap() > 0.78, "{summary}");
+}
