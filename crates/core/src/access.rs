@@ -629,8 +629,10 @@ impl State {
     /// verified identity level) is for operators with the migrate scope: a backdated line
     /// would defeat the young-line rules, a backdated merchant the pasted-QR check.
     fn check_migration(&self, caller: &Caller, command: &Command) -> Result<(), CoreError> {
+        // A line with a limit or on an application alike.
+        let migrated_line = command.new_line().is_some_and(|r| r.opened_at.is_some() || r.profile.kyc_level != 0);
         match command {
-            Command::CreateCreditLine(r) if r.opened_at.is_some() || r.profile.kyc_level != 0 => {
+            _ if migrated_line => {
                 if caller.operator_with(crate::Scope::LinesMigrate) {
                     return Ok(());
                 }
@@ -699,8 +701,12 @@ impl State {
 
     fn authorize_wallet(&mut self, wallet_id: &str, command: &Command) -> Result<(), CoreError> {
         match command {
-            Command::CreateCreditLine(r) if r.wallet_id.as_deref().is_none_or(|w| w == wallet_id) => Ok(()),
-            Command::CreateCreditLine(_) => Err(CoreError::Forbidden {
+            Command::CreateCreditLine(_) | Command::ApplyForCreditLine(_)
+                if command.new_line().is_some_and(|r| r.wallet_id.as_deref().is_none_or(|w| w == wallet_id)) =>
+            {
+                Ok(())
+            }
+            Command::CreateCreditLine(_) | Command::ApplyForCreditLine(_) => Err(CoreError::Forbidden {
                 scope: String::new(),
                 message: "a wallet key opens lines for its own wallet only".into(),
             }),

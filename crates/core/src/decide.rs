@@ -161,6 +161,7 @@ impl State {
         };
         for r in self.store.records(RecordKind::LineProfile)? {
             let p: LineProfile = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            engine.set_credit_band(&p.credit_line_id, p.credit.as_ref().and_then(|c| c.assessment.band.as_deref()));
             self.user_wallets.entry(p.user_id.clone()).or_insert_with(|| p.wallet_id.clone());
             self.line_profiles.insert(p.credit_line_id.clone(), p);
         }
@@ -224,6 +225,9 @@ impl State {
 
     pub(crate) fn save_line_profile(&mut self, profile: LineProfile, now_ms: i64, out: &mut Batch) {
         self.put(out, RecordKind::LineProfile, &profile.credit_line_id, &profile, now_ms);
+        // The band the line was opened in is its payments' `credit_band`.
+        let band = profile.credit.as_ref().and_then(|c| c.assessment.band.as_deref());
+        self.engine.set_credit_band(&profile.credit_line_id, band);
         self.user_wallets.entry(profile.user_id.clone()).or_insert_with(|| profile.wallet_id.clone());
         self.line_profiles.insert(profile.credit_line_id.clone(), profile);
     }

@@ -69,6 +69,18 @@ pub enum CoreError {
     /// when no scope would help, e.g. a merchant key asking for a rule change).
     #[error("{message}")]
     Forbidden { scope: String, message: String },
+    /// A field the request may not have (in a body checked beyond its type, such as a
+    /// credit application).
+    #[error("unknown field `{field}`")]
+    UnknownField { field: String },
+    #[error("missing field `{field}`")]
+    MissingField { field: String },
+    #[error("{message}")]
+    InvalidType { field: String, message: String },
+    /// The application scored below every band of the policy's `credit_limits`: no line
+    /// was opened. `credit` says the score and the reasons (an adverse-action notice).
+    #[error("the application scored {} points, below every credit band: no line was opened", credit.score)]
+    CreditDeclined { credit: crate::CreditView },
 }
 
 impl CoreError {
@@ -104,12 +116,32 @@ impl CoreError {
             CoreError::TooManyAttempts { .. } => "too_many_attempts",
             CoreError::ApiKeyNotFound { .. } => "api_key_not_found",
             CoreError::Forbidden { .. } => "forbidden",
+            CoreError::UnknownField { .. } => "unknown_field",
+            CoreError::MissingField { .. } => "missing_field",
+            CoreError::InvalidType { .. } => "invalid_type",
+            CoreError::CreditDeclined { .. } => "credit_declined",
         }
     }
 
     /// Whether a retry of the same request may succeed (the idempotency record is not kept).
     pub fn is_transient(&self) -> bool {
         matches!(self, CoreError::Overloaded | CoreError::StorageUnavailable { .. })
+    }
+}
+
+impl From<xiezhi_risk::ApplicationError> for CoreError {
+    fn from(error: xiezhi_risk::ApplicationError) -> CoreError {
+        let field = error.field();
+        match error {
+            xiezhi_risk::ApplicationError::UnknownField(_) => CoreError::UnknownField { field },
+            xiezhi_risk::ApplicationError::MissingField(_) => CoreError::MissingField { field },
+            xiezhi_risk::ApplicationError::InvalidType { .. } => {
+                CoreError::InvalidType { field, message: error.to_string() }
+            }
+            xiezhi_risk::ApplicationError::InvalidValue { .. } => {
+                CoreError::InvalidRequest { field, message: error.to_string() }
+            }
+        }
     }
 }
 

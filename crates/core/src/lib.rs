@@ -131,6 +131,9 @@ pub struct PreparedPayment {
 pub enum Command {
     CreateMerchant(NewMerchant),
     CreateCreditLine(NewCreditLine),
+    /// A line whose limit the credit scorecard and the policy set (see
+    /// [`credit_line_command`]).
+    ApplyForCreditLine(Box<CreditLineApplication>),
     CreatePayment(Box<PreparedPayment>),
     Capture {
         payment_id: String,
@@ -214,6 +217,52 @@ impl Command {
                 | Command::SetScorer(_)
                 | Command::Keys(KeyCommand::List)
         )
+    }
+}
+
+impl Command {
+    /// The new line a command opens, if it opens one (with a limit or on an application).
+    pub fn new_line(&self) -> Option<&NewCreditLine> {
+        match self {
+            Command::CreateCreditLine(r) => Some(r),
+            Command::ApplyForCreditLine(a) => Some(&a.line),
+            _ => None,
+        }
+    }
+}
+
+/// The command for a `POST /v1/credit-lines` body: a line with its fixed `limit`, or, with
+/// `application` and `monthly_income`, one the credit scorecard sets the limit of. The
+/// application is checked against the credit model here, off the writer thread: an unknown
+/// field, a missing one or one of the wrong type is refused naming it
+/// (`application.<feature>`).
+pub fn credit_line_command(request: CreditLineRequest) -> Result<Command, CoreError> {
+    let CreditLineRequest { user_id, currency, limit, application, monthly_income, profile, opened_at, wallet_id } =
+        request;
+    let line = |limit: String| NewCreditLine { user_id, currency, limit, profile, opened_at, wallet_id };
+    match (limit, application, monthly_income) {
+        (Some(_), Some(_), _) => Err(CoreError::InvalidRequest {
+            field: "application".into(),
+            message: "give `limit` (a fixed limit) or `application` (the scorecard sets the limit), not both".into(),
+        }),
+        (None, None, _) => Err(CoreError::InvalidRequest {
+            field: "limit".into(),
+            message: "give `limit` (a fixed limit) or `application` with `monthly_income`".into(),
+        }),
+        (Some(_), None, Some(_)) => Err(CoreError::InvalidRequest {
+            field: "monthly_income".into(),
+            message: "`monthly_income` goes with `application`, not with a fixed `limit`".into(),
+        }),
+        (Some(limit), None, None) => Ok(Command::CreateCreditLine(line(limit))),
+        (None, Some(_), None) => Err(CoreError::MissingField { field: "monthly_income".into() }),
+        (None, Some(application), Some(monthly_income)) => {
+            let application = xiezhi_risk::shipped_credit_model().parse(&application)?;
+            Ok(Command::ApplyForCreditLine(Box::new(CreditLineApplication {
+                line: line(String::new()),
+                application,
+                monthly_income,
+            })))
+        }
     }
 }
 

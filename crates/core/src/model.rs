@@ -83,6 +83,92 @@ pub struct NewCreditLine {
     pub wallet_id: Option<String>,
 }
 
+/// `POST /v1/credit-lines`: a line with a fixed `limit`, or one whose limit the credit
+/// scorecard and the policy's `credit_limits` set from an `application` (what the applicant
+/// declares, keyed by the scorecard's features) and the declared `monthly_income`. Exactly
+/// one of `limit` and `application`; `monthly_income` goes with `application` only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = NewCreditLine))]
+#[serde(deny_unknown_fields)]
+pub struct CreditLineRequest {
+    #[cfg_attr(feature = "utoipa", schema(min_length = 1, max_length = 128, example = "alice"))]
+    pub user_id: String,
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[A-Z]{3}$", example = "CNY"))]
+    pub currency: String,
+    /// A fixed limit, decimal in the line's currency. Not with `application`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "2000.00"))]
+    pub limit: Option<String>,
+    /// What the applicant declares, one field per feature of the credit scorecard (the
+    /// `CreditApplication` schema). Not with `limit`; needs `monthly_income`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<Object>))]
+    pub application: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Declared monthly income, decimal in the line's currency: the band's income multiple
+    /// applies to it. Only with `application`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,2})?$", example = "12000.00"))]
+    pub monthly_income: Option<String>,
+    /// Age, identity verification level and region, which regulatory policy may require.
+    #[serde(default)]
+    pub profile: UserProfile,
+    /// When the line was opened, for a line moved from an existing book (RFC 3339; not in
+    /// the future). The risk engine reads the line's age from it. Default: now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime, example = "2025-01-01T00:00:00Z"))]
+    pub opened_at: Option<String>,
+    /// The wallet the line belongs to (whose wallet keys and shopper tokens act for it). A
+    /// wallet key's lines are its own wallet's; an operator names the wallet when it moves
+    /// lines in for one. Default: the caller's wallet, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet_id: Option<String>,
+}
+
+/// A line applied for: the line's own fields (`line.limit` is unused: the assessment sets
+/// the limit), the application checked against the credit model, and the declared income.
+#[derive(Debug, Clone)]
+pub struct CreditLineApplication {
+    pub line: NewCreditLine,
+    pub application: xiezhi_risk::Application,
+    pub monthly_income: String,
+}
+
+/// What the credit scorecard made of a line's application: the score, the policy band it
+/// fell in (none: declined) and the reasons that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct CreditView {
+    /// Scorecard points: 600 at 50:1 good to bad odds, 20 points to double them.
+    pub score: i64,
+    /// The policy's `credit_limits` band; `null` when the score is below every band.
+    pub band: Option<String>,
+    /// The features that cost the applicant most points, as `credit_*` codes with zh/en
+    /// text: never a protected attribute.
+    pub reasons: Vec<CreditReasonView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct CreditReasonView {
+    pub code: String,
+    pub explanation: Explanation,
+}
+
+impl From<&xiezhi_risk::CreditAssessment> for CreditView {
+    fn from(a: &xiezhi_risk::CreditAssessment) -> CreditView {
+        CreditView {
+            score: a.score,
+            band: a.band.clone(),
+            reasons: a
+                .reasons
+                .iter()
+                .map(|r| CreditReasonView { code: r.code.clone(), explanation: r.explanation.clone() })
+                .collect(),
+        }
+    }
+}
+
 /// Where the payment came from, as the client reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -290,6 +376,9 @@ pub struct CreditLineView {
     /// The restriction in force on scan-to-pay, with its end and way out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restriction: Option<RestrictionView>,
+    /// For a line opened on an application: the score, band and reasons that set its limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit: Option<CreditView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +406,7 @@ impl From<&xiezhi_ledger::CreditLine> for CreditLineView {
             receivable: decimal(line.receivable_minor(), c),
             credit_balance: decimal(line.credit_balance_minor(), c),
             restriction: None,
+            credit: None,
         }
     }
 }
@@ -566,4 +656,15 @@ pub struct LineProfile {
     /// The key that opened the line (and set `opened_at` or the KYC level, if it did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_by: Option<String>,
+    /// For a line opened on an application: the scorecard's assessment (score, band,
+    /// limit, reasons) and the declared monthly income. The band is the `credit_band` of
+    /// the line's payments. A line opened with a fixed limit has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit: Option<LineCredit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineCredit {
+    pub assessment: xiezhi_risk::CreditAssessment,
+    pub monthly_income_minor: i64,
 }

@@ -508,6 +508,7 @@ impl State {
         match command {
             Command::CreateMerchant(request) => self.create_merchant(caller, request, now_ms, out),
             Command::CreateCreditLine(request) => self.create_credit_line(caller, request, now_ms, out),
+            Command::ApplyForCreditLine(application) => self.apply_for_credit_line(caller, *application, now_ms, out),
             Command::Keys(command) => self.key_command(caller, command, now_ms, out),
             Command::CreatePayment(prepared) => self.create_payment(*prepared, now_ms, out),
             Command::Capture { payment_id, amount } => self.capture(&payment_id, amount.as_deref(), now_ms, out),
@@ -551,10 +552,14 @@ impl State {
     }
 
     fn credit_line_view(&self, id: &str) -> Result<CreditLineView, CoreError> {
-        self.ledger
+        let mut view = self
+            .ledger
             .credit_line(id)
             .map(CreditLineView::from)
-            .ok_or_else(|| CoreError::CreditLineNotFound { id: id.to_owned() })
+            .ok_or_else(|| CoreError::CreditLineNotFound { id: id.to_owned() })?;
+        view.credit =
+            self.line_profiles.get(id).and_then(|p| p.credit.as_ref()).map(|c| CreditView::from(&c.assessment));
+        Ok(view)
     }
 
     /// The line with the restriction in force at `now_ms`, if any.
@@ -641,16 +646,71 @@ impl State {
         now_ms: i64,
         out: &mut Batch,
     ) -> Result<Reply, CoreError> {
+        let currency = self.check_new_line(&request, now_ms)?;
+        let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
+        self.open_line(caller, request, currency, limit_minor, None, now_ms, out)
+    }
+
+    /// A line on an application: the credit scorecard scores it, the policy's
+    /// `credit_limits` band and the declared income set the limit, and the band stays with
+    /// the line (its payments' `credit_band`). Below every band no line is opened: `422
+    /// credit_declined` with the score and the reasons.
+    fn apply_for_credit_line(
+        &mut self,
+        caller: &Caller,
+        request: CreditLineApplication,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
+        let currency = self.check_new_line(&request.line, now_ms)?;
+        let income_minor = parse_amount("monthly_income", &request.monthly_income, currency, Sign::NonNegative)?;
+        let limits = self.engine.policy().credit_limits().ok_or_else(|| CoreError::InvalidRequest {
+            field: "application".into(),
+            message: "the policy in force sets no `credit_limits`: open the line with a `limit`".into(),
+        })?;
+        if limits.currency != currency {
+            return Err(CoreError::InvalidRequest {
+                field: "currency".into(),
+                message: format!("credit limits are set in {}: apply in it", limits.currency.alpha()),
+            });
+        }
+        let model = xiezhi_risk::shipped_credit_model();
+        let assessment = model.assess(&request.application, income_minor, &limits, self.engine.catalogue());
+        if assessment.band.is_none() {
+            return Err(CoreError::CreditDeclined { credit: CreditView::from(&assessment) });
+        }
+        let limit_minor = assessment.limit_minor;
+        let credit = LineCredit { assessment, monthly_income_minor: income_minor };
+        self.open_line(caller, request.line, currency, limit_minor, Some(credit), now_ms, out)
+    }
+
+    /// What every new line is checked for before anything is decided: its user id, a
+    /// currency the policy admits, the profile, the wallet and `opened_at`.
+    fn check_new_line(&self, request: &NewCreditLine, now_ms: i64) -> Result<Currency, CoreError> {
         check_text("user_id", &request.user_id)?;
         let currency = parse_currency(&request.currency)?;
         if !self.engine.policy().admits(currency, now_ms) {
             return Err(CoreError::CurrencyNotAdmitted { currency: currency.alpha().into() });
         }
-        let limit_minor = parse_amount("limit", &request.limit, currency, Sign::NonNegative)?;
         check_profile(&request.profile)?;
         if let Some(wallet_id) = &request.wallet_id {
             check_text("wallet_id", wallet_id)?;
         }
+        past_instant("opened_at", request.opened_at.as_deref(), now_ms)?;
+        Ok(currency)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_line(
+        &mut self,
+        caller: &Caller,
+        request: NewCreditLine,
+        currency: Currency,
+        limit_minor: i64,
+        credit: Option<LineCredit>,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<Reply, CoreError> {
         let opened_at_ms = past_instant("opened_at", request.opened_at.as_deref(), now_ms)?;
         let wallet_id = match caller {
             Caller::Key(p) if p.wallet_id.is_some() => p.wallet_id.clone(),
@@ -684,6 +744,7 @@ impl State {
             opened_at_ms,
             wallet_id,
             opened_by: caller.key_id().map(str::to_owned),
+            credit,
         };
         self.save_line_profile(profile, now_ms, out);
         self.credit_line_view(&id).map(Reply::CreditLine)

@@ -232,7 +232,7 @@ async fn index() -> impl IntoResponse {
          POST /v1/merchants                 register a merchant, get its static EMV QR\n\
          GET  /v1/merchants/{id}/qr         QR image (?format=png|svg)\n\
          POST /v1/merchants/{id}/qr         issue a dynamic QR {amount, bill_number?}\n\
-         POST /v1/credit-lines              open a credit line {user_id, currency, limit}\n\
+         POST /v1/credit-lines              open a credit line {user_id, currency, limit | application + monthly_income}\n\
          GET  /v1/credit-lines/{id}         limit, available, held, receivable\n\
          POST /v1/credit-lines/{id}/repayments {amount}\n\
          POST /v1/payments                  pay {credit_line_id, qr_payload, amount?, context}\n\
@@ -464,7 +464,10 @@ async fn issue_dynamic_qr(State(state): State<AppState>, Path(id): Path<String>,
 }
 
 async fn create_credit_line(State(state): State<AppState>, posted: Posted) -> Response {
-    run_post(&state, posted, StatusCode::CREATED, |r| Ok(Command::CreateCreditLine(r))).await
+    run_post(&state, posted, StatusCode::CREATED, |r: CreditLineRequest| {
+        xiezhi_core::credit_line_command(r).map_err(Problem::from)
+    })
+    .await
 }
 
 async fn get_credit_line(State(state): State<AppState>, who: Who, Path(id): Path<String>) -> Response {

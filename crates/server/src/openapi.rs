@@ -61,7 +61,14 @@ pub const OPERATIONS: &[Operation] = ops![
         201,
         "DynamicQrView"
     ),
-    ("POST", "/v1/credit-lines", "open a credit line", Some("NewCreditLine"), 201, "CreditLineView"),
+    (
+        "POST",
+        "/v1/credit-lines",
+        "open a credit line: with a fixed limit, or on an application the credit scorecard sets the limit of",
+        Some("NewCreditLine"),
+        201,
+        "CreditLineView"
+    ),
     (
         "GET",
         "/v1/credit-lines/{id}",
@@ -165,7 +172,9 @@ pub const OPERATIONS: &[Operation] = ops![
 #[openapi(components(schemas(
     xiezhi_core::NewMerchant,
     xiezhi_core::PartnerAccount,
-    xiezhi_core::NewCreditLine,
+    xiezhi_core::CreditLineRequest,
+    xiezhi_core::CreditView,
+    xiezhi_core::CreditReasonView,
     xiezhi_core::UserProfile,
     xiezhi_core::NewPayment,
     xiezhi_core::PaymentContext,
@@ -280,6 +289,27 @@ fn operation(op: &Operation) -> Value {
     value
 }
 
+/// The credit line request as the service takes it: `application` is the shipped credit
+/// scorecard's features (`CreditApplication`, generated from the model), and exactly one
+/// of `limit` and `application` (with `monthly_income`) is given.
+fn credit_application(schemas: &mut Value) {
+    schemas["CreditApplication"] = xiezhi_core::xiezhi_risk::shipped_credit_model().application_schema();
+    let line = &mut schemas["NewCreditLine"];
+    let description = line["properties"]["application"]["description"].clone();
+    line["properties"]["application"] = json!({
+        "description": description,
+        "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/CreditApplication"}],
+    });
+    // A field given as `null` is a field not given.
+    let given = |field: &str, kind: &str| json!({"required": [field], "properties": {field: {"type": kind}}});
+    line["oneOf"] = json!([
+        {"allOf": [given("limit", "string")],
+         "not": {"anyOf": [given("application", "object"), given("monthly_income", "string")]}},
+        {"allOf": [given("application", "object"), given("monthly_income", "string")],
+         "not": given("limit", "string")},
+    ]);
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -288,6 +318,7 @@ pub fn document() -> Value {
         item[op.method.to_ascii_lowercase()] = operation(op);
     }
     let mut components = serde_json::to_value(Schemas::openapi().components).expect("schemas serialise");
+    credit_application(&mut components["schemas"]);
     components["securitySchemes"] = json!({
         "bearer": {"type": "http", "scheme": "bearer",
                    "description": "an API key (`xz_…`) or a shopper token (PASETO `v4.public.…`)"},

@@ -23,6 +23,9 @@ pub struct Problem {
     /// The scope a `403 forbidden` lacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A declined credit application (`credit_declined`): the score and the reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit: Option<xiezhi_core::CreditView>,
     /// Seconds to wait before trying again (also sent as `Retry-After`).
     #[serde(skip)]
     pub retry_after_s: Option<u64>,
@@ -47,6 +50,7 @@ impl Problem {
             qr_error: None,
             rule_id: None,
             scope: None,
+            credit: None,
             retry_after_s: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
     }
@@ -85,7 +89,11 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         CoreError::InvalidAmount { .. }
         | CoreError::UnknownCurrency { .. }
         | CoreError::AmountRequired
-        | CoreError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+        | CoreError::InvalidRequest { .. }
+        | CoreError::UnknownField { .. }
+        | CoreError::MissingField { .. }
+        | CoreError::InvalidType { .. } => StatusCode::BAD_REQUEST,
+        CoreError::CreditDeclined { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidQr { .. }
         | CoreError::CurrencyNotAdmitted { .. }
         | CoreError::MerchantNotAccepted { .. }
@@ -108,9 +116,12 @@ impl From<CoreError> for Problem {
     fn from(error: CoreError) -> Problem {
         let mut problem = Problem::new(status_of(&error), error.code(), error.to_string());
         match &error {
-            CoreError::InvalidAmount { field, .. } | CoreError::InvalidRequest { field, .. } => {
-                problem.field = Some(field.clone())
-            }
+            CoreError::InvalidAmount { field, .. }
+            | CoreError::InvalidRequest { field, .. }
+            | CoreError::UnknownField { field }
+            | CoreError::MissingField { field }
+            | CoreError::InvalidType { field, .. } => problem.field = Some(field.clone()),
+            CoreError::CreditDeclined { credit } => problem.credit = Some(credit.clone()),
             CoreError::AmountRequired => problem.field = Some("amount".into()),
             CoreError::RuleRejected { rule_id, .. } => problem.rule_id = Some(rule_id.clone()),
             CoreError::Forbidden { scope, .. } if !scope.is_empty() => problem.scope = Some(scope.clone()),
