@@ -12,7 +12,7 @@ use xiezhi_core::{Command, KeyCommand, KeyKind, NewApiKey, Reply, Scope, Service
 use xiezhi_sim::{Mix, RunConfig, Simulation};
 
 /// Where the population's server ids are kept between runs.
-pub const REGISTRY_FILE: &str = "demo-population-v4.json";
+pub const REGISTRY_FILE: &str = "demo-population-v5.json";
 /// Where the demo's keys are written (0600): `{"operator": …, "merchant": …, "wallet": …}`.
 pub const KEYS_FILE: &str = "demo-keys.json";
 /// The wallet the demo's lines belong to.
@@ -209,7 +209,8 @@ impl Demo {
     fn announce(&self, driver: &HttpDriver, config: &RunConfig) {
         let registry = driver.registry();
         let (mid, qr) = registry.merchant_ids.iter().flatten().next().cloned().unwrap_or_default();
-        let cl = registry.line_ids.iter().flatten().next().cloned().unwrap_or_default();
+        // A line that was opened (an application the scorecard declined has an empty id).
+        let cl = registry.line_ids.iter().flatten().find(|id| !id.is_empty()).cloned().unwrap_or_default();
         let keys = self.data_dir.join(KEYS_FILE);
         let keys = keys.display();
         println!(

@@ -31,6 +31,21 @@ pub struct Registry {
     pub merchants: u32,
     pub merchant_ids: Vec<Option<(String, String)>>,
     pub line_ids: Vec<Option<String>>,
+    /// The limit the server granted each line (lines opened on an application: what the
+    /// shopper's app shows); `None` where the shopper's own limit stands.
+    #[serde(default)]
+    pub line_limits: Vec<Option<i64>>,
+    /// Users whose credit application the server declined: they have no line.
+    #[serde(default)]
+    pub declined: Vec<u32>,
+}
+
+/// What the server answered to a line's opening.
+enum Opened {
+    /// The line's id and its limit.
+    Line(String, i64),
+    /// `422 credit_declined`: no line.
+    Declined,
 }
 
 /// Counters a watcher (the demo's status line) reads while the run goes on.
@@ -159,13 +174,10 @@ impl HttpDriver {
                     set.spawn(async move {
                         let r = client.post(url).header("Idempotency-Key", key).json(&body).send().await;
                         match r {
-                            Ok(r) if r.status() == StatusCode::CREATED => {
-                                let v: Value = r.json().await.map_err(|e| e.to_string())?;
-                                Ok((index, v["id"].as_str().unwrap_or_default().to_owned()))
-                            }
                             Ok(r) => {
                                 let status = r.status();
-                                Err(format!("opening a credit line: {status} {}", r.text().await.unwrap_or_default()))
+                                let v: Value = r.json().await.unwrap_or(Value::Null);
+                                Ok((index, status, v))
                             }
                             Err(e) => Err(format!("opening a credit line: {e}")),
                         }
@@ -178,22 +190,82 @@ impl HttpDriver {
                 out
             });
             for r in results {
-                let (index, id) = r.map_err(error)?;
-                self.registry.line_ids[index as usize] = Some(id);
+                let (index, status, value) = r.map_err(error)?;
+                let opened = self.opened(status, &value)?;
+                self.remember_line(index, opened);
             }
         }
         self.save_registry();
         Ok(())
     }
 
+    /// A line's opening as the server answered it: `201` with the line (its limit is what
+    /// the server granted), or `422 credit_declined`.
+    fn opened(&self, status: StatusCode, value: &Value) -> Result<Opened, SimError> {
+        if status == StatusCode::CREATED {
+            let id = value["id"].as_str().unwrap_or_default().to_owned();
+            let limit = value["limit"]
+                .as_str()
+                .and_then(|t| xiezhi_money::parse_minor(t, self.currency, xiezhi_money::Sign::NonNegative).ok())
+                .ok_or_else(|| error(format!("opening a credit line: no limit in {value}")))?;
+            return Ok(Opened::Line(id, limit));
+        }
+        if status == StatusCode::UNPROCESSABLE_ENTITY && value["code"] == "credit_declined" {
+            return Ok(Opened::Declined);
+        }
+        Err(error(format!("opening a credit line: {status} {value}")))
+    }
+
+    fn remember_line(&mut self, index: u32, opened: Opened) {
+        let i = index as usize;
+        if self.registry.line_ids.len() <= i {
+            self.registry.line_ids.resize(i + 1, None);
+        }
+        if self.registry.line_limits.len() <= i {
+            self.registry.line_limits.resize(i + 1, None);
+        }
+        match opened {
+            Opened::Line(id, limit) => {
+                self.registry.line_ids[i] = Some(id);
+                self.registry.line_limits[i] = Some(limit);
+            }
+            Opened::Declined => {
+                // Not asked again: the same application would be declined again.
+                self.registry.line_ids[i] = Some(String::new());
+                if !self.registry.declined.contains(&index) {
+                    self.registry.declined.push(index);
+                }
+            }
+        }
+    }
+
+    /// What the registry says of `u`'s line: `Some(Some(limit))` opened, `Some(None)`
+    /// declined, `None` not asked yet.
+    fn known_line(&self, u: &UserSpec) -> Option<Option<i64>> {
+        let i = u.index as usize;
+        if self.registry.declined.contains(&u.index) {
+            return Some(None);
+        }
+        self.registry.line_ids.get(i).and_then(Option::as_ref)?;
+        let granted = self.registry.line_limits.get(i).copied().flatten();
+        Some(Some(granted.unwrap_or(u.limit_minor)))
+    }
+
     fn line_body(&self, u: &UserSpec, server_now: i64) -> Value {
         let mut body = json!({
             "user_id": format!("{}-u{}", self.run_tag, u.index),
             "currency": self.currency.alpha(),
-            "limit": self.amount(u.limit_minor),
             "profile": {"birth_date": u.birth_date, "kyc_level": u.kyc_level, "region": u.region},
             "opened_at": rfc3339((u.opened_at_ms + self.offset_ms).clamp(946_684_800_000, server_now.max(946_684_800_000))),
         });
+        match &u.application {
+            // The server's scorecard sets the limit from the application and the income.
+            Some(a) => {
+                body["application"] = Value::Object((*a.answers).clone());
+                body["monthly_income"] = json!(self.amount(a.monthly_income_minor));
+            }
+            None => body["limit"] = json!(self.amount(u.limit_minor)),
+        }
         if let Some(wallet_id) = &self.wallet_id {
             body["wallet_id"] = json!(wallet_id);
         }
@@ -387,29 +459,24 @@ impl Driver for HttpDriver {
         Ok(())
     }
 
-    fn open_line(&mut self, u: &UserSpec, now_ms: i64) -> Result<(), SimError> {
+    fn open_line(&mut self, u: &UserSpec, now_ms: i64) -> Result<Option<i64>, SimError> {
         let index = u.index as usize;
         if index == 0 {
             // A run registers every merchant before the first line: the ids are complete.
             self.save_registry();
         }
-        if self.registry.line_ids.get(index).is_some_and(Option::is_some) {
-            return Ok(());
+        if let Some(known) = self.known_line(u) {
+            return Ok(known);
         }
         let body = self.line_body(u, now_ms + self.offset_ms);
         let key = format!("{}-line-{}", self.run_tag, u.index);
         let (status, value) = self.post("/v1/credit-lines", &body, &key)?;
-        if status != StatusCode::CREATED {
-            return Err(error(format!("opening a credit line: {status} {value}")));
-        }
-        if self.registry.line_ids.len() <= index {
-            self.registry.line_ids.resize(index + 1, None);
-        }
-        self.registry.line_ids[index] = value["id"].as_str().map(str::to_owned);
+        let opened = self.opened(status, &value)?;
+        self.remember_line(u.index, opened);
         if index + 1 == self.registry.users as usize {
             self.save_registry();
         }
-        Ok(())
+        Ok(self.known_line(u).flatten())
     }
 
     fn pay(&mut self, r: &PayRequest) -> Result<PayResult, SimError> {

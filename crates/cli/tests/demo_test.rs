@@ -50,8 +50,17 @@ async fn the_demo_seeds_and_sends_live_traffic() {
 
     // A payment of our own, explained by the CLI as a person reads it.
     let population: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-population-v4.json")).unwrap()).unwrap();
-    let body = serde_json::json!({"credit_line_id": population["line_ids"][0], "qr_payload": population["merchant_ids"][0][1],
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-population-v5.json")).unwrap()).unwrap();
+    // A shopper whose application got a line of 10,000.00 or more (some are declined, some
+    // get small starter lines).
+    let line = (0..population["line_ids"].as_array().unwrap().len())
+        .find(|i| {
+            population["line_ids"][i].as_str().is_some_and(|id| !id.is_empty())
+                && population["line_limits"][i].as_i64().is_some_and(|l| l >= 1_000_000)
+        })
+        .map(|i| population["line_ids"][i].clone())
+        .expect("a shopper with a line of 10,000.00 or more");
+    let body = serde_json::json!({"credit_line_id": line, "qr_payload": population["merchant_ids"][0][1],
         "amount": "1500.00", "context": {"device_id": "a-brand-new-phone", "ip": "198.51.100.20", "network": "5g"}});
     let payment: Value =
         wallet.post(format!("{base}/v1/payments")).json(&body).send().await.unwrap().json().await.unwrap();
@@ -86,5 +95,8 @@ async fn the_demo_seeds_and_sends_live_traffic() {
         .unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
     let report: Value = serde_json::from_slice(&check.stdout).unwrap();
-    assert!(report["credit_lines"].as_u64().unwrap() >= 300, "{report}");
+    // Every shopper applied; those the scorecard declined have no line.
+    let declined = population["declined"].as_array().map_or(0, Vec::len) as u64;
+    assert!(declined < 30, "{declined} of 300 applications declined");
+    assert!(report["credit_lines"].as_u64().unwrap() + declined >= 300, "{report}");
 }

@@ -67,8 +67,17 @@ async fn no_key_token_or_code_reaches_a_log() {
     // A shopper of the demo's wallet: a large payment from a new phone is stepped up; the
     // code arrives at the phone; the shopper answers it with a token of their own.
     let wallet = common::client_with(keys["wallet"].as_str().unwrap());
-    let population: Value = serde_json::from_str(&read("demo-population-v4.json")).unwrap();
-    let line = population["line_ids"][1].as_str().unwrap();
+    let population: Value = serde_json::from_str(&read("demo-population-v5.json")).unwrap();
+    // A shopper whose application got a line of 10,000.00 or more (not the first such one,
+    // which other checks may use).
+    let line = (0..population["line_ids"].as_array().unwrap().len())
+        .filter(|i| {
+            population["line_ids"][i].as_str().is_some_and(|id| !id.is_empty())
+                && population["line_limits"][i].as_i64().is_some_and(|l| l >= 1_000_000)
+        })
+        .nth(1)
+        .and_then(|i| population["line_ids"][i].as_str())
+        .expect("shoppers with lines of 10,000.00 or more");
     let qr = population["merchant_ids"][0][1].as_str().unwrap();
     let body = serde_json::json!({"credit_line_id": line, "qr_payload": qr, "amount": "1500.00",
         "context": {"device_id": "log-scan-phone", "ip": "198.51.100.77", "network": "5g"}});

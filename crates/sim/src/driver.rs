@@ -59,7 +59,9 @@ pub trait Driver {
     /// Short name for the report (`in_process`, `http`).
     fn mode(&self) -> &'static str;
     fn add_merchant(&mut self, merchant: &MerchantSpec, now_ms: i64) -> Result<(), SimError>;
-    fn open_line(&mut self, user: &UserSpec, now_ms: i64) -> Result<(), SimError>;
+    /// Opens `user`'s line: with their fixed `limit_minor`, or on their `application`.
+    /// Returns the limit granted, or `None` when the service declined the application.
+    fn open_line(&mut self, user: &UserSpec, now_ms: i64) -> Result<Option<i64>, SimError>;
     fn pay(&mut self, request: &PayRequest) -> Result<PayResult, SimError>;
     /// The client re-sends payment `token` (its last payment) with the same idempotency key
     /// after a timeout; the service answers as it did the first time.
@@ -400,23 +402,45 @@ impl Driver for Bank {
         Ok(())
     }
 
-    fn open_line(&mut self, u: &UserSpec, now_ms: i64) -> Result<(), SimError> {
+    fn open_line(&mut self, u: &UserSpec, now_ms: i64) -> Result<Option<i64>, SimError> {
         let index = u.index as usize;
         if self.lines.len() <= index {
             self.lines.resize_with(index + 1, || None);
         }
         let line_id = format!("cl{}", u.index);
+        // As the service does with an application: the shipped credit scorecard scores it,
+        // the policy's band and the declared income set the limit, and the band stays with
+        // the line for the credit layer.
+        let (limit_minor, band) = match &u.application {
+            None => (u.limit_minor, None),
+            Some(application) => {
+                let model = xiezhi_risk::shipped_credit_model();
+                let answers = model.parse(&application.answers).map_err(|e| SimError::Driver(e.to_string()))?;
+                let limits = self
+                    .engine
+                    .policy()
+                    .credit_limits()
+                    .ok_or_else(|| SimError::Config("the policy sets no credit_limits for applications".into()))?;
+                let catalogue = std::sync::Arc::clone(self.engine.catalogue());
+                let assessment = model.assess(&answers, application.monthly_income_minor, &limits, &catalogue);
+                match assessment.band {
+                    Some(band) => (assessment.limit_minor, Some(band)),
+                    None => return Ok(None),
+                }
+            }
+        };
         self.ledger
             .execute(
                 Operation::OpenLine {
                     credit_line_id: line_id.clone(),
                     user_id: format!("u{}", u.index),
                     currency: self.currency,
-                    limit_minor: u.limit_minor,
+                    limit_minor,
                 },
                 now_ms,
             )
             .map_err(|e| SimError::Driver(e.to_string()))?;
+        self.engine.set_credit_band(&line_id, band.as_deref());
         self.lines[index] = Some(BankLine {
             user_id: format!("u{}", u.index),
             line_id,
@@ -428,7 +452,7 @@ impl Driver for Bank {
             },
             restriction: None,
         });
-        Ok(())
+        Ok(Some(limit_minor))
     }
 
     fn pay(&mut self, r: &PayRequest) -> Result<PayResult, SimError> {
@@ -625,8 +649,8 @@ impl Driver for NullDriver {
     fn add_merchant(&mut self, _: &MerchantSpec, _: i64) -> Result<(), SimError> {
         Ok(())
     }
-    fn open_line(&mut self, _: &UserSpec, _: i64) -> Result<(), SimError> {
-        Ok(())
+    fn open_line(&mut self, u: &UserSpec, _: i64) -> Result<Option<i64>, SimError> {
+        Ok(Some(u.limit_minor))
     }
     fn pay(&mut self, _: &PayRequest) -> Result<PayResult, SimError> {
         Ok(PayResult {

@@ -6,6 +6,7 @@
 //! payment stays here and is never shown to the engine; the [`report`] counts who was wrongly
 //! hurt and what got through, overall, per scenario and per configuration.
 
+pub mod applicants;
 pub mod clock;
 pub mod driver;
 pub mod mix;
@@ -25,7 +26,7 @@ use std::time::Instant;
 /// The blunt baseline's rules.
 pub const STRICT_RULES: &str = include_str!("../baselines/strict-rules.json");
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum SimError {
     #[error("invalid mix: {0}")]
     Mix(String),
@@ -33,6 +34,17 @@ pub enum SimError {
     Config(String),
     #[error("driver: {0}")]
     Driver(String),
+    /// The public data the population's credit applications come from (a missing file
+    /// names the command that fetches it, in one line).
+    #[error("{0}")]
+    Data(String),
+}
+
+/// As its message, so a test that unwraps one fails with that one line.
+impl std::fmt::Debug for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// One configuration's run.
@@ -45,6 +57,9 @@ pub struct ConfigRun {
     /// Payments sent, warm-up included.
     pub executed_payments: u64,
     pub mode: &'static str,
+    /// The comparison run of a mix with credit applications: the same population with its
+    /// lines opened on fixed limits, so no credit layer (`credit.compare_without`).
+    pub without_credit_layer: bool,
 }
 
 impl ConfigRun {
@@ -82,6 +97,7 @@ pub fn run_simulation(
         payments,
         executed_payments,
         mode: driver.mode(),
+        without_credit_layer: false,
     })
 }
 
@@ -94,15 +110,26 @@ pub fn run_in_process(
 ) -> Result<Vec<ConfigRun>, SimError> {
     let currency = xiezhi_money::Currency::from_alpha(&config.mix.currency)
         .ok_or_else(|| SimError::Mix(format!("unknown currency `{}`", config.mix.currency)))?;
+    // With credit applications (and `credit.compare_without`), the main configuration also
+    // runs on the same population with fixed limits: the credit layer's worth.
+    let mut jobs: Vec<(&EngineConfig, std::borrow::Cow<'_, RunConfig>, String, bool)> =
+        engines.iter().map(|e| (e, std::borrow::Cow::Borrowed(config), e.name.clone(), false)).collect();
+    let credit = &config.mix.credit;
+    if let (true, true, Some(main)) = (credit.applications, credit.compare_without, engines.first()) {
+        let mut without = config.clone();
+        without.mix.credit.applications = false;
+        jobs.push((main, std::borrow::Cow::Owned(without), without_credit_layer(&main.name), true));
+    }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = engines
+        let handles: Vec<_> = jobs
             .iter()
-            .map(|engine| {
+            .map(|(engine, config, name, without)| {
                 scope.spawn(move || {
                     let mut bank = Bank::new(engine, currency)?;
-                    run_with(config, &engine.name, &mut bank, &mut |day, payments| {
-                        progress(&engine.name, day, payments)
-                    })
+                    let mut run =
+                        run_with(config, name, &mut bank, &mut |day, payments| progress(name, day, payments))?;
+                    run.without_credit_layer = *without;
+                    Ok(run)
                 })
             })
             .collect();
@@ -110,15 +137,83 @@ pub fn run_in_process(
     })
 }
 
+/// The name of a configuration's run without the credit layer.
+pub fn without_credit_layer(name: &str) -> String {
+    format!("{name}-without-credit-layer")
+}
+
+/// The figures the credit layer's comparison shows, with and without it.
+pub const CREDIT_LAYER_FIGURES: [&str; 10] = [
+    "default_loss_minor",
+    "default_amount_minor",
+    "fraud_loss_minor",
+    "honest_users_restricted_pct",
+    "honest_payments_declined_pct",
+    "honest_payments_stepped_up_pct",
+    "honest_payments_skipped_no_credit",
+    "approval_rate_pct",
+    "payments",
+    "worst_honest_scenario_declined_pct",
+];
+
+/// The worst honest scenario's share of honest payments declined, and its name.
+fn worst_honest_scenario(tally: &Tally) -> (Value, Value) {
+    let scenarios = tally.scenarios_json();
+    let mut worst: Option<(&str, f64)> = None;
+    for s in Scenario::ALL.iter().filter(|s| s.is_honest()) {
+        if let Some(pct) = scenarios.get(s.name()).and_then(|b| b["honest_payments_declined_pct"].as_f64()) {
+            if worst.is_none_or(|(_, w)| pct > w) {
+                worst = Some((s.name(), pct));
+            }
+        }
+    }
+    worst.map_or((Value::Null, Value::Null), |(name, pct)| (json!(pct), json!(name)))
+}
+
+/// The credit layer's block: the main configuration's figures with the credit layer (its
+/// lines opened on applications) and without (fixed limits), on the same population.
+fn credit_layer(primary: &ConfigRun, without: &ConfigRun) -> Value {
+    let overall = |run: &ConfigRun| {
+        let mut o = run.tally.overall_json();
+        let (pct, name) = worst_honest_scenario(&run.tally);
+        o["worst_honest_scenario_declined_pct"] = pct;
+        o["worst_honest_scenario"] = name;
+        o
+    };
+    let (with, wo) = (overall(primary), overall(without));
+    let mut figures = Map::new();
+    for key in CREDIT_LAYER_FIGURES {
+        figures.insert(key.to_owned(), json!({"with": with[key], "without": wo[key]}));
+    }
+    figures.insert(
+        "worst_honest_scenario".into(),
+        json!({"with": with["worst_honest_scenario"], "without": wo["worst_honest_scenario"]}),
+    );
+    let (a, b) = (with["default_loss_minor"].as_i64().unwrap_or(0), wo["default_loss_minor"].as_i64().unwrap_or(0));
+    let reduction = if b > 0 { json!(((b - a) as f64 / b as f64 * 100_000.0).round() / 1_000.0) } else { Value::Null };
+    json!({
+        "configuration": primary.name,
+        "without": without.name,
+        "default_loss_reduction_pct": reduction,
+        "figures": figures,
+        "lines": {"with": primary.tally.lines_json(), "without": without.tally.lines_json()},
+    })
+}
+
 /// The report: the first run is `overall` and `scenarios`; every run is a `baselines`
-/// entry under its configuration name.
+/// entry under its configuration name, but the main configuration's run without the credit
+/// layer, which is the `credit_layer` block's `without` column.
 pub fn report(config: &RunConfig, runs: &[ConfigRun]) -> Value {
     assert!(!runs.is_empty(), "a report needs a run");
     let primary = &runs[0];
     let mut baselines = Map::new();
     let mut performance = Map::new();
     for r in runs {
-        baselines.insert(r.name.clone(), r.tally.overall_json());
+        // The run without the credit layer is not a configuration of its own: it is the
+        // main one on fixed limits, shown in `credit_layer`.
+        if !r.without_credit_layer {
+            baselines.insert(r.name.clone(), r.tally.overall_json());
+        }
         performance.insert(
             r.name.clone(),
             json!({"wall_s": (r.wall_s * 100.0).round() / 100.0, "payments_per_s": r.payments_per_s().round()}),
@@ -142,6 +237,11 @@ pub fn report(config: &RunConfig, runs: &[ConfigRun]) -> Value {
     });
     if let Some(watch) = primary.tally.watch_json() {
         report["challenger"] = watch;
+    }
+    report["credit_lines"] = primary.tally.lines_json();
+    if let Some(without) = runs.iter().find(|r| r.without_credit_layer && r.name == without_credit_layer(&primary.name))
+    {
+        report["credit_layer"] = credit_layer(primary, without);
     }
     report
 }

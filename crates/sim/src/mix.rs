@@ -26,6 +26,49 @@ pub struct Mix {
     pub cities: Vec<City>,
     pub honest: Honest,
     pub adversaries: Adversaries,
+    /// How lines are opened: with a fixed limit, or on a credit application. Absent from a
+    /// mix: fixed limits.
+    #[serde(default)]
+    pub credit: Credit,
+}
+
+/// How credit lines are opened. With `applications`, each user applies as a real applicant
+/// did: a row of the public credit data the shipped credit scorecard was trained on
+/// (`german_credit_application`), drawn from the rows it was *not* trained on (the fixed
+/// split's test rows) by the user's ground truth: honest users, ring members and the
+/// shoppers later recruited as mules get a row of someone who repaid, first-party
+/// defaulters and synthetic identities one of someone who defaulted. Each also declares a
+/// monthly income, drawn alike for every class. The service then scores the application,
+/// and the policy's `credit_limits` band and the income set the limit; below every band the
+/// application is declined and the user never pays with credit. Without, every line gets a
+/// limit drawn from `honest.limit_yuan`, and no band. The public data must then be where
+/// `xiezhi_datasets::default_data_dir` looks (`scripts/fetch-data` fetches it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credit {
+    #[serde(default)]
+    pub applications: bool,
+    /// Declared monthly income in major units, drawn log-uniformly from [low, high] and
+    /// rounded to 100.
+    #[serde(default = "monthly_income_yuan")]
+    pub monthly_income_yuan: [i64; 2],
+    /// With `applications`, an in-process run also runs its main configuration on the same
+    /// population with lines opened on `honest.limit_yuan` instead (no band, so no credit
+    /// layer at payment time either), and the report puts the two side by side
+    /// (`credit_layer`, and the baseline `<name>-without-credit-layer`). It doubles the
+    /// main configuration's run time.
+    #[serde(default)]
+    pub compare_without: bool,
+}
+
+fn monthly_income_yuan() -> [i64; 2] {
+    [6_000, 30_000]
+}
+
+impl Default for Credit {
+    fn default() -> Credit {
+        Credit { applications: false, monthly_income_yuan: monthly_income_yuan(), compare_without: false }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -476,6 +519,10 @@ impl Mix {
         let m = &self.adversaries.mule_refund_network;
         if m.mules[0] == 0 || m.merchants_per_network[0] == 0 || m.cycles[0] == 0 || m.refund_splits[0] == 0 {
             return bad("mule networks have at least one mule, merchant, cycle and refund part".into());
+        }
+        let [lo, hi] = self.credit.monthly_income_yuan;
+        if !(1 <= lo && lo <= hi && hi <= 10_000_000) {
+            return bad("`credit.monthly_income_yuan` is [low, high] with 1 ≤ low ≤ high ≤ 10,000,000".into());
         }
         if h.limit_yuan.is_empty() || h.limit_yuan.iter().any(|l| !(1..=10_000_000).contains(l)) {
             return bad("`honest.limit_yuan` lists limits from 1 to 10,000,000".into());

@@ -148,6 +148,8 @@ struct UserState {
     spree_from_day: Option<u32>,
     /// A line recruited into a mule network: lives as its owner did until then.
     mule_from_day: Option<u32>,
+    /// The user's credit application was declined: no line, so no payment with credit.
+    no_line: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -361,6 +363,23 @@ impl<'a> Simulation<'a> {
         let honest: Vec<u32> = order[cursor..].to_vec();
 
         let mut world = World::generate(mix, n, config.merchants, start_ms, &classes, &mut rng);
+        if mix.credit.applications {
+            // First-party defaulters and synthetic identities apply like the data's
+            // defaulters; everyone else (ring members and future mules included) like those
+            // who repaid. A stream of its own, so that the rest of the population is drawn
+            // exactly as without applications.
+            let applicants = crate::applicants::Applicants::load(&xiezhi_datasets::default_data_dir())?;
+            let bad: HashSet<u32> = synthetic_users.iter().chain(&defaulter_users).copied().collect();
+            let [lo, hi] = mix.credit.monthly_income_yuan;
+            for u in world.users.iter_mut() {
+                let mut draw = rng_for(config.seed, 17, u64::from(u.index));
+                let answers = applicants.draw(bad.contains(&u.index), &mut draw);
+                let (l, h) = ((lo as f64).ln(), (hi as f64).ln());
+                let yuan = ((l + draw.f64() * (h - l)).exp() / 100.0).round() as i64 * 100;
+                let monthly_income_minor = yuan.clamp(lo, hi) * 100;
+                u.application = Some(crate::applicants::ApplicationSpec { answers, monthly_income_minor });
+            }
+        }
         let mut states = vec![UserState::default(); n as usize];
         for (u, s) in world.users.iter().zip(states.iter_mut()) {
             s.next_repay_day = rng.u32(0..u.repay_every_days.max(1));
@@ -707,8 +726,15 @@ impl<'a> Simulation<'a> {
         for (index, at) in fraud_merchants {
             self.push(at, EventKind::OpenMerchant(index));
         }
-        for u in &self.world.users {
-            driver.open_line(u, start_ms)?;
+        for i in 0..self.world.users.len() {
+            let u = &self.world.users[i];
+            let opened = driver.open_line(u, start_ms)?;
+            self.tally.line_opened(u.class, u.application.is_some(), opened);
+            match opened {
+                // The line the service granted: what the shopper's app shows.
+                Some(limit_minor) => self.world.users[i].limit_minor = limit_minor,
+                None => self.states[i].no_line = true,
+            }
         }
         self.push(start_ms, EventKind::DayStart(0));
         self.push(start_ms + HOUR_MS, EventKind::Hour);
@@ -1049,6 +1075,11 @@ impl<'a> Simulation<'a> {
     }
 
     fn pay_inner(&mut self, driver: &mut dyn Driver, plan: &mut PayPlan, now_ms: i64) -> Result<bool, SimError> {
+        if self.states[plan.user as usize].no_line {
+            // An applicant the service declined has no line: nobody pays with it, its owner
+            // nor anyone who stole its credentials.
+            return Ok(false);
+        }
         let config: &'a RunConfig = self.config;
         let h = &config.mix.honest;
         let mut react = rng_for(self.config.seed, 7, plan.plan_id);

@@ -152,6 +152,9 @@ pub struct UserSpec {
     pub late_days: u32,
     /// Favourite merchants, `FAVOURITES` per category, most used first.
     pub favourites: [u32; Category::COUNT * FAVOURITES],
+    /// The credit application the line is opened on (mix `credit.applications`); `None`:
+    /// a fixed `limit_minor`. With one, `limit_minor` is what the service granted.
+    pub application: Option<crate::applicants::ApplicationSpec>,
 }
 
 pub const FAVOURITES: usize = 3;
@@ -288,6 +291,7 @@ impl World {
                 repay_every_days: rng.u32(h.repay_every_days[0]..=h.repay_every_days[1]),
                 late_days: if rng.f64() < h.late_repayer_share { rng.u32(h.late_days[0]..=h.late_days[1]) } else { 0 },
                 favourites,
+                application: None,
             });
         }
         World {
