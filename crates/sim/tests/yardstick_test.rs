@@ -62,7 +62,10 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     // configuration (default-3 rules, the shipped fraud model): 1 honest user restricted (a
     // takeover victim whose own payment met the failures the thief left on the line), 0.002 %
     // of honest payments declined, 0.065 % stepped up, 96.5 % of fraud payments and 94.0 % of
-    // fraud amount stopped. A change that doubles the harm fails here.
+    // fraud amount stopped. A change that doubles the harm fails here. Since the credit layer
+    // (issue 13 item 5, the fraud model regenerated on its traffic): 1 restricted, 0.015 %
+    // declined (at the bound, which was not loosened), 0.065 % stepped up, 95.8 % and 96.4 %
+    // stopped.
     assert!(num(d, "honest_users_restricted") <= 2.0, "{d}");
     assert!(num(d, "honest_payments_declined_pct") <= 0.015, "{d}");
     assert!(num(d, "honest_payments_stepped_up_pct") <= 0.15, "{d}");
@@ -78,6 +81,8 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     assert!(num(ring, "fraud_amount_stopped_pct") >= 80.0, "cash-out rings: {ring}");
     // 73.6 % recorded: the bust-out's first large payment looks like an honest large purchase
     // on a young line, which default-2 declined (3 % of honest ones) and default-3 does not.
+    // 86.1 % since the credit layer (small lines for the low bands, and their young lines'
+    // cap at new merchants).
     let bust_out = &report["scenarios"]["synthetic_identity"];
     assert!(num(bust_out, "fraud_amount_stopped_pct") >= 66.0, "synthetic identities: {bust_out}");
 
@@ -292,7 +297,9 @@ fn a_small_sweep_stays_within_the_recorded_bounds() {
     // Recorded 2026-11-29 (ranges-5) under the shipped configuration (default-3 rules, the
     // shipped fraud model): honest users restricted worst 0, declined worst 0.008 %, stepped up
     // worst 0.065 %, worst honest scenario declined 0.797 %; fraud amount stopped median
-    // 99.2 %, worst 98.6 %.
+    // 99.2 %, worst 98.6 %. Re-recorded 2026-11-30 with the credit layer (bounds unchanged):
+    // restricted 0, declined worst 0.017 %, stepped up worst 0.052 %, worst honest scenario
+    // 0.842 %, fraud amount stopped 99.4 % / 97.7 %.
     assert!(num(worst, "honest_users_restricted_pct") <= 0.05, "{worst}");
     assert!(num(worst, "honest_payments_declined_pct") <= 0.02, "{worst}");
     assert!(num(worst, "honest_payments_stepped_up_pct") <= 0.13, "{worst}");
