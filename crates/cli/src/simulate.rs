@@ -146,11 +146,18 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
             Some(name) => Some(crate::model_cmd::scorer_named(Some(std::path::Path::new(name)))?),
         },
     };
-    main.build().map_err(|e| {
-        let files: Vec<String> =
-            [&args.rules, &args.policy].iter().filter_map(|p| p.as_ref().map(|p| p.display().to_string())).collect();
-        format!("{}: {e}", files.join(", "))
-    })?;
+    // Built once to check it; its versions are what the report says was measured.
+    let versions = main
+        .build()
+        .map_err(|e| {
+            let files: Vec<String> = [&args.rules, &args.policy]
+                .iter()
+                .filter_map(|p| p.as_ref().map(|p| p.display().to_string()))
+                .collect();
+            format!("{}: {e}", files.join(", "))
+        })?
+        .versions();
+    let versions = serde_json::to_value(versions).map_err(|e| e.to_string())?;
     let mut engines = vec![main];
     for name in args.baselines.iter().map(|b| b.trim()).filter(|b| !b.is_empty() && *b != "none") {
         let baseline = match name {
@@ -164,7 +171,7 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         }
     }
     if let Some(count) = args.sweep {
-        return sweep(&args, &config, &engines[0], count);
+        return sweep(&args, &config, &engines[0], &versions, count);
     }
     let runs = match (&args.target, &args.export_features) {
         (None, Some(path)) => {
@@ -203,7 +210,7 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
         );
     }
     let mut report = xiezhi_sim::report(&config, &runs);
-    report["simulation"]["versions"] = versions(&engines[0])?;
+    report["simulation"]["versions"] = versions;
     if report["challenger"].is_object() {
         let name = |s: &dyn xiezhi_risk::Scorer| format!("{}@{}", s.name(), s.version());
         report["challenger"]["champion_scorer"] =
@@ -212,13 +219,6 @@ fn simulate(args: SimulateArgs) -> Result<(), String> {
     }
     let markdown = xiezhi_sim::markdown(&report);
     emit(&args, &report, &markdown)
-}
-
-/// What `engine` decides with, as its decision records name it (`versions`): rules, policy,
-/// scorer and engine. `serve` and `simulate` with no flags name the same (a test holds them).
-fn versions(engine: &EngineConfig) -> Result<serde_json::Value, String> {
-    let built = engine.build().map_err(|e| e.to_string())?;
-    serde_json::to_value(built.versions()).map_err(|e| e.to_string())
 }
 
 /// Writes the report where the flags say: `--report` (JSON), `--markdown`, and stdout
@@ -241,7 +241,14 @@ fn emit(args: &SimulateArgs, report: &serde_json::Value, markdown: &str) -> Resu
 
 /// `--sweep N`: N mixes drawn from the ranges, each run in process with the main
 /// configuration; the report's `sweep` block has every mix and the worst and median.
-fn sweep(args: &SimulateArgs, config: &RunConfig, engine: &EngineConfig, count: u32) -> Result<(), String> {
+/// `versions`: what `engine` decides with, as its decision records name them.
+fn sweep(
+    args: &SimulateArgs,
+    config: &RunConfig,
+    engine: &EngineConfig,
+    versions: &serde_json::Value,
+    count: u32,
+) -> Result<(), String> {
     if args.target.is_some() || args.export_features.is_some() {
         return Err("--sweep runs in process only, without --target or --export-features".into());
     }
@@ -282,7 +289,7 @@ fn sweep(args: &SimulateArgs, config: &RunConfig, engine: &EngineConfig, count: 
         "simulation": {
             "users": config.users, "merchants": config.merchants, "days": config.days, "seed": config.seed,
             "mix": config.mix.version, "configuration": engine.name, "mode": "in_process",
-            "versions": versions(engine)?,
+            "versions": versions,
         },
         "sweep": block,
     });

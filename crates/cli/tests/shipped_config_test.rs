@@ -9,11 +9,6 @@ use std::process::Command;
 
 const SHIPPED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../risk/models/fraud-default");
 
-fn sha256(path: &std::path::Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-}
-
 /// Regenerates the shipped model from its recipe and compares every file's hash: a change
 /// to the simulator, the engine's features or the trainer that moves the model fails here
 /// until the model is regenerated (and docs/QUALITY.md re-measured with it).
@@ -28,17 +23,7 @@ fn the_shipped_fraud_model_is_what_its_recipe_trains() {
         .expect("run xiezhi model train-sim");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
-    for file in ["recipe.json", "manifest.json", "model.json"] {
-        let shipped = std::path::Path::new(SHIPPED_DIR).join(file);
-        assert_eq!(
-            sha256(&out.join(file)),
-            sha256(&shipped),
-            "{file}: the shipped fraud model is not what its recipe trains (now {}); regenerate it with \
-             `cargo run --release -p xiezhi-cli -- model train-sim --out crates/risk/models/fraud-default` \
-             and re-measure docs/QUALITY.md",
-            summary["version"]
-        );
-    }
+    common::assert_regenerates_shipped(&out, std::path::Path::new(SHIPPED_DIR), &["recipe.json", "manifest.json", "model.json"], &format!("now {}; regenerate it with `cargo run --release -p xiezhi-cli -- model train-sim --out crates/risk/models/fraud-default`", summary["version"]));
     assert!(summary["test"]["roc_auc"].as_f64().unwrap() > 0.99, "{summary}");
 }
 

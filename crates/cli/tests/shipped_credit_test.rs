@@ -4,15 +4,12 @@
 //! public data, byte for byte, and reads no protected attribute. Without the data: the one
 //! line naming `scripts/fetch-data`.
 
+mod common;
+
 use serde_json::Value;
 use std::process::Command;
 
 const SHIPPED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../risk/models/credit-default");
-
-fn sha256(path: &std::path::Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-}
 
 /// Regenerates the shipped scorecard and compares both files' hashes: a change to the
 /// dataset loader, the scorecard's training or the data that moves the model fails here
@@ -33,17 +30,7 @@ fn the_shipped_credit_model_is_what_its_command_trains() {
     }
     assert!(o.status.success(), "{stderr}");
     let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
-    for file in ["manifest.json", "model.json"] {
-        let shipped = std::path::Path::new(SHIPPED_DIR).join(file);
-        assert_eq!(
-            sha256(&out.join(file)),
-            sha256(&shipped),
-            "{file}: the shipped credit model is not what its command trains (now {}); regenerate it with \
-             `cargo run --release -p xiezhi-cli -- model train --dataset german_credit_application --kind scorecard \
-             --out crates/risk/models/credit-default` and re-measure docs/QUALITY.md",
-            summary["version"]
-        );
-    }
+    common::assert_regenerates_shipped(&out, std::path::Path::new(SHIPPED_DIR), &["manifest.json", "model.json"], &format!("now {}; regenerate it with `cargo run --release -p xiezhi-cli -- model train --dataset german_credit_application --kind scorecard --out crates/risk/models/credit-default`", summary["version"]));
     let features: Vec<&str> = summary["features"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     for protected in ["age_in_years", "personal_status_and_sex", "foreign_worker"] {
         assert!(!features.contains(&protected), "{protected} in {features:?}");

@@ -74,3 +74,18 @@ pub fn serve_with(
         .to_owned();
     (Server(child), base, stdout)
 }
+
+/// Fails unless every one of `files` in `regenerated` has exactly the bytes of the same file
+/// in `shipped`: a shipped artefact is what its documented command produces. `regenerate`
+/// says how to bring the shipped copy up to date.
+pub fn assert_regenerates_shipped(regenerated: &Path, shipped: &Path, files: &[&str], regenerate: &str) {
+    for file in files {
+        let read =
+            |dir: &Path| std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
+        assert!(
+            read(regenerated) == read(shipped),
+            "{file}: {} is not what its command produces now; {regenerate} and re-measure docs/QUALITY.md",
+            shipped.display()
+        );
+    }
+}
