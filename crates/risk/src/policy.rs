@@ -89,6 +89,37 @@ pub struct RestrictionPolicy {
     pub failed_challenges_to_restrict: i64,
     /// Days the user has to appeal a restriction.
     pub appeal_days: i64,
+    /// The longest any restriction may last, in hours: every restriction expires, whatever
+    /// imposed it. Absent (documents written before it): 30 days, or `duration_hours` when
+    /// that is longer, so a stored document never stops loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_hours: Option<i64>,
+    /// Hours a person has to decide an appeal once it is filed; past them the appeal
+    /// escalates.
+    #[serde(default = "default_appeal_deadline_hours")]
+    pub appeal_deadline_hours: i64,
+    /// Whether an escalated appeal lifts its restriction at once: the user waits no longer
+    /// for a review that is late.
+    #[serde(default = "default_true")]
+    pub appeal_auto_lift_on_escalation: bool,
+}
+
+/// What `max_duration_hours` is when a document does not set it: 30 days.
+pub const DEFAULT_MAX_RESTRICTION_HOURS: i64 = 30 * 24;
+
+fn default_appeal_deadline_hours() -> i64 {
+    24
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl RestrictionPolicy {
+    /// The longest a restriction may last, in hours (see `max_duration_hours`).
+    pub fn max_duration_hours(&self) -> i64 {
+        self.max_duration_hours.unwrap_or(DEFAULT_MAX_RESTRICTION_HOURS.max(self.duration_hours))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +250,13 @@ impl Policy {
         if !(1..=24 * 365).contains(&r.duration_hours) || r.failed_challenges_to_restrict < 1 || r.appeal_days < 1 {
             return Err(policy_error(
                 "restriction: duration_hours 1..8760, failed_challenges_to_restrict >= 1, appeal_days >= 1",
+            ));
+        }
+        if r.max_duration_hours.is_some_and(|max| !(r.duration_hours..=24 * 365).contains(&max))
+            || !(1..=30 * 24).contains(&r.appeal_deadline_hours)
+        {
+            return Err(policy_error(
+                "restriction: max_duration_hours duration_hours..8760, appeal_deadline_hours 1..720",
             ));
         }
         let trust = &document.trust;
@@ -376,5 +414,45 @@ impl Policy {
     /// The credit-limit policy, compiled (checked when the policy was loaded).
     pub fn credit_limits(&self) -> Option<crate::limits::CreditLimits> {
         self.document.credit_limits.as_ref().and_then(|l| crate::limits::CreditLimits::compile(l).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> serde_json::Value {
+        serde_json::from_str(Policy::default_document()).expect("the shipped policy is JSON")
+    }
+
+    fn compile(document: &serde_json::Value) -> Result<Policy, PolicyError> {
+        Policy::from_json(&document.to_string(), &Catalogue::new())
+    }
+
+    #[test]
+    fn restriction_and_appeal_limits_default_for_documents_written_before_them() {
+        let mut document = shipped();
+        let restriction = document["restriction"].as_object_mut().unwrap();
+        for field in ["max_duration_hours", "appeal_deadline_hours", "appeal_auto_lift_on_escalation"] {
+            restriction.remove(field);
+        }
+        let r = compile(&document).expect("an older document still loads").document.restriction;
+        assert_eq!((r.max_duration_hours(), r.appeal_deadline_hours), (DEFAULT_MAX_RESTRICTION_HOURS, 24));
+        assert!(r.appeal_auto_lift_on_escalation);
+        // An older document with a long restriction is never cut below its own duration.
+        document["restriction"]["duration_hours"] = 2_000.into();
+        assert_eq!(compile(&document).unwrap().document.restriction.max_duration_hours(), 2_000);
+        let shipped = compile(&shipped()).unwrap().document.restriction;
+        assert_eq!((shipped.max_duration_hours(), shipped.appeal_deadline_hours), (168, 24));
+    }
+
+    #[test]
+    fn a_maximum_below_the_duration_or_a_deadline_out_of_range_is_refused() {
+        let mut document = shipped();
+        document["restriction"]["max_duration_hours"] = 12.into();
+        assert!(compile(&document).unwrap_err().message.contains("max_duration_hours"));
+        let mut document = shipped();
+        document["restriction"]["appeal_deadline_hours"] = 0.into();
+        assert!(compile(&document).unwrap_err().message.contains("appeal_deadline_hours"));
     }
 }

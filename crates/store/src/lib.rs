@@ -47,7 +47,8 @@ pub enum RecordKind {
     Decision,
     /// A step-up or identity challenge.
     Challenge,
-    /// The restriction in force on a credit line, keyed by credit line id.
+    /// A restriction on a credit line, keyed by its id (`rs_…`); records written before
+    /// restrictions had ids are keyed by their credit line id.
     Restriction,
     /// Facts about a credit line the ledger does not keep (profile, opening time).
     LineProfile,
@@ -62,10 +63,18 @@ pub enum RecordKind {
     Repair,
     /// An API key: its hash, kind, scopes and history, never the key itself.
     ApiKey,
+    /// A user's appeal of a decision or a restriction, and its review.
+    Appeal,
+    /// What a person found a decision to be (a false positive, on an overturned appeal),
+    /// keyed by payment id. Kept apart from the decision record, which stays as decided.
+    DecisionLabel,
+    /// Compensation owed to a user for a wrongful decision (an overturned appeal), keyed by
+    /// appeal id: what the compensation fund pays from.
+    Compensation,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 11] = [
+    pub const ALL: [RecordKind; 14] = [
         RecordKind::Merchant,
         RecordKind::Payment,
         RecordKind::Idempotency,
@@ -77,6 +86,9 @@ impl RecordKind {
         RecordKind::Notification,
         RecordKind::Repair,
         RecordKind::ApiKey,
+        RecordKind::Appeal,
+        RecordKind::DecisionLabel,
+        RecordKind::Compensation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +105,9 @@ impl RecordKind {
             RecordKind::Setting => "setting",
             RecordKind::Repair => "repair",
             RecordKind::ApiKey => "api_key",
+            RecordKind::Appeal => "appeal",
+            RecordKind::DecisionLabel => "decision_label",
+            RecordKind::Compensation => "compensation",
         }
     }
 }
