@@ -71,6 +71,10 @@ scopes! {
     TokensMint = "tokens:mint",
     StatsRead = "stats:read",
     MetricsRead = "metrics:read",
+    // Appended: a scope's place is its bit, never stored, but keep the list's order stable.
+    AppealsFile = "appeals:file",
+    AppealsDecide = "appeals:decide",
+    RestrictionsWrite = "restrictions:write",
 }
 
 impl Serialize for Scope {
@@ -124,9 +128,15 @@ impl KeyKind {
         match self {
             KeyKind::Operator => Scopes::of(Scope::ALL),
             KeyKind::Merchant => Scopes::of(&[PaymentsRead, PaymentsSettle, MerchantsRead, QrWrite]),
-            KeyKind::Wallet => {
-                Scopes::of(&[PaymentsWrite, PaymentsRead, LinesWrite, LinesRead, ChallengesWrite, TokensMint])
-            }
+            KeyKind::Wallet => Scopes::of(&[
+                PaymentsWrite,
+                PaymentsRead,
+                LinesWrite,
+                LinesRead,
+                ChallengesWrite,
+                TokensMint,
+                AppealsFile,
+            ]),
         }
     }
 }
@@ -719,6 +729,14 @@ impl State {
                 let line = self.challenge_line(id)?;
                 self.line_of_wallet(&line, wallet_id).map_err(|_| CoreError::ChallengeNotFound { id: id.clone() })
             }
+            Command::UserStatus { user_id, .. } => {
+                let owned = self.user_wallets.get(user_id).is_some_and(|w| w.as_deref() == Some(wallet_id));
+                owned.then_some(()).ok_or_else(|| CoreError::UserNotFound { id: user_id.clone() })
+            }
+            Command::FileAppeal(request) => {
+                let line = self.appeal_subject_line(request)?;
+                self.line_of_wallet(&line, wallet_id).map_err(|_| appeal_subject_not_found(request))
+            }
             _ => Err(not_for("a wallet key")),
         }
     }
@@ -744,8 +762,48 @@ impl State {
                     Err(CoreError::ChallengeNotFound { id: id.clone() })
                 }
             }
+            // The token speaks for its user: their status, and appeals of any of their lines.
+            Command::UserStatus { user_id, .. } if self.shopper_user(shopper) == Some(user_id.as_str()) => Ok(()),
+            Command::UserStatus { user_id, .. } => Err(CoreError::UserNotFound { id: user_id.clone() }),
+            Command::FileAppeal(request) => {
+                let line = self.appeal_subject_line(request)?;
+                let user = self.line_profiles.get(&line).map(|p| p.user_id.as_str());
+                if user.is_some() && user == self.shopper_user(shopper) {
+                    Ok(())
+                } else {
+                    Err(appeal_subject_not_found(request))
+                }
+            }
+            Command::GetAppeal { id } => {
+                let user = self.appeal(id)?.user_id.as_str();
+                if Some(user) == self.shopper_user(shopper) {
+                    Ok(())
+                } else {
+                    Err(CoreError::AppealNotFound { id: id.clone() })
+                }
+            }
             _ => Err(not_for("a shopper token")),
         }
+    }
+}
+
+impl State {
+    /// The user a shopper token's line belongs to.
+    fn shopper_user(&self, shopper: &Shopper) -> Option<&str> {
+        self.line_profiles.get(&shopper.credit_line_id).map(|p| p.user_id.as_str())
+    }
+}
+
+/// What an appeal of someone else's decision or restriction is answered: the same as for
+/// one that does not exist.
+fn appeal_subject_not_found(request: &crate::NewAppeal) -> CoreError {
+    match (&request.restriction_id, &request.decision_id) {
+        (Some(id), _) => CoreError::RestrictionNotFound { id: id.clone() },
+        (None, Some(id)) => CoreError::DecisionNotFound { id: id.clone() },
+        (None, None) => CoreError::InvalidRequest {
+            field: "restriction_id".into(),
+            message: "name exactly one of `decision_id` and `restriction_id`".into(),
+        },
     }
 }
 

@@ -155,6 +155,9 @@ impl State {
         self.line_profiles.clear();
         self.user_wallets.clear();
         self.restrictions.clear();
+        self.active_restrictions.clear();
+        self.restrictions_by_line.clear();
+        self.user_lines.clear();
         self.challenges.clear();
         let corrupt = |kind: RecordKind, id: &str, e: serde_json::Error| {
             StoreError::Corrupt(format!("{} record {id}: {e}", kind.as_str()))
@@ -163,14 +166,16 @@ impl State {
             let p: LineProfile = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
             engine.set_credit_band(&p.credit_line_id, p.credit.as_ref().and_then(|c| c.assessment.band.as_deref()));
             self.user_wallets.entry(p.user_id.clone()).or_insert_with(|| p.wallet_id.clone());
+            self.user_lines.entry(p.user_id.clone()).or_default().push(p.credit_line_id.clone());
             self.line_profiles.insert(p.credit_line_id.clone(), p);
         }
         for r in self.store.records(RecordKind::Restriction)? {
-            let restriction: Restriction = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
-            if restriction.lifted_at_ms.is_none() {
-                self.restrictions.insert(restriction.credit_line_id.clone(), restriction);
-            }
+            let mut restriction: Restriction = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
+            let user_id = self.line_profiles.get(&restriction.credit_line_id).map(|p| p.user_id.clone());
+            restriction.upgrade(&r.id, user_id.as_deref());
+            self.remember_restriction(restriction);
         }
+        self.reload_appeals()?;
         let mut lists = Lists::default();
         for r in self.store.records(RecordKind::ListEntry)? {
             let stored: StoredListEntry = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;
@@ -229,11 +234,15 @@ impl State {
         let band = profile.credit.as_ref().and_then(|c| c.assessment.band.as_deref());
         self.engine.set_credit_band(&profile.credit_line_id, band);
         self.user_wallets.entry(profile.user_id.clone()).or_insert_with(|| profile.wallet_id.clone());
+        let lines = self.user_lines.entry(profile.user_id.clone()).or_default();
+        if !lines.contains(&profile.credit_line_id) {
+            lines.push(profile.credit_line_id.clone());
+        }
         self.line_profiles.insert(profile.credit_line_id.clone(), profile);
     }
 
     pub(crate) fn restriction_view(&self, credit_line_id: &str, now_ms: i64) -> Option<RestrictionView> {
-        self.restrictions.get(credit_line_id).filter(|r| r.until_ms > now_ms).map(RestrictionView::from)
+        self.active_restriction(credit_line_id, now_ms).map(RestrictionView::from)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -272,9 +281,7 @@ impl State {
             line_opened_at_ms: line.map_or(0, |l| l.opened_at_ms),
             profile: line.map(|l| l.profile.clone()).unwrap_or_default(),
             restriction: self
-                .restrictions
-                .get(&payment.credit_line_id)
-                .filter(|r| r.until_ms > now_ms)
+                .active_restriction(&payment.credit_line_id, now_ms)
                 .map(|r| ActiveRestriction { reason_code: r.reason_code.clone(), until_ms: r.until_ms }),
             now_ms,
         })
@@ -403,7 +410,24 @@ impl State {
         now_ms: i64,
         out: &mut Batch,
     ) -> Result<(), CoreError> {
-        let mut inbox = self.inbox(credit_line_id)?;
+        let inbox = self.inbox(credit_line_id)?;
+        self.notify_into(inbox, credit_line_id, kind, message, challenge_id, now_ms, out);
+        Ok(())
+    }
+
+    /// Adds a message to an inbox already read (so a command can read everything before
+    /// it writes anything).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn notify_into(
+        &mut self,
+        mut inbox: Vec<Notification>,
+        credit_line_id: &str,
+        kind: &str,
+        message: Explanation,
+        challenge_id: Option<String>,
+        now_ms: i64,
+        out: &mut Batch,
+    ) {
         if inbox.len() >= MAX_INBOX_MESSAGES {
             inbox.remove(0);
         }
@@ -415,7 +439,6 @@ impl State {
             created_at: timestamp(now_ms),
         });
         self.put(out, RecordKind::Notification, credit_line_id, &inbox, now_ms);
-        Ok(())
     }
 
     pub(crate) fn inbox(&mut self, credit_line_id: &str) -> Result<Vec<Notification>, CoreError> {
@@ -441,42 +464,6 @@ impl State {
             wrong.remove(0);
         }
         wrong.push(at_ms);
-    }
-
-    /// Restricts a line after a `restrict` decision, with a challenge that lifts it.
-    pub(crate) fn restrict(&mut self, d: &DecisionRecord, now_ms: i64, out: &mut Batch) -> Result<String, CoreError> {
-        let f = &d.facts;
-        let until_ms = d.expires_at_ms.unwrap_or(now_ms + 24 * 3_600_000);
-        let appeal_days = self.engine.policy().document.restriction.appeal_days;
-        let challenge_id = self.open_challenge(
-            ChallengePurpose::LiftRestriction,
-            xiezhi_risk::ChallengeMethod::OneTimeCode,
-            Some(f.payment_id.clone()),
-            &f.credit_line_id,
-            &f.user_id,
-            f.device_id.clone(),
-            now_ms,
-            out,
-        )?;
-        let restriction = Restriction {
-            credit_line_id: f.credit_line_id.clone(),
-            reason_code: d.reason_codes.first().cloned().unwrap_or_default(),
-            explanation: d.explanation.clone(),
-            payment_id: Some(f.payment_id.clone()),
-            challenge_id: Some(challenge_id.clone()),
-            created_at_ms: now_ms,
-            until_ms,
-            appeal_deadline_ms: now_ms + appeal_days * 86_400_000,
-            lifted_at_ms: None,
-        };
-        self.put(out, RecordKind::Restriction, &f.credit_line_id, &restriction, now_ms);
-        let message = self.engine.catalogue().both(
-            "notify-restricted",
-            &[("until", timestamp(until_ms)), ("deadline", timestamp(restriction.appeal_deadline_ms))],
-        );
-        self.restrictions.insert(f.credit_line_id.clone(), restriction);
-        self.notify(&f.credit_line_id, "restricted", message, Some(challenge_id.clone()), now_ms, out)?;
-        Ok(challenge_id)
     }
 
     pub(crate) fn challenge(&mut self, id: &str) -> Result<Challenge, CoreError> {
@@ -565,12 +552,7 @@ impl State {
         match c.purpose {
             ChallengePurpose::LiftRestriction => {
                 if passed {
-                    if let Some(mut restriction) = self.restrictions.remove(&c.credit_line_id) {
-                        restriction.lifted_at_ms = Some(now_ms);
-                        self.put(out, RecordKind::Restriction, &c.credit_line_id, &restriction, now_ms);
-                        let message = self.engine.catalogue().both("notify-restriction-lifted", &[]);
-                        self.notify(&c.credit_line_id, "restriction_lifted", message, None, now_ms, out)?;
-                    }
+                    self.lift_on_challenge(c, now_ms, out)?;
                 }
             }
             ChallengePurpose::Payment => {
@@ -693,7 +675,6 @@ impl State {
             let mut c = self.challenge(id)?;
             self.resolve_challenge(&mut c, ChallengeStatus::Expired, now_ms, out)?;
         }
-        self.restrictions.retain(|_, r| r.until_ms > now_ms);
         Ok(due.len())
     }
 
@@ -715,6 +696,10 @@ impl State {
         let mut value = serde_json::to_value(&record).expect("records serialise");
         // Stored compactly; shown with names.
         value["features"] = serde_json::Value::Object(features);
+        // What a reviewer later found it to be (an overturned appeal: a false positive).
+        if let Some(label) = self.get::<crate::appeals::DecisionLabel>(RecordKind::DecisionLabel, payment_id)? {
+            value["label"] = serde_json::to_value(label).expect("labels serialise");
+        }
         Ok(Reply::Document(value))
     }
 

@@ -81,6 +81,31 @@ pub enum CoreError {
     /// was opened. `credit` says the score and the reasons (an adverse-action notice).
     #[error("the application scored {} points, below every credit band: no line was opened", credit.score)]
     CreditDeclined { credit: crate::CreditView },
+    #[error("restriction `{id}` not found")]
+    RestrictionNotFound { id: String },
+    #[error("appeal `{id}` not found")]
+    AppealNotFound { id: String },
+    /// No line of this user that the caller may see.
+    #[error("user `{id}` not found")]
+    UserNotFound { id: String },
+    #[error("restriction `{id}` is not in force (lifted or ended)")]
+    RestrictionNotActive { id: String },
+    /// One appeal at a time per decision and restriction: `appeal_id` is the one waiting.
+    #[error("an appeal of this is already waiting for a decision: `{appeal_id}`")]
+    AppealExists { appeal_id: String },
+    #[error("appeal `{id}` is decided; a decision is final")]
+    AppealDecided { id: String },
+    #[error("appeal `{id}` is not claimed: claim it (`POST /v1/appeals/{id}/claim`) before deciding")]
+    AppealNotClaimed { id: String },
+    #[error("appeal `{id}` is claimed by `{claimed_by}`")]
+    AppealClaimed { id: String, claimed_by: String },
+    /// The request is well formed but there is nothing it may appeal (an approval, a window
+    /// that closed, too many appeals).
+    #[error("{message}")]
+    NotAppealable { message: String },
+    /// Free text (a reason, a message, a note) that is blank, too long or not text.
+    #[error("{message}")]
+    InvalidText { field: String, message: String },
 }
 
 impl CoreError {
@@ -120,6 +145,16 @@ impl CoreError {
             CoreError::MissingField { .. } => "missing_field",
             CoreError::InvalidType { .. } => "invalid_type",
             CoreError::CreditDeclined { .. } => "credit_declined",
+            CoreError::RestrictionNotFound { .. } => "restriction_not_found",
+            CoreError::AppealNotFound { .. } => "appeal_not_found",
+            CoreError::UserNotFound { .. } => "user_not_found",
+            CoreError::RestrictionNotActive { .. } => "restriction_not_active",
+            CoreError::AppealExists { .. } => "appeal_exists",
+            CoreError::AppealDecided { .. } => "appeal_decided",
+            CoreError::AppealNotClaimed { .. } => "appeal_not_claimed",
+            CoreError::AppealClaimed { .. } => "appeal_claimed",
+            CoreError::NotAppealable { .. } => "not_appealable",
+            CoreError::InvalidText { .. } => "invalid_text",
         }
     }
 

@@ -10,6 +10,7 @@
 //! throughput up despite an fsync per commit.
 
 mod access;
+mod appeals;
 pub mod books;
 mod decide;
 mod error;
@@ -19,17 +20,30 @@ mod model;
 mod notify;
 mod overlay;
 mod random;
+mod restrictions;
 mod state;
+mod status;
 mod writer;
 
 pub use access::{
     key_sha256, ApiKey, Caller, KeyCommand, KeyKind, KeyRefusal, KeyRing, NewApiKey, Principal, Scope, Scopes, Shopper,
     DEFAULT_ROTATION_OVERLAP_S, KEY_PREFIX, MAX_API_KEYS, MAX_ROTATION_OVERLAP_S, MIN_BOOTSTRAP_KEY_CHARS,
 };
+pub use appeals::{
+    Appeal, AppealDecision, AppealPage, AppealQuery, AppealStatus, AppealView, CompensationDue, DecisionLabel,
+    NewAppeal, MAX_APPEAL_MESSAGE_CHARS, MAX_APPEAL_NOTE_CHARS, MAX_STATUS_APPEALS,
+};
 pub use decide::{RiskConfig, MAX_WRONG_ANSWERS_PER_LINE_HOUR};
 pub use error::CoreError;
 pub use model::*;
 pub use notify::{code_in, Notifier, NotifierHandle, OutboundMessage, RecordingNotifier, MAX_RECORDED_MESSAGES};
+pub use restrictions::{
+    LiftRequest, RestrictionEventView, RestrictionPage, RestrictionQuery, RestrictionRecordView, RestrictionStatus,
+    DEFAULT_PAGE, MAX_PAGE, MAX_REASON_CHARS, MAX_SCANNED_PER_PAGE,
+};
+pub use status::{
+    Language, LineStatusView, LocalizedExplanation, RestrictionStatusView, UserStatusView, MAX_STATUS_LINES,
+};
 pub use writer::{Clock, ScaledClock, SystemClock, WriterStats, MAX_CLOCK_SPEED};
 pub use xiezhi_risk;
 
@@ -196,6 +210,32 @@ pub enum Command {
     SetScorer(ScorerHandle),
     /// Create, list, rotate or revoke API keys.
     Keys(KeyCommand),
+    ListRestrictions(RestrictionQuery),
+    GetRestriction {
+        id: String,
+    },
+    /// An operator lifts a restriction in force, with a reason.
+    LiftRestriction {
+        id: String,
+        request: LiftRequest,
+    },
+    /// Can the user pay, and if not, why and what can they do.
+    UserStatus {
+        user_id: String,
+        language: Language,
+    },
+    FileAppeal(NewAppeal),
+    ListAppeals(AppealQuery),
+    GetAppeal {
+        id: String,
+    },
+    ClaimAppeal {
+        id: String,
+    },
+    DecideAppeal {
+        id: String,
+        decision: AppealDecision,
+    },
 }
 
 impl Command {
@@ -216,6 +256,11 @@ impl Command {
                 | Command::GetLists
                 | Command::SetScorer(_)
                 | Command::Keys(KeyCommand::List)
+                | Command::ListRestrictions(_)
+                | Command::GetRestriction { .. }
+                | Command::UserStatus { .. }
+                | Command::ListAppeals(_)
+                | Command::GetAppeal { .. }
         )
     }
 }

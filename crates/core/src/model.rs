@@ -384,8 +384,22 @@ pub struct CreditLineView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RestrictionView {
+    /// The restriction's id (`GET /v1/restrictions/{id}`).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub scope: RestrictionScope,
+    /// The first of `reason_codes`.
     pub reason_code: String,
+    #[serde(default)]
+    pub reason_codes: Vec<String>,
     pub explanation: Explanation,
+    /// When it was imposed.
+    #[serde(default)]
+    pub imposed_at: String,
+    /// When it ends by itself (the same instant as `until`).
+    #[serde(default)]
+    pub expires_at: String,
     pub until: String,
     pub payment_id: Option<String>,
     /// Pass this challenge to lift the restriction now.
@@ -509,6 +523,8 @@ pub enum Reply {
     Challenge(ChallengeView),
     /// Administrative and read-only answers (decision records, rules, lists, policy).
     Document(serde_json::Value),
+    /// A user's status, typed so that its explanations keep the user's language first.
+    UserStatus(Box<crate::UserStatusView>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -616,31 +632,224 @@ pub struct Notification {
     pub created_at: String,
 }
 
-/// A restriction as stored, keyed by credit line.
+/// A restriction as stored, keyed by its id. Records stored before restrictions had ids
+/// (keyed by credit line, one `reason_code`, no scope, author or history) still load:
+/// [`Restriction::upgrade`] fills in what they lack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restriction {
+    /// `rs_…`; an older record gets its store key (its credit line's id) when loaded.
+    #[serde(default)]
+    pub id: String,
     pub credit_line_id: String,
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(default)]
+    pub scope: RestrictionScope,
+    /// Every reason code of the decision that imposed it.
+    #[serde(default)]
+    pub reason_codes: Vec<String>,
+    /// The first reason code, still written so that a build from before `reason_codes`
+    /// reads the record.
     pub reason_code: String,
     pub explanation: Explanation,
     pub payment_id: Option<String>,
     pub challenge_id: Option<String>,
+    #[serde(default)]
+    pub imposed_by: ImposedBy,
+    /// When it was imposed.
     pub created_at_ms: i64,
+    /// When it ends by itself: never later than the policy's `max_duration_hours` after
+    /// `created_at_ms`.
     pub until_ms: i64,
+    /// Until when the user may appeal it.
     pub appeal_deadline_ms: i64,
     pub lifted_at_ms: Option<i64>,
+    /// What happened to it, oldest first (at most [`MAX_RESTRICTION_EVENTS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RestrictionEvent>,
+}
+
+/// The most events one restriction's history keeps: imposing, a challenge, appeals (at most
+/// [`MAX_APPEALS_PER_SUBJECT`], each filed, escalated and decided) and the lift fit well
+/// within it; beyond it the oldest events after the first are dropped (never the lift).
+pub const MAX_RESTRICTION_EVENTS: usize = 32;
+/// The most appeals one decision or restriction may have (one open at a time).
+pub const MAX_APPEALS_PER_SUBJECT: usize = 3;
+
+impl Restriction {
+    /// Fills in what a record stored before restrictions had ids lacks: its id (`key`, the
+    /// id it is stored under), its reason codes, its user and the history it implies.
+    pub fn upgrade(&mut self, key: &str, user_id: Option<&str>) {
+        if self.id.is_empty() {
+            self.id = key.to_owned();
+        }
+        if self.reason_codes.is_empty() && !self.reason_code.is_empty() {
+            self.reason_codes = vec![self.reason_code.clone()];
+        }
+        if self.user_id.is_empty() {
+            self.user_id = user_id.unwrap_or_default().to_owned();
+        }
+        if self.history.is_empty() {
+            self.history.push(RestrictionEvent::new(RestrictionEventKind::Imposed, self.created_at_ms));
+            if let Some(at_ms) = self.lifted_at_ms {
+                self.history.push(RestrictionEvent::new(RestrictionEventKind::Lifted, at_ms));
+            }
+        }
+    }
+
+    /// In force at `now_ms`: not lifted and not yet at its end.
+    pub fn in_force(&self, now_ms: i64) -> bool {
+        self.lifted_at_ms.is_none() && self.until_ms > now_ms
+    }
+
+    /// Appends an event. A full history drops its oldest event after the first, never the
+    /// first (imposed) nor a lift.
+    pub fn record(&mut self, event: RestrictionEvent) {
+        if self.history.len() >= MAX_RESTRICTION_EVENTS {
+            let droppable = self.history.iter().skip(1).position(|e| e.kind != RestrictionEventKind::Lifted);
+            if let Some(i) = droppable {
+                self.history.remove(i + 1);
+            }
+        }
+        self.history.push(event);
+    }
+}
+
+/// What a restriction pauses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RestrictionScope {
+    /// One payment (not imposed by anything yet).
+    Payment,
+    /// Credit scan-to-pay on the line: what the risk engine's `restrict` imposes.
+    #[default]
+    ScanToPay,
+    /// Everything on the line (not imposed by anything yet).
+    CreditLine,
+}
+
+/// Who or what imposed a restriction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ImposerKind {
+    /// The risk engine, deciding a payment.
+    Decision,
+    /// An operator (a key or a console user).
+    Operator,
+    /// Stored before restrictions said who imposed them.
+    #[default]
+    Unrecorded,
+}
+
+/// Who or what imposed a restriction: for a decision, the payment, what raised the
+/// signals that restricted (policy clause ids, `rule_id@version`, the scorer, built-in
+/// checks) and the versions of policy, rules and model in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct ImposedBy {
+    pub kind: ImposerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    /// The operator's key id or console user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RestrictionEventKind {
+    Imposed,
+    /// The lifting challenge was passed (the lift follows as its own event).
+    ChallengePassed,
+    AppealFiled,
+    /// An appeal passed its deadline undecided.
+    AppealEscalated,
+    AppealDecided,
+    Lifted,
+}
+
+/// Why a restriction was lifted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LiftCause {
+    /// It reached its end.
+    Expired,
+    ChallengePassed,
+    /// A reviewer found for the user.
+    AppealOverturned,
+    /// Its appeal was not decided in time and the policy lifts on escalation.
+    AppealEscalated,
+    /// An operator lifted it, with a reason.
+    Operator,
+    /// A newer restriction on the same line replaced it.
+    Superseded,
+}
+
+/// One event in a restriction's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestrictionEvent {
+    pub kind: RestrictionEventKind,
+    pub at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<LiftCause>,
+    /// Who: an API key's id, `system` (the service's own clock) or `shopper:<credit line>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appeal_id: Option<String>,
+    /// An appeal's outcome (`uphold`, `overturn`), on `appeal_decided`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AppealOutcome>,
+}
+
+impl RestrictionEvent {
+    pub fn new(kind: RestrictionEventKind, at_ms: i64) -> RestrictionEvent {
+        RestrictionEvent { kind, at_ms, cause: None, by: None, reason: None, appeal_id: None, outcome: None }
+    }
 }
 
 impl From<&Restriction> for RestrictionView {
     fn from(r: &Restriction) -> RestrictionView {
         RestrictionView {
+            id: r.id.clone(),
+            scope: r.scope,
             reason_code: r.reason_code.clone(),
+            reason_codes: r.reason_codes.clone(),
             explanation: r.explanation.clone(),
+            imposed_at: timestamp(r.created_at_ms),
+            expires_at: timestamp(r.until_ms),
             until: timestamp(r.until_ms),
             payment_id: r.payment_id.clone(),
             challenge_id: r.challenge_id.clone(),
             appeal_deadline: timestamp(r.appeal_deadline_ms),
         }
     }
+}
+
+/// An appeal's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AppealOutcome {
+    /// The decision stands.
+    Uphold,
+    /// The decision was wrong: the restriction is lifted, the decision labelled a false
+    /// positive, and compensation is due.
+    Overturn,
 }
 
 /// Per credit line facts the ledger does not keep.
@@ -667,4 +876,42 @@ pub struct LineProfile {
 pub struct LineCredit {
     pub assessment: xiezhi_risk::CreditAssessment,
     pub monthly_income_minor: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restriction as builds before issue 14 stored it (keyed by its line).
+    const LEGACY: &str = r#"{"credit_line_id":"cl_1","reason_code":"repeated_challenge_failures",
+        "explanation":{"zh":"暂停","en":"paused"},"payment_id":"pay_1","challenge_id":"ch_1",
+        "created_at_ms":1000,"until_ms":5000,"appeal_deadline_ms":9000,"lifted_at_ms":3000}"#;
+
+    #[test]
+    fn a_restriction_stored_before_ids_reads_with_its_key_codes_and_implied_history() {
+        let mut r: Restriction = serde_json::from_str(LEGACY).expect("an old record still reads");
+        r.upgrade("cl_1", Some("alice"));
+        assert_eq!((r.id.as_str(), r.user_id.as_str(), r.scope), ("cl_1", "alice", RestrictionScope::ScanToPay));
+        assert_eq!(r.reason_codes, ["repeated_challenge_failures"]);
+        assert_eq!(r.imposed_by.kind, ImposerKind::Unrecorded);
+        let kinds: Vec<_> = r.history.iter().map(|e| (e.kind, e.at_ms)).collect();
+        assert_eq!(kinds, [(RestrictionEventKind::Imposed, 1000), (RestrictionEventKind::Lifted, 3000)]);
+        assert!(!r.in_force(2000), "lifted");
+        // Written again, it keeps `reason_code` for a build that reads only that.
+        let again: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(again["reason_code"], "repeated_challenge_failures");
+    }
+
+    #[test]
+    fn a_full_history_keeps_its_first_event_and_its_lift() {
+        let mut r: Restriction = serde_json::from_str(LEGACY).unwrap();
+        r.upgrade("cl_1", None);
+        for at in 0..100 {
+            r.record(RestrictionEvent::new(RestrictionEventKind::AppealFiled, 10_000 + at));
+        }
+        assert_eq!(r.history.len(), MAX_RESTRICTION_EVENTS);
+        assert_eq!(r.history[0].kind, RestrictionEventKind::Imposed);
+        assert_eq!(r.history.iter().filter(|e| e.kind == RestrictionEventKind::Lifted).count(), 1);
+        assert_eq!(r.history.last().unwrap().at_ms, 10_099);
+    }
 }

@@ -11,12 +11,14 @@ use xiezhi_risk::{ChallengeMethod, Engine};
 /// The record kinds the writer reads by id while applying commands, through [`State::get`].
 /// Merchants, line profiles, restrictions, list entries and settings are held in memory and
 /// read from the store only by a reload.
-const READ_BY_ID: [RecordKind; 5] = [
+/// Restrictions and appeals are held in memory too; decision labels are read by id.
+const READ_BY_ID: [RecordKind; 6] = [
     RecordKind::Payment,
     RecordKind::Idempotency,
     RecordKind::Decision,
     RecordKind::Challenge,
     RecordKind::Notification,
+    RecordKind::DecisionLabel,
 ];
 
 /// Sealed batches the overlay holds before a seal takes a snapshot to let them go, even
@@ -53,7 +55,7 @@ fn check_profile(profile: &UserProfile) -> Result<(), CoreError> {
 use crate::overlay::Overlay;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use xiezhi_ledger::{HoldStatus, Ledger, LedgerError, Operation};
 use xiezhi_money::{parse_minor, Currency, Money, MoneyError, Sign, MAX_AMOUNT_MINOR};
 use xiezhi_qr::{AccountTemplate, LanguageTemplate, MerchantPresentedQr, PointOfInitiation};
@@ -89,8 +91,22 @@ pub(crate) struct State {
     /// wallet). A user is one wallet's: the engine remembers behaviour per user, so another
     /// wallet opening lines under the same id could restrict the user or text their phone.
     pub(crate) user_wallets: HashMap<String, Option<String>>,
-    /// Restrictions in force, by credit line.
-    pub(crate) restrictions: HashMap<String, Restriction>,
+    /// Every restriction, by id (ids order them by creation: listings page through this).
+    pub(crate) restrictions: BTreeMap<String, Restriction>,
+    /// The restriction in force (or not yet swept at its end) per credit line.
+    pub(crate) active_restrictions: HashMap<String, String>,
+    /// Every restriction's id per credit line, oldest first.
+    pub(crate) restrictions_by_line: HashMap<String, Vec<String>>,
+    /// Each user's lines, in the order they were opened.
+    pub(crate) user_lines: HashMap<String, Vec<String>>,
+    /// Every appeal, by id.
+    pub(crate) appeals: BTreeMap<String, crate::appeals::Appeal>,
+    /// Appeal ids per decision id and per restriction id.
+    pub(crate) appeals_by_subject: HashMap<String, Vec<String>>,
+    /// Appeal ids per user, oldest first.
+    pub(crate) appeals_by_user: HashMap<String, Vec<String>>,
+    /// (deadline, id) of appeals neither decided nor escalated: the sweep's queue.
+    pub(crate) undecided_appeals: BTreeSet<(i64, String)>,
     /// Pending challenges, by id (resolved ones are read through [`State::get`]).
     pub(crate) challenges: HashMap<String, Challenge>,
     last_risk_prune_ms: i64,
@@ -228,7 +244,14 @@ impl State {
             outbox: Vec::new(),
             line_profiles: HashMap::new(),
             user_wallets: HashMap::new(),
-            restrictions: HashMap::new(),
+            restrictions: BTreeMap::new(),
+            active_restrictions: HashMap::new(),
+            restrictions_by_line: HashMap::new(),
+            user_lines: HashMap::new(),
+            appeals: BTreeMap::new(),
+            appeals_by_subject: HashMap::new(),
+            appeals_by_user: HashMap::new(),
+            undecided_appeals: BTreeSet::new(),
             challenges: HashMap::new(),
             last_risk_prune_ms: 0,
         };
@@ -497,11 +520,13 @@ impl State {
             out.transactions.push(transaction);
         }
         let challenges = self.expire_challenges(now_ms, max, out)?;
+        let restrictions = self.expire_restrictions(now_ms, max, out)?;
+        let appeals = self.escalate_appeals(now_ms, max, out)?;
         if now_ms - self.last_risk_prune_ms >= RISK_PRUNE_INTERVAL_MS {
             self.last_risk_prune_ms = now_ms;
             self.prune_risk_state(now_ms);
         }
-        Ok(count + challenges)
+        Ok(count + challenges + restrictions + appeals)
     }
 
     fn execute(&mut self, caller: &Caller, command: Command, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
@@ -533,6 +558,21 @@ impl State {
             Command::AddListEntry(entry) => self.add_list_entry(entry, now_ms, out),
             Command::RemoveListEntry { id } => self.remove_list_entry(&id, now_ms, out),
             Command::GetLists => Ok(self.lists_document()),
+            Command::ListRestrictions(query) => self.list_restrictions(&query, now_ms),
+            Command::GetRestriction { id } => self.restriction_record(&id, now_ms),
+            Command::LiftRestriction { id, request } => self.lift_by_operator(caller, &id, request, now_ms, out),
+            Command::UserStatus { user_id, language } => {
+                let wallet_id = match caller {
+                    Caller::Key(p) if p.kind == crate::KeyKind::Wallet => p.wallet_id.as_deref(),
+                    _ => None,
+                };
+                self.user_status(&user_id, wallet_id, language, now_ms)
+            }
+            Command::FileAppeal(request) => self.file_appeal(caller, request, now_ms, out),
+            Command::ListAppeals(query) => self.list_appeals(&query),
+            Command::GetAppeal { id } => self.get_appeal(&id),
+            Command::ClaimAppeal { id } => self.claim_appeal(caller, &id, now_ms, out),
+            Command::DecideAppeal { id, decision } => self.decide_appeal(caller, &id, decision, now_ms, out),
             Command::SetScorer(handle) => {
                 self.engine.set_scorer(std::sync::Arc::clone(&handle.0));
                 self.risk_config.scorer = Some(handle.0);
@@ -900,7 +940,8 @@ impl State {
                 // Refused because the line is restricted: the way out is the restriction's
                 // own lifting challenge.
                 if decision.reason_codes.iter().any(|c| c == "line_restricted") {
-                    challenge_id = self.restrictions.get(&payment.credit_line_id).and_then(|r| r.challenge_id.clone());
+                    challenge_id =
+                        self.active_restriction(&payment.credit_line_id, now_ms).and_then(|r| r.challenge_id.clone());
                 }
             }
             Outcome::Restrict => {

@@ -15,8 +15,12 @@ use xiezhi_store::{Batch, Store};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Most holds expired in one sweep, so a backlog never makes one commit huge.
 const MAX_EXPIRIES_PER_SWEEP: usize = 1_000;
-/// Each hold and each challenge that lapses writes at most two items.
-const ITEMS_PER_EXPIRY: usize = 2;
+/// Each hold, challenge or restriction that lapses writes at most two items; an appeal that
+/// escalates three (itself, its restriction lifted and the user's inbox).
+const ITEMS_PER_EXPIRY: usize = 3;
+/// What a sweep expires, each kind up to the same number: holds, challenges, restrictions
+/// and appeals.
+const SWEPT_KINDS: usize = 4;
 /// The most items (journal entries and records) one command adds to a batch: a restriction
 /// writes its decision, payment, challenge, restriction, the inbox twice and the key's
 /// answer. Asserted after every command; a batch takes another command only while this
@@ -163,8 +167,8 @@ impl OpenBatch {
     /// for the next sweep). Each expiry writes at most [`ITEMS_PER_EXPIRY`] items (asserted).
     fn sweep(&mut self, state: &mut State, now_ms: i64) -> Result<(), CoreError> {
         let room = xiezhi_store::MAX_BATCH_ITEMS.saturating_sub(self.batch.items() + MAX_ITEMS_PER_COMMAND);
-        // Holds and challenges each up to `max`.
-        let max = MAX_EXPIRIES_PER_SWEEP.min(room / (2 * ITEMS_PER_EXPIRY));
+        // Each swept kind up to `max`.
+        let max = MAX_EXPIRIES_PER_SWEEP.min(room / (SWEPT_KINDS * ITEMS_PER_EXPIRY));
         let before = self.batch.items();
         let expired = state.expire_due(now_ms, max, &mut self.batch)?;
         let added = self.batch.items() - before;

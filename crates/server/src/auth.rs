@@ -69,6 +69,15 @@ pub const ROUTES: &[(&str, &str, Access)] = {
         ("POST", "/v1/api-keys/{id}/rotate", Key(KeysAdmin)),
         ("DELETE", "/v1/api-keys/{id}", Key(KeysAdmin)),
         ("POST", "/v1/shopper-tokens", Key(TokensMint)),
+        ("GET", "/v1/restrictions", Key(DecisionsRead)),
+        ("GET", "/v1/restrictions/{id}", Key(DecisionsRead)),
+        ("POST", "/v1/restrictions/{id}/lift", Key(RestrictionsWrite)),
+        ("GET", "/v1/users/{user_id}/status", KeyOrShopper(LinesRead)),
+        ("POST", "/v1/appeals", KeyOrShopper(AppealsFile)),
+        ("GET", "/v1/appeals", Key(AppealsDecide)),
+        ("GET", "/v1/appeals/{id}", KeyOrShopper(AppealsDecide)),
+        ("POST", "/v1/appeals/{id}/claim", Key(AppealsDecide)),
+        ("POST", "/v1/appeals/{id}/decision", Key(AppealsDecide)),
     ]
 };
 
@@ -174,7 +183,9 @@ fn permits(access: Access, caller: &Caller) -> Result<(), Response> {
         Caller::Shopper(_) if matches!(access, Access::KeyOrShopper(_)) => Ok(()),
         Caller::Shopper(_) => Err(forbidden(
             None,
-            "a shopper token cannot do this; it reads its own line and answers its own challenges".into(),
+            "a shopper token cannot do this; it reads its own line and status, answers its own challenges and \
+             files its own appeals"
+                .into(),
         )),
         Caller::Key(principal) if principal.scopes.contains(scope) => Ok(()),
         Caller::Key(_) => Err(forbidden(Some(scope), format!("this key lacks the scope `{}`", scope.as_str()))),

@@ -13,6 +13,7 @@ mod listen;
 pub mod openapi;
 mod problem;
 pub mod rate;
+mod recourse;
 pub mod tokens;
 
 pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_NETWORK, MAX_HEADERS, MAX_HEADER_BYTES};
@@ -142,6 +143,14 @@ pub fn router_with(service: Service, config: RouterConfig) -> Router {
         .route("/v1/api-keys/{id}/rotate", post(keys::rotate))
         .route("/v1/api-keys/{id}", axum::routing::delete(keys::revoke))
         .route("/v1/shopper-tokens", post(keys::mint_shopper_token))
+        .route("/v1/restrictions", get(recourse::list_restrictions))
+        .route("/v1/restrictions/{id}", get(recourse::get_restriction))
+        .route("/v1/restrictions/{id}/lift", post(recourse::lift_restriction))
+        .route("/v1/users/{user_id}/status", get(recourse::user_status))
+        .route("/v1/appeals", get(recourse::list_appeals).post(recourse::file_appeal))
+        .route("/v1/appeals/{id}", get(recourse::get_appeal))
+        .route("/v1/appeals/{id}/claim", post(recourse::claim_appeal))
+        .route("/v1/appeals/{id}/decision", post(recourse::decide_appeal))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower::util::option_layer(per_caller))
@@ -251,7 +260,14 @@ async fn index() -> impl IntoResponse {
          GET  /v1/policy PUT /v1/policy     the regulatory policy document\n\
          GET  /v1/lists  POST /v1/lists     deny/allow lists; DELETE /v1/lists/{id}\n\
          GET  /v1/api-keys POST /v1/api-keys  API keys; POST /v1/api-keys/{id}/rotate, DELETE /v1/api-keys/{id}\n\
-         POST /v1/shopper-tokens            a shopper token for one line and device\n\n\
+         POST /v1/shopper-tokens            a shopper token for one line and device\n\
+         GET  /v1/restrictions              restrictions (?status=active|lifted&credit_line_id=&user_id=&cursor=&limit=)\n\
+         GET  /v1/restrictions/{id}         one, with who imposed it and its history\n\
+         POST /v1/restrictions/{id}/lift    an operator lifts it {reason}\n\
+         GET  /v1/users/{user_id}/status    can the user pay; if not, why and the ways out\n\
+         POST /v1/appeals                   appeal {decision_id | restriction_id, message}\n\
+         GET  /v1/appeals                   the review queue (?status=open|claimed|decided|escalated&cursor=&limit=)\n\
+         GET  /v1/appeals/{id}  POST /v1/appeals/{id}/claim  POST /v1/appeals/{id}/decision {outcome, note}\n\n\
          Every route but /, /healthz and /openapi.json needs `Authorization: Bearer <key>`.\n",
     )
 }
@@ -333,6 +349,7 @@ pub(crate) fn reply(status: StatusCode, result: Result<Reply, CoreError>) -> Res
         Ok(Reply::DynamicQr(v)) => (status, Json(v)).into_response(),
         Ok(Reply::Challenge(v)) => (status, Json(v)).into_response(),
         Ok(Reply::Document(v)) => (status, Json(v)).into_response(),
+        Ok(Reply::UserStatus(v)) => (status, Json(v)).into_response(),
         Err(error) => Problem::from(error).into_response(),
     }
 }

@@ -165,7 +165,68 @@ pub const OPERATIONS: &[Operation] = ops![
         201,
         "object"
     ),
+    ("GET", "/v1/restrictions", "restrictions, oldest first, filtered, a page at a time", None, 200, "RestrictionPage"),
+    (
+        "GET",
+        "/v1/restrictions/{id}",
+        "a restriction: scope, reasons, who imposed it, its end and its history",
+        None,
+        200,
+        "RestrictionRecordView"
+    ),
+    (
+        "POST",
+        "/v1/restrictions/{id}/lift",
+        "lift a restriction in force, with a reason kept in its history",
+        Some("LiftRequest"),
+        200,
+        "RestrictionRecordView"
+    ),
+    (
+        "GET",
+        "/v1/users/{user_id}/status",
+        "can the user pay, and if not, why and what they can do",
+        None,
+        200,
+        "UserStatusView"
+    ),
+    ("POST", "/v1/appeals", "appeal a decision or a restriction to a person", Some("NewAppeal"), 201, "AppealView"),
+    ("GET", "/v1/appeals", "the appeals review queue, oldest first, a page at a time", None, 200, "AppealPage"),
+    ("GET", "/v1/appeals/{id}", "an appeal", None, 200, "AppealView"),
+    ("POST", "/v1/appeals/{id}/claim", "take an appeal to review it", Some("EmptyRequest"), 200, "AppealView"),
+    (
+        "POST",
+        "/v1/appeals/{id}/decision",
+        "decide a claimed appeal: uphold, or overturn (lifts, labels, compensation due)",
+        Some("AppealDecision"),
+        200,
+        "AppealView"
+    ),
 ];
+
+/// What an operation's summary has no room for.
+fn notes(op: &Operation) -> Option<&'static str> {
+    match (op.method, op.path) {
+        ("GET", "/v1/users/{user_id}/status") => Some(
+            "A shopper token for that user, a wallet key for its own users, or an operator key; another user is \
+             404. Explanations put the language `Accept-Language` prefers first (zh when it names neither), and \
+             `Content-Language` says which. `compensation` stays an empty list until the compensation fund lands.",
+        ),
+        ("POST", "/v1/appeals") => Some(
+            "A shopper token (or a wallet key) appeals only its own user's decision or restriction: another's is \
+             404. One appeal waits at a time per decision and restriction: a second is 409 `appeal_exists` naming \
+             the first in `appeal_id`.",
+        ),
+        ("POST", "/v1/appeals/{id}/decision") => Some(
+            "Only the principal that claimed the appeal decides (another: 403); an unclaimed appeal is 409 \
+             `appeal_not_claimed`; a decided one 409 `appeal_decided`.",
+        ),
+        ("POST", "/v1/restrictions/{id}/lift") => {
+            Some("A blank reason is 422 `invalid_text`; a restriction no longer in force 409 `restriction_not_active`.")
+        }
+        _ => None,
+    }
+}
 
 /// The component schemas, from the types.
 #[derive(OpenApi)]
@@ -210,6 +271,25 @@ pub const OPERATIONS: &[Operation] = ops![
     crate::DynamicQrRequest,
     crate::keys::RotateRequest,
     crate::keys::TokenRequest,
+    xiezhi_core::RestrictionScope,
+    xiezhi_core::ImposedBy,
+    xiezhi_core::ImposerKind,
+    xiezhi_core::RestrictionEventKind,
+    xiezhi_core::LiftCause,
+    xiezhi_core::AppealOutcome,
+    xiezhi_core::RestrictionStatus,
+    xiezhi_core::RestrictionEventView,
+    xiezhi_core::RestrictionRecordView,
+    xiezhi_core::RestrictionPage,
+    xiezhi_core::LiftRequest,
+    xiezhi_core::LineStatusView,
+    xiezhi_core::RestrictionStatusView,
+    xiezhi_core::UserStatusView,
+    xiezhi_core::AppealStatus,
+    xiezhi_core::AppealView,
+    xiezhi_core::AppealPage,
+    xiezhi_core::NewAppeal,
+    xiezhi_core::AppealDecision,
 )))]
 struct Schemas;
 
@@ -236,6 +316,29 @@ fn parameters(op: &Operation) -> Vec<Value> {
     let mut parameters = Vec::new();
     if op.path.contains("{id}") {
         parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}));
+    }
+    if op.path.contains("{user_id}") {
+        parameters.push(json!({"name": "user_id", "in": "path", "required": true, "schema": {"type": "string"}}));
+        parameters.push(json!({"name": "Accept-Language", "in": "header", "schema": {"type": "string"}}));
+    }
+    let page = |statuses: &[&str]| {
+        vec![
+            json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": statuses}}),
+            json!({"name": "cursor", "in": "query", "schema": {"type": "string"},
+                   "description": "`next_cursor` of the page before"}),
+            json!({"name": "limit", "in": "query",
+                   "schema": {"type": "integer", "minimum": 1, "maximum": xiezhi_core::MAX_PAGE}}),
+        ]
+    };
+    match (op.method, op.path) {
+        ("GET", "/v1/restrictions") => {
+            parameters.extend(page(&["active", "lifted"]));
+            for name in ["credit_line_id", "user_id"] {
+                parameters.push(json!({"name": name, "in": "query", "schema": {"type": "string"}}));
+            }
+        }
+        ("GET", "/v1/appeals") => parameters.extend(page(&["open", "claimed", "decided", "escalated"])),
+        _ => {}
     }
     if op.path == "/v1/merchants/{id}/qr" && op.method == "GET" {
         parameters.push(json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["png", "svg"]}}));
@@ -281,6 +384,10 @@ fn operation(op: &Operation) -> Value {
     if let Some(scope) = scope {
         value["x-scope"] = json!(scope);
         value["description"] = json!(format!("Needs the scope `{scope}`."));
+    }
+    if let Some(notes) = notes(op) {
+        let before = value["description"].as_str().unwrap_or_default().to_owned();
+        value["description"] = json!(format!("{before} {notes}").trim().to_owned());
     }
     if let Some(body) = op.body {
         value["requestBody"] = json!({"required": body != "EmptyRequest" && body != "OptionalAmountRequest" && body != "RotateRequest",

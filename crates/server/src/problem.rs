@@ -23,6 +23,9 @@ pub struct Problem {
     /// The scope a `403 forbidden` lacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The appeal already waiting (`appeal_exists`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appeal_id: Option<String>,
     /// A declined credit application (`credit_declined`): the score and the reasons.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credit: Option<xiezhi_core::CreditView>,
@@ -50,6 +53,7 @@ impl Problem {
             qr_error: None,
             rule_id: None,
             scope: None,
+            appeal_id: None,
             credit: None,
             retry_after_s: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
@@ -83,7 +87,16 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::ChallengeNotFound { .. }
         | CoreError::DecisionNotFound { .. }
         | CoreError::ListEntryNotFound { .. }
-        | CoreError::ApiKeyNotFound { .. } => StatusCode::NOT_FOUND,
+        | CoreError::ApiKeyNotFound { .. }
+        | CoreError::RestrictionNotFound { .. }
+        | CoreError::AppealNotFound { .. }
+        | CoreError::UserNotFound { .. } => StatusCode::NOT_FOUND,
+        CoreError::RestrictionNotActive { .. }
+        | CoreError::AppealExists { .. }
+        | CoreError::AppealDecided { .. }
+        | CoreError::AppealNotClaimed { .. }
+        | CoreError::AppealClaimed { .. } => StatusCode::CONFLICT,
+        CoreError::NotAppealable { .. } | CoreError::InvalidText { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
         CoreError::RuleRejected { .. } | CoreError::PolicyRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidAmount { .. }
@@ -120,7 +133,9 @@ impl From<CoreError> for Problem {
             | CoreError::InvalidRequest { field, .. }
             | CoreError::UnknownField { field }
             | CoreError::MissingField { field }
-            | CoreError::InvalidType { field, .. } => problem.field = Some(field.clone()),
+            | CoreError::InvalidType { field, .. }
+            | CoreError::InvalidText { field, .. } => problem.field = Some(field.clone()),
+            CoreError::AppealExists { appeal_id } => problem.appeal_id = Some(appeal_id.clone()),
             CoreError::CreditDeclined { credit } => problem.credit = Some(credit.clone()),
             CoreError::AmountRequired => problem.field = Some("amount".into()),
             CoreError::RuleRejected { rule_id, .. } => problem.rule_id = Some(rule_id.clone()),
