@@ -6,6 +6,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod appeals_cmd;
 mod bench;
 mod bench_decide;
 mod bench_http;
@@ -16,6 +17,7 @@ mod keys_cmd;
 mod model_cmd;
 mod phone;
 mod qr_cmd;
+mod restrictions_cmd;
 mod serve;
 mod sim_http;
 mod simulate;
@@ -70,6 +72,16 @@ enum Commands {
         #[command(subcommand)]
         command: keys_cmd::KeysCommand,
     },
+    /// List restrictions and lift one with a reason, on a running server.
+    Restrictions {
+        #[command(subcommand)]
+        command: restrictions_cmd::RestrictionsCommand,
+    },
+    /// The appeals review queue on a running server: list, claim, decide.
+    Appeals {
+        #[command(subcommand)]
+        command: appeals_cmd::AppealsCommand,
+    },
     /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json` serves).
     Openapi,
     /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
@@ -117,6 +129,8 @@ fn main() -> ExitCode {
         }
         Commands::Bench { command } => bench::run(command),
         Commands::Keys { command } => keys_cmd::run(command),
+        Commands::Restrictions { command } => restrictions_cmd::run(command),
+        Commands::Appeals { command } => appeals_cmd::run(command),
         Commands::Openapi => {
             println!("{}", serde_json::to_string_pretty(&xiezhi_server::openapi::document()).unwrap_or_default());
             ExitCode::SUCCESS
