@@ -12,7 +12,7 @@ use crate::access::Caller;
 use crate::error::CoreError;
 use crate::model::*;
 use crate::restrictions::{actor, check_free_text, page, page_limit};
-use crate::state::{new_id, State};
+use crate::state::State;
 use serde::{Deserialize, Serialize};
 use xiezhi_store::{Batch, RecordKind};
 
@@ -377,7 +377,7 @@ impl State {
         }
         let hours = self.engine.policy().document.restriction.appeal_deadline_hours;
         let appeal = Appeal {
-            id: new_id("ap", now_ms),
+            id: crate::restrictions::ordered_id("ap", now_ms, self.appeals.keys().next_back()),
             credit_line_id: subject.credit_line_id,
             user_id: subject.user_id,
             decision_id: subject.decision_id,

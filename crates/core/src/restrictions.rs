@@ -143,6 +143,18 @@ impl RestrictionRecordView {
     }
 }
 
+/// A new id (`prefix_` + 11 hex digits of milliseconds + 80 random bits) that sorts after
+/// `last`, the greatest id of its kind: listings go oldest first by id and a cursor is an id,
+/// so an id made in the same millisecond as the last (or on a clock that stood still or went
+/// back) takes the millisecond after the last's instead. Nothing reads the time from an id.
+pub(crate) fn ordered_id(prefix: &str, now_ms: i64, last: Option<&String>) -> String {
+    let digits = prefix.len() + 1..prefix.len() + 12;
+    let last_ms = last.and_then(|l| l.get(digits)).and_then(|hex| i64::from_str_radix(hex, 16).ok());
+    let id = new_id(prefix, last_ms.map_or(now_ms, |l| now_ms.max(l + 1)));
+    assert!(last.is_none_or(|l| id > *l || last_ms.is_none()), "{prefix} ids out of order: {id} after {last:?}");
+    id
+}
+
 /// Who a caller is, as a restriction's or an appeal's history names them.
 pub(crate) fn actor(caller: &Caller) -> String {
     match caller {
@@ -256,7 +268,7 @@ impl State {
         let mut imposed = RestrictionEvent::new(RestrictionEventKind::Imposed, now_ms);
         imposed.by = Some(format!("decision:{}", f.payment_id));
         let restriction = Restriction {
-            id: new_id("rs", now_ms),
+            id: ordered_id("rs", now_ms, self.restrictions.keys().next_back()),
             credit_line_id: f.credit_line_id.clone(),
             user_id: f.user_id.clone(),
             scope: RestrictionScope::ScanToPay,
@@ -426,4 +438,25 @@ pub(crate) fn page<'a, T>(
         }
     }
     (found, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordered_id;
+
+    #[test]
+    fn ids_made_in_one_millisecond_sort_in_the_order_they_were_made() {
+        let mut last: Option<String> = None;
+        for _ in 0..1_000 {
+            let id = ordered_id("rs", 1_700_000_000_000, last.as_ref());
+            assert!(last.as_ref().is_none_or(|l| id > *l), "{id} after {last:?}");
+            assert_eq!(id.len(), "rs_".len() + 11 + 20);
+            last = Some(id);
+        }
+        // A clock that went back still sorts after; an id of another form is not read.
+        let later = ordered_id("rs", 1_600_000_000_000, last.as_ref());
+        assert!(later > *last.as_ref().unwrap());
+        let legacy = "cl_0123".to_owned();
+        assert!(ordered_id("rs", 5, Some(&legacy)).starts_with("rs_00000000005"));
+    }
 }

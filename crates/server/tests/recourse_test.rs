@@ -320,7 +320,17 @@ async fn appeals_are_filed_by_their_owner_and_decided_once_by_their_claimer() {
     assert_eq!(w.get(&w.alice, "/v1/users/alice/status").await.1["can_pay"], true);
     assert_eq!(w.get(&w.admin, "/v1/appeals?status=decided").await.1["appeals"][0]["id"], id.as_str());
 
-    // An approved payment has nothing to appeal; a decided subject may be appealed anew.
+    // A decided subject may be appealed anew, here by the user's wallet; never by another wallet.
+    let w2 = w.key(json!({"name": "w2", "kind": "wallet", "wallet_id": "w2"})).await;
+    let again = json!({"restriction_id": rid, "message": "once more"});
+    let (status, problem) = w.post(&w2, "/v1/appeals", again.clone()).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("restriction_not_found")));
+    let second = w.created(&w.wallet, "/v1/appeals", again).await;
+    assert_eq!(
+        (second["status"].as_str(), second["filed_by"].as_str().map(|b| b.starts_with("key_"))),
+        (Some("open"), Some(true))
+    );
+    // An approved payment has nothing to appeal.
     let body = json!({"credit_line_id": w.alice_line, "qr_payload": w.qr, "amount": "5.00", "context": {"device_id": "phone-1"}});
     let approved = w.created(&w.wallet, "/v1/payments", body).await;
     let (status, problem) =
