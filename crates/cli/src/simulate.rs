@@ -344,9 +344,12 @@ fn export_features(config: &RunConfig, engine: &EngineConfig, path: &PathBuf) ->
 }
 
 /// The engine's features a model may read: all but the score itself, which is the model's
-/// output, never its input.
+/// output, never its input, and the engine's memory span, which describes the service's age,
+/// not the payment (a model trained on a fortnight's traffic would learn the simulation's
+/// calendar from it).
 fn exported_features() -> Vec<xiezhi_risk::Feature> {
-    xiezhi_risk::Feature::ALL.iter().copied().filter(|f| *f != xiezhi_risk::Feature::FraudScore).collect()
+    use xiezhi_risk::Feature;
+    Feature::ALL.iter().copied().filter(|f| !matches!(f, Feature::FraudScore | Feature::EngineMemoryDays)).collect()
 }
 
 /// The header line of the feature export (the `sim_traffic` dataset), without its newline.

@@ -110,7 +110,7 @@ fn rules_check_accepts_the_shipped_rules_and_names_a_bad_rule() {
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}{}", String::from_utf8_lossy(&ok.stderr));
     assert!(
-        out.contains("rule set default-3 is valid") && out.contains("policy cn-credit-scan-to-pay@2 is valid"),
+        out.contains("rule set default-4 is valid") && out.contains("policy cn-credit-scan-to-pay@2 is valid"),
         "{out}"
     );
 

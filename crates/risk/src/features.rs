@@ -119,6 +119,7 @@ features! {
     MerchantFirstTimePayerPct24h => "merchant_first_time_payer_pct_24h", Int, Merchant, "Share of the merchant's last-24-hour payment attempts made by payers who had not paid it before (among their recent merchants), in %. An established shop lives on regulars.";
     MerchantPayments7d => "merchant_payments_7d", Int, Merchant, "Payment attempts at this merchant over the last seven days (whole UTC days, today included): its usual volume, against which `merchant_count_1h` shows a burst.";
     CreditBand => "credit_band", String, Credit, "The line's credit band, set by the credit scorecard when the line was opened on an application (the names of the policy's `credit_limits` bands, e.g. A to E); empty for a line opened with a fixed limit.";
+    EngineMemoryDays => "engine_memory_days", Int, Velocity, "Whole days since the earliest payment attempt the engine remembers (recorded live or rebuilt from the store at start-up), at most 30. Under 7 no merchant's week is known yet, so a quiet `merchant_payments_7d` cannot tell a dormant account from a shop the service has not watched for a week.";
 }
 
 impl Serialize for Feature {

@@ -33,6 +33,9 @@ pub const USER_RETENTION_S: u32 = 180 * 86_400;
 pub const MERCHANT_RETENTION_S: u32 = 7 * DAY_S;
 
 const DAY_S: u32 = 86_400;
+/// `engine_memory_days` reads at most this: past a month, more memory changes nothing a
+/// rule asks.
+const MEMORY_DAYS_CAP: i64 = 30;
 const HOUR_S: u32 = 3_600;
 const WEEK_S: u32 = 7 * DAY_S;
 /// Day buckets per merchant: seven whole UTC days, today included.
@@ -249,6 +252,8 @@ pub struct RiskState {
     devices: Shards<SharedState>,
     networks: Shards<SharedState>,
     merchants: Shards<MerchantState>,
+    /// The earliest attempt remembered, in UTC seconds: how far back the engine can see.
+    first_attempt_s: Option<u32>,
 }
 
 /// Maps split in 64 shards that grow one at a time: a single map of a million users would
@@ -486,6 +491,8 @@ impl RiskState {
         out.set_int(Feature::MerchantPayments7d, m.count_7d);
         out.set_int(Feature::MerchantRefundPct7d, m.refund_pct_7d);
         out.set_bool(Feature::MerchantFirstVisit, first_visit);
+        let memory_s = self.first_attempt_s.map_or(0, |first| now_s.saturating_sub(first));
+        out.set_int(Feature::EngineMemoryDays, i64::from(memory_s / DAY_S).min(MEMORY_DAYS_CAP));
     }
 
     /// Remembers an attempt and its outcome. A retry (the same merchant and amount within
@@ -500,6 +507,8 @@ impl RiskState {
         let merchant = short(merchant_key);
         let user32 = short(user_key);
         let approved = outcome == Outcome::Approve;
+        // Replay at start-up need not come in time order: the earliest wins.
+        self.first_attempt_s = Some(self.first_attempt_s.map_or(now_s, |first| first.min(now_s)));
         let user = self.users.entry(user_key).or_default();
         user.last_seen_s = now_s;
         // Before this attempt is remembered: had the payer paid this merchant before?
@@ -925,6 +934,26 @@ mod tests {
         let diverted = features(&state, &attempt("regular9", "dormant", 2_000, now + 11 * minute));
         assert_eq!(diverted.int(Feature::MerchantFirstTimePayerPct24h), 100);
         assert_eq!((diverted.int(Feature::MerchantPayments7d), diverted.int(Feature::MerchantCount1h)), (10, 10));
+    }
+
+    /// How far back the engine sees: from the earliest attempt it remembers, whatever order
+    /// a start-up replay brings them in, in whole days and capped; pruning forgets entries,
+    /// not how long the service has watched.
+    #[test]
+    fn engine_memory_days_counts_from_the_earliest_attempt() {
+        let mut state = RiskState::new();
+        let day = 24 * 3_600_000;
+        let memory = |state: &RiskState, at: i64| {
+            features(state, &attempt("x", "shop", 1_000, at)).int(Feature::EngineMemoryDays)
+        };
+        assert_eq!(memory(&state, T0), 0, "nothing remembered");
+        state.record(&attempt("a", "shop", 1_000, T0 + 3 * day), Outcome::Approve, false, &POLICY);
+        assert_eq!(memory(&state, T0 + 3 * day + day - 1), 0, "less than a whole day");
+        state.record(&attempt("b", "shop", 1_000, T0), Outcome::Decline, false, &POLICY);
+        assert_eq!(memory(&state, T0 + 3 * day + day - 1), 3, "an earlier attempt replayed later counts");
+        assert_eq!(memory(&state, T0 + 7 * day), 7);
+        state.prune(T0 + 200 * day);
+        assert_eq!(memory(&state, T0 + 200 * day), 30, "capped, and pruning does not shorten it");
     }
 
     #[test]

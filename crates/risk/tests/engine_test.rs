@@ -434,8 +434,15 @@ fn cash_out_collusion_at_one_merchant_is_declined_ordinary_shoppers_there_are_no
     }
     let last = last.unwrap();
     assert!(last.reason_codes.contains(&"merchant_cash_out_pattern".to_string()), "{:?}", last.signals);
-    // A regular at a busy restaurant whose bills are not round is not touched.
+    // A regular at a busy restaurant whose bills are not round is not touched. Busy: it
+    // took payments all week (a quiet week and then twenty first-time payers would be the
+    // payee check's compromised terminal).
     with_history(&mut engine, "regular", now());
+    for day in 1..7 {
+        for i in 0..5 {
+            engine.decide(facts(&format!("local{i}"), "restaurant", 9_876 + i * 13, now() - day * DAY + i * HOUR));
+        }
+    }
     for i in 0..20 {
         let mut f = facts(&format!("diner{i}"), "restaurant", 12_345 + i * 17, now() + i * 3 * MINUTE);
         f.line_opened_at_ms = f.now_ms - 3 * DAY;

@@ -370,7 +370,7 @@ async fn step_up_is_completed_with_the_code_from_the_inbox() {
     assert_eq!(record["facts"]["amount_minor"], 150_000);
     assert_eq!(record["features"]["device_first_seen"], true);
     assert!(record["signals"].as_array().unwrap().iter().any(|s| s["source"] == "new_device_large_amount@1"));
-    assert_eq!(record["versions"]["rules"], "default-3");
+    assert_eq!(record["versions"]["rules"], "default-4");
     assert_eq!(record["versions"]["policy"], "cn-credit-scan-to-pay@2");
     assert!(record["score"]["value"].is_i64());
     let (status, _) = api.get("/v1/payments/pay_nope/decision").await;
@@ -439,7 +439,7 @@ async fn rules_policy_and_lists_are_managed_over_the_api() {
 
     let (status, rules) = api.get("/v1/rules").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(rules["version"], "default-3");
+    assert_eq!(rules["version"], "default-4");
     let (_, features) = api.get("/v1/rules/features").await;
     assert!(features["features"].as_array().unwrap().iter().any(|f| f["name"] == "user_count_1m"));
     let (_, codes) = api.get("/v1/reason-codes").await;
@@ -456,7 +456,7 @@ async fn rules_policy_and_lists_are_managed_over_the_api() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("rule_rejected"), Some("typo"))
     );
     assert!(problem["detail"].as_str().unwrap().contains("amount_minr"));
-    assert_eq!(api.get("/v1/rules").await.1["version"], "default-3");
+    assert_eq!(api.get("/v1/rules").await.1["version"], "default-4");
 
     // A valid set swaps in and decides the next payment.
     let good = json!({"version": "v2", "rules": [{"id": "no_coffee_over_50", "version": 1,

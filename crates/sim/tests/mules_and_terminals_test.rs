@@ -93,12 +93,15 @@ fn rules_with(id: &str, live: bool) -> String {
 /// A busy shop's terminal shows the fraudster's codes for some hours: its honest customers
 /// pay the fraudster's account, and every one of those payments that goes through is lost.
 /// Without the payee check the rules see nothing (an older payee account dodges the
-/// new-merchant rules); the payee check (shipped in shadow) asks the payer to check the payee
-/// once the account has taken a few first-time payers and nothing else all week, and most
-/// payers then find the fraud.
+/// new-merchant rules); the payee check (live since default-4, once the engine remembers a
+/// week) asks the payer to check the payee once the account has taken a few first-time
+/// payers and nothing else all week, and most payers then find the fraud.
 #[test]
 fn a_compromised_terminal_diverts_a_busy_shop_s_customers() {
-    let config = config(3_000, 14, r#""compromised_terminal": {"per_100k_users": 300, "hours": [4, 8]}"#);
+    let mut config = config(3_000, 14, r#""compromised_terminal": {"per_100k_users": 300, "hours": [4, 8]}"#);
+    // A week of warm-up, as in the sweeps: the check waits for a week of memory (the next
+    // test shows the first week).
+    config.warmup_days = 7;
     let without = EngineConfig { rules_json: Some(rules_with("dormant_payee_sudden_counter", false)), ..heuristic() };
     let runs = run_in_process(&config, &[without], &|_, _, _| {}).unwrap();
     let unchecked = xiezhi_sim::report(&config, &runs);
@@ -159,4 +162,37 @@ fn refunds_after_eviction_keep_the_books_balanced() {
     let ledger = bank.ledger();
     assert_eq!(ledger.trial_balance(), (0, 0));
     assert!(ledger.credit_lines().all(|l| l.available_minor() >= 0 && l.held_minor() >= 0));
+}
+
+/// On a fresh service nobody's week is known, so every shop looks dormant to the payee
+/// check: it waits until the engine remembers a week (`engine_memory_days`), and asks no
+/// honest payer before. Without that guard it asks many of them.
+#[test]
+fn the_payee_check_waits_for_a_week_of_memory() {
+    let mut config = config(3_000, 7, r#""mule_refund_network": {"networks_per_100k_users": 0}"#);
+    config.warmup_days = 0;
+    let unguarded_rules = {
+        let mut rules: Value = serde_json::from_str(xiezhi_risk::default_rules()).unwrap();
+        rules["version"] = "unguarded".into();
+        for rule in
+            rules["rules"].as_array_mut().unwrap().iter_mut().filter(|r| r["id"] == "dormant_payee_sudden_counter")
+        {
+            let expression = rule["expression"].as_str().unwrap().replace("engine_memory_days >= 7 && ", "");
+            assert_ne!(rule["expression"], expression.as_str(), "the shipped rule has the guard");
+            rule["expression"] = expression.into();
+        }
+        rules.to_string()
+    };
+    let unguarded = EngineConfig { name: "unguarded".into(), rules_json: Some(unguarded_rules), ..heuristic() };
+    let runs = run_in_process(&config, &[heuristic(), unguarded], &|_, _, _| {}).unwrap();
+    let result = xiezhi_sim::report(&config, &runs);
+    let shipped = &result["overall"];
+    let fresh = &result["baselines"]["unguarded"];
+    let asked = |o: &Value| o["honest_top_reason_codes"]["merchant_qr_suspicious"].as_u64().unwrap_or(0);
+    assert_eq!(asked(shipped), 0, "{shipped}");
+    assert!(asked(fresh) >= 20, "the check without its guard asks honest payers: {fresh}");
+    assert!(
+        num(fresh, "honest_payments_stepped_up_pct") > num(shipped, "honest_payments_stepped_up_pct") + 0.5,
+        "{shipped}\n{fresh}"
+    );
 }
