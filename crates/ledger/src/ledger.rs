@@ -49,6 +49,10 @@ pub enum LedgerError {
     LineFrozen(String),
     #[error("the {account} balance of credit line `{credit_line_id}` would overflow")]
     BalanceOverflow { credit_line_id: String, account: &'static str },
+    #[error("the {currency} compensation fund holds {fund_minor}, less than the payout of {requested_minor}")]
+    FundInsufficient { currency: Currency, requested_minor: i64, fund_minor: i128 },
+    #[error("a compensation payout must name its appeal")]
+    PayoutWithoutAppeal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +202,19 @@ impl Ledger {
 
     pub fn last_transaction_id(&self) -> u64 {
         self.last_transaction_id
+    }
+
+    /// What the compensation fund of `currency` can still pay (the fund's account is
+    /// credit-normal, so this is its balance negated). Never below zero.
+    pub fn fund_balance_minor(&self, currency: Currency) -> i128 {
+        -self.platform_balance(currency, PlatformAccount::CompensationFund)
+    }
+
+    /// The currencies any platform account has a posting in, in order.
+    pub fn platform_currencies(&self) -> Vec<Currency> {
+        let mut currencies: Vec<Currency> = self.platform.keys().map(|(c, _)| *c).collect();
+        currencies.dedup();
+        currencies
     }
 
     pub fn pending_hold_count(&self) -> usize {
@@ -467,7 +484,50 @@ impl Ledger {
                     ],
                 ))
             }
+            Operation::FundDeposit { currency, amount_minor, .. } => {
+                check_amount(*amount_minor)?;
+                Ok((
+                    *currency,
+                    vec![
+                        platform_posting(*currency, PlatformAccount::PlatformOwnFunds, *amount_minor),
+                        platform_posting(*currency, PlatformAccount::CompensationFund, -amount_minor),
+                    ],
+                ))
+            }
+            Operation::CompensationPayout { appeal_id, credit_line_id, amount_minor } => {
+                self.plan_payout(appeal_id, credit_line_id, *amount_minor)
+            }
         }
+    }
+
+    /// A payout moves money the fund holds to what the platform owes the user; the fund never
+    /// pays more than it holds.
+    fn plan_payout(
+        &self,
+        appeal_id: &str,
+        credit_line_id: &str,
+        amount_minor: i64,
+    ) -> Result<(Currency, Vec<Posting>), LedgerError> {
+        check_amount(amount_minor)?;
+        if appeal_id.is_empty() {
+            return Err(LedgerError::PayoutWithoutAppeal);
+        }
+        let line = self.line(credit_line_id)?;
+        let fund_minor = self.fund_balance_minor(line.currency);
+        if fund_minor < i128::from(amount_minor) {
+            return Err(LedgerError::FundInsufficient {
+                currency: line.currency,
+                requested_minor: amount_minor,
+                fund_minor,
+            });
+        }
+        Ok((
+            line.currency,
+            vec![
+                platform_posting(line.currency, PlatformAccount::CompensationFund, amount_minor),
+                line_posting(credit_line_id, LineAccount::CreditBalance, -amount_minor),
+            ],
+        ))
     }
 
     /// Applies a planned, balanced transaction. Cannot fail: everything was checked in `plan`.
@@ -483,7 +543,7 @@ impl Ledger {
             Operation::Refund { hold_id, amount_minor } => {
                 self.holds.get_mut(hold_id).expect("planned").refunded_minor += amount_minor;
             }
-            Operation::Repay { .. } => {}
+            Operation::Repay { .. } | Operation::FundDeposit { .. } | Operation::CompensationPayout { .. } => {}
         }
         if let Some(hold) = transaction.operation.hold_id().and_then(|id| self.holds.get_mut(id)) {
             assert!(hold.last_transaction_id < transaction.id, "hold {} changed out of journal order", hold.id);
@@ -492,6 +552,12 @@ impl Ledger {
         for id in self.post_balances(transaction) {
             self.lines.get(id).expect("touched lines exist").assert_invariants();
         }
+        assert!(
+            self.fund_balance_minor(transaction.currency) >= 0,
+            "the {} compensation fund went below zero at transaction {}",
+            transaction.currency,
+            transaction.id
+        );
         self.last_transaction_id = transaction.id;
     }
 
@@ -607,9 +673,10 @@ impl Ledger {
     fn line_of<'a>(&'a self, operation: &'a Operation) -> Option<&'a str> {
         match operation {
             Operation::OpenLine { .. } => None,
-            Operation::Authorize { credit_line_id, .. } | Operation::Repay { credit_line_id, .. } => {
-                Some(credit_line_id)
-            }
+            Operation::Authorize { credit_line_id, .. }
+            | Operation::Repay { credit_line_id, .. }
+            | Operation::CompensationPayout { credit_line_id, .. } => Some(credit_line_id),
+            Operation::FundDeposit { .. } => None,
             other => other.hold_id().and_then(|id| self.holds.get(id)).map(|h| h.credit_line_id.as_str()),
         }
     }

@@ -28,8 +28,12 @@ pub enum PlatformAccount {
     RepaymentsReceived,
     /// Fees earned (credit-normal).
     FeeIncome,
-    /// Money set aside to compensate wrongly harmed users.
+    /// Money set aside to compensate wrongly harmed users: what the fund can still pay
+    /// (credit-normal, like a user's credit balance: balance ≤ 0, never above zero).
     CompensationFund,
+    /// The platform's own money paid into the compensation fund: the contra account of every
+    /// deposit (debit-normal: the total the platform has put in). Users' money never is.
+    PlatformOwnFunds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -87,6 +91,7 @@ impl PlatformAccount {
             PlatformAccount::RepaymentsReceived => "repayments_received",
             PlatformAccount::FeeIncome => "fee_income",
             PlatformAccount::CompensationFund => "compensation_fund",
+            PlatformAccount::PlatformOwnFunds => "platform_own_funds",
         }
     }
 }
@@ -102,13 +107,49 @@ pub struct Posting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Operation {
-    OpenLine { credit_line_id: String, user_id: String, currency: Currency, limit_minor: i64 },
-    Authorize { hold_id: String, credit_line_id: String, amount_minor: i64, expires_at_ms: i64 },
-    Capture { hold_id: String, amount_minor: i64 },
-    Void { hold_id: String },
-    Expire { hold_id: String },
-    Refund { hold_id: String, amount_minor: i64 },
-    Repay { credit_line_id: String, amount_minor: i64 },
+    OpenLine {
+        credit_line_id: String,
+        user_id: String,
+        currency: Currency,
+        limit_minor: i64,
+    },
+    Authorize {
+        hold_id: String,
+        credit_line_id: String,
+        amount_minor: i64,
+        expires_at_ms: i64,
+    },
+    Capture {
+        hold_id: String,
+        amount_minor: i64,
+    },
+    Void {
+        hold_id: String,
+    },
+    Expire {
+        hold_id: String,
+    },
+    Refund {
+        hold_id: String,
+        amount_minor: i64,
+    },
+    Repay {
+        credit_line_id: String,
+        amount_minor: i64,
+    },
+    /// The platform pays its own money into the compensation fund of `currency`.
+    FundDeposit {
+        currency: Currency,
+        amount_minor: i64,
+        reference: String,
+    },
+    /// The fund compensates a user harmed by a wrongful decision (the overturned appeal
+    /// `appeal_id`): credited to their line as credit balance.
+    CompensationPayout {
+        appeal_id: String,
+        credit_line_id: String,
+        amount_minor: i64,
+    },
 }
 
 impl Operation {
@@ -120,7 +161,10 @@ impl Operation {
             | Operation::Void { hold_id }
             | Operation::Expire { hold_id }
             | Operation::Refund { hold_id, .. } => Some(hold_id),
-            Operation::OpenLine { .. } | Operation::Repay { .. } => None,
+            Operation::OpenLine { .. }
+            | Operation::Repay { .. }
+            | Operation::FundDeposit { .. }
+            | Operation::CompensationPayout { .. } => None,
         }
     }
 }

@@ -170,6 +170,8 @@ enum Step {
     Refund { hold: usize, amount_minor: i64 },
     Repay { line: usize, amount_minor: i64 },
     Advance { ms: i64 },
+    Deposit { amount_minor: i64 },
+    Payout { line: usize, amount_minor: i64 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -180,6 +182,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..40, 1i64..30_000).prop_map(|(hold, amount_minor)| Step::Refund { hold, amount_minor }),
         2 => (0usize..3, 1i64..50_000).prop_map(|(line, amount_minor)| Step::Repay { line, amount_minor }),
         1 => (0i64..2 * HOUR_MS).prop_map(|ms| Step::Advance { ms }),
+        1 => (-10i64..20_000).prop_map(|amount_minor| Step::Deposit { amount_minor }),
+        2 => (0usize..4, -10i64..15_000).prop_map(|(line, amount_minor)| Step::Payout { line, amount_minor }),
     ]
 }
 
@@ -214,15 +218,35 @@ proptest! {
                 Step::Void { hold } => Operation::Void { hold_id: format!("h{hold}") },
                 Step::Refund { hold, amount_minor } => Operation::Refund { hold_id: format!("h{hold}"), amount_minor },
                 Step::Repay { line, amount_minor } => Operation::Repay { credit_line_id: format!("cl{line}"), amount_minor },
+                Step::Deposit { amount_minor } => {
+                    Operation::FundDeposit { currency: cny(), amount_minor, reference: "top-up".into() }
+                }
+                // Line 3 does not exist: a payout to it is refused.
+                Step::Payout { line, amount_minor } => Operation::CompensationPayout {
+                    appeal_id: format!("ap{}", journal.len()),
+                    credit_line_id: format!("cl{line}"),
+                    amount_minor,
+                },
             };
+            let fund_before = ledger.fund_balance_minor(cny());
             match ledger.execute(operation, now_ms) {
                 Ok(transaction) => {
                     prop_assert_eq!(transaction.book_sum(Book::Credit), 0);
                     prop_assert_eq!(transaction.book_sum(Book::Money), 0);
+                    if let Operation::CompensationPayout { appeal_id, amount_minor, .. } = &transaction.operation {
+                        // A payout names its appeal and moves exactly its amount out of the fund.
+                        prop_assert!(!appeal_id.is_empty());
+                        prop_assert_eq!(ledger.fund_balance_minor(cny()), fund_before - i128::from(*amount_minor));
+                    }
                     journal.push(transaction);
+                }
+                Err(LedgerError::FundInsufficient { fund_minor, .. }) => {
+                    prop_assert_eq!(fund_minor, fund_before);
+                    prop_assert_eq!(&ledger, &before, "a refused payout changed the ledger");
                 }
                 Err(_) => prop_assert_eq!(&ledger, &before, "a failed operation changed the ledger"),
             }
+            prop_assert!(ledger.fund_balance_minor(cny()) >= 0, "the fund went below zero");
             prop_assert_eq!(ledger.trial_balance(), (0, 0));
             for line in ledger.credit_lines() {
                 prop_assert!(line.available_minor() >= 0);

@@ -161,6 +161,53 @@ pub struct PolicyDocument {
     /// layer). Lines opened with a fixed limit have no band and are never capped here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credit_band_caps: Vec<CreditBandCap>,
+    /// What the compensation fund pays a user a reviewer found wrongly stopped. Read by the
+    /// service when an appeal is overturned, never by the engine: it changes no decision.
+    #[serde(default)]
+    pub compensation: CompensationPolicy,
+}
+
+/// Compensation for a wrongful restriction or decision (an overturned appeal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompensationPolicy {
+    /// A fixed amount per wrongful restriction (a decimal in `currency`, like the clauses'
+    /// amounts), credited to the user's line as credit balance.
+    #[serde(default = "default_compensation_amount")]
+    pub per_wrongful_restriction: String,
+    /// The currency of the amount; a line in another currency is owed nothing automatic.
+    #[serde(default = "default_compensation_currency")]
+    pub currency: String,
+    /// Whether fees charged while a line was wrongly restricted are waived on overturn.
+    #[serde(default = "default_true")]
+    pub waive_fees_while_wrongly_restricted: bool,
+}
+
+fn default_compensation_amount() -> String {
+    "50.00".into()
+}
+
+fn default_compensation_currency() -> String {
+    "CNY".into()
+}
+
+impl Default for CompensationPolicy {
+    fn default() -> CompensationPolicy {
+        CompensationPolicy {
+            per_wrongful_restriction: default_compensation_amount(),
+            currency: default_compensation_currency(),
+            waive_fees_while_wrongly_restricted: true,
+        }
+    }
+}
+
+impl CompensationPolicy {
+    /// The amount owed per wrongful restriction, in minor units of its currency (checked
+    /// when the policy compiles, so a loaded policy always has one).
+    pub fn amount_minor(&self) -> Result<(Currency, i64), PolicyError> {
+        let c = currency("compensation", &self.currency)?;
+        Ok((c, amount("compensation.per_wrongful_restriction", &self.per_wrongful_restriction, c)?))
+    }
 }
 
 /// A cap on a banded line's use: while the line is younger than `line_age_days_under`
@@ -242,6 +289,7 @@ impl Policy {
             crate::limits::CreditLimits::compile(limits).map_err(policy_error)?;
         }
         check_band_caps(&document)?;
+        document.compensation.amount_minor()?;
         let t = &document.thresholds;
         if !(0 < t.step_up_score && t.step_up_score <= t.decline_score && t.decline_score <= 10_000) {
             return Err(policy_error("thresholds need 0 < step_up_score <= decline_score <= 10000"));
@@ -427,6 +475,23 @@ mod tests {
 
     fn compile(document: &serde_json::Value) -> Result<Policy, PolicyError> {
         Policy::from_json(&document.to_string(), &Catalogue::new())
+    }
+
+    #[test]
+    fn compensation_defaults_for_older_documents_and_bad_amounts_are_refused() {
+        let mut document = shipped();
+        let (currency, minor) = compile(&document).unwrap().document.compensation.amount_minor().unwrap();
+        assert_eq!((currency.alpha(), minor), ("CNY", 5_000));
+        document.as_object_mut().unwrap().remove("compensation");
+        let older = compile(&document).expect("an older document still loads").document.compensation;
+        assert_eq!(older, CompensationPolicy::default());
+        for (field, value) in
+            [("per_wrongful_restriction", "-1.00"), ("per_wrongful_restriction", "0"), ("currency", "XXQ")]
+        {
+            let mut document = shipped();
+            document["compensation"][field] = value.into();
+            assert!(compile(&document).is_err(), "{field} = {value} is refused");
+        }
     }
 
     #[test]
