@@ -75,6 +75,8 @@ scopes! {
     AppealsFile = "appeals:file",
     AppealsDecide = "appeals:decide",
     RestrictionsWrite = "restrictions:write",
+    FundRead = "fund:read",
+    FundWrite = "fund:write",
 }
 
 impl Serialize for Scope {

@@ -1,8 +1,9 @@
 //! Appeals: a user asks a person to review a decision or a restriction. A reviewer with
 //! `appeals:decide` claims the appeal and decides it (the one who claimed it, and only
 //! once); an overturn lifts the restriction, labels the decision a false positive and
-//! records that compensation is due. An appeal not decided by its deadline (the policy's
-//! `appeal_deadline_hours` after it was filed) escalates on the writer's sweep and, when
+//! owes compensation, which the fund pays in the same batch when it can (`fund.rs`). An
+//! appeal not decided by its deadline (the policy's `appeal_deadline_hours` after it was
+//! filed) escalates on the writer's sweep and, when
 //! the policy says so, lifts its restriction at once.
 //!
 //! Appeals are held in memory like restrictions (a few per restricted user); an index of
@@ -174,20 +175,6 @@ pub struct DecisionLabel {
     pub appeal_id: String,
     pub by: String,
     pub at: String,
-}
-
-/// Compensation owed for a wrongful decision: written on an overturn, paid by the
-/// compensation fund (not built yet), which sets `status` to `paid`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CompensationDue {
-    pub appeal_id: String,
-    pub user_id: String,
-    pub credit_line_id: String,
-    pub decision_id: Option<String>,
-    pub restriction_id: Option<String>,
-    /// `due` until the fund pays it.
-    pub status: String,
-    pub created_at_ms: i64,
 }
 
 /// What an appeal is about, resolved from its request.
@@ -532,7 +519,8 @@ impl State {
     }
 
     /// An overturned appeal's decision is a false positive (the quality report counts
-    /// them), and the user is owed compensation.
+    /// them), and the user is owed compensation: paid by the fund in this batch when it
+    /// holds enough (`fund.rs`).
     fn label_false_positive(&mut self, a: &Appeal, now_ms: i64, out: &mut Batch) {
         let by = a.decided_by.clone().unwrap_or_default();
         if let Some(payment_id) = &a.decision_id {
@@ -545,16 +533,7 @@ impl State {
             };
             self.put(out, RecordKind::DecisionLabel, payment_id, &label, now_ms);
         }
-        let due = CompensationDue {
-            appeal_id: a.id.clone(),
-            user_id: a.user_id.clone(),
-            credit_line_id: a.credit_line_id.clone(),
-            decision_id: a.decision_id.clone(),
-            restriction_id: a.restriction_id.clone(),
-            status: "due".into(),
-            created_at_ms: now_ms,
-        };
-        self.put(out, RecordKind::Compensation, &a.id, &due, now_ms);
+        self.owe_compensation(a, now_ms, out);
     }
 
     /// Escalates appeals past their deadline (at most `max`), on the service clock; under a

@@ -87,6 +87,19 @@ pub struct RefusedTransaction {
 pub struct Replay {
     pub ledger: Ledger,
     pub first_refused: Option<RefusedTransaction>,
+    /// Every compensation payout in the journal, by appeal, for the records to be checked
+    /// against (payouts are rare: one per overturned appeal).
+    pub payouts: BTreeMap<String, Payout>,
+}
+
+/// A payout as the journal has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub transaction_id: u64,
+    pub credit_line_id: String,
+    pub amount_minor: i64,
+    /// Another payout for the same appeal came before this one (paid twice).
+    pub repeated: bool,
 }
 
 fn refused(ledger: &Ledger, transaction: &Transaction, error: LedgerError) -> RefusedTransaction {
@@ -94,7 +107,8 @@ fn refused(ledger: &Ledger, transaction: &Transaction, error: LedgerError) -> Re
     let credit_line_id = match &transaction.operation {
         Operation::OpenLine { credit_line_id, .. }
         | Operation::Authorize { credit_line_id, .. }
-        | Operation::Repay { credit_line_id, .. } => Some(credit_line_id.clone()),
+        | Operation::Repay { credit_line_id, .. }
+        | Operation::CompensationPayout { credit_line_id, .. } => Some(credit_line_id.clone()),
         _ => hold_id.and_then(|id| ledger.hold(id)).map(|h| h.credit_line_id.clone()),
     };
     RefusedTransaction {
@@ -128,9 +142,20 @@ pub fn replay_journal(
 ) -> Result<Replay, StoreError> {
     let mut ledger = Ledger::new();
     let mut first_refused = None;
+    let mut payouts = BTreeMap::new();
     store.for_each_journal_entry(&mut |transaction| {
         if first_refused.is_some() && !as_recorded {
             return Ok(());
+        }
+        if let Operation::CompensationPayout { appeal_id, credit_line_id, amount_minor } = &transaction.operation {
+            let repeated = payouts.contains_key(appeal_id);
+            let payout = Payout {
+                transaction_id: transaction.id,
+                credit_line_id: credit_line_id.clone(),
+                amount_minor: *amount_minor,
+                repeated,
+            };
+            payouts.insert(appeal_id.clone(), payout);
         }
         let strict = if accepted.contains_key(&transaction.id) { None } else { Some(ledger.replay(&transaction)) };
         match strict {
@@ -146,7 +171,7 @@ pub fn replay_journal(
             None => ledger.replay_as_recorded(&transaction).map_err(|e| StoreError::Corrupt(e.to_string())),
         }
     })?;
-    Ok(Replay { ledger, first_refused })
+    Ok(Replay { ledger, first_refused, payouts })
 }
 
 /// A payment record that says otherwise than the ledger.
@@ -182,6 +207,20 @@ pub struct StoreCheck {
     pub frozen_credit_lines: Vec<String>,
     pub pending_holds: usize,
     pub platform_balances: BTreeMap<String, String>,
+    /// What each currency's compensation fund can still pay, as the journal rebuilds it;
+    /// never below zero on sound books.
+    pub compensation_funds: BTreeMap<String, String>,
+    pub compensations_checked: u64,
+    /// Compensation records that say otherwise than the journal's payouts (paid without a
+    /// payout, a payout with no paid record, another amount or line, paid twice).
+    pub compensation_disagreements: Vec<CompensationDisagreement>,
+}
+
+/// A compensation record (or a payout) the journal and the records disagree on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompensationDisagreement {
+    pub appeal_id: String,
+    pub detail: String,
 }
 
 /// Most disagreements listed one by one (all are counted).
@@ -190,7 +229,7 @@ pub const MAX_LISTED_DISAGREEMENTS: usize = 100;
 pub fn check_store(store: &mut dyn Store) -> Result<StoreCheck, StoreError> {
     let books = store.check_books()?;
     let accepted = accepted_transactions(store)?;
-    let Replay { ledger, first_refused } = replay_journal(store, &accepted, true)?;
+    let Replay { ledger, first_refused, payouts } = replay_journal(store, &accepted, true)?;
     // Payments an accepted entry touched disagree knowingly; the acceptance lists them.
     let known: std::collections::HashSet<&str> =
         accepted.values().flat_map(|a| a.payments.iter().map(String::as_str)).collect();
@@ -220,9 +259,15 @@ pub fn check_store(store: &mut dyn Store) -> Result<StoreCheck, StoreError> {
         note(&hold.id, "the ledger holds credit for it, but there is no payment record".into());
     }
     let (credit_total, money_total) = ledger.trial_balance();
+    let (compensations_checked, compensation_disagreements) = check_compensations(store, &payouts)?;
+    let funds_sound = ledger.platform_currencies().into_iter().all(|c| ledger.fund_balance_minor(c) >= 0);
     Ok(StoreCheck {
-        balanced: books.is_balanced() && credit_total == 0 && money_total == 0 && first_refused.is_none(),
-        records_agree: disagreeing == 0,
+        balanced: books.is_balanced()
+            && credit_total == 0
+            && money_total == 0
+            && first_refused.is_none()
+            && funds_sound,
+        records_agree: disagreeing == 0 && compensation_disagreements.is_empty(),
         transactions: books.transactions,
         postings: books.postings,
         unbalanced_transactions: books.unbalanced_transactions,
@@ -236,11 +281,80 @@ pub fn check_store(store: &mut dyn Store) -> Result<StoreCheck, StoreError> {
         frozen_credit_lines: ledger.frozen_lines().map(str::to_owned).collect(),
         pending_holds: ledger.pending_hold_count(),
         platform_balances: platform_balances(&ledger),
+        compensation_funds: ledger
+            .platform_currencies()
+            .into_iter()
+            .map(|c| {
+                (
+                    c.alpha().to_owned(),
+                    xiezhi_money::format_minor_wide(ledger.fund_balance_minor(c), c.minor_unit_exponent()),
+                )
+            })
+            .collect(),
+        compensations_checked,
+        compensation_disagreements,
     })
 }
 
+/// Every compensation record against the journal's payouts, both ways: a paid record names
+/// the payout of its appeal (same transaction, line and amount), an unpaid one has none,
+/// and every payout has its paid record. At most [`MAX_LISTED_DISAGREEMENTS`] are listed.
+fn check_compensations(
+    store: &mut dyn Store,
+    payouts: &BTreeMap<String, Payout>,
+) -> Result<(u64, Vec<CompensationDisagreement>), StoreError> {
+    use crate::fund::{Compensation, CompensationStatus};
+    let mut checked = 0u64;
+    let mut found = Vec::new();
+    let mut with_record = std::collections::HashSet::new();
+    store.for_each_record(RecordKind::Compensation, &mut |record| {
+        let c: Compensation = serde_json::from_str(&record.body)
+            .map_err(|e| StoreError::Corrupt(format!("compensation record {}: {e}", record.id)))?;
+        checked += 1;
+        let payout = payouts.get(&c.appeal_id);
+        let detail = match (c.status, payout) {
+            (_, Some(p)) if p.repeated => {
+                Some(format!("paid more than once (last in transaction {})", p.transaction_id))
+            }
+            (CompensationStatus::Paid, Some(p))
+                if Some(p.transaction_id) != c.transaction_id
+                    || p.credit_line_id != c.credit_line_id
+                    || p.amount_minor != c.amount_minor =>
+            {
+                Some(format!(
+                    "the record says {} to {} in transaction {:?}; the journal pays {} to {} in transaction {}",
+                    c.amount_minor,
+                    c.credit_line_id,
+                    c.transaction_id,
+                    p.amount_minor,
+                    p.credit_line_id,
+                    p.transaction_id
+                ))
+            }
+            (CompensationStatus::Paid, None) => Some("the record says paid; the journal has no payout for it".into()),
+            (status, Some(p)) if status != CompensationStatus::Paid => {
+                Some(format!("the journal paid it in transaction {}; the record says {status:?}", p.transaction_id))
+            }
+            _ => None,
+        };
+        if let Some(detail) = detail.filter(|_| found.len() < MAX_LISTED_DISAGREEMENTS) {
+            found.push(CompensationDisagreement { appeal_id: c.appeal_id.clone(), detail });
+        }
+        with_record.insert(c.appeal_id);
+        Ok(())
+    })?;
+    for (appeal_id, p) in payouts.iter().filter(|(id, _)| !with_record.contains(*id)) {
+        if found.len() < MAX_LISTED_DISAGREEMENTS {
+            let detail = format!("transaction {} pays it, but there is no compensation record", p.transaction_id);
+            found.push(CompensationDisagreement { appeal_id: appeal_id.clone(), detail });
+        }
+    }
+    Ok((checked, found))
+}
+
 fn platform_balances(ledger: &Ledger) -> BTreeMap<String, String> {
-    let currencies: std::collections::BTreeSet<_> = ledger.credit_lines().map(|l| l.currency).collect();
+    let mut currencies: std::collections::BTreeSet<_> = ledger.credit_lines().map(|l| l.currency).collect();
+    currencies.extend(ledger.platform_currencies());
     let mut balances = BTreeMap::new();
     for currency in currencies {
         for account in [
@@ -248,6 +362,7 @@ fn platform_balances(ledger: &Ledger) -> BTreeMap<String, String> {
             PlatformAccount::RepaymentsReceived,
             PlatformAccount::FeeIncome,
             PlatformAccount::CompensationFund,
+            PlatformAccount::PlatformOwnFunds,
         ] {
             let minor = ledger.platform_balance(currency, account);
             let text = xiezhi_money::format_minor_wide(minor, currency.minor_unit_exponent());

@@ -176,6 +176,7 @@ impl State {
             self.remember_restriction(restriction);
         }
         self.reload_appeals()?;
+        self.reload_compensations()?;
         let mut lists = Lists::default();
         for r in self.store.records(RecordKind::ListEntry)? {
             let stored: StoredListEntry = serde_json::from_str(&r.body).map_err(|e| corrupt(r.kind, &r.id, e))?;

@@ -106,6 +106,10 @@ pub enum CoreError {
     /// Free text (a reason, a message, a note) that is blank, too long or not text.
     #[error("{message}")]
     InvalidText { field: String, message: String },
+    /// A deposit into the compensation fund of no positive amount, or in a currency the
+    /// policy grants no credit in.
+    #[error("{message}")]
+    InvalidDeposit { field: String, message: String },
 }
 
 impl CoreError {
@@ -155,6 +159,7 @@ impl CoreError {
             CoreError::AppealClaimed { .. } => "appeal_claimed",
             CoreError::NotAppealable { .. } => "not_appealable",
             CoreError::InvalidText { .. } => "invalid_text",
+            CoreError::InvalidDeposit { .. } => "invalid_deposit",
         }
     }
 

@@ -14,6 +14,7 @@ mod appeals;
 pub mod books;
 mod decide;
 mod error;
+mod fund;
 #[cfg(test)]
 mod interleavings;
 mod model;
@@ -30,11 +31,15 @@ pub use access::{
     DEFAULT_ROTATION_OVERLAP_S, KEY_PREFIX, MAX_API_KEYS, MAX_ROTATION_OVERLAP_S, MIN_BOOTSTRAP_KEY_CHARS,
 };
 pub use appeals::{
-    Appeal, AppealDecision, AppealPage, AppealQuery, AppealStatus, AppealView, CompensationDue, DecisionLabel,
-    NewAppeal, MAX_APPEAL_MESSAGE_CHARS, MAX_APPEAL_NOTE_CHARS, MAX_STATUS_APPEALS,
+    Appeal, AppealDecision, AppealPage, AppealQuery, AppealStatus, AppealView, DecisionLabel, NewAppeal,
+    MAX_APPEAL_MESSAGE_CHARS, MAX_APPEAL_NOTE_CHARS, MAX_STATUS_APPEALS,
 };
 pub use decide::{RiskConfig, MAX_WRONG_ANSWERS_PER_LINE_HOUR};
 pub use error::CoreError;
+pub use fund::{
+    Compensation, CompensationPage, CompensationQuery, CompensationStatus, CompensationView, FundBalanceView,
+    FundDepositRequest, FundDepositView, FundView, MAX_PAYOUTS_PER_DEPOSIT, MAX_STATUS_COMPENSATIONS,
+};
 pub use model::*;
 pub use notify::{code_in, Notifier, NotifierHandle, OutboundMessage, RecordingNotifier, MAX_RECORDED_MESSAGES};
 pub use restrictions::{
@@ -236,6 +241,10 @@ pub enum Command {
         id: String,
         decision: AppealDecision,
     },
+    /// The platform's own money into the compensation fund; pays what waits.
+    FundDeposit(FundDepositRequest),
+    GetFund,
+    ListCompensations(CompensationQuery),
 }
 
 impl Command {
@@ -261,6 +270,8 @@ impl Command {
                 | Command::UserStatus { .. }
                 | Command::ListAppeals(_)
                 | Command::GetAppeal { .. }
+                | Command::GetFund
+                | Command::ListCompensations(_)
         )
     }
 }

@@ -107,6 +107,12 @@ pub(crate) struct State {
     pub(crate) appeals_by_user: HashMap<String, Vec<String>>,
     /// (deadline, id) of appeals neither decided nor escalated: the sweep's queue.
     pub(crate) undecided_appeals: BTreeSet<(i64, String)>,
+    /// Every compensation, by id (ids order them by creation: oldest first).
+    pub(crate) compensations: BTreeMap<String, crate::fund::Compensation>,
+    /// Compensation ids per user, oldest first.
+    pub(crate) compensations_by_user: HashMap<String, Vec<String>>,
+    /// Ids of compensations waiting for the fund, per currency, oldest first.
+    pub(crate) waiting_compensations: BTreeMap<Currency, BTreeSet<String>>,
     /// Pending challenges, by id (resolved ones are read through [`State::get`]).
     pub(crate) challenges: HashMap<String, Challenge>,
     last_risk_prune_ms: i64,
@@ -252,6 +258,9 @@ impl State {
             appeals_by_subject: HashMap::new(),
             appeals_by_user: HashMap::new(),
             undecided_appeals: BTreeSet::new(),
+            compensations: BTreeMap::new(),
+            compensations_by_user: HashMap::new(),
+            waiting_compensations: BTreeMap::new(),
             challenges: HashMap::new(),
             last_risk_prune_ms: 0,
         };
@@ -522,11 +531,12 @@ impl State {
         let challenges = self.expire_challenges(now_ms, max, out)?;
         let restrictions = self.expire_restrictions(now_ms, max, out)?;
         let appeals = self.escalate_appeals(now_ms, max, out)?;
+        let compensations = self.pay_waiting(None, max, now_ms, out).len();
         if now_ms - self.last_risk_prune_ms >= RISK_PRUNE_INTERVAL_MS {
             self.last_risk_prune_ms = now_ms;
             self.prune_risk_state(now_ms);
         }
-        Ok(count + challenges + restrictions + appeals)
+        Ok(count + challenges + restrictions + appeals + compensations)
     }
 
     fn execute(&mut self, caller: &Caller, command: Command, now_ms: i64, out: &mut Batch) -> Result<Reply, CoreError> {
@@ -573,6 +583,9 @@ impl State {
             Command::GetAppeal { id } => self.get_appeal(&id),
             Command::ClaimAppeal { id } => self.claim_appeal(caller, &id, now_ms, out),
             Command::DecideAppeal { id, decision } => self.decide_appeal(caller, &id, decision, now_ms, out),
+            Command::FundDeposit(request) => self.deposit_fund(caller, request, now_ms, out),
+            Command::GetFund => Ok(self.fund_view()),
+            Command::ListCompensations(query) => self.list_compensations(&query),
             Command::SetScorer(handle) => {
                 self.engine.set_scorer(std::sync::Arc::clone(&handle.0));
                 self.risk_config.scorer = Some(handle.0);

@@ -1,7 +1,7 @@
 //! `GET /v1/users/{user_id}/status`: can this user pay, and if not, why and what can they
 //! do. One answer from the writer's memory: the user's lines, the restrictions in force on
-//! them with their ways out, the user's appeals, and compensation (none until the fund
-//! lands).
+//! them with their ways out, the user's appeals, and what the compensation fund owes or
+//! paid them.
 
 use crate::appeals::AppealView;
 use crate::error::CoreError;
@@ -121,9 +121,8 @@ pub struct UserStatusView {
     pub lines: Vec<LineStatusView>,
     pub restrictions: Vec<RestrictionStatusView>,
     pub appeals: Vec<AppealView>,
-    /// Always empty until the compensation fund lands.
-    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<Object>))]
-    pub compensation: Vec<serde_json::Value>,
+    /// What the compensation fund owes or paid the user (the newest first, at most 20).
+    pub compensation: Vec<crate::fund::CompensationView>,
     /// Sent as `Content-Language`, not in the body.
     #[serde(skip)]
     pub language: Language,
@@ -175,7 +174,7 @@ impl State {
             lines,
             restrictions,
             appeals: self.user_appeals(user_id),
-            compensation: vec![],
+            compensation: self.user_compensations(user_id, &line_ids),
             language,
         })))
     }

@@ -19,8 +19,8 @@ const MAX_EXPIRIES_PER_SWEEP: usize = 1_000;
 /// escalates three (itself, its restriction lifted and the user's inbox).
 const ITEMS_PER_EXPIRY: usize = 3;
 /// What a sweep expires, each kind up to the same number: holds, challenges, restrictions
-/// and appeals.
-const SWEPT_KINDS: usize = 4;
+/// and appeals; and compensations waiting for the fund it pays (two items each).
+const SWEPT_KINDS: usize = 5;
 /// The most items (journal entries and records) one command adds to a batch: a restriction
 /// writes its decision, payment, challenge, restriction, the inbox twice and the key's
 /// answer. Asserted after every command; a batch takes another command only while this

@@ -78,6 +78,9 @@ pub const ROUTES: &[(&str, &str, Access)] = {
         ("GET", "/v1/appeals/{id}", KeyOrShopper(AppealsDecide)),
         ("POST", "/v1/appeals/{id}/claim", Key(AppealsDecide)),
         ("POST", "/v1/appeals/{id}/decision", Key(AppealsDecide)),
+        ("GET", "/v1/fund", Key(FundRead)),
+        ("POST", "/v1/fund/deposits", Key(FundWrite)),
+        ("GET", "/v1/compensations", Key(FundRead)),
     ]
 };
 

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+mod fund;
 mod keys;
 mod listen;
 pub mod openapi;
@@ -151,6 +152,9 @@ pub fn router_with(service: Service, config: RouterConfig) -> Router {
         .route("/v1/appeals/{id}", get(recourse::get_appeal))
         .route("/v1/appeals/{id}/claim", post(recourse::claim_appeal))
         .route("/v1/appeals/{id}/decision", post(recourse::decide_appeal))
+        .route("/v1/fund", get(fund::get_fund))
+        .route("/v1/fund/deposits", post(fund::deposit))
+        .route("/v1/compensations", get(fund::list_compensations))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower::util::option_layer(per_caller))

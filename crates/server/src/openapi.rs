@@ -202,6 +202,23 @@ pub const OPERATIONS: &[Operation] = ops![
         200,
         "AppealView"
     ),
+    ("GET", "/v1/fund", "the compensation fund: balance per currency, and what waits for it", None, 200, "FundView"),
+    (
+        "POST",
+        "/v1/fund/deposits",
+        "pay the platform's own money into the compensation fund; pays waiting compensations oldest first",
+        Some("FundDepositRequest"),
+        201,
+        "FundDepositView"
+    ),
+    (
+        "GET",
+        "/v1/compensations",
+        "compensations owed and paid, oldest first, a page at a time",
+        None,
+        200,
+        "CompensationPage"
+    ),
 ];
 
 /// What an operation's summary has no room for.
@@ -210,7 +227,8 @@ fn notes(op: &Operation) -> Option<&'static str> {
         ("GET", "/v1/users/{user_id}/status") => Some(
             "A shopper token for that user, a wallet key for its own users, or an operator key; another user is \
              404. Explanations put the language `Accept-Language` prefers first (zh when it names neither), and \
-             `Content-Language` says which. `compensation` stays an empty list until the compensation fund lands.",
+             `Content-Language` says which. `compensation` lists what the fund owes or paid the user (newest first, \
+             at most 20).",
         ),
         ("POST", "/v1/appeals") => Some(
             "A shopper token (or a wallet key) appeals only its own user's decision or restriction: another's is \
@@ -220,6 +238,11 @@ fn notes(op: &Operation) -> Option<&'static str> {
         ("POST", "/v1/appeals/{id}/decision") => Some(
             "Only the principal that claimed the appeal decides (another: 403); an unclaimed appeal is 409 \
              `appeal_not_claimed`; a decided one 409 `appeal_decided`.",
+        ),
+        ("POST", "/v1/fund/deposits") => Some(
+            "A zero, negative or malformed amount, or a currency the policy grants no credit in, is 422 \
+             `invalid_deposit` naming the `field`. Waiting compensations in that currency are paid oldest first \
+             (up to six in the deposit's own batch, the rest by the writer's sweep within a second).",
         ),
         ("POST", "/v1/restrictions/{id}/lift") => {
             Some("A blank reason is 422 `invalid_text`; a restriction no longer in force 409 `restriction_not_active`.")
@@ -290,6 +313,13 @@ fn notes(op: &Operation) -> Option<&'static str> {
     xiezhi_core::AppealPage,
     xiezhi_core::NewAppeal,
     xiezhi_core::AppealDecision,
+    xiezhi_core::CompensationStatus,
+    xiezhi_core::CompensationView,
+    xiezhi_core::CompensationPage,
+    xiezhi_core::FundDepositRequest,
+    xiezhi_core::FundBalanceView,
+    xiezhi_core::FundView,
+    xiezhi_core::FundDepositView,
 )))]
 struct Schemas;
 
@@ -338,6 +368,7 @@ fn parameters(op: &Operation) -> Vec<Value> {
             }
         }
         ("GET", "/v1/appeals") => parameters.extend(page(&["open", "claimed", "decided", "escalated"])),
+        ("GET", "/v1/compensations") => parameters.extend(page(&["due", "waiting_for_funds", "paid"])),
         _ => {}
     }
     if op.path == "/v1/merchants/{id}/qr" && op.method == "GET" {

@@ -96,7 +96,9 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::AppealDecided { .. }
         | CoreError::AppealNotClaimed { .. }
         | CoreError::AppealClaimed { .. } => StatusCode::CONFLICT,
-        CoreError::NotAppealable { .. } | CoreError::InvalidText { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        CoreError::NotAppealable { .. } | CoreError::InvalidText { .. } | CoreError::InvalidDeposit { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
         CoreError::RuleRejected { .. } | CoreError::PolicyRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidAmount { .. }
@@ -134,7 +136,8 @@ impl From<CoreError> for Problem {
             | CoreError::UnknownField { field }
             | CoreError::MissingField { field }
             | CoreError::InvalidType { field, .. }
-            | CoreError::InvalidText { field, .. } => problem.field = Some(field.clone()),
+            | CoreError::InvalidText { field, .. }
+            | CoreError::InvalidDeposit { field, .. } => problem.field = Some(field.clone()),
             CoreError::AppealExists { appeal_id } => problem.appeal_id = Some(appeal_id.clone()),
             CoreError::CreditDeclined { credit } => problem.credit = Some(credit.clone()),
             CoreError::AmountRequired => problem.field = Some("amount".into()),
