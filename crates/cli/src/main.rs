@@ -13,6 +13,7 @@ mod bench_http;
 mod client;
 mod decision_cmd;
 mod demo;
+mod fund_cmd;
 mod keys_cmd;
 mod model_cmd;
 mod phone;
@@ -82,6 +83,11 @@ enum Commands {
         #[command(subcommand)]
         command: appeals_cmd::AppealsCommand,
     },
+    /// The compensation fund on a running server: its balance, and deposits into it.
+    Fund {
+        #[command(subcommand)]
+        command: fund_cmd::FundCommand,
+    },
     /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json` serves).
     Openapi,
     /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
         Commands::Keys { command } => keys_cmd::run(command),
         Commands::Restrictions { command } => restrictions_cmd::run(command),
         Commands::Appeals { command } => appeals_cmd::run(command),
+        Commands::Fund { command } => fund_cmd::run(command),
         Commands::Openapi => {
             println!("{}", serde_json::to_string_pretty(&xiezhi_server::openapi::document()).unwrap_or_default());
             ExitCode::SUCCESS

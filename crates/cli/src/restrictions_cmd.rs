@@ -82,6 +82,18 @@ pub fn query_string(params: &[(&str, Option<String>)]) -> String {
 
 /// Sends one request; answers the status and the JSON body.
 pub fn send(target: &Target, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    send_with_key(target, method, path, body, None)
+}
+
+/// [`send`] with an `Idempotency-Key` header, so a re-run of the same command (a timeout,
+/// a dropped connection) gets the first answer instead of acting twice.
+pub fn send_with_key(
+    target: &Target,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    idempotency_key: Option<&str>,
+) -> Result<(u16, Value), String> {
     let key = target.api_key()?;
     let client = crate::client::client(&key, reqwest::Client::builder())?;
     let url = format!("{}{path}", target.server.trim_end_matches('/'));
@@ -90,6 +102,9 @@ pub fn send(target: &Target, method: reqwest::Method, path: &str, body: Option<V
         let mut request = client.request(method, &url);
         if let Some(body) = body {
             request = request.json(&body);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
         }
         let response = request.send().await.map_err(|e| format!("cannot reach {}: {e}", target.server))?;
         let status = response.status().as_u16();
