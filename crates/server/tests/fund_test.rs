@@ -328,3 +328,55 @@ async fn an_exhausted_fund_makes_compensation_wait_and_deposits_pay_it_oldest_fi
     assert_eq!(check.compensation_funds["CNY"], "0.00");
     assert_eq!(check.platform_balances["CNY:platform_own_funds"], "150.00");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_pays_six_at_once_and_the_sweep_the_rest_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let running = start(dir.path(), Arc::clone(&clock)).await;
+    let w = world(running.base.clone()).await;
+    let mut appeals = Vec::new();
+    for i in 0..8 {
+        let user = format!("user{i}");
+        let line = w.line(&user).await;
+        clock.0.fetch_add(1_000, Ordering::SeqCst);
+        appeals.push(w.overturned(&line, &user).await);
+    }
+    assert_eq!(w.fund().await["waiting_count"], 8);
+    // 350.00 covers seven of the eight (50.00 each): six in the deposit's own batch.
+    let deposit = w.deposit("350.00", "top-up").await;
+    let paid: Vec<&str> =
+        deposit["paid"].as_array().unwrap().iter().map(|c| c["appeal_id"].as_str().unwrap()).collect();
+    let first_six: Vec<&str> = appeals[..6].iter().map(String::as_str).collect();
+    assert_eq!(paid, first_six, "{deposit}");
+    // The writer's sweep (twice a second) pays the seventh, with no request to notice it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.fund().await["waiting_count"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "the sweep paid nothing: {}", w.fund().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, waiting) = w.get(&w.admin, "/v1/compensations?status=waiting_for_funds").await;
+    assert_eq!(waiting["compensations"][0]["appeal_id"], appeals[7].as_str(), "the youngest waits: {waiting}");
+    assert_eq!(w.fund().await["balance"], "0.00");
+    running.stop().await;
+
+    // The store check catches a record that says paid without its payout.
+    let check = check_books(dir.path());
+    assert!(check.balanced && check.records_agree && check.compensations_checked == 8, "{check:?}");
+    let mut store = SqliteStore::open_dir(dir.path()).unwrap();
+    let record = xiezhi_store::Store::record(&mut store, xiezhi_store::RecordKind::Compensation, &appeals[7])
+        .unwrap()
+        .expect("stored under its appeal");
+    let mut forged: Value = serde_json::from_str(&record.body).unwrap();
+    forged["status"] = json!("paid");
+    forged["transaction_id"] = json!(1);
+    forged["paid_at_ms"] = json!(START_MS);
+    let forged = xiezhi_store::Record { body: forged.to_string(), ..record };
+    let batch = xiezhi_store::Batch { transactions: vec![], records: vec![forged], generation: 0 };
+    xiezhi_store::Store::commit(&mut store, &batch).unwrap();
+    drop(store);
+    let check = check_books(dir.path());
+    assert!(!check.records_agree, "{check:?}");
+    assert_eq!(check.compensation_disagreements.len(), 1, "{check:?}");
+    assert_eq!(check.compensation_disagreements[0].appeal_id, appeals[7]);
+}
