@@ -65,11 +65,7 @@ fn row(a: &Value) -> Vec<String> {
 
 fn page_table(page: &Value) -> String {
     let rows: Vec<Vec<String>> = page["appeals"].as_array().map(|a| a.iter().map(row).collect()).unwrap_or_default();
-    let mut out = table(HEADER, &rows);
-    if let Some(next) = page["next_cursor"].as_str() {
-        out.push_str(&format!("more: --cursor {next}\n"));
-    }
-    out
+    crate::client::with_next_cursor(table(HEADER, &rows), page)
 }
 
 fn one_table(appeal: &Value) -> String {

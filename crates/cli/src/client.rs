@@ -57,3 +57,41 @@ pub fn auth_headers(key: &str) -> Result<HeaderMap, String> {
 pub fn client(key: &str, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
     builder.default_headers(auth_headers(key)?).build().map_err(|e| e.to_string())
 }
+
+/// One request from an operator's command to a running server, on a runtime of its own:
+/// answers the status and the JSON body. With `idempotency_key`, a re-run of the same command
+/// (a timeout, a dropped connection) gets the first answer instead of acting twice.
+pub fn request_json(
+    server: &str,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    idempotency_key: Option<&str>,
+) -> Result<(u16, serde_json::Value), String> {
+    let client = client(key, reqwest::Client::builder())?;
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut request = client.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.map_err(|e| format!("cannot reach {server}: {e}"))?;
+        let status = response.status().as_u16();
+        let body =
+            response.json::<serde_json::Value>().await.map_err(|e| format!("unreadable answer from {url}: {e}"))?;
+        Ok((status, body))
+    })
+}
+
+/// A page's table, then where the next page starts when there is one.
+pub fn with_next_cursor(mut table: String, page: &serde_json::Value) -> String {
+    if let Some(next) = page["next_cursor"].as_str() {
+        table.push_str(&format!("more: --cursor {next}\n"));
+    }
+    table
+}

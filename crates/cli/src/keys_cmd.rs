@@ -99,18 +99,5 @@ pub fn run(command: KeysCommand) -> ExitCode {
 }
 
 fn send(target: &Target, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
-    let key = target.key.key()?;
-    let client = crate::client::client(&key, reqwest::Client::builder())?;
-    let url = format!("{}{path}", target.server.trim_end_matches('/'));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let mut request = client.request(method, &url);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.map_err(|e| format!("cannot reach {}: {e}", target.server))?;
-        let status = response.status().as_u16();
-        let body = response.json::<Value>().await.map_err(|e| format!("unreadable answer from {url}: {e}"))?;
-        Ok((status, body))
-    })
+    crate::client::request_json(&target.server, &target.key.key()?, method, path, body, None)
 }

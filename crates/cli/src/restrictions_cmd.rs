@@ -94,23 +94,7 @@ pub fn send_with_key(
     body: Option<Value>,
     idempotency_key: Option<&str>,
 ) -> Result<(u16, Value), String> {
-    let key = target.api_key()?;
-    let client = crate::client::client(&key, reqwest::Client::builder())?;
-    let url = format!("{}{path}", target.server.trim_end_matches('/'));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let mut request = client.request(method, &url);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        if let Some(key) = idempotency_key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let response = request.send().await.map_err(|e| format!("cannot reach {}: {e}", target.server))?;
-        let status = response.status().as_u16();
-        let body = response.json::<Value>().await.map_err(|e| format!("unreadable answer from {url}: {e}"))?;
-        Ok((status, body))
-    })
+    crate::client::request_json(&target.server, &target.api_key()?, method, path, body, idempotency_key)
 }
 
 /// Prints an answer: the JSON with `--json`, else `table` of it; a refusal's problem goes to
@@ -187,11 +171,7 @@ const RESTRICTION_HEADER: &[&str] = &["ID", "STATUS", "CREDIT LINE", "USER", "SC
 fn restrictions_table(page: &Value) -> String {
     let rows: Vec<Vec<String>> =
         page["restrictions"].as_array().map(|a| a.iter().map(restriction_row).collect()).unwrap_or_default();
-    let mut out = table(RESTRICTION_HEADER, &rows);
-    if let Some(next) = page["next_cursor"].as_str() {
-        out.push_str(&format!("more: --cursor {next}\n"));
-    }
-    out
+    crate::client::with_next_cursor(table(RESTRICTION_HEADER, &rows), page)
 }
 
 fn lifted_table(r: &Value) -> String {
