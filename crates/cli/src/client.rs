@@ -1,7 +1,7 @@
 //! Talking to a running server: which API key to send, and an HTTP client that sends it.
 //!
-//! The key comes from `XIEZHI_API_KEY`, else from `--api-key-file`, else from
-//! `./xiezhi-data/admin.key` (where `xiezhi serve` writes the bootstrap key). Never from a
+//! The key comes from `XIEZHI_KEY` (the name issue 14 gives the operators' commands), else
+//! `XIEZHI_API_KEY`, else from `--api-key-file`, else from `./xiezhi-data/admin.key` (where `xiezhi serve` writes the bootstrap key). Never from a
 //! flag's value: command lines are visible to every user of the machine (`ps`).
 
 use clap::Args;
@@ -13,23 +13,24 @@ const DEFAULT_ADMIN_KEY_FILE: &str = "./xiezhi-data/admin.key";
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct ApiKeyArgs {
-    /// A file holding the API key to send (default: `XIEZHI_API_KEY`, else
-    /// ./xiezhi-data/admin.key).
+    /// A file holding the API key to send (default: `XIEZHI_KEY`, else `XIEZHI_API_KEY`,
+    /// else ./xiezhi-data/admin.key).
     #[arg(long)]
     pub api_key_file: Option<PathBuf>,
 }
 
 impl ApiKeyArgs {
     pub fn key(&self) -> Result<String, String> {
-        if let Ok(key) = std::env::var("XIEZHI_API_KEY") {
-            if !key.trim().is_empty() {
-                return Ok(key.trim().to_owned());
+        for name in ["XIEZHI_KEY", "XIEZHI_API_KEY"] {
+            match std::env::var(name) {
+                Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_owned()),
+                _ => {}
             }
         }
         let path = self.api_key_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ADMIN_KEY_FILE));
         let key = std::fs::read_to_string(&path).map_err(|e| {
             format!(
-                "no API key: set XIEZHI_API_KEY or --api-key-file (reading {}: {e}); `xiezhi serve` writes \
+                "no API key: set XIEZHI_KEY (or XIEZHI_API_KEY) or --api-key-file (reading {}: {e}); `xiezhi serve` writes \
                  the first admin key to <data-dir>/admin.key",
                 path.display()
             )
@@ -94,4 +95,30 @@ pub fn with_next_cursor(mut table: String, page: &serde_json::Value) -> String {
         table.push_str(&format!("more: --cursor {next}\n"));
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `XIEZHI_KEY` (issue 14's name) wins over `XIEZHI_API_KEY`, which wins over the file;
+    /// a blank variable counts as unset. (nextest runs each test in its own process, so the
+    /// environment is this test's alone.)
+    #[test]
+    fn the_key_comes_from_xiezhi_key_then_xiezhi_api_key_then_the_file() {
+        let dir = std::env::temp_dir().join(format!("xiezhi-client-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("admin.key");
+        std::fs::write(&file, "key_from_file\n").unwrap();
+        let args = ApiKeyArgs { api_key_file: Some(file) };
+        std::env::set_var("XIEZHI_KEY", "key_a");
+        std::env::set_var("XIEZHI_API_KEY", "key_b");
+        assert_eq!(args.key().unwrap(), "key_a");
+        std::env::set_var("XIEZHI_KEY", "  ");
+        assert_eq!(args.key().unwrap(), "key_b");
+        std::env::remove_var("XIEZHI_KEY");
+        std::env::remove_var("XIEZHI_API_KEY");
+        assert_eq!(args.key().unwrap(), "key_from_file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -51,13 +51,10 @@ pub struct Target {
 }
 
 impl Target {
-    /// The key: `XIEZHI_KEY` (the name issue 14 gives these commands), else what every
-    /// other command reads (`XIEZHI_API_KEY`, `--api-key-file`, ./xiezhi-data/admin.key).
+    /// The key, as every command reads it (`XIEZHI_KEY`, `XIEZHI_API_KEY`, `--api-key-file`,
+    /// ./xiezhi-data/admin.key).
     fn api_key(&self) -> Result<String, String> {
-        match std::env::var("XIEZHI_KEY") {
-            Ok(key) if !key.trim().is_empty() => Ok(key.trim().to_owned()),
-            _ => self.key.key(),
-        }
+        self.key.key()
     }
 }
 
