@@ -277,6 +277,7 @@ fn ledger(ops: usize, clients: usize, lines: usize, max_batch: usize, data_dir: 
                                 profile: Default::default(),
                                 opened_at: Some(year_ago.clone()),
                                 wallet_id: None,
+                                contact: None,
                             };
                             match service.execute_blocking(Command::CreateCreditLine(request), None) {
                                 Ok(Reply::CreditLine(l)) => l.id,

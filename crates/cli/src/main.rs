@@ -16,6 +16,8 @@ mod demo;
 mod fund_cmd;
 mod keys_cmd;
 mod model_cmd;
+mod outbox_cmd;
+mod outbox_loop;
 mod phone;
 mod qr_cmd;
 mod restrictions_cmd;
@@ -88,6 +90,11 @@ enum Commands {
         #[command(subcommand)]
         command: fund_cmd::FundCommand,
     },
+    /// The notification outbox on a running server: list by status, replay dead letters.
+    Outbox {
+        #[command(subcommand)]
+        command: outbox_cmd::OutboxCommand,
+    },
     /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json` serves).
     Openapi,
     /// Benchmarks (results and commands are recorded in docs/BENCHMARKS.md).
@@ -138,6 +145,7 @@ fn main() -> ExitCode {
         Commands::Restrictions { command } => restrictions_cmd::run(command),
         Commands::Appeals { command } => appeals_cmd::run(command),
         Commands::Fund { command } => fund_cmd::run(command),
+        Commands::Outbox { command } => outbox_cmd::run(command),
         Commands::Openapi => {
             println!("{}", serde_json::to_string_pretty(&xiezhi_server::openapi::document()).unwrap_or_default());
             ExitCode::SUCCESS

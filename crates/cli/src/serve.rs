@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// to `<data-dir>/phone-gateway.token`. `--demo` runs one on a free port.
     #[arg(long)]
     pub phone_gateway: Option<SocketAddr>,
+    /// Where notifications of restrictions, appeals and compensation go (the outbox).
+    #[command(flatten)]
+    pub delivery: crate::outbox_loop::DeliveryArgs,
 }
 
 /// The secret one-time codes are kept under: `<data-dir>/code-secret`, 32 bytes from the OS
@@ -224,7 +227,34 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Where codes go: an SMS gateway, the loopback phone gateway, or (with a warning) nowhere.
+/// Where codes and other texts go: an SMS gateway, the loopback phone gateway, or (with a
+/// warning) nowhere.
+struct Phones {
+    /// One-time codes, handed over once their batch is durable.
+    notifier: Option<xiezhi_core::NotifierHandle>,
+    /// Outbox texts (restrictions, appeals, compensation), one attempt per call.
+    sms: Option<Arc<dyn xiezhi_notify::SmsSender>>,
+    /// The demo shoppers' phone.
+    phone: Option<crate::phone::Phone>,
+    said: String,
+}
+
+async fn phones(args: &ServeArgs) -> Result<Phones, String> {
+    let (notifier, phone, said) = notifier(args).await?;
+    let gateway = match (&args.sms_gateway_url, &phone) {
+        (Some(url), _) => Some((url.clone(), std::env::var("XIEZHI_SMS_GATEWAY_TOKEN").ok().filter(|t| !t.is_empty()))),
+        (None, Some(phone)) => Some((format!("{}/messages", phone.base), Some(phone.token.clone()))),
+        (None, None) => None,
+    };
+    let sms = match gateway {
+        Some((url, token)) => {
+            Some(Arc::new(crate::phone::GatewaySmsSender::new(url, token)?) as Arc<dyn xiezhi_notify::SmsSender>)
+        }
+        None => None,
+    };
+    Ok(Phones { notifier, sms, phone, said })
+}
+
 /// Returns the notifier, the phone for the demo's shoppers, and what to tell the operator.
 async fn notifier(
     args: &ServeArgs,
@@ -258,7 +288,8 @@ async fn notifier(
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = SqliteStore::open_dir(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let (notifier, phone, delivery) = notifier(&args).await?;
+    let Phones { notifier, sms, phone, said: delivery } = phones(&args).await?;
+    let (outbox, channels, notifications) = crate::outbox_loop::channels(&args.delivery, sms)?;
     let config = ServiceConfig {
         acceptance: AcceptanceConfig { partner_schemes: args.partner_scheme.clone(), ..Default::default() },
         hold_ttl_ms: args.hold_ttl_secs.clamp(1, 30 * 24 * 3600) * 1000,
@@ -273,6 +304,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         read_only: args.read_only,
         code_secret: Some(code_secret(&args.data_dir)?),
         notifier,
+        outbox,
         ..Default::default()
     };
     let speed = match (args.clock_speed, args.demo) {
@@ -319,6 +351,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // Scripts and tests read this line to find the port.
     println!("xiezhi listening on {base} (data in {})", args.data_dir.display());
     println!("{delivery}");
+    println!("{notifications}");
     if let Some(dir) = args.fraud_model.clone().filter(|d| crate::model_cmd::is_model_dir(d)) {
         tokio::spawn(reload_fraud_model_on_sighup(service.clone(), dir));
     }
@@ -335,14 +368,34 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         per_caller_burst: args.rate_limit_key_per_s.saturating_mul(2),
     };
     let router = xiezhi_server::router_with(service.clone(), xiezhi_server::RouterConfig { token_keys, rate_limits });
-    let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown_signal()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let server = tokio::spawn(xiezhi_server::serve(listener, router, shutdown));
+    let dispatcher = match service.stats().read_only.get() {
+        Some(_) => None,
+        None => {
+            let dispatcher = crate::outbox_loop::dispatcher(&args.delivery, channels, Arc::clone(&clock))?;
+            Some(tokio::spawn(crate::outbox_loop::run(service.clone(), dispatcher, stopped)))
+        }
+    };
     if args.demo && !args.read_only {
         let demo =
             crate::demo::Demo::new(base.clone(), args.data_dir.clone(), args.demo_shoppers, clock.speed(), service)
                 .with_phone(phone);
         demo.spawn(tokio::runtime::Handle::current());
     }
-    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let served = server.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+    if let Some(dispatcher) = dispatcher {
+        // The round in flight records its outcomes; one cut short is sent again after its
+        // lease (at least once: receivers drop the duplicate by message id).
+        if tokio::time::timeout(crate::outbox_loop::SHUTDOWN_GRACE, dispatcher).await.is_err() {
+            tracing::warn!("the outbox dispatcher did not finish its round in time");
+        }
+    }
+    served?;
     println!("xiezhi stopped");
     Ok(())
 }

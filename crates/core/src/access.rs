@@ -77,6 +77,8 @@ scopes! {
     RestrictionsWrite = "restrictions:write",
     FundRead = "fund:read",
     FundWrite = "fund:write",
+    OutboxRead = "outbox:read",
+    OutboxReplay = "outbox:replay",
 }
 
 impl Serialize for Scope {

@@ -262,6 +262,8 @@ impl State {
             a.id
         );
         self.put(out, RecordKind::Appeal, &a.id, &a, now_ms);
+        let before = self.appeals.get(&a.id).cloned();
+        self.appeal_events(before.as_ref(), &a, now_ms, out);
         self.remember_appeal(a);
     }
 

@@ -110,6 +110,11 @@ pub enum CoreError {
     /// policy grants no credit in.
     #[error("{message}")]
     InvalidDeposit { field: String, message: String },
+    #[error("outbox message `{id}` not found")]
+    OutboxMessageNotFound { id: String },
+    /// Only a dead letter is replayed: a message still being delivered, or delivered, is not.
+    #[error("outbox message `{id}` is {state}, not dead: only dead letters are replayed")]
+    OutboxNotDead { id: String, state: String },
 }
 
 impl CoreError {
@@ -160,6 +165,8 @@ impl CoreError {
             CoreError::NotAppealable { .. } => "not_appealable",
             CoreError::InvalidText { .. } => "invalid_text",
             CoreError::InvalidDeposit { .. } => "invalid_deposit",
+            CoreError::OutboxMessageNotFound { .. } => "outbox_message_not_found",
+            CoreError::OutboxNotDead { .. } => "outbox_not_dead",
         }
     }
 

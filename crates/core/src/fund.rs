@@ -256,6 +256,8 @@ impl State {
         assert!(c.status == CompensationStatus::Due || c.amount_minor > 0, "compensation {} of nothing", c.id);
         let key = c.appeal_id.clone();
         self.put(out, RecordKind::Compensation, &key, &c, now_ms);
+        let was_paid = self.compensations.get(&c.id).is_some_and(|b| b.status == CompensationStatus::Paid);
+        self.compensation_events(was_paid, &c, now_ms, out);
         self.remember_compensation(c);
     }
 

@@ -66,6 +66,7 @@ impl Pipeline {
             profile: Default::default(),
             opened_at: None,
             wallet_id: None,
+            contact: None,
         };
         let Ok(Reply::CreditLine(l)) = self.apply(&mut batch, Command::CreateCreditLine(line), None) else { panic!() };
         let batch = self.seal(batch);

@@ -19,6 +19,7 @@ mod fund;
 mod interleavings;
 mod model;
 mod notify;
+mod outbox;
 mod overlay;
 mod random;
 mod restrictions;
@@ -42,6 +43,10 @@ pub use fund::{
 };
 pub use model::*;
 pub use notify::{code_in, Notifier, NotifierHandle, OutboundMessage, RecordingNotifier, MAX_RECORDED_MESSAGES};
+pub use outbox::{
+    OutboxConfig, OutboxPage, OutboxQuery, OutboxReplay, OutboxReplayView, OutboxRowView, OutboxStatus,
+    OutboxTransition, MAX_MESSAGES_PER_EVENT, MAX_OPERATOR_WEBHOOKS, MAX_OUTBOX_PAGE, MAX_OUTBOX_ROWS_PER_COMMAND,
+};
 pub use restrictions::{
     LiftRequest, RestrictionEventView, RestrictionPage, RestrictionQuery, RestrictionRecordView, RestrictionStatus,
     DEFAULT_PAGE, MAX_PAGE, MAX_REASON_CHARS, MAX_SCANNED_PER_PAGE,
@@ -119,6 +124,9 @@ pub struct ServiceConfig {
     /// Where one-time codes and other messages for shoppers go once their batch is durable
     /// (an SMS gateway). `None`: nowhere, and codes reach nobody.
     pub notifier: Option<NotifierHandle>,
+    /// Which channels events write outbox rows for (none by default: a service that sends
+    /// nothing stores nothing to send).
+    pub outbox: OutboxConfig,
 }
 
 impl Default for ServiceConfig {
@@ -135,6 +143,7 @@ impl Default for ServiceConfig {
             code_secret: None,
             key_ring: Arc::default(),
             notifier: None,
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -245,6 +254,17 @@ pub enum Command {
     FundDeposit(FundDepositRequest),
     GetFund,
     ListCompensations(CompensationQuery),
+    /// Up to `max` outbox rows a dispatcher should look at now (a read: claiming them is a
+    /// [`Command::RecordOutbox`]). For the process's own dispatcher.
+    DueOutbox {
+        max: usize,
+        lease_ms: i64,
+    },
+    /// Delivery transitions, each applied only where its row is still as read.
+    RecordOutbox(Vec<OutboxTransition>),
+    ListOutbox(OutboxQuery),
+    /// Dead letters back to pending.
+    ReplayOutbox(OutboxReplay),
 }
 
 impl Command {
@@ -272,6 +292,8 @@ impl Command {
                 | Command::GetAppeal { .. }
                 | Command::GetFund
                 | Command::ListCompensations(_)
+                | Command::DueOutbox { .. }
+                | Command::ListOutbox(_)
         )
     }
 }
@@ -293,9 +315,18 @@ impl Command {
 /// field, a missing one or one of the wrong type is refused naming it
 /// (`application.<feature>`).
 pub fn credit_line_command(request: CreditLineRequest) -> Result<Command, CoreError> {
-    let CreditLineRequest { user_id, currency, limit, application, monthly_income, profile, opened_at, wallet_id } =
-        request;
-    let line = |limit: String| NewCreditLine { user_id, currency, limit, profile, opened_at, wallet_id };
+    let CreditLineRequest {
+        user_id,
+        currency,
+        limit,
+        application,
+        monthly_income,
+        profile,
+        opened_at,
+        wallet_id,
+        contact,
+    } = request;
+    let line = |limit: String| NewCreditLine { user_id, currency, limit, profile, opened_at, wallet_id, contact };
     match (limit, application, monthly_income) {
         (Some(_), Some(_), _) => Err(CoreError::InvalidRequest {
             field: "application".into(),

@@ -81,6 +81,30 @@ pub struct NewCreditLine {
     /// lines in for one. Default: the caller's wallet, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wallet_id: Option<String>,
+    /// How the line's owner is told of restrictions, appeals and compensation besides the
+    /// app (an email address; the language messages are written in). Optional: SMS goes to
+    /// the user id, which the SMS gateway maps to the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
+}
+
+/// Longest email address (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// Where a line's owner is told of what happens to them, kept apart from the risk engine's
+/// `profile`: the profile is copied into every decision record, and an address has no
+/// business there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    /// Where email notifications go (when the service sends email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(max_length = 254, example = "alice@example.com"))]
+    pub email: Option<String>,
+    /// The language of every message to this user; Chinese when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<crate::status::Language>,
 }
 
 /// `POST /v1/credit-lines`: a line with a fixed `limit`, or one whose limit the credit
@@ -123,6 +147,11 @@ pub struct CreditLineRequest {
     /// lines in for one. Default: the caller's wallet, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wallet_id: Option<String>,
+    /// How the line's owner is told of restrictions, appeals and compensation besides the
+    /// app (an email address; the language messages are written in). Optional: SMS goes to
+    /// the user id, which the SMS gateway maps to the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
 }
 
 /// A line applied for: the line's own fields (`line.limit` is unused: the assessment sets
@@ -870,6 +899,9 @@ pub struct LineProfile {
     /// the line's payments. A line opened with a fixed limit has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit: Option<LineCredit>,
+    /// How the owner is told of what happens to them (outbox notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

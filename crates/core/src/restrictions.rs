@@ -238,6 +238,8 @@ impl State {
         let lifts = r.history.iter().filter(|e| e.kind == RestrictionEventKind::Lifted).count();
         assert_eq!(usize::from(r.lifted_at_ms.is_some()), lifts, "restriction {}: lifted iff one lift event", r.id);
         self.put(out, RecordKind::Restriction, &r.id, &r, now_ms);
+        let before = self.restrictions.get(&r.id).cloned();
+        self.restriction_events(before.as_ref(), &r, now_ms, out);
         self.remember_restriction(r);
     }
 

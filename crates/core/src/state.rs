@@ -52,6 +52,25 @@ fn check_profile(profile: &UserProfile) -> Result<(), CoreError> {
     }
     Ok(())
 }
+/// An email address the outbox can send to: one `@` between non-empty parts, no spaces or
+/// control characters (the SMTP relay judges the rest, and a refusal parks the message).
+fn check_contact(contact: Option<&Contact>) -> Result<(), CoreError> {
+    let Some(email) = contact.and_then(|c| c.email.as_deref()) else { return Ok(()) };
+    let well_formed = email.chars().count() <= MAX_EMAIL_CHARS
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && domain.contains('.')
+        });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidRequest {
+            field: "contact.email".into(),
+            message: format!("`email` is an address such as alice@example.com, at most {MAX_EMAIL_CHARS} characters"),
+        })
+    }
+}
+
 use crate::overlay::Overlay;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -129,6 +148,14 @@ pub(crate) struct State {
     /// Messages the commands applied since the writer last took them want sent once their
     /// batch is durable (they hold one-time codes: never stored).
     pub(crate) outbox: Vec<crate::notify::OutboundMessage>,
+    /// Which channels events write outbox rows for.
+    pub(crate) outbox_config: crate::outbox::OutboxConfig,
+    /// Every outbox row, by message id (ids order them by creation).
+    pub(crate) outbox_rows: BTreeMap<String, xiezhi_notify::OutboxEntry>,
+    /// Ids of rows still to deliver (pending, in flight or waiting to retry).
+    pub(crate) open_outbox: BTreeSet<String>,
+    /// Ids of dead letters.
+    pub(crate) dead_outbox: BTreeSet<String>,
 }
 
 pub(crate) fn storage(error: StoreError) -> CoreError {
@@ -248,6 +275,10 @@ impl State {
             api_keys: HashMap::new(),
             key_ring: std::sync::Arc::clone(&config.key_ring),
             outbox: Vec::new(),
+            outbox_config: config.outbox.clone(),
+            outbox_rows: BTreeMap::new(),
+            open_outbox: BTreeSet::new(),
+            dead_outbox: BTreeSet::new(),
             line_profiles: HashMap::new(),
             user_wallets: HashMap::new(),
             restrictions: BTreeMap::new(),
@@ -293,6 +324,7 @@ impl State {
         }
         self.reload_risk()?;
         self.reload_keys()?;
+        self.reload_outbox()?;
         // Reads of this reload end here, so the next batch reads a fresh snapshot.
         self.store.end_reads()?;
         if self.read_only.is_some() {
@@ -586,6 +618,10 @@ impl State {
             Command::FundDeposit(request) => self.deposit_fund(caller, request, now_ms, out),
             Command::GetFund => Ok(self.fund_view()),
             Command::ListCompensations(query) => self.list_compensations(&query),
+            Command::DueOutbox { max, lease_ms } => Ok(self.due_outbox(max, lease_ms, now_ms)),
+            Command::RecordOutbox(transitions) => self.record_outbox(transitions, now_ms, out),
+            Command::ListOutbox(query) => self.list_outbox(&query),
+            Command::ReplayOutbox(request) => self.replay_outbox(request, now_ms, out),
             Command::SetScorer(handle) => {
                 self.engine.set_scorer(std::sync::Arc::clone(&handle.0));
                 self.risk_config.scorer = Some(handle.0);
@@ -746,6 +782,7 @@ impl State {
             return Err(CoreError::CurrencyNotAdmitted { currency: currency.alpha().into() });
         }
         check_profile(&request.profile)?;
+        check_contact(request.contact.as_ref())?;
         if let Some(wallet_id) = &request.wallet_id {
             check_text("wallet_id", wallet_id)?;
         }
@@ -798,6 +835,7 @@ impl State {
             wallet_id,
             opened_by: caller.key_id().map(str::to_owned),
             credit,
+            contact: request.contact,
         };
         self.save_line_profile(profile, now_ms, out);
         self.credit_line_view(&id).map(Reply::CreditLine)

@@ -16,6 +16,7 @@ pub const MAX_STATUS_LINES: usize = 50;
 /// The language a user reads first: `Accept-Language` decides (there is no language in a
 /// line's profile); Chinese when it names neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
     #[default]

@@ -16,16 +16,19 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Most holds expired in one sweep, so a backlog never makes one commit huge.
 const MAX_EXPIRIES_PER_SWEEP: usize = 1_000;
 /// Each hold, challenge or restriction that lapses writes at most two items; an appeal that
-/// escalates three (itself, its restriction lifted and the user's inbox).
-const ITEMS_PER_EXPIRY: usize = 3;
+/// escalates three (itself, its restriction lifted and the user's inbox); and the lift or
+/// payout an expiry causes tells its user through at most one event's outbox rows.
+const ITEMS_PER_EXPIRY: usize = 3 + crate::outbox::MAX_MESSAGES_PER_EVENT;
 /// What a sweep expires, each kind up to the same number: holds, challenges, restrictions
 /// and appeals; and compensations waiting for the fund it pays (two items each).
 const SWEPT_KINDS: usize = 5;
 /// The most items (journal entries and records) one command adds to a batch: a restriction
 /// writes its decision, payment, challenge, restriction, the inbox twice and the key's
-/// answer. Asserted after every command; a batch takes another command only while this
-/// much room is left, so no batch exceeds what one store commit may carry.
-pub(crate) const MAX_ITEMS_PER_COMMAND: usize = 16;
+/// answer, and its outbox rows; a deposit pays up to six waiting compensations, each with
+/// its event's outbox rows (38 in all). Asserted after every command; a batch takes another
+/// command only while this much room is left, so no batch exceeds what one store commit
+/// may carry.
+pub(crate) const MAX_ITEMS_PER_COMMAND: usize = 48;
 /// Reload attempts after a storage failure before the writer gives up.
 const RECOVERY_ATTEMPTS: u32 = 12;
 /// Panics the writer restarts after within [`RESTART_WINDOW`] before it stays down.

@@ -93,6 +93,7 @@ async fn restrictions_piling_up_behind_a_slow_commit_split_into_batches_that_fit
             profile: Default::default(),
             opened_at: None,
             wallet_id: None,
+            contact: None,
         };
         async move { service.execute(Command::CreateCreditLine(line), None).await }
     });

@@ -20,6 +20,7 @@ fn apply(answers: Map<String, Value>, income: &str, user: &str) -> Result<Comman
         profile: UserProfile { birth_date: Some("1990-01-01".into()), kyc_level: 2, region: "CN-SH".into() },
         opened_at: None,
         wallet_id: None,
+        contact: None,
     })
 }
 
@@ -72,6 +73,7 @@ fn a_declined_application_opens_nothing_and_exactly_one_of_limit_and_application
         profile: Default::default(),
         opened_at: None,
         wallet_id: None,
+        contact: None,
     };
     let e = credit_line_command(both.clone()).unwrap_err();
     assert!(matches!(&e, CoreError::InvalidRequest { field, .. } if field == "application"), "{e:?}");

@@ -62,6 +62,7 @@ fn setup(service: &Service) -> (String, String) {
         profile,
         opened_at: None,
         wallet_id: None,
+        contact: None,
     };
     let Reply::CreditLine(l) = run(service, Command::CreateCreditLine(line)).unwrap() else { panic!() };
     (m.qr_payload, l.id)

@@ -156,6 +156,7 @@ fn foreign_and_unknown_codes_are_not_accepted() {
         profile: Default::default(),
         opened_at: None,
         wallet_id: None,
+        contact: None,
     };
     assert_eq!(
         run(&service, Command::CreateCreditLine(usd_line)),
@@ -183,7 +184,8 @@ fn foreign_and_unknown_codes_are_not_accepted() {
                 limit: "5".into(),
                 profile: Default::default(),
                 opened_at: None,
-                wallet_id: None
+                wallet_id: None,
+                contact: None
             })
         ),
         Err(CoreError::UnknownCurrency { .. })
@@ -371,6 +373,7 @@ fn idempotency_keys_expire_after_the_retention_period() {
         profile: Default::default(),
         opened_at: None,
         wallet_id: None,
+        contact: None,
     };
     service.execute_blocking(Command::CreateCreditLine(request), key.clone()).unwrap();
     let other = Some(IdempotencyKey { key: "old".into(), fingerprint: "f2".into() });

@@ -81,6 +81,8 @@ pub const ROUTES: &[(&str, &str, Access)] = {
         ("GET", "/v1/fund", Key(FundRead)),
         ("POST", "/v1/fund/deposits", Key(FundWrite)),
         ("GET", "/v1/compensations", Key(FundRead)),
+        ("GET", "/v1/outbox", Key(OutboxRead)),
+        ("POST", "/v1/outbox/replay", Key(OutboxReplay)),
     ]
 };
 

@@ -12,6 +12,7 @@ mod fund;
 mod keys;
 mod listen;
 pub mod openapi;
+mod outbox;
 mod problem;
 pub mod rate;
 mod recourse;
@@ -155,6 +156,8 @@ pub fn router_with(service: Service, config: RouterConfig) -> Router {
         .route("/v1/fund", get(fund::get_fund))
         .route("/v1/fund/deposits", post(fund::deposit))
         .route("/v1/compensations", get(fund::list_compensations))
+        .route("/v1/outbox", get(outbox::list))
+        .route("/v1/outbox/replay", post(outbox::replay))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower::util::option_layer(per_caller))
@@ -271,7 +274,9 @@ async fn index() -> impl IntoResponse {
          GET  /v1/users/{user_id}/status    can the user pay; if not, why and the ways out\n\
          POST /v1/appeals                   appeal {decision_id | restriction_id, message}\n\
          GET  /v1/appeals                   the review queue (?status=open|claimed|decided|escalated&cursor=&limit=)\n\
-         GET  /v1/appeals/{id}  POST /v1/appeals/{id}/claim  POST /v1/appeals/{id}/decision {outcome, note}\n\n\
+         GET  /v1/appeals/{id}  POST /v1/appeals/{id}/claim  POST /v1/appeals/{id}/decision {outcome, note}\n\
+         GET  /v1/outbox                    notifications (?status=pending|dead|delivered&cursor=&limit=)\n\
+         POST /v1/outbox/replay             send dead letters again {id | all_dead}\n\n\
          Every route but /, /healthz and /openapi.json needs `Authorization: Bearer <key>`.\n",
     )
 }

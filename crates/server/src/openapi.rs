@@ -219,6 +219,22 @@ pub const OPERATIONS: &[Operation] = ops![
         200,
         "CompensationPage"
     ),
+    (
+        "GET",
+        "/v1/outbox",
+        "notifications in the outbox by status, oldest first, a page at a time",
+        None,
+        200,
+        "OutboxPage"
+    ),
+    (
+        "POST",
+        "/v1/outbox/replay",
+        "send dead letters again: one by id, or the oldest (up to 16 a call)",
+        Some("OutboxReplay"),
+        200,
+        "OutboxReplayView"
+    ),
 ];
 
 /// What an operation's summary has no room for.
@@ -243,6 +259,15 @@ fn notes(op: &Operation) -> Option<&'static str> {
             "A zero, negative or malformed amount, or a currency the policy grants no credit in, is 422 \
              `invalid_deposit` naming the `field`. Waiting compensations in that currency are paid oldest first \
              (up to six in the deposit's own batch, the rest by the writer's sweep within a second).",
+        ),
+        ("GET", "/v1/outbox") => Some(
+            "`pending` is every row not yet delivered nor given up (pending, delivering, retry_at). Rows show the \
+             event, the channel, the webhook endpoint id, the state and the last error; never an address, a number \
+             or a text.",
+        ),
+        ("POST", "/v1/outbox/replay") => Some(
+            "Give `id` or `all_dead: true`, not both (400). A message that is not dead is 409 `outbox_not_dead`; an \
+             unknown id 404. A replayed message keeps its id, so a receiver that remembers ids drops a copy it has.",
         ),
         ("POST", "/v1/restrictions/{id}/lift") => {
             Some("A blank reason is 422 `invalid_text`; a restriction no longer in force 409 `restriction_not_active`.")
@@ -320,6 +345,12 @@ fn notes(op: &Operation) -> Option<&'static str> {
     xiezhi_core::FundBalanceView,
     xiezhi_core::FundView,
     xiezhi_core::FundDepositView,
+    xiezhi_core::Contact,
+    xiezhi_core::Language,
+    xiezhi_core::OutboxReplay,
+    xiezhi_core::OutboxRowView,
+    xiezhi_core::OutboxPage,
+    xiezhi_core::OutboxReplayView,
 )))]
 struct Schemas;
 
@@ -369,6 +400,7 @@ fn parameters(op: &Operation) -> Vec<Value> {
         }
         ("GET", "/v1/appeals") => parameters.extend(page(&["open", "claimed", "decided", "escalated"])),
         ("GET", "/v1/compensations") => parameters.extend(page(&["due", "waiting_for_funds", "paid"])),
+        ("GET", "/v1/outbox") => parameters.extend(page(&["pending", "dead", "delivered"])),
         _ => {}
     }
     if op.path == "/v1/merchants/{id}/qr" && op.method == "GET" {

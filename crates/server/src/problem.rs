@@ -90,12 +90,14 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::ApiKeyNotFound { .. }
         | CoreError::RestrictionNotFound { .. }
         | CoreError::AppealNotFound { .. }
+        | CoreError::OutboxMessageNotFound { .. }
         | CoreError::UserNotFound { .. } => StatusCode::NOT_FOUND,
         CoreError::RestrictionNotActive { .. }
         | CoreError::AppealExists { .. }
         | CoreError::AppealDecided { .. }
         | CoreError::AppealNotClaimed { .. }
-        | CoreError::AppealClaimed { .. } => StatusCode::CONFLICT,
+        | CoreError::AppealClaimed { .. }
+        | CoreError::OutboxNotDead { .. } => StatusCode::CONFLICT,
         CoreError::NotAppealable { .. } | CoreError::InvalidText { .. } | CoreError::InvalidDeposit { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }

@@ -20,6 +20,7 @@ pub fn run<S: Store, F: FnMut() -> S>(mut open: F) {
     a_read_snapshot_does_not_see_a_second_handles_commit(&mut open);
     generations_only_go_forward(&mut open);
     every_kind_is_its_own_key_space(&mut open);
+    outbox_rows_live_and_die_with_their_event(&mut open);
 }
 
 fn sample_journal(from_ledger: &mut Ledger, first_line: usize, count: usize) -> Vec<Transaction> {
@@ -291,5 +292,44 @@ fn generations_only_go_forward<S: Store>(open: &mut impl FnMut() -> S) {
     drop(store);
     let mut store = open();
     assert_eq!(store.read_snapshot().expect("snapshot").generation, stored + 1, "{name}: after reopening");
+    store.end_reads().expect("end reads");
+}
+
+/// The transactional outbox rests on this: an outbox row is committed in the same batch as
+/// the event it tells of, so both are durable or neither is (a refused batch leaves no
+/// message for an event that never happened), and a later state of the row replaces it.
+fn outbox_rows_live_and_die_with_their_event<S: Store>(open: &mut impl FnMut() -> S) {
+    let name = "outbox_rows_live_and_die_with_their_event";
+    let mut store = open();
+    let before = store.journal().expect("journal");
+    let mut ledger = Ledger::new();
+    for transaction in &before {
+        ledger.replay(transaction).expect("replay");
+    }
+    let mut gap = sample_journal(&mut ledger, 300, 1);
+    gap[0].id += 10;
+    let refused = Batch {
+        transactions: gap,
+        records: vec![record(RecordKind::Appeal, "ap_out", 1), record(RecordKind::Outbox, "msg_refused", 1)],
+        generation: 0,
+    };
+    assert!(store.commit(&refused).is_err(), "{name}: a batch with a journal gap was accepted");
+    let event = Batch {
+        transactions: vec![],
+        records: vec![record(RecordKind::Appeal, "ap_out", 2), record(RecordKind::Outbox, "msg_out", 2)],
+        generation: 0,
+    };
+    store.commit(&event).expect("commit");
+    let delivered =
+        Batch { transactions: vec![], records: vec![record(RecordKind::Outbox, "msg_out", 3)], generation: 0 };
+    store.commit(&delivered).expect("commit");
+    let mut store = open();
+    assert!(store.record(RecordKind::Outbox, "msg_refused").expect("record").is_none(), "{name}: refused row kept");
+    let rows = store.records(RecordKind::Outbox).expect("records");
+    let row = rows.iter().find(|r| r.id == "msg_out").unwrap_or_else(|| panic!("{name}: the row is missing"));
+    assert_eq!(value_of(row), 3, "{name}: the later state did not replace the row");
+    assert_eq!(rows.iter().filter(|r| r.id == "msg_out").count(), 1, "{name}: the row is listed twice");
+    let appeal = store.record(RecordKind::Appeal, "ap_out").expect("record");
+    assert_eq!(appeal.as_ref().map(value_of), Some(2), "{name}: the event is missing");
     store.end_reads().expect("end reads");
 }

@@ -71,10 +71,14 @@ pub enum RecordKind {
     /// Compensation owed to a user for a wrongful decision (an overturned appeal), keyed by
     /// appeal id: what the compensation fund pays from.
     Compensation,
+    /// A notification waiting to be delivered, or delivered, or parked as a dead letter
+    /// (the transactional outbox), keyed by message id. Written in the batch of the event it
+    /// tells of; its delivery state changes only by compare-and-set through the writer.
+    Outbox,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 14] = [
+    pub const ALL: [RecordKind; 15] = [
         RecordKind::Merchant,
         RecordKind::Payment,
         RecordKind::Idempotency,
@@ -89,6 +93,7 @@ impl RecordKind {
         RecordKind::Appeal,
         RecordKind::DecisionLabel,
         RecordKind::Compensation,
+        RecordKind::Outbox,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +113,7 @@ impl RecordKind {
             RecordKind::Appeal => "appeal",
             RecordKind::DecisionLabel => "decision_label",
             RecordKind::Compensation => "compensation",
+            RecordKind::Outbox => "outbox",
         }
     }
 }

@@ -60,6 +60,7 @@ pub fn line_for(service: &Service, user_id: &str, limit: &str) -> CreditLineView
         profile: Default::default(),
         opened_at: None,
         wallet_id: None,
+        contact: None,
     };
     match run(service, Command::CreateCreditLine(request)).unwrap() {
         Reply::CreditLine(l) => l,
