@@ -282,3 +282,77 @@ fn claims_are_compare_and_set_and_dead_letters_replay() {
     let service = start(dir.path(), &clock, &codes);
     assert_eq!(due(&service), again);
 }
+
+/// A store whose commits fail while `fail` is set.
+struct FailingCommits {
+    inner: Box<dyn Store>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    committer: bool,
+}
+
+impl xiezhi_store::wrap::Wrapper for FailingCommits {
+    fn inner(&mut self) -> &mut dyn Store {
+        self.inner.as_mut()
+    }
+    fn inner_ref(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+    fn open_committer(&self) -> Result<Option<Box<dyn Store>>, xiezhi_store::StoreError> {
+        if !self.committer {
+            return Ok(None);
+        }
+        let inner = self.inner.open_committer()?.expect("SQLite offers a committer");
+        Ok(Some(Box::new(FailingCommits { inner, fail: self.fail.clone(), committer: false })))
+    }
+    fn commit(&mut self, batch: &xiezhi_store::Batch) -> Result<(), xiezhi_store::StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(xiezhi_store::StoreError::Io("disk on fire".into()));
+        }
+        self.inner.commit(batch)
+    }
+}
+
+fn outbox_page(service: &Service) -> Vec<Value> {
+    let page = document(run(service, Command::ListOutbox(OutboxQuery::default())));
+    page["messages"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_batch_that_fails_leaves_no_message_for_its_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(START_MS)));
+    let codes = Arc::new(RecordingNotifier::default());
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inner = Box::new(SqliteStore::open_dir(dir.path()).unwrap());
+    let store = FailingCommits { inner, fail: fail.clone(), committer: true };
+    let service = Service::start(Box::new(store), config(&codes), clock.clone()).unwrap();
+    let qr = merchant(&service, "Lotus").qr_payload;
+    let line = common::line_for(&service, "fay", "2000.00");
+    let entry = xiezhi_risk::NewListEntry {
+        list: xiezhi_risk::ListKind::Deny,
+        subject_kind: xiezhi_risk::SubjectKind::User,
+        subject: "fay".into(),
+        reason: "test".into(),
+        author: "test".into(),
+        expires_at: None,
+    };
+    document(run(&service, Command::AddListEntry(entry)));
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let command = service.prepare_payment(payment_request(&line.id, &qr, Some("12.00"))).unwrap();
+    assert!(matches!(run(&service, command), Err(CoreError::StorageUnavailable { .. })));
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The writer rebuilt its memory from the store: the restriction and its messages are
+    // gone together, in memory as on disk.
+    let restrictions = document(run(&service, Command::ListRestrictions(RestrictionQuery::default())));
+    assert_eq!(restrictions["restrictions"], serde_json::json!([]));
+    assert_eq!(outbox_page(&service), Vec::<Value>::new());
+    assert!(codes.messages().is_empty(), "no code for a challenge that was never stored");
+    // The same payment again commits, with its messages.
+    let command = service.prepare_payment(payment_request(&line.id, &qr, Some("12.00"))).unwrap();
+    assert_eq!(common::payment_of(run(&service, command)).decision.outcome, Outcome::Restrict);
+    let kinds: Vec<String> = outbox_page(&service).iter().map(|m| format!("{}/{}", m["kind"], m["channel"])).collect();
+    assert_eq!(kinds, ["\"restriction_imposed\"/\"sms\"", "\"restriction_imposed\"/\"webhook\""]);
+    drop(service);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(stored_rows(dir.path()).len(), 2);
+}
