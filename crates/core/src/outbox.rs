@@ -175,6 +175,20 @@ struct Event {
     arguments: Vec<(&'static str, String)>,
 }
 
+/// Whether a transition is one step of the row's state machine (`xiezhi_notify::outbox`):
+/// pending or a retry begins an attempt (one more), an attempt in flight ends (delivered,
+/// retry or dead) or is reclaimed, with its count unchanged. Replays do not come this way.
+fn step_allowed(t: &OutboxTransition) -> bool {
+    let to = t.entry.state;
+    let begins = matches!(t.from, DeliveryState::Pending | DeliveryState::RetryAt { .. })
+        && matches!(to, DeliveryState::Delivering { .. })
+        && t.entry.attempts == t.from_attempts.saturating_add(1);
+    let ends = matches!(t.from, DeliveryState::Delivering { .. })
+        && matches!(to, DeliveryState::Delivered { .. } | DeliveryState::RetryAt { .. } | DeliveryState::Dead { .. })
+        && t.entry.attempts == t.from_attempts;
+    begins || ends
+}
+
 fn lifted_by(cause: Option<LiftCause>) -> &'static str {
     // The templates' selector values (crates/notify/locales).
     match cause {
@@ -364,7 +378,7 @@ impl State {
                 message: format!("at most {MAX_OUTBOX_ROWS_PER_COMMAND} transitions at once"),
             });
         }
-        let (mut applied, mut lost) = (vec![], vec![]);
+        let (mut applied, mut lost, mut refused) = (vec![], vec![], vec![]);
         for t in transitions {
             let id = t.entry.message.id.clone();
             let current = self.outbox_rows.get(&id);
@@ -376,12 +390,17 @@ impl State {
             });
             if !unchanged {
                 lost.push(id);
-                continue;
+            } else if !step_allowed(&t) {
+                // Not a step the row's state machine takes: a dispatcher's bug, kept out
+                // of the store rather than trusted.
+                tracing::error!(message_id = %id, from = t.from.name(), to = t.entry.state.name(), "an outbox transition was refused");
+                refused.push(id);
+            } else {
+                self.save_outbox(t.entry, now_ms, out);
+                applied.push(id);
             }
-            self.save_outbox(t.entry, now_ms, out);
-            applied.push(id);
         }
-        Ok(Reply::Document(serde_json::json!({ "applied": applied, "lost": lost })))
+        Ok(Reply::Document(serde_json::json!({ "applied": applied, "lost": lost, "refused": refused })))
     }
 
     pub(crate) fn list_outbox(&self, query: &OutboxQuery) -> Result<Reply, CoreError> {

@@ -230,6 +230,12 @@ fn claims_are_compare_and_set_and_dead_letters_replay() {
     assert_eq!(rows.len(), 2, "SMS and the operator's webhook");
     let (first, second) = (&rows[0], &rows[1]);
 
+    // A step the state machine never takes (pending straight to delivered) is refused.
+    let mut skipped = first.clone();
+    skipped.state = DeliveryState::Delivered { at_ms: START_MS };
+    let skip = Transition { from: first.state, from_attempts: first.attempts, entry: skipped };
+    assert_eq!(record(&service, vec![skip])["refused"][0], first.message.id.as_str());
+    assert_eq!(due(&service).len(), 2, "the refused step changed nothing");
     // Two dispatchers claim the same row: the second loses.
     let claim = begun(first, START_MS);
     assert_eq!(record(&service, vec![claim.clone()])["applied"][0], first.message.id.as_str());
