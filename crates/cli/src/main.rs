@@ -20,6 +20,7 @@ mod outbox_cmd;
 mod outbox_loop;
 mod phone;
 mod qr_cmd;
+mod report_cmd;
 mod restrictions_cmd;
 mod serve;
 mod sim_http;
@@ -70,6 +71,11 @@ enum Commands {
     /// Run a seeded population of shoppers and fraudsters and report decision quality
     /// (docs/QUALITY.md).
     Simulate(simulate::SimulateArgs),
+    /// Reports for the operator and its regulator: `report conduct --from --to`.
+    Report {
+        #[command(subcommand)]
+        command: report_cmd::ReportCommand,
+    },
     /// Create, list, rotate and revoke API keys on a running server (needs `keys:admin`).
     Keys {
         #[command(subcommand)]
@@ -151,6 +157,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Commands::Simulate(args) => simulate::run(args),
+        Commands::Report { command } => report_cmd::run(command),
         Commands::Model { command } => model_cmd::run(command),
         Commands::Decision { command } => decision_cmd::run_decision(command),
         Commands::Rules { command } => decision_cmd::run_rules(command),

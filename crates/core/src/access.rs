@@ -79,6 +79,7 @@ scopes! {
     FundWrite = "fund:write",
     OutboxRead = "outbox:read",
     OutboxReplay = "outbox:replay",
+    ReportsRead = "reports:read",
 }
 
 impl Serialize for Scope {

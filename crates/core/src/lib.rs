@@ -12,6 +12,7 @@
 mod access;
 mod appeals;
 pub mod books;
+pub mod conduct;
 mod decide;
 mod error;
 mod fund;

@@ -83,6 +83,7 @@ pub const ROUTES: &[(&str, &str, Access)] = {
         ("GET", "/v1/compensations", Key(FundRead)),
         ("GET", "/v1/outbox", Key(OutboxRead)),
         ("POST", "/v1/outbox/replay", Key(OutboxReplay)),
+        ("GET", "/v1/reports/conduct", Key(ReportsRead)),
     ]
 };
 

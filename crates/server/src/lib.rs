@@ -16,6 +16,7 @@ mod outbox;
 mod problem;
 pub mod rate;
 mod recourse;
+mod reports;
 pub mod tokens;
 
 pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_NETWORK, MAX_HEADERS, MAX_HEADER_BYTES};
@@ -158,6 +159,7 @@ pub fn router_with(service: Service, config: RouterConfig) -> Router {
         .route("/v1/compensations", get(fund::list_compensations))
         .route("/v1/outbox", get(outbox::list))
         .route("/v1/outbox/replay", post(outbox::replay))
+        .route("/v1/reports/conduct", get(reports::conduct))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower::util::option_layer(per_caller))
@@ -277,6 +279,7 @@ async fn index() -> impl IntoResponse {
          GET  /v1/appeals/{id}  POST /v1/appeals/{id}/claim  POST /v1/appeals/{id}/decision {outcome, note}\n\
          GET  /v1/outbox                    notifications (?status=pending|dead|delivered&cursor=&limit=)\n\
          POST /v1/outbox/replay             send dead letters again {id | all_dead}\n\n\
+         GET  /v1/reports/conduct           the conduct report (?from=2026-11-01&to=2026-11-30)\n\n\
          Every route but /, /healthz and /openapi.json needs `Authorization: Bearer <key>`.\n",
     )
 }

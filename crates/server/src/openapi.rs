@@ -235,6 +235,14 @@ pub const OPERATIONS: &[Operation] = ops![
         200,
         "OutboxReplayView"
     ),
+    (
+        "GET",
+        "/v1/reports/conduct",
+        "the conduct report: restrictions, lifts, challenges, appeals, compensation, false positives",
+        None,
+        200,
+        "ConductReport"
+    ),
 ];
 
 /// What an operation's summary has no room for.
@@ -268,6 +276,11 @@ fn notes(op: &Operation) -> Option<&'static str> {
         ("POST", "/v1/outbox/replay") => Some(
             "Give `id` or `all_dead: true`, not both (400). A message that is not dead is 409 `outbox_not_dead`; an \
              unknown id 404. A replayed message keeps its id, so a receiver that remembers ids drops a copy it has.",
+        ),
+        ("GET", "/v1/reports/conduct") => Some(
+            "`from` and `to` are ISO dates (UTC), both included, at most 366 days apart; malformed, missing or \
+             reversed is 400 `invalid_request` naming the `field`. Every figure counts what began in the period \
+             (restrictions imposed, appeals filed) as it stands at `as_of`, the service clock.",
         ),
         ("POST", "/v1/restrictions/{id}/lift") => {
             Some("A blank reason is 422 `invalid_text`; a restriction no longer in force 409 `restriction_not_active`.")
@@ -351,6 +364,17 @@ fn notes(op: &Operation) -> Option<&'static str> {
     xiezhi_core::OutboxRowView,
     xiezhi_core::OutboxPage,
     xiezhi_core::OutboxReplayView,
+    xiezhi_core::conduct::ConductReport,
+    xiezhi_core::conduct::RestrictionFigures,
+    xiezhi_core::conduct::ScopeCounts,
+    xiezhi_core::conduct::ReasonCount,
+    xiezhi_core::conduct::LiftTimes,
+    xiezhi_core::conduct::LiftFigure,
+    xiezhi_core::conduct::ChallengeFigures,
+    xiezhi_core::conduct::AppealFigures,
+    xiezhi_core::conduct::CompensationFigures,
+    xiezhi_core::conduct::MoneyFigure,
+    xiezhi_core::conduct::CurrencyAmount,
 )))]
 struct Schemas;
 
@@ -401,6 +425,12 @@ fn parameters(op: &Operation) -> Vec<Value> {
         ("GET", "/v1/appeals") => parameters.extend(page(&["open", "claimed", "decided", "escalated"])),
         ("GET", "/v1/compensations") => parameters.extend(page(&["due", "waiting_for_funds", "paid"])),
         ("GET", "/v1/outbox") => parameters.extend(page(&["pending", "dead", "delivered"])),
+        ("GET", "/v1/reports/conduct") => {
+            for name in ["from", "to"] {
+                parameters.push(json!({"name": name, "in": "query", "required": true,
+                    "schema": {"type": "string", "format": "date", "example": "2026-11-30"}}));
+            }
+        }
         _ => {}
     }
     if op.path == "/v1/merchants/{id}/qr" && op.method == "GET" {
