@@ -6,22 +6,16 @@
 
 mod common;
 
+use common::{send, ManualClock};
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xiezhi_core::conduct::{ConductRecords, ConductReport, LiftFigure, ReportPeriod};
-use xiezhi_core::{Clock, Service, ServiceConfig};
+use xiezhi_core::{Service, ServiceConfig};
 use xiezhi_store_sqlite::SqliteStore;
-
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// 2026-11-18T11:06:40Z.
 const START_MS: i64 = 1_795_000_000_000;
@@ -33,16 +27,6 @@ struct World {
     wallet: Client,
     qr: String,
     dir: tempfile::TempDir,
-}
-
-async fn send(client: &Client, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json::<Value>().await.unwrap_or(Value::Null))
 }
 
 impl World {

@@ -6,34 +6,18 @@
 
 mod common;
 
+use common::{send, ManualClock};
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use xiezhi_core::{Clock, Service, ServiceConfig};
+use xiezhi_core::{Service, ServiceConfig};
 use xiezhi_store_sqlite::SqliteStore;
 
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 const START_MS: i64 = 1_795_000_000_000;
-
-async fn send(client: &Client, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json::<Value>().await.unwrap_or(Value::Null))
-}
 
 /// A server on the store in `dir`, stopped by sending on the returned channel.
 struct Running {

@@ -6,21 +6,15 @@
 
 mod common;
 
+use common::{send, ManualClock};
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use xiezhi_core::{Clock, Service, ServiceConfig};
+use xiezhi_core::{Service, ServiceConfig};
 use xiezhi_store_sqlite::SqliteStore;
-
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 const START_MS: i64 = 1_795_000_000_000;
 
@@ -35,16 +29,6 @@ struct World {
     alice: Client,
     bob: Client,
     _dir: tempfile::TempDir,
-}
-
-async fn send(client: &Client, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json::<Value>().await.unwrap_or(Value::Null))
 }
 
 impl World {

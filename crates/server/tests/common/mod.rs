@@ -59,3 +59,28 @@ pub async fn start(config: ServiceConfig) -> (String, Service, tempfile::TempDir
     let base = serve(service.clone()).await;
     (base, service, dir)
 }
+
+/// A clock the test moves by hand: the service's restrictions, appeals and sweeps run on it.
+pub struct ManualClock(pub std::sync::atomic::AtomicI64);
+
+impl xiezhi_core::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One request; the status and the JSON body (`null` when there is none).
+pub async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null))
+}
