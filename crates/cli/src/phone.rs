@@ -59,18 +59,7 @@ impl SmsGateway {
         token: Option<String>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<NotifierHandle, String> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| "the SMS gateway token is not visible ASCII".to_owned())?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = gateway_client(token)?;
         let (queue, mut receiver) = tokio::sync::mpsc::channel::<OutboundMessage>(MAX_QUEUED_MESSAGES);
         runtime.spawn(async move {
             while let Some(message) = receiver.recv().await {
@@ -198,6 +187,24 @@ impl Phone {
     }
 }
 
+/// A client for the SMS gateway: its bearer token (if any) on every request, marked
+/// sensitive so no debug print shows it, and a 10 s timeout. Shared by the one-time-code
+/// notifier and the outbox's SMS channel.
+fn gateway_client(token: Option<String>) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the SMS gateway token is not visible ASCII".to_owned())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// The outbox's SMS channel over the same gateway: one POST per message, one attempt per
 /// call, the outcome returned to the dispatcher (which retries, backs off and parks). What
 /// it posts has the shape the gateway already takes, with the text in the message's one
@@ -210,18 +217,7 @@ pub struct GatewaySmsSender {
 
 impl GatewaySmsSender {
     pub fn new(url: String, token: Option<String>) -> Result<GatewaySmsSender, String> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| "the SMS gateway token is not visible ASCII".to_owned())?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = gateway_client(token)?;
         Ok(GatewaySmsSender { client, url })
     }
 }
