@@ -35,6 +35,30 @@ pub enum RecoveryKind {
     VerifyIdentity,
 }
 
+impl RecoveryKind {
+    /// Whether this way out can be offered on a decision with `outcome`. A step-up's way
+    /// out is its challenge (or paying less, later or otherwise, which avoids it): nobody
+    /// needs to appeal a payment that is only waiting for a code, and there is no
+    /// restriction to verify away. A decline opens no challenge, so no code is offered; it
+    /// can point at the restriction's lifting challenge only when a restriction in force is
+    /// why (`line_restricted`). A restriction is lifted by verifying, by a person on appeal,
+    /// or by time; paying less or repaying does not lift it.
+    pub fn fits(self, outcome: Outcome, line_restricted: bool) -> bool {
+        match outcome {
+            Outcome::Approve => false,
+            Outcome::StepUp => {
+                matches!(self, OneTimeCode | Reauthenticate | LowerAmount | Wait | UseOtherPaymentMethod)
+            }
+            Outcome::Decline => match self {
+                OneTimeCode | Reauthenticate => false,
+                VerifyIdentity => line_restricted,
+                _ => true,
+            },
+            Outcome::Restrict => matches!(self, VerifyIdentity | Appeal | Wait | UseOtherPaymentMethod),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ReasonCode {
     pub code: &'static str,
@@ -133,14 +157,26 @@ impl std::fmt::Debug for Catalogue {
     }
 }
 
-fn bundle(locale: &str, source: &str) -> FluentBundle<FluentResource> {
-    let langid: unic_langid::LanguageIdentifier = locale.parse().expect("locale id");
+/// Locale text that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("the {locale} messages do not parse: {message}")]
+    Parse { locale: &'static str, message: String },
+    #[error("the {locale} messages define an id twice: {message}")]
+    Duplicate { locale: &'static str, message: String },
+}
+
+fn bundle(locale: &'static str, source: &str) -> Result<FluentBundle<FluentResource>, CatalogueError> {
+    let langid: unic_langid::LanguageIdentifier = locale.parse().expect("locale ids are constants");
     let mut bundle = FluentBundle::new_concurrent(vec![langid]);
     // Explanations are plain text for apps and SMS; no bidi isolation marks.
     bundle.set_use_isolating(false);
-    let resource = FluentResource::try_new(source.to_owned()).expect("locale files parse");
-    bundle.add_resource(resource).expect("no duplicate message ids");
+    let resource = FluentResource::try_new(source.to_owned())
+        .map_err(|(_, errors)| CatalogueError::Parse { locale, message: format!("{errors:?}") })?;
     bundle
+        .add_resource(resource)
+        .map_err(|errors| CatalogueError::Duplicate { locale, message: format!("{errors:?}") })?;
+    Ok(bundle)
 }
 
 impl Default for Catalogue {
@@ -151,8 +187,22 @@ impl Default for Catalogue {
 
 impl Catalogue {
     pub fn new() -> Catalogue {
+        Catalogue::from_sources(EN, ZH).expect("the shipped locale files parse")
+    }
+
+    /// The catalogue with other locale text (Fluent), e.g. to check a translation before
+    /// it ships.
+    pub fn from_sources(en: &str, zh: &str) -> Result<Catalogue, CatalogueError> {
         let codes = REASON_CODES.iter().map(|c| (c.code, *c)).collect();
-        Catalogue { codes, en: bundle("en", EN), zh: bundle("zh-CN", ZH) }
+        Ok(Catalogue { codes, en: bundle("en", en)?, zh: bundle("zh-CN", zh)? })
+    }
+
+    /// The shipped Fluent source of one language.
+    pub fn source(language: Language) -> &'static str {
+        match language {
+            Language::En => EN,
+            Language::Zh => ZH,
+        }
     }
 
     pub fn contains(&self, code: &str) -> bool {
@@ -167,13 +217,24 @@ impl Catalogue {
         self.codes.values()
     }
 
-    /// One message in one language, or `None` when the locale lacks it.
+    /// One message in one language, or `None` when the locale lacks it or an argument it
+    /// quotes is missing.
     pub fn message(&self, language: Language, id: &str, args: &[(&str, String)]) -> Option<String> {
+        self.format(language, id, None, args)
+    }
+
+    /// A message's value, or one of its attributes (`attribute`), formatted; `None` when
+    /// either is missing or formatting reports an error.
+    fn format(&self, language: Language, id: &str, attribute: Option<&str>, args: &[(&str, String)]) -> Option<String> {
         let bundle = match language {
             Language::En => &self.en,
             Language::Zh => &self.zh,
         };
-        let pattern = bundle.get_message(id)?.value()?;
+        let message = bundle.get_message(id)?;
+        let pattern = match attribute {
+            Some(name) => message.get_attribute(name)?.value(),
+            None => message.value()?,
+        };
         let mut fluent_args = FluentArgs::new();
         for (name, value) in args {
             fluent_args.set(*name, value.clone());
@@ -196,25 +257,104 @@ impl Catalogue {
         self.message(language, &code.replace('_', "-"), args)
     }
 
+    /// The sentence for one reason code given under `outcome`: the message's attribute named
+    /// after the outcome (`account-takeover-suspected` `.step-up`) where what the user reads
+    /// differs by outcome, else its value. A reason can come under any outcome (the policy's
+    /// severity and the rules choose it, and a reason is listed under a harsher outcome that
+    /// another reason gave), and "we paused credit payments" beside "one more check" is false.
+    pub fn reason_under(
+        &self,
+        language: Language,
+        code: &str,
+        outcome: Outcome,
+        args: &[(&str, String)],
+    ) -> Option<String> {
+        let id = code.replace('_', "-");
+        self.format(language, &id, Some(outcome.fluent_id()), args).or_else(|| self.format(language, &id, None, args))
+    }
+
+    /// The headline of an outcome (`outcome-restrict` quotes `$until`); without the
+    /// arguments it quotes, its `.plain` attribute.
+    pub fn headline(&self, language: Language, outcome: Outcome, args: &[(&str, String)]) -> Option<String> {
+        let id = format!("outcome-{}", outcome.fluent_id());
+        self.format(language, &id, None, args).or_else(|| self.format(language, &id, Some("plain"), &[]))
+    }
+
     /// The explanation of a decision: the outcome's headline, then one sentence per reason.
     pub fn explain(&self, outcome: Outcome, reasons: &[(&str, Vec<(&str, String)>)]) -> Explanation {
+        self.explain_with(outcome, &[], reasons, &[])
+    }
+
+    /// [`Catalogue::explain`] with the headline's arguments (a restriction's end) and
+    /// closing sentences after the reasons (`notes`: message ids with their arguments, such
+    /// as where the figure of a lower amount comes from).
+    pub fn explain_with(
+        &self,
+        outcome: Outcome,
+        headline: &[(&str, String)],
+        reasons: &[(&str, Vec<(&str, String)>)],
+        notes: &[(&str, Vec<(&str, String)>)],
+    ) -> Explanation {
         let one = |language: Language| {
-            let mut text = self
-                .message(language, &format!("outcome-{}", outcome.as_str().replace('_', "-")), &[])
-                .unwrap_or_default();
-            for (code, args) in reasons {
-                let sentence = self
-                    .reason(language, code, args)
-                    .or_else(|| self.reason(language, code, &[]))
-                    .unwrap_or_else(|| code.to_string());
+            let mut text = self.headline(language, outcome, headline).unwrap_or_default();
+            let mut add = |sentence: String| {
                 if !text.is_empty() && language == Language::En {
                     text.push(' ');
                 }
                 text.push_str(&sentence);
+            };
+            for (code, args) in reasons {
+                add(self
+                    .reason_under(language, code, outcome, args)
+                    .or_else(|| self.reason_under(language, code, outcome, &[]))
+                    .unwrap_or_else(|| code.to_string()));
+            }
+            for (id, args) in notes {
+                add(self.message(language, id, args).unwrap_or_default());
             }
             text
         };
         Explanation { en: one(Language::En), zh: one(Language::Zh) }
+    }
+
+    /// The outcomes a decision can have while it gives `code` as a reason: every outcome
+    /// but approval. Derived rather than listed, because nothing narrower holds: the
+    /// policy's `severity` may give any code any outcome, a rule may ask for any outcome
+    /// but approval, and a decision lists milder reasons under the harshest one. The code's
+    /// default outcome is always among them.
+    pub fn outcomes_for(&self, code: &str) -> Vec<Outcome> {
+        let default = self.codes.get(code).map(|c| c.default_outcome);
+        Outcome::ALL.into_iter().filter(|o| *o > Outcome::Approve || default == Some(*o)).collect()
+    }
+
+    /// The ways out of a decision with `outcome` whose deciding reasons are `codes`, in the
+    /// catalogue's order, keeping only those that fit the outcome ([`RecoveryKind::fits`];
+    /// `line_restricted`: a restriction in force is among the reasons). A step-up always
+    /// offers its challenge first; a restriction always offers what lifts it (verifying,
+    /// an appeal, its end); a decline with nothing left offers a person's review.
+    pub fn ways_out(&self, outcome: Outcome, codes: &[&str], line_restricted: bool) -> Vec<RecoveryKind> {
+        let mut ways: Vec<RecoveryKind> = Vec::new();
+        for kind in codes.iter().filter_map(|c| self.codes.get(c)).flat_map(|c| c.recovery.iter()) {
+            if kind.fits(outcome, line_restricted) && !ways.contains(kind) {
+                ways.push(*kind);
+            }
+        }
+        let challenge = |w: &RecoveryKind| matches!(w, OneTimeCode | Reauthenticate);
+        match outcome {
+            // The challenge comes first: it is what the payment waits for.
+            Outcome::StepUp if ways.iter().any(challenge) => ways.sort_by_key(|w| !challenge(w)),
+            Outcome::StepUp => ways.insert(0, OneTimeCode),
+            Outcome::Restrict => {
+                for kind in [VerifyIdentity, Appeal, Wait] {
+                    if !ways.contains(&kind) {
+                        ways.push(kind);
+                    }
+                }
+            }
+            Outcome::Decline if ways.is_empty() => ways.push(Appeal),
+            _ => {}
+        }
+        ways
     }
 }
 

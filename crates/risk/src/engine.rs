@@ -113,11 +113,16 @@ pub struct Recovery {
     /// Filled in by the service when it opens the challenge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_id: Option<String>,
+    /// Where `max_amount_minor` comes from: the reason code whose figure it is (a cap, what
+    /// a cap leaves, the available credit), or `usual_amount` (what the user usually pays).
+    /// The explanation says it in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
 }
 
 impl Recovery {
     fn new(action: RecoveryKind) -> Recovery {
-        Recovery { action, max_amount_minor: None, until_ms: None, deadline_ms: None, challenge_id: None }
+        Recovery { action, max_amount_minor: None, until_ms: None, deadline_ms: None, challenge_id: None, basis: None }
     }
 }
 
@@ -222,6 +227,20 @@ pub fn money(minor: i64, currency: Currency) -> String {
 
 fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+}
+
+/// What `policy_kyc_level` quotes: the level needed, the user's, and the amount above
+/// which it is needed (`scope` `above`), or none (`scope` `all`).
+fn kyc_args(level: i64, user_level: i64, above: Option<(Currency, i64)>) -> Vec<(String, String)> {
+    let mut args = vec![("min_level".into(), level.to_string()), ("level".into(), user_level.to_string())];
+    match above {
+        Some((currency, minor)) => {
+            args.push(("scope".into(), "above".into()));
+            args.push(("above".into(), money(minor, currency)));
+        }
+        None => args.push(("scope".into(), "all".into())),
+    }
+    args
 }
 
 fn age_years(birth_date: &str, now_ms: i64) -> Option<i64> {
@@ -456,7 +475,9 @@ impl Engine {
         let policy = &self.policy;
         let mut signals: Vec<Signal> = Vec::new();
         let mut notices = Vec::new();
-        let mut limit_candidates: Vec<i64> = Vec::new();
+        // The most each refusing reason would let through, with the reason: the lower
+        // amount offered is the least of them, and the explanation says which it is.
+        let mut limit_candidates: Vec<(i64, &'static str)> = Vec::new();
         let mut wait_until: Option<i64> = None;
         let signal = |layer: Layer, code: &str, source: &str, args: Vec<(String, String)>| Signal {
             layer,
@@ -495,7 +516,11 @@ impl Engine {
                     let remaining = (*max_minor - today_minor).max(0);
                     Some((
                         "policy_daily_cap",
-                        vec![("cap".into(), money(*max_minor, cur)), ("remaining".into(), money(remaining, cur))],
+                        vec![
+                            ("cap".into(), money(*max_minor, cur)),
+                            ("remaining".into(), money(remaining, cur)),
+                            ("spent".into(), money(today_minor, cur)),
+                        ],
                         Some(remaining),
                         Some(policy.local_midnight_ms(f.now_ms) + 86_400_000),
                     ))
@@ -514,7 +539,7 @@ impl Engine {
                         None => true,
                     };
                     (applies && f.profile.kyc_level < *level).then(|| {
-                        ("policy_kyc_level", vec![("min_level".into(), level.to_string())], above.map(|(_, m)| m), None)
+                        ("policy_kyc_level", kyc_args(*level, f.profile.kyc_level, *above), above.map(|(_, m)| m), None)
                     })
                 }
                 CompiledRule::BlockedRegions { regions } => regions
@@ -525,7 +550,7 @@ impl Engine {
             };
             let Some((code, args, limit, wait)) = hit else { continue };
             if in_force {
-                limit_candidates.extend(limit);
+                limit_candidates.extend(limit.map(|m| (m, code)));
                 wait_until = wait_until.max(wait);
                 signals.push(signal(Layer::Policy, code, &clause.id, args));
             } else {
@@ -634,12 +659,16 @@ impl Engine {
             signals.push(signal(Layer::Score, "repeated_challenge_failures", "challenges", vec![]));
         }
         if f.amount_minor > f.available_minor {
-            limit_candidates.push(f.available_minor);
+            limit_candidates.push((f.available_minor, "insufficient_credit"));
             signals.push(signal(
                 Layer::Credit,
                 "insufficient_credit",
                 "credit_line",
-                vec![("available".into(), money(f.available_minor, cur))],
+                vec![
+                    ("available".into(), money(f.available_minor, cur)),
+                    ("amount".into(), money(f.amount_minor, cur)),
+                    ("limit".into(), money(f.limit_minor, cur)),
+                ],
             ));
         }
         // The line's credit band: how much of a young low-band line may be used in a day
@@ -658,7 +687,7 @@ impl Engine {
                     continue;
                 }
                 let remaining = allowed.saturating_sub(today).max(0);
-                limit_candidates.push(remaining);
+                limit_candidates.push((remaining, "band_spend_cap"));
                 wait_until = wait_until.max(Some(policy.local_midnight_ms(f.now_ms) + 86_400_000));
                 signals.push(signal(
                     Layer::Credit,
@@ -668,6 +697,9 @@ impl Engine {
                         ("band".into(), band.to_owned()),
                         ("cap".into(), money(allowed, cur)),
                         ("remaining".into(), money(remaining, cur)),
+                        ("pct".into(), cap.daily_share_of_limit_pct.to_string()),
+                        ("limit".into(), money(limit, cur)),
+                        ("spent".into(), money(today, cur)),
                     ],
                 ));
                 break;
@@ -735,7 +767,7 @@ impl Engine {
         notices: Vec<Notice>,
         rule_errors: Vec<RuleErrorRecord>,
         risk_points: i64,
-        limit_candidates: Vec<i64>,
+        limit_candidates: Vec<(i64, &'static str)>,
         wait_until: Option<i64>,
     ) -> DecisionRecord {
         let f = &facts;
@@ -757,12 +789,6 @@ impl Engine {
                 .unwrap_or_default();
             reasons.push((code.as_str(), args));
         }
-        let explanation = if outcome == Outcome::Approve && reasons.is_empty() {
-            self.approve_explanation.clone()
-        } else {
-            self.catalogue.explain(outcome, &reasons)
-        };
-
         let restriction = &self.policy.document.restriction;
         let expires_at_ms = match outcome {
             Outcome::Restrict => Some(f.now_ms + restriction.duration_hours * 3_600_000),
@@ -772,44 +798,24 @@ impl Engine {
         };
         // The ways out of the reasons that decided the outcome; milder reasons come along only
         // when they are what stands in the way next.
-        let mut recovery: Vec<Recovery> = Vec::new();
-        for s in counted.iter().filter(|s| s.outcome == outcome) {
-            let Some(entry) = self.catalogue.get(&s.reason_code) else { continue };
-            for kind in entry.recovery {
-                if recovery.iter().any(|r| r.action == *kind) {
-                    continue;
-                }
-                let mut r = Recovery::new(*kind);
-                match kind {
-                    RecoveryKind::LowerAmount => {
-                        let max = limit_candidates.iter().copied().min().unwrap_or_else(|| {
-                            // Amount-based behaviour signals: the user's usual range.
-                            features.int(Feature::UserMaxAmountMinor).max(features.int(Feature::UserAvgAmountMinor) * 2)
-                        });
-                        let max = max.min(f.available_minor);
-                        if max <= 0 || max >= f.amount_minor {
-                            continue;
-                        }
-                        r.max_amount_minor = Some(max);
-                    }
-                    RecoveryKind::Wait => {
-                        r.until_ms = match outcome {
-                            Outcome::Restrict => expires_at_ms,
-                            _ => wait_until.or(Some(f.now_ms + 3_600_000)),
-                        };
-                    }
-                    RecoveryKind::Appeal => r.deadline_ms = Some(f.now_ms + restriction.appeal_days * 86_400_000),
-                    RecoveryKind::Repay if f.limit_minor - f.available_minor <= 0 => continue,
-                    _ => {}
-                }
-                recovery.push(r);
-            }
-        }
-        if outcome == Outcome::StepUp
-            && !recovery.iter().any(|r| matches!(r.action, RecoveryKind::OneTimeCode | RecoveryKind::Reauthenticate))
-        {
-            recovery.insert(0, Recovery::new(RecoveryKind::OneTimeCode));
-        }
+        let deciding: Vec<&str> =
+            counted.iter().filter(|s| s.outcome == outcome).map(|s| s.reason_code.as_str()).collect();
+        let line_restricted = reason_codes.iter().any(|c| c == "line_restricted");
+        let ways = self.catalogue.ways_out(outcome, &deciding, line_restricted);
+        let recovery = self.recovery(f, &features, outcome, &ways, &limit_candidates, wait_until, expires_at_ms);
+        let explanation = if outcome == Outcome::Approve && reasons.is_empty() {
+            self.approve_explanation.clone()
+        } else {
+            let until = expires_at_ms.filter(|_| outcome == Outcome::Restrict);
+            let headline: Vec<(&str, String)> = until.map(|t| ("until", when(t))).into_iter().collect();
+            // The figure of a lower amount is said with where it comes from.
+            let notes: Vec<(&str, Vec<(&str, String)>)> = recovery
+                .iter()
+                .filter_map(|r| Some((r.max_amount_minor?, r.basis.clone()?)))
+                .map(|(max, basis)| ("way-lower-amount", vec![("max", money(max, f.currency)), ("basis", basis)]))
+                .collect();
+            self.catalogue.explain_with(outcome, &headline, &reasons, &notes)
+        };
         DecisionRecord {
             features,
             signals,
@@ -829,6 +835,61 @@ impl Engine {
             challenger: None,
             facts,
         }
+    }
+
+    /// The ways out `ways` with the details each needs: the most a lower amount may be (the
+    /// least any refusing reason lets through, else what the user usually pays, never more
+    /// than the available credit) and where that figure comes from, when to try again, the
+    /// appeal deadline. A lower amount that would not help, or repaying with nothing owed,
+    /// is left out; a decline left with nothing offers a person's review.
+    #[allow(clippy::too_many_arguments)]
+    fn recovery(
+        &self,
+        f: &PaymentFacts,
+        features: &FeatureVector,
+        outcome: Outcome,
+        ways: &[RecoveryKind],
+        limit_candidates: &[(i64, &'static str)],
+        wait_until: Option<i64>,
+        expires_at_ms: Option<i64>,
+    ) -> Vec<Recovery> {
+        let appeal_ms = self.policy.document.restriction.appeal_days * 86_400_000;
+        let mut recovery: Vec<Recovery> = Vec::new();
+        for kind in ways {
+            let mut r = Recovery::new(*kind);
+            match kind {
+                RecoveryKind::LowerAmount => {
+                    let (max, basis) = limit_candidates.iter().copied().min().unwrap_or_else(|| {
+                        // Amount-based behaviour signals: the user's usual range.
+                        let usual = features
+                            .int(Feature::UserMaxAmountMinor)
+                            .max(features.int(Feature::UserAvgAmountMinor) * 2);
+                        (usual, "usual_amount")
+                    });
+                    let (max, basis) =
+                        if f.available_minor < max { (f.available_minor, "insufficient_credit") } else { (max, basis) };
+                    if max <= 0 || max >= f.amount_minor {
+                        continue;
+                    }
+                    r.max_amount_minor = Some(max);
+                    r.basis = Some(basis.to_owned());
+                }
+                RecoveryKind::Wait => {
+                    r.until_ms = match outcome {
+                        Outcome::Restrict => expires_at_ms,
+                        _ => wait_until.or(Some(f.now_ms + 3_600_000)),
+                    };
+                }
+                RecoveryKind::Appeal => r.deadline_ms = Some(f.now_ms + appeal_ms),
+                RecoveryKind::Repay if f.limit_minor - f.available_minor <= 0 => continue,
+                _ => {}
+            }
+            recovery.push(r);
+        }
+        if outcome == Outcome::Decline && recovery.is_empty() {
+            recovery.push(Recovery { deadline_ms: Some(f.now_ms + appeal_ms), ..Recovery::new(RecoveryKind::Appeal) });
+        }
+        recovery
     }
 
     /// What still refuses a stepped-up payment once its challenge is passed: the signals of

@@ -47,10 +47,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, mildest first.
+    pub const ALL: [Outcome; 4] = [Outcome::Approve, Outcome::StepUp, Outcome::Decline, Outcome::Restrict];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Approve => "approve",
             Outcome::StepUp => "step_up",
+            Outcome::Decline => "decline",
+            Outcome::Restrict => "restrict",
+        }
+    }
+
+    /// The outcome as Fluent spells it in message ids and attributes (`step-up`).
+    pub fn fluent_id(self) -> &'static str {
+        match self {
+            Outcome::Approve => "approve",
+            Outcome::StepUp => "step-up",
             Outcome::Decline => "decline",
             Outcome::Restrict => "restrict",
         }

@@ -526,11 +526,27 @@ fn rule_expressions_evaluate_like_cel() {
 #[test]
 fn every_reason_code_has_both_languages_and_is_explained() {
     let catalogue = Catalogue::new();
-    let args: Vec<(&str, String)> =
-        ["until", "cap", "remaining", "mcc", "min_age", "min_level", "region", "available", "band"]
-            .iter()
-            .map(|k| (*k, "X".to_string()))
-            .collect();
+    let args: Vec<(&str, String)> = [
+        "until",
+        "cap",
+        "remaining",
+        "mcc",
+        "min_age",
+        "min_level",
+        "region",
+        "available",
+        "band",
+        "spent",
+        "level",
+        "scope",
+        "above",
+        "amount",
+        "limit",
+        "pct",
+    ]
+    .iter()
+    .map(|k| (*k, "X".to_string()))
+    .collect();
     for code in REASON_CODES {
         let id = code.code.replace('_', "-");
         for language in [Language::En, Language::Zh] {
@@ -801,4 +817,60 @@ fn band_caps_name_bands_the_policy_has() {
     policy["credit_band_caps"][0]["daily_share_of_limit_pct"] = serde_json::json!(0);
     let e = Policy::from_json(&policy.to_string(), &catalogue).unwrap_err().to_string();
     assert!(e.contains("daily_share_of_limit_pct"), "{e}");
+}
+
+#[test]
+fn a_step_up_for_a_suspected_takeover_waits_for_the_code_and_does_not_say_the_line_is_paused() {
+    let mut engine = Engine::with_defaults();
+    with_history(&mut engine, "u1", now());
+    // A new phone on a new network spending most of the line: the shipped rule steps it up.
+    let mut f = facts("u1", "shop1", 30_000, now());
+    f.device_id = Some("thief-phone".into());
+    f.ip = Some("203.0.113.9".parse().unwrap());
+    f.available_minor = 40_000;
+    f.limit_minor = 50_000;
+    let record = engine.evaluate(f);
+    assert_eq!(record.outcome, Outcome::StepUp, "{:?}", record.reason_codes);
+    assert!(record.reason_codes.contains(&"account_takeover_suspected".to_string()), "{:?}", record.reason_codes);
+    assert!(!record.explanation.zh.contains("暂停"), "{}", record.explanation.zh);
+    assert!(!record.explanation.en.contains("paused"), "{}", record.explanation.en);
+    assert!(record.explanation.en.contains("confirm it is you"), "{}", record.explanation.en);
+    let ways: Vec<RecoveryKind> = record.recovery.iter().map(|r| r.action).collect();
+    assert_eq!(ways.first(), Some(&RecoveryKind::OneTimeCode), "{ways:?}");
+    assert!(!ways.contains(&RecoveryKind::Appeal) && !ways.contains(&RecoveryKind::VerifyIdentity), "{ways:?}");
+}
+
+#[test]
+fn a_lower_amount_says_where_its_figure_comes_from() {
+    // 1991.20 CNY available, 2500.00 CNY asked by an identity at level 1: the identity rule
+    // lets through at most 1000.00 CNY, and the explanation says that is why, not the credit.
+    let engine = Engine::with_defaults();
+    let mut f = facts("u2", "shop", 250_000, now());
+    f.profile.kyc_level = 1;
+    f.available_minor = 199_120;
+    let record = engine.evaluate(f);
+    assert_eq!(record.outcome, Outcome::Decline, "{:?}", record.reason_codes);
+    assert!(record.reason_codes.contains(&"insufficient_credit".to_string()), "{:?}", record.reason_codes);
+    let lower = record.recovery.iter().find(|r| r.action == RecoveryKind::LowerAmount).expect("lower amount");
+    assert_eq!(lower.max_amount_minor, Some(100_000));
+    assert_eq!(lower.basis.as_deref(), Some("policy_kyc_level"));
+    let en = &record.explanation.en;
+    assert!(
+        en.contains("Credit payments above 1000.00 CNY need a verified identity at level 2; yours is at level 1"),
+        "{en}"
+    );
+    assert!(en.contains("available credit of 1991.20 CNY"), "{en}");
+    assert!(
+        en.contains("You can pay up to 1000.00 CNY now: up to that amount, your current identity level is enough."),
+        "{en}"
+    );
+    assert!(record.explanation.zh.contains("现在最多可支付 1000.00 CNY"), "{}", record.explanation.zh);
+
+    // Short of credit alone: the figure is the available credit, and the sentence says so.
+    let mut f = facts("u3", "shop", 50_000, now());
+    f.available_minor = 12_000;
+    let record = engine.evaluate(f);
+    let en = &record.explanation.en;
+    assert!(en.contains("more than your available credit of 120.00 CNY (your 20000.00 CNY limit"), "{en}");
+    assert!(en.contains("You can pay up to 120.00 CNY now: that is your available credit."), "{en}");
 }

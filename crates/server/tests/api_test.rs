@@ -139,11 +139,18 @@ async fn scan_to_pay_over_http() {
     assert_eq!(declined["status"], "declined");
     assert_eq!(declined["decision"]["outcome"], "decline");
     assert_eq!(declined["decision"]["reason_codes"][0], "insufficient_credit", "{declined}");
+    // Every figure quoted says where it comes from, the lower amount's too.
     assert_eq!(
         declined["decision"]["explanation"]["en"],
-        "This payment did not go through. Your available credit is 1000.00 CNY."
+        "This payment did not go through. This payment of 5000.00 CNY is more than your available credit of \
+         1000.00 CNY (your 1000.00 CNY limit less what you owe and what is on hold). You can pay up to 1000.00 CNY \
+         now: that is your available credit."
     );
-    assert_eq!(declined["decision"]["explanation"]["zh"], "这笔支付未能完成。您的可用额度为 1000.00 CNY。");
+    assert_eq!(
+        declined["decision"]["explanation"]["zh"],
+        "这笔支付未能完成。这笔支付 5000.00 CNY 超过了您的可用额度 1000.00 CNY（即您的额度 1000.00 CNY \
+         减去待还款和冻结中的金额）。现在最多可支付 1000.00 CNY：这是您的可用额度。"
+    );
     assert_eq!(declined["decision"]["recovery"][0], json!({"action": "lower_amount", "max_amount": "1000.00"}));
 
     // Repayment.
