@@ -4,19 +4,21 @@ use clap::Subcommand;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use xiezhi_core::{LifecycleEvent, LifecycleKind};
 use xiezhi_risk::{money, Catalogue, DecisionRecord, Policy, RuleSet};
 
 #[derive(Subcommand)]
 pub enum DecisionCommand {
-    /// Print a payment's decision record for a person: outcome, reasons in zh and en, the
-    /// ways out, what each layer found, the score and the versions in force.
+    /// Print a payment's decision record for a person: outcome, reasons in zh and en, what
+    /// happened after the decision (challenge, authorization, capture, void, refunds,
+    /// appeals), the ways out, what each layer found, the score and the versions in force.
     Explain {
         /// The payment id.
         id: String,
         /// The server to ask.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         server: String,
-        /// Print the record as JSON instead.
+        /// Print the record as JSON instead (with its `lifecycle`).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -151,9 +153,12 @@ pub fn run_decision(command: DecisionCommand) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // What happened after the decision comes beside the record (a server before lifecycles
+    // were kept sends none: nothing happened that it knows of).
+    let lifecycle: Vec<LifecycleEvent> = serde_json::from_value(body["lifecycle"].clone()).unwrap_or_default();
     match serde_json::from_value::<DecisionRecord>(body) {
         Ok(record) => {
-            print!("{}", explain(&record));
+            print!("{}", explain(&record, &lifecycle));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -167,8 +172,49 @@ fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
 }
 
-/// The record as a person reads it.
-pub fn explain(r: &DecisionRecord) -> String {
+/// Only the time of day of an instant on the decision's day; the date too otherwise.
+fn clock(ms: i64, decided_ms: i64) -> String {
+    let (Ok(at), Ok(decided)) = (jiff::Timestamp::from_millisecond(ms), jiff::Timestamp::from_millisecond(decided_ms))
+    else {
+        return ms.to_string();
+    };
+    let same_day = at.strftime("%Y-%m-%d").to_string() == decided.strftime("%Y-%m-%d").to_string();
+    at.strftime(if same_day { "%H:%M:%S" } else { "%Y-%m-%d %H:%M:%S" }).to_string()
+}
+
+/// The decision and what happened after it, on one line: "STEP_UP 10:01:00 → challenge
+/// sent 10:01:00 → passed 10:01:30 → authorized 10:01:30 → captured 10:02:00 100.00 CNY".
+pub fn lifecycle_line(r: &DecisionRecord, lifecycle: &[LifecycleEvent]) -> String {
+    let f = &r.facts;
+    let mut line = format!("{} {}", r.outcome.as_str().to_uppercase(), clock(f.now_ms, f.now_ms));
+    for e in lifecycle {
+        let what = match e.event {
+            LifecycleKind::ChallengePassed => "passed".to_owned(),
+            LifecycleKind::ChallengeFailed => "failed".to_owned(),
+            LifecycleKind::Expired => "hold expired".to_owned(),
+            other => other.as_str().replace('_', " "),
+        };
+        line.push_str(&format!(" → {what} {}", clock(e.at_ms, f.now_ms)));
+        if let Some(amount) = e.amount_minor {
+            let part = match e.full {
+                Some(true) => " (full)",
+                Some(false) => " (partial)",
+                None => "",
+            };
+            line.push_str(&format!(" {}{part}", money(amount, f.currency)));
+        }
+        if let Some(appeal) = &e.appeal_id {
+            line.push_str(&format!(" ({appeal})"));
+        }
+        if !e.reason_codes.is_empty() {
+            line.push_str(&format!(" [{}]", e.reason_codes.join(", ")));
+        }
+    }
+    line
+}
+
+/// The record as a person reads it, with what happened after the decision.
+pub fn explain(r: &DecisionRecord, lifecycle: &[LifecycleEvent]) -> String {
     use std::fmt::Write;
     let f = &r.facts;
     let mut out = String::new();
@@ -198,6 +244,7 @@ pub fn explain(r: &DecisionRecord) -> String {
     );
     let _ = writeln!(out, "  en: {}", r.explanation.en);
     let _ = writeln!(out, "  zh: {}", r.explanation.zh);
+    let _ = writeln!(out, "  lifecycle: {}", lifecycle_line(r, lifecycle));
     if let Some(expires) = r.expires_at_ms {
         let _ = writeln!(out, "  until: {}", when(expires));
     }
@@ -209,7 +256,11 @@ pub fn explain(r: &DecisionRecord) -> String {
                 serde_json::to_value(way.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
             );
             if let Some(max) = way.max_amount_minor {
-                let _ = write!(line, " (at most {})", money(max, f.currency));
+                let _ = write!(line, " (at most {}", money(max, f.currency));
+                if let Some(basis) = &way.basis {
+                    let _ = write!(line, ", from {basis}");
+                }
+                line.push(')');
             }
             if let Some(until) = way.until_ms {
                 let _ = write!(line, " (after {})", when(until));

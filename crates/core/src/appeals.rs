@@ -11,6 +11,7 @@
 
 use crate::access::Caller;
 use crate::error::CoreError;
+use crate::lifecycle::{LifecycleEvent, LifecycleKind};
 use crate::model::*;
 use crate::restrictions::{actor, check_free_text, page, page_limit};
 use crate::state::State;
@@ -387,6 +388,12 @@ impl State {
             compensation_due: false,
         };
         let id = appeal.id.clone();
+        // The appealed decision's lifecycle says so (read before anything is written).
+        if let Some(payment_id) = &appeal.decision_id {
+            let event =
+                LifecycleEvent { appeal_id: Some(id.clone()), ..LifecycleEvent::new(LifecycleKind::Appealed, now_ms) };
+            self.record_on_payment(payment_id, event, now_ms, out)?;
+        }
         self.record_on_restriction(&appeal, RestrictionEventKind::AppealFiled, None, now_ms, out);
         self.save_appeal(appeal, now_ms, out);
         metrics::counter!("xiezhi_appeals_total", "event" => "filed").increment(1);
@@ -502,6 +509,11 @@ impl State {
             (Some(r), true) => Some(self.inbox(&r.credit_line_id)?),
             _ => None,
         };
+        if let Some(payment_id) = a.decision_id.clone() {
+            let kind = if overturn { LifecycleKind::AppealOverturned } else { LifecycleKind::AppealUpheld };
+            let event = LifecycleEvent { appeal_id: Some(a.id.clone()), ..LifecycleEvent::new(kind, now_ms) };
+            self.record_on_payment(&payment_id, event, now_ms, out)?;
+        }
         a.status = AppealStatus::Decided;
         a.outcome = Some(decision.outcome);
         a.note = note.clone();

@@ -3,6 +3,7 @@
 //! the user's inbox, and the operator's rules, policy and lists.
 
 use crate::error::CoreError;
+use crate::lifecycle::{LifecycleEvent, LifecycleKind};
 use crate::model::*;
 use crate::state::{new_id, State};
 use serde::{Deserialize, Serialize};
@@ -552,6 +553,11 @@ impl State {
         }
         match c.purpose {
             ChallengePurpose::LiftRestriction => {
+                // The decision that imposed the restriction tells how its challenge ended.
+                if let Some(payment_id) = c.payment_id.clone() {
+                    let event = LifecycleEvent::challenge(LifecycleKind::resolved(status), &c.id, now_ms);
+                    self.record_on_payment(&payment_id, event, now_ms, out)?;
+                }
                 if passed {
                     self.lift_on_challenge(c, now_ms, out)?;
                 }
@@ -563,8 +569,9 @@ impl State {
                     return Ok(());
                 }
                 if passed {
-                    self.approve_after_challenge(payment, now_ms, out)?;
+                    self.approve_after_challenge(payment, &c.id, now_ms, out)?;
                 } else {
+                    let event = LifecycleEvent::challenge(LifecycleKind::resolved(status), &c.id, now_ms);
                     let explanation =
                         self.engine.catalogue().explain(Outcome::Decline, &[("challenge_failed", vec![])]);
                     let recovery = vec![RecoveryView {
@@ -583,6 +590,7 @@ impl State {
                         p.decision.explanation = explanation;
                         p.decision.recovery = recovery;
                         p.decision.expires_at = None;
+                        p.record(event);
                     });
                 }
             }
@@ -591,7 +599,14 @@ impl State {
     }
 
     /// A passed step-up: authorize now if the credit is still there.
-    fn approve_after_challenge(&mut self, payment: Payment, now_ms: i64, out: &mut Batch) -> Result<(), CoreError> {
+    fn approve_after_challenge(
+        &mut self,
+        payment: Payment,
+        challenge_id: &str,
+        now_ms: i64,
+        out: &mut Batch,
+    ) -> Result<(), CoreError> {
+        let passed = LifecycleEvent::challenge(LifecycleKind::ChallengePassed, challenge_id, now_ms);
         let line = self
             .ledger
             .credit_line(&payment.credit_line_id)
@@ -613,9 +628,15 @@ impl State {
                 .map(|(code, args)| (code.as_str(), args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()))
                 .collect();
             let explanation = self.engine.catalogue().explain(Outcome::Decline, &reasons);
+            let declined = LifecycleEvent {
+                reason_codes: refusals.iter().map(|(code, _)| code.clone()).collect(),
+                ..LifecycleEvent::new(LifecycleKind::Declined, now_ms)
+            };
             self.save_payment(payment, now_ms, out, |p| {
                 p.status = PaymentStatus::Declined;
                 p.decision.outcome = Outcome::Decline;
+                p.record(passed);
+                p.record(declined);
                 for (code, _) in refusals {
                     if !p.decision.reason_codes.contains(&code) {
                         p.decision.reason_codes.push(code);
@@ -652,6 +673,8 @@ impl State {
             p.decision.explanation = explanation;
             p.decision.recovery = vec![];
             p.decision.expires_at = None;
+            p.record(passed);
+            p.record(LifecycleEvent::new(LifecycleKind::Authorized, now_ms));
         });
         Ok(())
     }
@@ -701,6 +724,8 @@ impl State {
         if let Some(label) = self.get::<crate::appeals::DecisionLabel>(RecordKind::DecisionLabel, payment_id)? {
             value["label"] = serde_json::to_value(label).expect("labels serialise");
         }
+        // What happened after the decision, kept on the payment: the record stays as decided.
+        value["lifecycle"] = serde_json::to_value(self.lifecycle(payment_id)?).expect("lifecycles serialise");
         Ok(Reply::Document(value))
     }
 

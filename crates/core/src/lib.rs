@@ -18,6 +18,7 @@ mod error;
 mod fund;
 #[cfg(test)]
 mod interleavings;
+mod lifecycle;
 mod model;
 mod notify;
 mod outbox;
@@ -42,6 +43,7 @@ pub use fund::{
     Compensation, CompensationPage, CompensationQuery, CompensationStatus, CompensationView, FundBalanceView,
     FundDepositRequest, FundDepositView, FundView, MAX_PAYOUTS_PER_DEPOSIT, MAX_STATUS_COMPENSATIONS,
 };
+pub use lifecycle::{LifecycleEvent, LifecycleKind, MAX_LIFECYCLE_EVENTS};
 pub use model::*;
 pub use notify::{code_in, Notifier, NotifierHandle, OutboundMessage, RecordingNotifier, MAX_RECORDED_MESSAGES};
 pub use outbox::{

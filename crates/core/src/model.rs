@@ -359,6 +359,10 @@ pub struct Payment {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub expires_at_ms: Option<i64>,
+    /// What happened after the decision, oldest first (`lifecycle.rs`). Absent from
+    /// payments recorded before lifecycles were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<crate::lifecycle::LifecycleEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 use crate::access::Caller;
 use crate::decide::RiskConfig;
 use crate::error::CoreError;
+use crate::lifecycle::{LifecycleEvent, LifecycleKind};
 use crate::model::*;
 use crate::{AcceptanceConfig, Command, IdempotencyKey, PreparedPayment, ServiceConfig};
 use xiezhi_risk::{ChallengeMethod, Engine};
@@ -556,7 +557,10 @@ impl State {
         for transaction in expired {
             if let Operation::Expire { hold_id } = &transaction.operation {
                 let hold_id = hold_id.clone();
-                self.update_payment(&hold_id, now_ms, out, |p| p.status = PaymentStatus::Expired)?;
+                self.update_payment(&hold_id, now_ms, out, |p| {
+                    p.status = PaymentStatus::Expired;
+                    p.record(LifecycleEvent::new(LifecycleKind::Expired, now_ms));
+                })?;
             }
             out.transactions.push(transaction);
         }
@@ -948,6 +952,7 @@ impl State {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             expires_at_ms: None,
+            lifecycle: vec![],
         };
         let facts = self.payment_facts(&payment, &merchant, &user_id, available_minor, limit_minor, now_ms)?;
         let decision = self.decide(facts, out);
@@ -970,6 +975,7 @@ impl State {
                 out.transactions.push(transaction);
                 payment.status = PaymentStatus::Authorized;
                 payment.expires_at_ms = Some(expires_at_ms);
+                payment.record(LifecycleEvent::new(LifecycleKind::Authorized, now_ms));
             }
             Outcome::StepUp => {
                 let method = Engine::challenge_method(&decision).unwrap_or(ChallengeMethod::OneTimeCode);
@@ -984,6 +990,9 @@ impl State {
                     now_ms,
                     out,
                 )?);
+                if let Some(challenge_id) = &challenge_id {
+                    payment.record(LifecycleEvent::challenge(LifecycleKind::ChallengeSent, challenge_id, now_ms));
+                }
                 payment.status = PaymentStatus::ChallengeRequired;
             }
             Outcome::Decline => {
@@ -996,7 +1005,10 @@ impl State {
                 }
             }
             Outcome::Restrict => {
-                challenge_id = Some(self.restrict(&decision, now_ms, out)?);
+                let lift = self.restrict(&decision, now_ms, out)?;
+                // The restriction's lifting challenge, sent with it.
+                payment.record(LifecycleEvent::challenge(LifecycleKind::ChallengeSent, &lift, now_ms));
+                challenge_id = Some(lift);
                 payment.status = PaymentStatus::Declined;
             }
         }
@@ -1038,11 +1050,29 @@ impl State {
         out: &mut Batch,
         change: impl FnOnce(&mut Payment),
     ) -> Result<Reply, CoreError> {
+        // What the payment's lifecycle records of this operation (the refund with its amount).
+        let (event, refunded_minor) = match &operation {
+            Operation::Capture { .. } => (Some(LifecycleKind::Captured), 0),
+            Operation::Void { .. } => (Some(LifecycleKind::Voided), 0),
+            Operation::Refund { amount_minor, .. } => (Some(LifecycleKind::Refunded), *amount_minor),
+            _ => (None, 0),
+        };
         let transaction = self.ledger.execute(operation, now_ms).map_err(|e| ledger_error(e, payment.currency))?;
         out.transactions.push(transaction);
         let hold = self.ledger.hold(&payment.id).expect("a hold just posted to is resident").clone();
         Ok(self.save_payment(payment, now_ms, out, |p| {
             change(p);
+            match event {
+                Some(LifecycleKind::Captured) => {
+                    p.record(LifecycleEvent::amount(LifecycleKind::Captured, hold.captured_minor, now_ms))
+                }
+                Some(LifecycleKind::Refunded) => p.record(LifecycleEvent {
+                    full: Some(hold.refunded_minor == hold.captured_minor),
+                    ..LifecycleEvent::amount(LifecycleKind::Refunded, refunded_minor, now_ms)
+                }),
+                Some(kind) => p.record(LifecycleEvent::new(kind, now_ms)),
+                None => {}
+            }
             p.captured_minor = hold.captured_minor;
             p.refunded_minor = hold.refunded_minor;
             p.status = match hold.status {

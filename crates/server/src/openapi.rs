@@ -108,10 +108,10 @@ pub const OPERATIONS: &[Operation] = ops![
     (
         "GET",
         "/v1/payments/{id}/decision",
-        "the decision record: facts, features, signals, score, versions",
+        "the decision record: facts, features, signals, score, versions, and its lifecycle",
         None,
         200,
-        "object"
+        "DecisionDocument"
     ),
     (
         "POST",
@@ -375,6 +375,8 @@ fn notes(op: &Operation) -> Option<&'static str> {
     xiezhi_core::conduct::CompensationFigures,
     xiezhi_core::conduct::MoneyFigure,
     xiezhi_core::conduct::CurrencyAmount,
+    xiezhi_core::LifecycleEvent,
+    xiezhi_core::LifecycleKind,
 )))]
 struct Schemas;
 
@@ -510,6 +512,38 @@ fn credit_application(schemas: &mut Value) {
     ]);
 }
 
+/// The decision record as `GET /v1/payments/{id}/decision` answers it: the engine's record
+/// (free-form: its features and signals follow the engine in force), with the keys a client
+/// can rely on named, `lifecycle` among them.
+fn decision_document(schemas: &mut Value) {
+    schemas["DecisionDocument"] = json!({
+        "type": "object",
+        "description": "The engine's record of one decision (facts, features by name, signals, score, \
+                        versions), what happened after it (`lifecycle`) and, after an overturned appeal, \
+                        its `label`.",
+        "required": ["facts", "outcome", "reason_codes", "explanation", "recovery", "lifecycle"],
+        "properties": {
+            "facts": {"type": "object", "description": "the payment as the engine saw it"},
+            "features": {"type": "object", "description": "every feature by name"},
+            "signals": {"type": "array", "items": {"type": "object"}},
+            "outcome": {"$ref": "#/components/schemas/Outcome"},
+            "reason_codes": {"type": "array", "items": {"type": "string"}},
+            "explanation": {"$ref": "#/components/schemas/Explanation"},
+            "recovery": {"type": "array", "items": {"type": "object"},
+                         "description": "the ways out as decided, amounts in minor units"},
+            "lifecycle": {
+                "type": "array",
+                "description": "what happened after the decision, oldest first: challenge sent, passed, \
+                                failed or expired; authorized or declined; captured, voided, expired, \
+                                refunded; appealed and the appeal's outcome",
+                "items": {"$ref": "#/components/schemas/LifecycleEvent"},
+            },
+            "label": {"type": "object", "description": "what a reviewer found the decision to be"},
+        },
+        "additionalProperties": true,
+    });
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -519,6 +553,7 @@ pub fn document() -> Value {
     }
     let mut components = serde_json::to_value(Schemas::openapi().components).expect("schemas serialise");
     credit_application(&mut components["schemas"]);
+    decision_document(&mut components["schemas"]);
     components["securitySchemes"] = json!({
         "bearer": {"type": "http", "scheme": "bearer",
                    "description": "an API key (`xz_…`) or a shopper token (PASETO `v4.public.…`)"},
