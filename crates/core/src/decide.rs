@@ -628,6 +628,8 @@ impl State {
                 .map(|(code, args)| (code.as_str(), args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()))
                 .collect();
             let explanation = self.engine.catalogue().explain(Outcome::Decline, &reasons);
+            let codes: Vec<&str> = refusals.iter().map(|(code, _)| code.as_str()).collect();
+            let recovery = self.ways_after_challenge(&codes, &payment.credit_line_id, now_ms);
             let declined = LifecycleEvent {
                 reason_codes: refusals.iter().map(|(code, _)| code.clone()).collect(),
                 ..LifecycleEvent::new(LifecycleKind::Declined, now_ms)
@@ -643,7 +645,7 @@ impl State {
                     }
                 }
                 p.decision.explanation = explanation;
-                p.decision.recovery = vec![];
+                p.decision.recovery = recovery;
             });
             return Ok(());
         }
@@ -677,6 +679,28 @@ impl State {
             p.record(LifecycleEvent::new(LifecycleKind::Authorized, now_ms));
         });
         Ok(())
+    }
+
+    /// The ways out of a payment declined after its challenge was passed: those of its
+    /// refusing reasons that fit a decline and need no figure only the engine's decision
+    /// computes (a lower amount's cap, when to try again): the appeal with its deadline, a
+    /// restriction's lifting challenge, repaying, completing the profile, paying otherwise.
+    fn ways_after_challenge(&self, codes: &[&str], credit_line_id: &str, now_ms: i64) -> Vec<RecoveryView> {
+        let deadline = timestamp(now_ms + self.engine.policy().document.restriction.appeal_days * 86_400_000);
+        let lift = self.active_restriction(credit_line_id, now_ms).and_then(|r| r.challenge_id.clone());
+        let way = |action| RecoveryView { action, max_amount: None, until: None, deadline: None, challenge_id: None };
+        let line_restricted = codes.contains(&"line_restricted");
+        self.engine
+            .catalogue()
+            .ways_out(Outcome::Decline, codes, line_restricted)
+            .into_iter()
+            .filter_map(|action| match action {
+                RecoveryKind::LowerAmount | RecoveryKind::Wait => None,
+                RecoveryKind::Appeal => Some(RecoveryView { deadline: Some(deadline.clone()), ..way(action) }),
+                RecoveryKind::VerifyIdentity => Some(RecoveryView { challenge_id: Some(lift.clone()?), ..way(action) }),
+                _ => Some(way(action)),
+            })
+            .collect()
     }
 
     fn merchant_of(&self, payment: &Payment) -> Result<Merchant, CoreError> {

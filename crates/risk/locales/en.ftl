@@ -24,6 +24,7 @@ way-lower-amount = You can pay up to { $max } now: { $basis ->
 
 line-restricted = Credit payments on your account are paused until { $until }.
     .step-up = Credit payments on your account are paused until { $until }, but this payment can go through once you confirm it is you.
+    .plain = Credit payments on your account are paused for now.
 policy-payment-cap = Credit payments are limited to { $cap } each by regulation.
     .step-up = Under current rules, a credit payment above { $cap } needs one more check.
 policy-daily-cap = Credit payments are limited to { $cap } a day by regulation; after the { $spent } you have paid today, { $remaining } is left.

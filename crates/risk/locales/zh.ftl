@@ -21,6 +21,7 @@ way-lower-amount = 现在最多可支付 { $max }：{ $basis ->
 
 line-restricted = 您账户的信用支付已暂停，至 { $until } 恢复。
     .step-up = 您账户的信用支付已暂停，至 { $until } 恢复；确认是您本人后，这笔支付即可继续。
+    .plain = 您账户的信用支付暂时停用。
 policy-payment-cap = 根据监管规定，单笔信用支付不超过 { $cap }。
     .step-up = 根据现行规定，单笔信用支付超过 { $cap } 需要再验证一次。
 policy-daily-cap = 根据监管规定，每日信用支付不超过 { $cap }；今天已支付 { $spent }，还可支付 { $remaining }。

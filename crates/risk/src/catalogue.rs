@@ -304,9 +304,12 @@ impl Catalogue {
                 text.push_str(&sentence);
             };
             for (code, args) in reasons {
+                // Without the arguments it quotes (a line frozen by a repair has no end to
+                // quote), a message's `.plain` sentence rather than its raw id.
                 add(self
                     .reason_under(language, code, outcome, args)
                     .or_else(|| self.reason_under(language, code, outcome, &[]))
+                    .or_else(|| self.format(language, &code.replace('_', "-"), Some("plain"), &[]))
                     .unwrap_or_else(|| code.to_string()));
             }
             for (id, args) in notes {

@@ -199,3 +199,31 @@ fn a_step_up_for_account_takeover_asks_for_the_code_and_does_not_say_the_line_is
     let restricted = catalogue.ways_out(Outcome::Restrict, &["account_takeover_suspected"], false);
     assert_eq!(restricted, [RecoveryKind::VerifyIdentity, RecoveryKind::Appeal, RecoveryKind::Wait]);
 }
+
+#[test]
+fn a_lower_amount_names_each_source_of_its_figure() {
+    let catalogue = Catalogue::new();
+    let said = |language, basis: &str| {
+        let args = [("max", "1000.00 CNY".to_owned()), ("basis", basis.to_owned())];
+        catalogue.message(language, "way-lower-amount", &args).unwrap_or_default()
+    };
+    for language in LANGUAGES {
+        let usual = said(language, "usual_amount");
+        assert!(usual.contains("1000.00 CNY"), "{usual}");
+        // Each reason that sets the figure has its own words, not the usual-amount fallback.
+        for basis in
+            ["policy_payment_cap", "policy_daily_cap", "policy_kyc_level", "band_spend_cap", "insufficient_credit"]
+        {
+            let text = said(language, basis);
+            assert!(text.contains("1000.00 CNY") && text != usual, "{basis} ({language:?}): {text}");
+        }
+    }
+}
+
+#[test]
+fn a_reason_without_the_figures_it_quotes_reads_plainly_not_as_its_id() {
+    // A line frozen by an accepted repair is refused as `line_restricted` with no end to quote.
+    let explained = Catalogue::new().explain(Outcome::Decline, &[("line_restricted", vec![])]);
+    assert!(explained.en.ends_with("Credit payments on your account are paused for now."), "{}", explained.en);
+    assert!(!explained.zh.contains("line_restricted") && explained.zh.contains("暂时停用"), "{}", explained.zh);
+}

@@ -663,6 +663,10 @@ async fn a_passed_challenge_meets_the_lists_and_policy_as_they_stand_now() {
     assert_eq!(answered["status"], "passed", "{answered}");
     assert_eq!(answered["payment"]["status"], "declined", "{answered}");
     assert!(answered["payment"]["decision"]["reason_codes"].as_array().unwrap().contains(&json!("deny_listed_user")));
+    // What to do now: a person can review a deny-list entry; no code is offered again.
+    let ways = &answered["payment"]["decision"]["recovery"];
+    assert_eq!(ways[0]["action"], "appeal", "{answered}");
+    assert!(ways[0]["deadline"].is_string(), "{answered}");
     let (_, line_now) = api.get(&format!("/v1/credit-lines/{}", line["id"].as_str().unwrap())).await;
     assert_eq!(line_now["held"], "0.00");
     let (_, entries) = api.get("/v1/lists").await;
