@@ -29,12 +29,27 @@ fn lifecycle_line(text: &str) -> &str {
     text.lines().find(|l| l.trim_start().starts_with("lifecycle: ")).unwrap_or_else(|| panic!("no lifecycle:\n{text}"))
 }
 
+/// Fails unless every one of `parts` is in `told`, in this order.
+fn in_order(told: &str, parts: &[&str]) {
+    let mut from = 0;
+    for part in parts {
+        let at = told[from..].find(part).unwrap_or_else(|| panic!("`{part}` missing or out of order in {told}"));
+        from += at + part.len();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_prints_what_happened_after_the_decision() {
     let dir = tempfile::tempdir().unwrap();
     // The hand-weighted scorer: a new phone paying 1500.00 at a new shop is stepped up, not
     // declined as the shipped model scores a shop opened a second ago.
-    let (_server, base, _stdout) = common::serve(dir.path(), &["--fraud-model", "heuristic"]);
+    let (_server, base, mut stdout) =
+        common::serve(dir.path(), &["--fraud-model", "heuristic", "--phone-gateway", "127.0.0.1:0"]);
+    // The second line names the phone gateway the shoppers read their codes from.
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut said).unwrap();
+    let phone = said.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches(';').to_owned();
+    let phone_token = std::fs::read_to_string(dir.path().join("phone-gateway.token")).unwrap().trim().to_owned();
     let merchant = json!({"name": "Lotus", "city": "Hangzhou", "country": "CN", "mcc": "5411", "currency": "CNY"});
     let qr = post(&base, "/v1/merchants", merchant).await["qr_payload"].as_str().unwrap().to_owned();
     let line = json!({"user_id": "u1", "currency": "CNY", "limit": "20000.00",
@@ -53,9 +68,37 @@ async fn explain_prints_what_happened_after_the_decision() {
                       "context": {"device_id": "new-phone", "ip": "198.51.100.7", "network": "4g"}});
     let waiting = post(&base, "/v1/payments", body).await;
     assert_eq!(waiting["decision"]["outcome"], "step_up", "{waiting}");
-    let text = explain(waiting["id"].as_str().unwrap(), &base, false);
+    let stepped = waiting["id"].as_str().unwrap();
+    let text = explain(stepped, &base, false);
     assert!(lifecycle_line(&text).contains("STEP_UP ") && text.contains(" → challenge sent "), "{text}");
     assert!(!text.contains("- appeal") && !text.contains("- verify_identity"), "a step-up waits for its code:\n{text}");
+    // The shopper answers with the code their phone received; the payment is captured.
+    let challenge_id = waiting["decision"]["challenge_id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let code = loop {
+        let url = format!("{}/messages", phone.trim_end_matches("/messages"));
+        let got: Value = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(&phone_token)
+            .query(&[("challenge_id", challenge_id)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(code) = got["messages"][0]["text"]["en"].as_str().and_then(xiezhi_core::code_in) {
+            break code;
+        }
+        assert!(std::time::Instant::now() < deadline, "no code reached the phone");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    post(&base, &format!("/v1/challenges/{challenge_id}"), json!({"code": code})).await;
+    post(&base, &format!("/v1/payments/{stepped}/capture"), json!({})).await;
+    let text = explain(stepped, &base, false);
+    let told = lifecycle_line(&text);
+    let order = ["STEP_UP ", " → challenge sent ", " → passed ", " → authorized ", " → captured ", "1500.00 CNY"];
+    in_order(told, &order);
 
     // Approved, captured, then partly refunded.
     let paid = post(&base, "/v1/payments", pay("80.00", "d1", "203.0.113.9")).await;
@@ -66,11 +109,7 @@ async fn explain_prints_what_happened_after_the_decision() {
     let text = explain(id, &base, false);
     let told = lifecycle_line(&text);
     let order = ["APPROVE ", " → authorized ", " → captured ", "80.00 CNY", " → refunded ", "30.00 CNY (partial)"];
-    let mut from = 0;
-    for part in order {
-        let at = told[from..].find(part).unwrap_or_else(|| panic!("`{part}` missing or out of order in {told}"));
-        from += at + part.len();
-    }
+    in_order(told, &order);
     let document: Value = serde_json::from_str(&explain(id, &base, true)).unwrap();
     let events: Vec<&str> =
         document["lifecycle"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
