@@ -213,6 +213,35 @@ pub fn lifecycle_line(r: &DecisionRecord, lifecycle: &[LifecycleEvent]) -> Strin
     line
 }
 
+/// The ways out, one a line, with their details.
+fn ways_out(out: &mut String, r: &DecisionRecord) {
+    use std::fmt::Write;
+    let f = &r.facts;
+    if !r.recovery.is_empty() {
+        let _ = writeln!(out, "\nWays out:");
+        for way in &r.recovery {
+            let mut line = format!(
+                "  - {}",
+                serde_json::to_value(way.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            );
+            if let Some(max) = way.max_amount_minor {
+                let _ = write!(line, " (at most {}", money(max, f.currency));
+                if let Some(basis) = &way.basis {
+                    let _ = write!(line, ", from {basis}");
+                }
+                line.push(')');
+            }
+            if let Some(until) = way.until_ms {
+                let _ = write!(line, " (after {})", when(until));
+            }
+            if let Some(deadline) = way.deadline_ms {
+                let _ = write!(line, " (by {})", when(deadline));
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
 /// The record as a person reads it, with what happened after the decision.
 pub fn explain(r: &DecisionRecord, lifecycle: &[LifecycleEvent]) -> String {
     use std::fmt::Write;
@@ -248,29 +277,7 @@ pub fn explain(r: &DecisionRecord, lifecycle: &[LifecycleEvent]) -> String {
     if let Some(expires) = r.expires_at_ms {
         let _ = writeln!(out, "  until: {}", when(expires));
     }
-    if !r.recovery.is_empty() {
-        let _ = writeln!(out, "\nWays out:");
-        for way in &r.recovery {
-            let mut line = format!(
-                "  - {}",
-                serde_json::to_value(way.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-            );
-            if let Some(max) = way.max_amount_minor {
-                let _ = write!(line, " (at most {}", money(max, f.currency));
-                if let Some(basis) = &way.basis {
-                    let _ = write!(line, ", from {basis}");
-                }
-                line.push(')');
-            }
-            if let Some(until) = way.until_ms {
-                let _ = write!(line, " (after {})", when(until));
-            }
-            if let Some(deadline) = way.deadline_ms {
-                let _ = write!(line, " (by {})", when(deadline));
-            }
-            let _ = writeln!(out, "{line}");
-        }
-    }
+    ways_out(&mut out, r);
     for notice in &r.notices {
         let _ = writeln!(out, "\nNotice ({}): {}", notice.clause_id, notice.explanation.en);
     }

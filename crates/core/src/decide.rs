@@ -623,30 +623,7 @@ impl State {
             refusals.push(("line_restricted".into(), vec![]));
         }
         if !refusals.is_empty() {
-            let reasons: Vec<(&str, Vec<(&str, String)>)> = refusals
-                .iter()
-                .map(|(code, args)| (code.as_str(), args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()))
-                .collect();
-            let explanation = self.engine.catalogue().explain(Outcome::Decline, &reasons);
-            let codes: Vec<&str> = refusals.iter().map(|(code, _)| code.as_str()).collect();
-            let recovery = self.ways_after_challenge(&codes, &payment.credit_line_id, now_ms);
-            let declined = LifecycleEvent {
-                reason_codes: refusals.iter().map(|(code, _)| code.clone()).collect(),
-                ..LifecycleEvent::new(LifecycleKind::Declined, now_ms)
-            };
-            self.save_payment(payment, now_ms, out, |p| {
-                p.status = PaymentStatus::Declined;
-                p.decision.outcome = Outcome::Decline;
-                p.record(passed);
-                p.record(declined);
-                for (code, _) in refusals {
-                    if !p.decision.reason_codes.contains(&code) {
-                        p.decision.reason_codes.push(code);
-                    }
-                }
-                p.decision.explanation = explanation;
-                p.decision.recovery = recovery;
-            });
+            self.decline_after_challenge(payment, passed, refusals, now_ms, out);
             return Ok(());
         }
         let expires_at_ms = now_ms + self.hold_ttl_ms;
@@ -679,6 +656,42 @@ impl State {
             p.record(LifecycleEvent::new(LifecycleKind::Authorized, now_ms));
         });
         Ok(())
+    }
+
+    /// A passed step-up that the layers a code does not answer now refuse: declined, with
+    /// the reasons added to the decision's, their explanation and ways out, and both events.
+    fn decline_after_challenge(
+        &mut self,
+        payment: Payment,
+        passed: LifecycleEvent,
+        refusals: Vec<(String, Vec<(String, String)>)>,
+        now_ms: i64,
+        out: &mut Batch,
+    ) {
+        let reasons: Vec<(&str, Vec<(&str, String)>)> = refusals
+            .iter()
+            .map(|(code, args)| (code.as_str(), args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()))
+            .collect();
+        let explanation = self.engine.catalogue().explain(Outcome::Decline, &reasons);
+        let codes: Vec<&str> = refusals.iter().map(|(code, _)| code.as_str()).collect();
+        let recovery = self.ways_after_challenge(&codes, &payment.credit_line_id, now_ms);
+        let declined = LifecycleEvent {
+            reason_codes: refusals.iter().map(|(code, _)| code.clone()).collect(),
+            ..LifecycleEvent::new(LifecycleKind::Declined, now_ms)
+        };
+        self.save_payment(payment, now_ms, out, |p| {
+            p.status = PaymentStatus::Declined;
+            p.decision.outcome = Outcome::Decline;
+            p.record(passed);
+            p.record(declined);
+            for (code, _) in refusals {
+                if !p.decision.reason_codes.contains(&code) {
+                    p.decision.reason_codes.push(code);
+                }
+            }
+            p.decision.explanation = explanation;
+            p.decision.recovery = recovery;
+        });
     }
 
     /// The ways out of a payment declined after its challenge was passed: those of its

@@ -155,3 +155,39 @@ impl State {
         Ok(self.get::<Payment>(RecordKind::Payment, payment_id)?.map(|p| p.lifecycle).unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_are_what_the_api_sends() {
+        use LifecycleKind::*;
+        for kind in [
+            ChallengeSent,
+            ChallengePassed,
+            ChallengeFailed,
+            ChallengeExpired,
+            Authorized,
+            Declined,
+            Captured,
+            Voided,
+            Expired,
+            Refunded,
+            Appealed,
+            AppealUpheld,
+            AppealOverturned,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        // A refund's record: only the fields it has, and it reads back the same.
+        let event = LifecycleEvent { full: Some(false), ..LifecycleEvent::amount(Refunded, 3_000, 1_795_000_000_000) };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "refunded", "at": "2026-11-18T11:06:40Z", "at_ms": 1_795_000_000_000i64,
+                               "amount_minor": 3_000, "full": false})
+        );
+        assert_eq!(serde_json::from_value::<LifecycleEvent>(json).unwrap(), event);
+    }
+}
