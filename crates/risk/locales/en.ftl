@@ -9,7 +9,7 @@
 outcome-approve = Payment approved.
 outcome-step-up = We need one more check before this payment goes through.
 outcome-decline = This payment did not go through.
-outcome-restrict = Credit payments on your account are paused until { $until }. Verifying your identity with the code we sent lifts the pause now; you can also ask a person to review it.
+outcome-restrict = Credit payments on your account are paused until { $until }. Verifying your identity can lift the pause sooner, and you can ask a person to review it.
     .plain = Credit payments on your account are paused for now.
 
 # The figure of a lower amount that can go through, and where it comes from.

@@ -6,7 +6,7 @@
 outcome-approve = 支付成功。
 outcome-step-up = 为保障账户安全，这笔支付还需要您再验证一次。
 outcome-decline = 这笔支付未能完成。
-outcome-restrict = 您账户的信用支付已暂停，至 { $until } 恢复。用我们发送的验证码验证身份即可立即解除，也可以申请人工复核。
+outcome-restrict = 您账户的信用支付已暂停，至 { $until } 恢复。验证身份可提前解除，也可以申请人工复核。
     .plain = 您账户的信用支付暂时停用。
 
 # 可以完成的较小金额及其来源。

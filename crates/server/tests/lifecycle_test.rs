@@ -215,7 +215,7 @@ async fn a_restricting_decision_shows_its_lifting_challenge_passed() {
     let payment = api.pay(&line, &qr, "12.00", "d4", "203.0.113.4").await;
     assert_eq!(payment["decision"]["outcome"], "restrict", "{payment}");
     let en = payment["decision"]["explanation"]["en"].as_str().unwrap();
-    assert!(en.contains("paused until") && en.contains("Verifying your identity"), "{en}");
+    assert!(en.contains("paused until") && en.contains("Verifying your identity can lift"), "{en}");
     let id = payment["id"].as_str().unwrap();
     let challenge_id = payment["decision"]["challenge_id"].as_str().unwrap();
     assert_eq!(api.decision(id).await["lifecycle"][0]["challenge_id"], challenge_id);
