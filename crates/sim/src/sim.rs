@@ -362,7 +362,12 @@ impl<'a> Simulation<'a> {
         let ring_members: Vec<Vec<u32>> = ring_sizes.iter().map(|s| take(*s, UserClass::Fraud, &mut classes)).collect();
         let honest: Vec<u32> = order[cursor..].to_vec();
 
-        let mut world = World::generate(mix, n, config.merchants, start_ms, &classes, &mut rng);
+        // Shops and lines are as old as they are on the first simulated day, warm-up
+        // included: aged from the measured start instead, a shop "opened two days ago" would
+        // carry a week of warm-up takings, a history no real shop has (and one the fraud
+        // model, trained without warm-up, had never seen on an honest shop).
+        let world_start_ms = calendar.day(0).start_ms;
+        let mut world = World::generate(mix, n, config.merchants, world_start_ms, &classes, &mut rng);
         if mix.credit.applications {
             // First-party defaulters and synthetic identities apply like the data's
             // defaulters; everyone else (ring members and future mules included) like those
@@ -510,6 +515,8 @@ impl<'a> Simulation<'a> {
         for user in synthetic_users {
             let s = &a.synthetic_identity;
             let build = rng.u32(s.build_days[0]..=s.build_days[1]);
+            // Opened days before the measured period, whatever the warm-up: its history is
+            // built in `build_days`, and the line pays nothing before it opens.
             world.users[user as usize].opened_at_ms = start_ms - rng.i64(0..5) * DAY_MS;
             sim.states[user as usize].spree_from_day = Some(warm + build);
             if build < days {

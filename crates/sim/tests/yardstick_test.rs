@@ -66,7 +66,9 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     // (issue 13 item 5, the fraud model regenerated on its traffic): 1 restricted, 0.015 %
     // declined (at the bound, which was not loosened), 0.065 % stepped up, 95.8 % and 96.4 %
     // stopped. With default-4 (the payee check live) and the model regenerated on its
-    // traffic: 1, 0.015 %, 0.063 %, 96.1 % and 96.5 %.
+    // traffic: 1, 0.015 %, 0.063 %, 96.1 % and 96.5 %. Since shops and lines are aged from
+    // the first simulated day, warm-up included (no shop "two days old" with a week of
+    // takings): 0, 0.013 %, 0.050 %, 94.8 % and 95.5 %.
     assert!(num(d, "honest_users_restricted") <= 2.0, "{d}");
     assert!(num(d, "honest_payments_declined_pct") <= 0.015, "{d}");
     assert!(num(d, "honest_payments_stepped_up_pct") <= 0.15, "{d}");
@@ -301,7 +303,8 @@ fn a_small_sweep_stays_within_the_recorded_bounds() {
     // 99.2 %, worst 98.6 %. Re-recorded 2026-11-30 with the credit layer (bounds unchanged):
     // restricted 0, declined worst 0.017 %, stepped up worst 0.052 %, worst honest scenario
     // 0.842 %, fraud amount stopped 99.4 % / 97.7 %. With default-4: 0, 0.018 %, 0.049 %,
-    // 1.053 %, 99.4 % / 97.7 %.
+    // 1.053 %, 99.4 % / 97.7 %. With shops aged from the first simulated day: 0, 0.010 %,
+    // 0.046 %, 1.062 %, 99.4 % / 97.7 %.
     assert!(num(worst, "honest_users_restricted_pct") <= 0.05, "{worst}");
     assert!(num(worst, "honest_payments_declined_pct") <= 0.02, "{worst}");
     assert!(num(worst, "honest_payments_stepped_up_pct") <= 0.13, "{worst}");
