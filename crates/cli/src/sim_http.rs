@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 use xiezhi_money::{format_minor, Currency};
 use xiezhi_risk::Outcome;
 use xiezhi_sim::world::{MerchantSpec, UserSpec};
-use xiezhi_sim::{ChallengeEnd, ConfigRun, Driver, PayRequest, PayResult, RunConfig, SimError};
+use xiezhi_sim::{AppealTerms, ChallengeEnd, ConfigRun, Driver, PayRequest, PayResult, RunConfig, SimError};
 
 /// Most payments whose follow-up (capture, void, challenge) the driver remembers.
 const MAX_TRACKED_PAYMENTS: usize = 100_000;
@@ -652,6 +652,72 @@ impl Driver for HttpDriver {
         Ok(amount_minor)
     }
 
+    /// The policy the server decides with (`GET /v1/policy`, needs `policy:read`).
+    fn appeal_terms(&mut self) -> Result<AppealTerms, SimError> {
+        let (status, value) = self.get("/v1/policy")?;
+        if !status.is_success() {
+            return Err(appeals_refused("GET /v1/policy", status, &value));
+        }
+        let document: xiezhi_risk::PolicyDocument = serde_json::from_value(value["document"].clone())
+            .map_err(|e| error(format!("the server's policy: {e}")))?;
+        AppealTerms::from_policy(&document, self.currency)
+    }
+
+    /// `POST /v1/appeals` on the restriction in force on the line (`appeals:file`).
+    fn file_appeal(&mut self, user: u32, now_ms: i64) -> Result<Option<String>, SimError> {
+        self.pace(now_ms);
+        let line_id = self.line_id(user)?;
+        let (_, line) = self.get(&format!("/v1/credit-lines/{line_id}"))?;
+        let Some(restriction_id) = line["restriction"]["id"].as_str() else { return Ok(None) };
+        let body =
+            json!({"restriction_id": restriction_id, "message": "It was me paying: please give me my line back."});
+        let key = format!("{}-appeal-{user}-{now_ms}", self.run_tag);
+        let (status, value) = self.post("/v1/appeals", &body, &key)?;
+        match status {
+            // One open appeal per restriction, or the time to appeal is over: nothing new.
+            StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY => Ok(None),
+            s if s.is_success() => Ok(value["id"].as_str().map(str::to_owned)),
+            _ => Err(appeals_refused("POST /v1/appeals", status, &value)),
+        }
+    }
+
+    /// `POST /v1/appeals/{id}/claim` (`appeals:decide`). Every simulated reviewer uses the
+    /// driver's one key, so the server sees one reviewer; the simulation keeps them apart.
+    fn claim_appeal(&mut self, appeal: &str, _reviewer: u32, now_ms: i64) -> Result<(), SimError> {
+        self.pace(now_ms);
+        let key = format!("{}-claim-{appeal}", self.run_tag);
+        let (status, value) = self.post(&format!("/v1/appeals/{appeal}/claim"), &json!({}), &key)?;
+        if !status.is_success() {
+            return Err(appeals_refused("POST /v1/appeals/{id}/claim", status, &value));
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/appeals/{id}/decision`: the server lifts on an overturn and owes the
+    /// compensation from its fund.
+    fn decide_appeal(&mut self, appeal: &str, _user: u32, overturn: bool, now_ms: i64) -> Result<bool, SimError> {
+        self.pace(now_ms);
+        let outcome = if overturn { "overturn" } else { "uphold" };
+        let body = json!({"outcome": outcome, "note": "simulated reviewer"});
+        let key = format!("{}-decide-{appeal}", self.run_tag);
+        let (status, value) = self.post(&format!("/v1/appeals/{appeal}/decision"), &body, &key)?;
+        if !status.is_success() {
+            return Err(appeals_refused("POST /v1/appeals/{id}/decision", status, &value));
+        }
+        Ok(overturn && value["lifted_restriction"] == true)
+    }
+
+    /// The server escalates on its own clock (its writer's sweep); this reads whether it
+    /// did and lifted the restriction. A sweep that has not run yet reads as not lifted.
+    fn escalate_appeal(&mut self, appeal: &str, _user: u32, _auto_lift: bool, now_ms: i64) -> Result<bool, SimError> {
+        self.pace(now_ms);
+        let (status, value) = self.get(&format!("/v1/appeals/{appeal}"))?;
+        if !status.is_success() {
+            return Err(appeals_refused("GET /v1/appeals/{id}", status, &value));
+        }
+        Ok(value["escalated_at"].is_string() && value["outcome"].is_null() && value["lifted_restriction"] == true)
+    }
+
     fn lift_restriction(&mut self, user: u32, now_ms: i64) -> Result<bool, SimError> {
         self.pace(now_ms);
         let line_id = self.line_id(user)?;
@@ -663,6 +729,15 @@ impl Driver for HttpDriver {
         let answer = self.answer(&challenge_id, &code, 0)?;
         Ok(answer["status"] == "passed")
     }
+}
+
+/// An appeal request the server refused: names what the driver's key needs, and how to run
+/// without appeals.
+fn appeals_refused(what: &str, status: StatusCode, value: &Value) -> SimError {
+    error(format!(
+        "{what}: {status} {value}. Simulated appeals need a key with policy:read, appeals:file and appeals:decide; \
+         a mix with honest.appeal_prob and adversaries.restricted_fraudster_appeal_prob at 0 files none"
+    ))
 }
 
 /// `xiezhi simulate --target`: one run against the server, on its clock.

@@ -58,7 +58,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub target: Option<String>,
     /// The key `--target` is driven with: an operator key with merchants:write,
-    /// lines:migrate, payments:write, payments:settle, lines:read and challenges:write.
+    /// lines:migrate, payments:write, payments:settle, lines:read and challenges:write, and for
+    /// the simulated appeals policy:read, appeals:file and appeals:decide.
     #[command(flatten)]
     pub api_key: crate::client::ApiKeyArgs,
     /// With `--target`: the phone gateway the server sends codes to (`serve

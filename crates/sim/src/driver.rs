@@ -90,6 +90,19 @@ pub trait Driver {
     fn repay(&mut self, user: u32, amount_minor: i64, now_ms: i64) -> Result<i64, SimError>;
     /// The owner answers the code sent with a restriction. Returns whether it was lifted.
     fn lift_restriction(&mut self, user: u32, now_ms: i64) -> Result<bool, SimError>;
+    /// What the service's policy says of appeals, read from the policy it decides with.
+    fn appeal_terms(&mut self) -> Result<AppealTerms, SimError>;
+    /// The owner of `user`'s line appeals the restriction on it. Returns the service's id of
+    /// the appeal, or `None` when no restriction is in force to appeal.
+    fn file_appeal(&mut self, user: u32, now_ms: i64) -> Result<Option<String>, SimError>;
+    /// Reviewer number `reviewer` takes appeal `appeal` from the queue.
+    fn claim_appeal(&mut self, appeal: &str, reviewer: u32, now_ms: i64) -> Result<(), SimError>;
+    /// The reviewer who claimed `appeal` decides it: an overturn lifts `user`'s restriction
+    /// if it is still in force. Returns whether a restriction was lifted.
+    fn decide_appeal(&mut self, appeal: &str, user: u32, overturn: bool, now_ms: i64) -> Result<bool, SimError>;
+    /// `appeal` passed its deadline undecided and escalates; under a policy that lifts on
+    /// escalation (`auto_lift`), `user`'s restriction lifts. Returns whether it was lifted.
+    fn escalate_appeal(&mut self, appeal: &str, user: u32, auto_lift: bool, now_ms: i64) -> Result<bool, SimError>;
     /// Once per simulated hour: upkeep (expiries, pruning).
     fn tick(&mut self, _now_ms: i64) -> Result<(), SimError> {
         Ok(())
@@ -98,6 +111,38 @@ pub trait Driver {
     /// (in process, with `keep_features`): training data for the fraud model.
     fn last_features(&self) -> Option<&xiezhi_risk::FeatureVector> {
         None
+    }
+}
+
+/// What a policy says of appeals: how long reviewers have, whether an appeal that waits
+/// longer lifts its restriction, and what an overturn pays. Read from the policy the
+/// service decides with, never copied into the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppealTerms {
+    /// From filing to escalation (`restriction.appeal_deadline_hours`).
+    pub deadline_ms: i64,
+    /// `restriction.appeal_auto_lift_on_escalation`.
+    pub auto_lift_on_escalation: bool,
+    /// `compensation.per_wrongful_restriction`, in minor units of the run's currency: 0 when
+    /// the policy pays in another currency (a line in another currency is owed nothing
+    /// automatic, as in the service).
+    pub compensation_minor: i64,
+    /// The longest any restriction may last (`restriction.max_duration_hours`): by then
+    /// every wrongly restricted user has their line back, whatever else happened.
+    pub max_restriction_ms: i64,
+}
+
+impl AppealTerms {
+    pub fn from_policy(document: &xiezhi_risk::PolicyDocument, currency: Currency) -> Result<AppealTerms, SimError> {
+        let (paid_in, amount_minor) =
+            document.compensation.amount_minor().map_err(|e| SimError::Config(e.to_string()))?;
+        let r = &document.restriction;
+        Ok(AppealTerms {
+            deadline_ms: r.appeal_deadline_hours.saturating_mul(3_600_000),
+            auto_lift_on_escalation: r.appeal_auto_lift_on_escalation,
+            compensation_minor: if paid_in == currency { amount_minor } else { 0 },
+            max_restriction_ms: r.max_duration_hours().saturating_mul(3_600_000),
+        })
     }
 }
 
@@ -374,6 +419,16 @@ impl Bank {
         Ok(f)
     }
 
+    /// An appeal lifts the line's restriction (the state the engine's facts read), as the
+    /// service's overturn and escalation do. Unlike the owner's lifting code, no challenge
+    /// was passed, so the engine hears of none: earlier failed codes still count, as they do
+    /// in the service.
+    fn lift_by_appeal(&mut self, user: u32, now_ms: i64) -> Result<bool, SimError> {
+        let line =
+            self.lines.get_mut(user as usize).and_then(Option::as_mut).ok_or(SimError::Driver("no line".into()))?;
+        Ok(line.restriction.take().filter(|r| r.until_ms > now_ms).is_some())
+    }
+
     fn authorize(&mut self, r: &PayRequest) -> Result<bool, SimError> {
         let line_id = self.line(r.user)?.line_id.clone();
         let op = Operation::Authorize {
@@ -620,6 +675,35 @@ impl Driver for Bank {
         Ok(active)
     }
 
+    fn appeal_terms(&mut self) -> Result<AppealTerms, SimError> {
+        AppealTerms::from_policy(&self.engine.policy().document, self.currency)
+    }
+
+    fn file_appeal(&mut self, user: u32, now_ms: i64) -> Result<Option<String>, SimError> {
+        let line = self.line(user)?;
+        let in_force = line.restriction.as_ref().is_some_and(|r| r.until_ms > now_ms);
+        // No store here: the simulator keeps the appeal; the id only has to be unique.
+        Ok(in_force.then(|| format!("ap{user:x}-{now_ms:x}")))
+    }
+
+    fn claim_appeal(&mut self, _appeal: &str, _reviewer: u32, _now_ms: i64) -> Result<(), SimError> {
+        Ok(())
+    }
+
+    fn decide_appeal(&mut self, _appeal: &str, user: u32, overturn: bool, now_ms: i64) -> Result<bool, SimError> {
+        if !overturn {
+            return Ok(false);
+        }
+        self.lift_by_appeal(user, now_ms)
+    }
+
+    fn escalate_appeal(&mut self, _appeal: &str, user: u32, auto_lift: bool, now_ms: i64) -> Result<bool, SimError> {
+        if !auto_lift {
+            return Ok(false);
+        }
+        self.lift_by_appeal(user, now_ms)
+    }
+
     fn last_features(&self) -> Option<&xiezhi_risk::FeatureVector> {
         self.last_features.as_ref()
     }
@@ -693,6 +777,27 @@ impl Driver for NullDriver {
     }
     fn lift_restriction(&mut self, _: u32, _: i64) -> Result<bool, SimError> {
         Ok(true)
+    }
+    /// The shipped policy's terms: nothing is restricted here, so nothing is appealed, but a
+    /// caller asking gets what the service would say.
+    fn appeal_terms(&mut self) -> Result<AppealTerms, SimError> {
+        let document: xiezhi_risk::PolicyDocument = serde_json::from_str(Policy::default_document())
+            .map_err(|e| SimError::Config(format!("the shipped policy: {e}")))?;
+        let currency = Currency::from_alpha(&document.compensation.currency)
+            .ok_or_else(|| SimError::Config("the shipped policy's compensation currency".into()))?;
+        AppealTerms::from_policy(&document, currency)
+    }
+    fn file_appeal(&mut self, _: u32, _: i64) -> Result<Option<String>, SimError> {
+        Ok(None)
+    }
+    fn claim_appeal(&mut self, _: &str, _: u32, _: i64) -> Result<(), SimError> {
+        Ok(())
+    }
+    fn decide_appeal(&mut self, _: &str, _: u32, overturn: bool, _: i64) -> Result<bool, SimError> {
+        Ok(overturn)
+    }
+    fn escalate_appeal(&mut self, _: &str, _: u32, auto_lift: bool, _: i64) -> Result<bool, SimError> {
+        Ok(auto_lift)
     }
 }
 

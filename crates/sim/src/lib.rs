@@ -15,9 +15,9 @@ mod sim;
 pub mod sweep;
 pub mod world;
 
-pub use driver::{Bank, ChallengeEnd, Driver, EngineConfig, NullDriver, PayRequest, PayResult};
+pub use driver::{AppealTerms, Bank, ChallengeEnd, Driver, EngineConfig, NullDriver, PayRequest, PayResult};
 pub use mix::Mix;
-pub use report::{markdown, Scenario, Tally, Truth, KEY_FIGURES};
+pub use report::{markdown, AppealRecord, Recovery, Scenario, Tally, Truth, KEY_FIGURES};
 pub use sim::{RunConfig, Simulation, MAX_DAYS, MAX_MERCHANTS, MAX_USERS};
 
 use serde_json::{json, Map, Value};

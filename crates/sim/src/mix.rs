@@ -30,6 +30,34 @@ pub struct Mix {
     /// mix: fixed limits.
     #[serde(default)]
     pub credit: Credit,
+    /// The people who decide appeals. Absent from a mix: the shipped team.
+    #[serde(default)]
+    pub reviewers: Reviewers,
+}
+
+/// Simulated reviewers of appeals: appeals wait in one queue, first filed first claimed;
+/// a free reviewer claims one only during working hours and only when its handling time
+/// ends within them, and decides it when that time is up. With `error_rate_pct` they get it
+/// wrong: an honest user's appeal upheld, a fraudster's overturned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reviewers {
+    /// Reviewers working at once.
+    pub count: u32,
+    /// Local hours [start, end) of a working day, 0 to 24.
+    pub working_hours: [u32; 2],
+    /// Whether they also work on Saturdays and Sundays.
+    pub weekends: bool,
+    /// Minutes one appeal takes to review, drawn per appeal.
+    pub minutes_per_appeal: [u32; 2],
+    /// Share of decisions that are wrong, in %.
+    pub error_rate_pct: u32,
+}
+
+impl Default for Reviewers {
+    fn default() -> Reviewers {
+        Reviewers { count: 2, working_hours: [9, 18], weekends: false, minutes_per_appeal: [10, 40], error_rate_pct: 5 }
+    }
 }
 
 /// How credit lines are opened. With `applications`, each user applies as a real applicant
@@ -126,6 +154,13 @@ pub struct Honest {
     /// (the rest wait for it to expire).
     pub lift_restriction_prob: f64,
     pub lift_delay_minutes: [u32; 2],
+    /// Chance that a restricted owner who did not lift the restriction with the code
+    /// appeals it (the rest wait for it to expire). Absent from a mix: none.
+    #[serde(default)]
+    pub appeal_prob: f64,
+    /// Minutes from the restriction to the appeal.
+    #[serde(default = "appeal_after_minutes")]
+    pub appeal_after_minutes: [u32; 2],
     /// Each shopper repays the whole balance every so many days (drawn per shopper).
     pub repay_every_days: [u32; 2],
     pub late_repayer_share: f64,
@@ -158,6 +193,10 @@ pub struct Honest {
     pub exchange_share: f64,
 }
 
+fn appeal_after_minutes() -> [u32; 2] {
+    [15, 480]
+}
+
 fn refund_after_days() -> [u32; 2] {
     [0, 14]
 }
@@ -186,6 +225,11 @@ pub struct Adversaries {
     pub compromised_qr: CompromisedQr,
     pub mule_refund_network: MuleRefundNetwork,
     pub compromised_terminal: CompromisedTerminal,
+    /// Chance that a fraudster or defaulter whose own line is restricted appeals it, after
+    /// `honest.appeal_after_minutes` like anyone; a reviewer should uphold it. Absent from
+    /// a mix: none.
+    #[serde(default)]
+    pub restricted_fraudster_appeal_prob: f64,
 }
 
 /// A fraudster with a victim's credentials: new device, new network, drains the line fast.
@@ -418,6 +462,8 @@ impl Mix {
             ("honest.refund_prob", h.refund_prob),
             ("honest.partial_refund_share", h.partial_refund_share),
             ("honest.exchange_share", h.exchange_share),
+            ("honest.appeal_prob", h.appeal_prob),
+            ("adversaries.restricted_fraudster_appeal_prob", self.adversaries.restricted_fraudster_appeal_prob),
         ];
         for (name, p) in probs {
             if !(0.0..=1.0).contains(&p) {
@@ -499,6 +545,8 @@ impl Mix {
             ("adversaries.first_party_default.spend_days", self.adversaries.first_party_default.spend_days),
             ("adversaries.compromised_qr.hours", self.adversaries.compromised_qr.hours),
             ("honest.refund_after_days", h.refund_after_days),
+            ("honest.appeal_after_minutes", h.appeal_after_minutes),
+            ("reviewers.minutes_per_appeal", self.reviewers.minutes_per_appeal),
         ];
         for (name, [lo, hi]) in ranges.into_iter().chain(self.new_adversary_ranges()) {
             if lo > hi || hi > 10_000 {
@@ -533,6 +581,30 @@ impl Mix {
         }
         if h.salary_days.iter().any(|d| !(1..=31).contains(d)) {
             return bad("`honest.salary_days` are days of the month, 1 to 31".into());
+        }
+        self.reviewers.validate()
+    }
+}
+
+impl Reviewers {
+    /// A team that can decide something: at least one reviewer, a working day with room for
+    /// the longest review in it (else nothing would ever be claimed), an error rate in %.
+    fn validate(&self) -> Result<(), SimError> {
+        let [start, end] = self.working_hours;
+        let [_, longest] = self.minutes_per_appeal;
+        if !(1..=1_000).contains(&self.count) {
+            return Err(SimError::Mix("`reviewers.count` is from 1 to 1000".into()));
+        }
+        if start >= end || end > 24 {
+            return Err(SimError::Mix("`reviewers.working_hours` is [start, end) with start < end ≤ 24".into()));
+        }
+        if self.minutes_per_appeal[0] == 0 || longest > (end - start) * 60 {
+            return Err(SimError::Mix(
+                "`reviewers.minutes_per_appeal` is [low, high] from 1 minute to the length of a working day".into(),
+            ));
+        }
+        if self.error_rate_pct > 100 {
+            return Err(SimError::Mix("`reviewers.error_rate_pct` is a share in % from 0 to 100".into()));
         }
         Ok(())
     }
@@ -579,5 +651,19 @@ mod tests {
         let e = Mix::with_overrides(r#"{"honest": {"trip_days": [5, 2]}}"#).unwrap_err().to_string();
         assert!(e.contains("trip_days"), "{e}");
         assert!(Mix::with_overrides("[1]").is_err());
+        for (over, named) in [
+            (r#"{"honest": {"appeal_prob": 2}}"#, "honest.appeal_prob"),
+            (r#"{"honest": {"appeal_after_minutes": [60, 5]}}"#, "honest.appeal_after_minutes"),
+            (r#"{"adversaries": {"restricted_fraudster_appeal_prob": -0.1}}"#, "restricted_fraudster_appeal_prob"),
+            (r#"{"reviewers": {"count": 0}}"#, "reviewers.count"),
+            (r#"{"reviewers": {"working_hours": [18, 9]}}"#, "reviewers.working_hours"),
+            (r#"{"reviewers": {"working_hours": [9, 25]}}"#, "reviewers.working_hours"),
+            (r#"{"reviewers": {"working_hours": [9, 10], "minutes_per_appeal": [10, 90]}}"#, "minutes_per_appeal"),
+            (r#"{"reviewers": {"minutes_per_appeal": [0, 10]}}"#, "minutes_per_appeal"),
+            (r#"{"reviewers": {"error_rate_pct": 101}}"#, "reviewers.error_rate_pct"),
+        ] {
+            let e = Mix::with_overrides(over).unwrap_err().to_string();
+            assert!(e.contains(named), "{over}: {e}");
+        }
     }
 }

@@ -325,6 +325,49 @@ impl Side {
     }
 }
 
+/// How a wrongly restricted honest user got their line back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Answered the code sent with the restriction.
+    Challenge,
+    /// A reviewer overturned their appeal.
+    Appeal,
+    /// Their appeal was not decided by its deadline and the policy lifted it then.
+    Escalation,
+    /// It ran out.
+    Expiry,
+}
+
+impl Recovery {
+    const ALL: [Recovery; 4] = [Recovery::Challenge, Recovery::Appeal, Recovery::Escalation, Recovery::Expiry];
+    fn name(self) -> &'static str {
+        match self {
+            Recovery::Challenge => "challenge",
+            Recovery::Appeal => "appeal",
+            Recovery::Escalation => "escalation",
+            Recovery::Expiry => "expiry",
+        }
+    }
+}
+
+/// One appeal of a measured run, as it went: when it was filed, claimed and decided
+/// (simulated Unix ms), by whom (honest owner or not) and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppealRecord {
+    pub user: u32,
+    /// Filed by an honest owner (else a fraudster or defaulter on their own line).
+    pub honest: bool,
+    pub filed_at_ms: i64,
+    pub deadline_ms: i64,
+    pub claimed_at_ms: Option<i64>,
+    pub decided_at_ms: Option<i64>,
+    pub overturned: Option<bool>,
+    pub escalated_at_ms: Option<i64>,
+    /// Whether the escalation lifted the restriction.
+    pub escalation_lifted: bool,
+    pub compensation_minor: i64,
+}
+
 /// Everything counted during one configuration's run.
 pub struct Tally {
     groups: Vec<Group>,
@@ -343,6 +386,19 @@ pub struct Tally {
     /// Lines by the owner's class (honest, fraud, default): applied for, declined, and the
     /// sum of the limits granted.
     lines: [LineTally; 3],
+    /// Open wrong restrictions for time to recovery: user → (start, until). Unlike
+    /// `open_restrictions`, a restriction imposed again before the last one ended extends it:
+    /// the user has not recovered in between.
+    open_recoveries: HashMap<u32, (i64, i64)>,
+    /// Time to recovery of each wrong restriction that ended, and how it ended.
+    recoveries: Vec<(i64, Recovery)>,
+    /// Honest users wrongly restricted, and those still restricted when the run ended.
+    wrongly_restricted_users: std::collections::HashSet<u32>,
+    not_recovered_users: std::collections::HashSet<u32>,
+    /// Appeals filed in the measured days, by index.
+    appeals: Vec<AppealRecord>,
+    /// Wrongly restricted honest users still restricted when the measured days ended.
+    restricted_at_end: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -374,6 +430,12 @@ impl Tally {
             honest_restrictions: 0,
             watch: None,
             lines: [LineTally::default(); 3],
+            open_recoveries: HashMap::new(),
+            recoveries: Vec::new(),
+            wrongly_restricted_users: Default::default(),
+            not_recovered_users: Default::default(),
+            appeals: Vec::new(),
+            restricted_at_end: 0,
         }
     }
 
@@ -510,18 +572,89 @@ impl Tally {
         if let Some((start, until)) = self.open_restrictions.insert(user, (at_ms, until_ms)) {
             self.restriction_ms.push(until.min(at_ms) - start);
         }
+        self.wrongly_restricted_users.insert(user);
+        let open = match self.open_recoveries.get(&user).copied() {
+            // Restricted again while still restricted: one spell, from the first start.
+            Some((start, until)) if until > at_ms => (start, until.max(until_ms)),
+            Some((start, until)) => {
+                self.recoveries.push((until - start, Recovery::Expiry));
+                (at_ms, until_ms)
+            }
+            None => (at_ms, until_ms),
+        };
+        self.open_recoveries.insert(user, open);
     }
 
+    /// The owner lifted the restriction with the code sent to them.
     pub fn restriction_lifted(&mut self, user: u32, at_ms: i64) {
+        self.restriction_lifted_by(user, at_ms, Recovery::Challenge);
+    }
+
+    /// The restriction on `user`'s line was lifted at `at_ms`, by `way`.
+    pub fn restriction_lifted_by(&mut self, user: u32, at_ms: i64, way: Recovery) {
         if let Some((start, until)) = self.open_restrictions.remove(&user) {
             self.restriction_ms.push(at_ms.min(until) - start);
         }
+        if let Some((start, until)) = self.open_recoveries.remove(&user) {
+            // Lifted after it had run out: it ended by expiry (nothing was left to lift).
+            let way = if at_ms >= until { Recovery::Expiry } else { way };
+            self.recoveries.push((at_ms.min(until) - start, way));
+        }
     }
 
+    /// The measured days ended at `end_ms`: who is restricted then is counted, though they
+    /// may still recover (see `finish_at`).
+    pub fn mark_end(&mut self, end_ms: i64) {
+        let still = self.open_recoveries.values().filter(|(_, until)| *until > end_ms).count();
+        self.restricted_at_end = still as u64;
+    }
+
+    /// Whether a wrongly restricted honest user is still restricted after `at_ms`.
+    pub fn restricted_after(&self, at_ms: i64) -> bool {
+        self.open_recoveries.values().any(|(_, until)| *until > at_ms)
+    }
+
+    /// Ends the run with no end in sight: every restriction left ends at its expiry.
     pub fn finish(&mut self) {
+        self.finish_at(i64::MAX);
+    }
+
+    /// Ends the run at `end_ms`: a restriction left that expired by then recovered by
+    /// expiry; one still in force has not recovered.
+    pub fn finish_at(&mut self, end_ms: i64) {
         for (_, (start, until)) in self.open_restrictions.drain() {
             self.restriction_ms.push(until - start);
         }
+        let mut open: Vec<(u32, (i64, i64))> = self.open_recoveries.drain().collect();
+        open.sort_unstable();
+        for (user, (start, until)) in open {
+            if until <= end_ms {
+                self.recoveries.push((until - start, Recovery::Expiry));
+            } else {
+                self.not_recovered_users.insert(user);
+            }
+        }
+    }
+
+    /// An appeal was filed (in the measured days); returns its index for what follows.
+    pub fn appeal_filed(&mut self, record: AppealRecord) -> usize {
+        self.appeals.push(record);
+        self.appeals.len() - 1
+    }
+
+    /// Appeal `index`, to record what happened to it.
+    pub fn appeal_mut(&mut self, index: usize) -> Option<&mut AppealRecord> {
+        self.appeals.get_mut(index)
+    }
+
+    /// Every appeal of the measured days, in the order filed.
+    pub fn appeals(&self) -> &[AppealRecord] {
+        &self.appeals
+    }
+
+    /// Time to recovery of every wrong restriction that ended, and how.
+    pub fn recoveries(&self) -> &[(i64, Recovery)] {
+        &self.recoveries
     }
 
     fn overall(&self) -> Group {
@@ -577,20 +710,62 @@ impl Tally {
         );
         let mut hours: Vec<i64> = self.restriction_ms.clone();
         hours.sort_unstable();
-        let h = |q: f64| -> Value {
-            if hours.is_empty() {
-                return Value::Null;
-            }
-            let i = ((q * hours.len() as f64).ceil() as usize).clamp(1, hours.len()) - 1;
-            json!((hours[i] as f64 / 3_600_000.0 * 100.0).round() / 100.0)
-        };
         m.insert("honest_restrictions".into(), json!(self.honest_restrictions));
-        m.insert("honest_restriction_hours_p50".into(), h(0.5));
-        m.insert("honest_restriction_hours_max".into(), h(1.0));
+        m.insert("honest_restriction_hours_p50".into(), hours_quantile(&hours, 0.5));
+        m.insert("honest_restriction_hours_max".into(), hours_quantile(&hours, 1.0));
+        self.recovery_json(&mut m);
+        self.appeals_json(&mut m);
         m.insert("honest_payments_skipped_no_credit".into(), json!(self.skipped_no_credit[Truth::Honest as usize]));
         m.insert("retries_with_same_key".into(), json!(self.retries_with_same_key));
         m.insert("idempotent_replay_mismatches".into(), json!(self.replay_mismatches));
         Value::Object(m)
+    }
+
+    /// Time to recovery of wrong restrictions, whichever way they ended, and who has not
+    /// recovered.
+    fn recovery_json(&self, m: &mut Map<String, Value>) {
+        let mut recovery_ms: Vec<i64> = self.recoveries.iter().map(|(ms, _)| *ms).collect();
+        recovery_ms.sort_unstable();
+        m.insert("honest_time_to_recovery_hours_p50".into(), hours_quantile(&recovery_ms, 0.5));
+        m.insert("honest_time_to_recovery_hours_p95".into(), hours_quantile(&recovery_ms, 0.95));
+        m.insert("honest_time_to_recovery_hours_max".into(), hours_quantile(&recovery_ms, 1.0));
+        let not_recovered = self.not_recovered_users.len();
+        m.insert(
+            "honest_restricted_users_recovered".into(),
+            json!(self.wrongly_restricted_users.len() - not_recovered),
+        );
+        m.insert("honest_restricted_users_not_recovered".into(), json!(not_recovered));
+        m.insert("honest_users_restricted_at_end".into(), json!(self.restricted_at_end));
+        let by: Map<String, Value> = Recovery::ALL
+            .iter()
+            .map(|way| (way.name().to_owned(), json!(self.recoveries.iter().filter(|(_, w)| w == way).count())))
+            .collect();
+        m.insert("recovered_by".into(), Value::Object(by));
+    }
+
+    /// What happened to the appeals filed, and the compensation overturns paid.
+    fn appeals_json(&self, m: &mut Map<String, Value>) {
+        let a = &self.appeals;
+        let count = |f: &dyn Fn(&AppealRecord) -> bool| a.iter().filter(|r| f(r)).count() as u64;
+        let filed = a.len() as u64;
+        let within = count(&|r| r.decided_at_ms.is_some_and(|at| at <= r.deadline_ms));
+        let paid = count(&|r| r.compensation_minor > 0);
+        let by_filer = |honest: bool| {
+            json!({
+                "filed": count(&|r| r.honest == honest),
+                "overturned": count(&|r| r.honest == honest && r.overturned == Some(true)),
+                "upheld": count(&|r| r.honest == honest && r.overturned == Some(false)),
+            })
+        };
+        m.insert("appeals_filed".into(), json!(filed));
+        m.insert("appeals_overturned".into(), json!(count(&|r| r.overturned == Some(true))));
+        m.insert("appeals_upheld".into(), json!(count(&|r| r.overturned == Some(false))));
+        m.insert("appeals_escalated".into(), json!(count(&|r| r.escalated_at_ms.is_some())));
+        m.insert("appeals_undecided".into(), json!(count(&|r| r.overturned.is_none())));
+        m.insert("appeals_decided_within_deadline_pct".into(), pct(within, filed));
+        m.insert("appeals_by_filer".into(), json!({"honest": by_filer(true), "fraud": by_filer(false)}));
+        m.insert("compensation_paid_minor".into(), json!(a.iter().map(|r| r.compensation_minor).sum::<i64>()));
+        m.insert("compensation_paid_count".into(), json!(paid));
     }
 
     /// One block per scenario that saw payments, by name.
@@ -606,6 +781,16 @@ impl Tally {
         }
         Value::Object(out)
     }
+}
+
+/// The value at quantile `q` (0–1) of `sorted` milliseconds, in hours to two decimals: the
+/// nearest rank, so every figure is one a restriction really had. `null` when empty.
+fn hours_quantile(sorted: &[i64], q: f64) -> Value {
+    if sorted.is_empty() {
+        return Value::Null;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    json!((sorted[i] as f64 / 3_600_000.0 * 100.0).round() / 100.0)
 }
 
 /// The key figures the issue names, in table order.
@@ -686,6 +871,9 @@ pub fn markdown(report: &Value) -> String {
             ));
         }
     }
+    if let Some(baselines) = report["baselines"].as_object() {
+        out.push_str(&recovery_markdown(baselines));
+    }
     if let Some(credit) = report.get("credit_layer").filter(|c| c.is_object()) {
         out.push_str(&format!(
             "\n## The credit layer (`{}`, the same population)\n\nWith: lines opened on credit applications (the scorecard's band and the policy set each limit; the band caps young lines at payment time). Without: the same people on fixed limits (`{}`). Default loss {} % lower with it.\n\n| figure | with | without |\n|---|---:|---:|\n",
@@ -731,6 +919,57 @@ pub fn markdown(report: &Value) -> String {
     out
 }
 
+/// The figures of the "Recovery" section, in table order.
+const RECOVERY_FIGURES: [&str; 12] = [
+    "honest_restricted_users_recovered",
+    "honest_restricted_users_not_recovered",
+    "honest_time_to_recovery_hours_p50",
+    "honest_time_to_recovery_hours_p95",
+    "honest_time_to_recovery_hours_max",
+    "appeals_filed",
+    "appeals_overturned",
+    "appeals_upheld",
+    "appeals_escalated",
+    "appeals_decided_within_deadline_pct",
+    "compensation_paid_minor",
+    "compensation_paid_count",
+];
+
+/// The "Recovery" section: for each configuration, whether every honest user it wrongly
+/// restricted got their line back by the end, how long it took, and what the appeals did.
+fn recovery_markdown(baselines: &Map<String, Value>) -> String {
+    let mut out = String::from(
+        "\n## Recovery\n\nWrongly restricted honest users: time from the restriction to its end, whichever way it ended (challenge / appeal / escalation / expiry).\n\n| figure |",
+    );
+    for name in baselines.keys() {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(baselines.len()));
+    out.push('\n');
+    for key in RECOVERY_FIGURES.iter().take(5) {
+        out.push_str(&format!("| {key} |"));
+        for b in baselines.values() {
+            out.push_str(&format!(" {} |", cell(b.get(*key))));
+        }
+        out.push('\n');
+    }
+    out.push_str("| recovered_by (challenge / appeal / escalation / expiry) |");
+    for b in baselines.values() {
+        let by = |way: &str| cell(b.get("recovered_by").and_then(|r| r.get(way)));
+        out.push_str(&format!(" {} / {} / {} / {} |", by("challenge"), by("appeal"), by("escalation"), by("expiry")));
+    }
+    out.push('\n');
+    for key in RECOVERY_FIGURES.iter().skip(5) {
+        out.push_str(&format!("| {key} |"));
+        for b in baselines.values() {
+            out.push_str(&format!(" {} |", cell(b.get(*key))));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,6 +989,90 @@ mod tests {
             let b = Histogram::bucket(v);
             assert!(Histogram::lower_bound(b) <= v && v < Histogram::lower_bound(b + 1).max(v + 1), "{v}");
         }
+    }
+
+    /// Twenty wrong restrictions lasting 1 h to 20 h, ended each way; one more still in
+    /// force when the measured days end and past the window, one that expires after the end.
+    #[test]
+    fn time_to_recovery_is_counted_per_restriction_with_its_way_and_nearest_rank_quantiles() {
+        const H: i64 = 3_600_000;
+        let mut t = Tally::new(30);
+        let ways = [Recovery::Challenge, Recovery::Appeal, Recovery::Escalation];
+        for user in 0..20u32 {
+            let (start, hours) = (i64::from(user) * 100 * H, i64::from(user) + 1);
+            t.honest_restriction_started(user, Scenario::Routine, start, start + 24 * H);
+            t.restriction_lifted_by(user, start + hours * H, ways[user as usize % 3]);
+        }
+        // Restricted again while restricted: one spell, from the first start to the last end.
+        t.honest_restriction_started(20, Scenario::Routine, 0, 30 * H);
+        t.honest_restriction_started(20, Scenario::Routine, 10 * H, 40 * H);
+        // Expires after the measured days, within the window; and one never ends in it.
+        t.honest_restriction_started(21, Scenario::Travel, 2_000 * H, 2_012 * H);
+        t.honest_restriction_started(22, Scenario::Travel, 2_000 * H, 9_000 * H);
+        t.mark_end(2_005 * H);
+        assert!(t.restricted_after(2_005 * H));
+        t.finish_at(3_000 * H);
+        let o = t.overall_json();
+        // Durations: 1..=20 h, 40 h, 12 h (22 in all); nearest rank.
+        assert_eq!(o["honest_time_to_recovery_hours_p50"], 11.0);
+        assert_eq!(o["honest_time_to_recovery_hours_p95"], 20.0);
+        assert_eq!(o["honest_time_to_recovery_hours_max"], 40.0);
+        assert_eq!(o["recovered_by"], json!({"challenge": 7, "appeal": 7, "escalation": 6, "expiry": 2}));
+        assert_eq!(o["honest_restricted_users_recovered"], 22);
+        assert_eq!(o["honest_restricted_users_not_recovered"], 1);
+        assert_eq!(o["honest_users_restricted_at_end"], 2);
+        // A lift after the expiry is the expiry.
+        let mut late = Tally::new(1);
+        late.honest_restriction_started(0, Scenario::Routine, 0, 2 * H);
+        late.restriction_lifted_by(0, 5 * H, Recovery::Appeal);
+        late.finish();
+        let o = late.overall_json();
+        assert_eq!(
+            (o["recovered_by"]["expiry"].clone(), o["honest_time_to_recovery_hours_max"].clone()),
+            (json!(1), json!(2.0))
+        );
+        assert_eq!(Tally::new(1).overall_json()["honest_time_to_recovery_hours_p95"], Value::Null);
+    }
+
+    #[test]
+    fn appeals_are_counted_by_outcome_and_filer_with_their_compensation() {
+        let mut t = Tally::new(4);
+        let appeal = |user: u32, honest: bool| AppealRecord {
+            user,
+            honest,
+            filed_at_ms: 0,
+            deadline_ms: 100,
+            claimed_at_ms: None,
+            decided_at_ms: None,
+            overturned: None,
+            escalated_at_ms: None,
+            escalation_lifted: false,
+            compensation_minor: 0,
+        };
+        for (user, honest, decided_at_ms, overturned) in [
+            (0, true, Some(50), Some(true)),
+            (1, true, Some(150), Some(false)),
+            (2, false, Some(90), Some(true)),
+            (3, false, None, None),
+        ] {
+            let i = t.appeal_filed(appeal(user, honest));
+            let record = t.appeal_mut(i).unwrap();
+            record.decided_at_ms = decided_at_ms;
+            record.overturned = overturned;
+            record.compensation_minor = if overturned == Some(true) { 5_000 } else { 0 };
+            record.escalated_at_ms = decided_at_ms.is_none_or(|d| d > 100).then_some(100);
+        }
+        let o = t.overall_json();
+        assert_eq!((o["appeals_filed"].clone(), o["appeals_overturned"].clone()), (json!(4), json!(2)));
+        assert_eq!((o["appeals_upheld"].clone(), o["appeals_undecided"].clone()), (json!(1), json!(1)));
+        assert_eq!(o["appeals_escalated"], 2);
+        assert_eq!(o["appeals_decided_within_deadline_pct"], 50.0);
+        assert_eq!(o["appeals_by_filer"]["honest"], json!({"filed": 2, "overturned": 1, "upheld": 1}));
+        assert_eq!(o["appeals_by_filer"]["fraud"], json!({"filed": 2, "overturned": 1, "upheld": 0}));
+        assert_eq!(
+            (o["compensation_paid_minor"].clone(), o["compensation_paid_count"].clone()),
+            (json!(10_000), json!(2))
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use xiezhi_risk::Outcome;
 
+mod appeals;
+
 /// Most events waiting in the queue at once; a run that would need more is refused.
 pub const MAX_QUEUED_EVENTS: usize = 50_000_000;
 /// Largest population and longest run accepted.
@@ -94,6 +96,14 @@ enum EventKind {
     OpenMerchant(u32),
     /// A shop refunds (part of) an honest purchase: a return.
     Refund(Refund),
+    /// The owner of this user's line appeals its restriction.
+    Appeal(u32),
+    /// A reviewers' shift starts: they claim what waits.
+    AppealDispatch,
+    /// Reviewer (second) decides appeal (first).
+    AppealDecide(u32, u32),
+    /// Appeal's deadline: escalates if still undecided.
+    AppealDeadline(u32),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -313,6 +323,8 @@ pub struct Simulation<'a> {
     total_days: u32,
     /// Hears every measured payment's engine features with its truth (fraud or not).
     exporter: Option<Exporter<'a>>,
+    /// Appeals and the reviewers deciding them.
+    desk: appeals::Desk,
 }
 
 impl<'a> Simulation<'a> {
@@ -410,6 +422,7 @@ impl<'a> Simulation<'a> {
             measure_from_ms: start_ms,
             total_days: warm + config.days,
             exporter: None,
+            desk: appeals::Desk::default(),
         };
         for f in &mix.honest.festivals {
             if let Some(i) = crate::clock::parse_date(&f.date).and_then(|d| sim.calendar.index_of(d)) {
@@ -748,6 +761,8 @@ impl<'a> Simulation<'a> {
         let mut day_done = 0u32;
         while let Some(event) = self.next_event() {
             if event.at_ms >= self.end_ms {
+                // Kept (with its place in the order) for the users still recovering.
+                self.queue.push(Reverse(event));
                 break;
             }
             match event.kind {
@@ -768,24 +783,31 @@ impl<'a> Simulation<'a> {
                 }
                 EventKind::Pay(plan) => self.pay(driver, plan, event.at_ms)?,
                 EventKind::Repay(user) => self.repay(driver, user, event.at_ms)?,
-                EventKind::Lift(user) => {
-                    let s = &self.states[user as usize];
-                    if s.restricted_until_ms > event.at_ms && driver.lift_restriction(user, event.at_ms)? {
-                        self.states[user as usize].restricted_until_ms = 0;
-                        self.tally.restriction_lifted(user, event.at_ms);
-                    }
-                }
+                EventKind::Lift(user) => self.lift_with_code(driver, user, event.at_ms)?,
                 EventKind::Incident(i) => self.incident_step(driver, i, event.at_ms)?,
                 EventKind::Refund(refund) => self.honest_refund(driver, refund, event.at_ms)?,
                 EventKind::OpenMerchant(m) => {
                     let spec = self.world.merchants[m as usize].clone();
                     driver.add_merchant(&spec, event.at_ms)?;
                 }
+                EventKind::Appeal(user) => self.file_appeal(driver, user, event.at_ms)?,
+                EventKind::AppealDispatch => self.dispatch_appeals(driver, event.at_ms)?,
+                EventKind::AppealDecide(case, reviewer) => self.decide_appeal(driver, case, reviewer, event.at_ms)?,
+                EventKind::AppealDeadline(case) => self.appeal_deadline(driver, case, event.at_ms)?,
             }
         }
-        // Restrictions never lifted lasted until their expiry.
-        self.tally.finish();
+        self.recover_after_the_end(driver)?;
         progress(day_done, self.tally.overall_payments());
+        Ok(())
+    }
+
+    /// The owner answers the code sent with the restriction, if it is still in force.
+    fn lift_with_code(&mut self, driver: &mut dyn Driver, user: u32, now_ms: i64) -> Result<(), SimError> {
+        let s = &self.states[user as usize];
+        if s.restricted_until_ms > now_ms && driver.lift_restriction(user, now_ms)? {
+            self.states[user as usize].restricted_until_ms = 0;
+            self.tally.restriction_lifted(user, now_ms);
+        }
         Ok(())
     }
 
@@ -1163,13 +1185,16 @@ impl<'a> Simulation<'a> {
                     // stops an attacker on a victim's line is the protection working.
                     let wrongly = owner_class == UserClass::Honest && plan.actor == Actor::Owner;
                     self.states[plan.user as usize].restricted_until_ms = until;
-                    // The owner is told and, often, answers the code to lift it.
+                    // The owner is told and, often, answers the code to lift it; who does not
+                    // may appeal (fraudsters on their own lines too).
                     if owner_class == UserClass::Honest && react.f64() < h.lift_restriction_prob {
                         let [lo, hi] = h.lift_delay_minutes;
                         let at = now_ms + i64::from(react.u32(lo..=hi.max(lo))) * MINUTE_MS;
                         if at < until {
                             self.push(at, EventKind::Lift(plan.user));
                         }
+                    } else {
+                        self.maybe_appeal(plan.user, plan.plan_id, now_ms);
                     }
                     if wrongly && now_ms >= self.measure_from_ms {
                         self.tally.honest_restriction_started(plan.user, plan.scenario, now_ms, until);

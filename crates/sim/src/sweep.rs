@@ -111,7 +111,7 @@ impl Ranges {
 }
 
 /// The figures a sweep summarises, and which way is better.
-pub const SWEEP_FIGURES: [(&str, Better); 9] = [
+pub const SWEEP_FIGURES: [(&str, Better); 12] = [
     ("honest_users_restricted_pct", Better::Lower),
     ("honest_payments_declined_pct", Better::Lower),
     ("honest_payments_stepped_up_pct", Better::Lower),
@@ -121,6 +121,11 @@ pub const SWEEP_FIGURES: [(&str, Better); 9] = [
     ("default_loss_minor", Better::Lower),
     ("worst_honest_scenario_declined_pct", Better::Lower),
     ("worst_honest_scenario_stepped_up_pct", Better::Lower),
+    // How long wrongly restricted honest users waited for their line, and who never got it
+    // back within the policy's longest restriction.
+    ("honest_time_to_recovery_hours_p95", Better::Lower),
+    ("honest_time_to_recovery_hours_max", Better::Lower),
+    ("honest_restricted_users_not_recovered", Better::Lower),
 ];
 
 /// Adds to a mix's `overall` the friction of its worst honest scenario: the highest decline
