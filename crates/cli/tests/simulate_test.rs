@@ -310,3 +310,66 @@ fn a_challenger_is_reported_beside_the_champion() {
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Champion and challenger"));
 }
+
+/// Over HTTP, simulated appeals go to the server's real endpoints: restricted shoppers file
+/// (`POST /v1/appeals`), reviewers claim and decide with the driver's key, and the server
+/// lifts the restriction and owes compensation on each overturn.
+#[test]
+fn simulated_appeals_reach_the_server_and_overturns_lift() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let strict = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/baselines/strict-rules.json");
+    let (server, base, _stdout) = common::serve(&data, &["--clock-speed", "20000", "--rules", strict]);
+    // Nobody lifts with a code (there is no phone gateway), everyone appeals within minutes,
+    // and a team that never errs works around the clock.
+    let mix = serde_json::json!({
+        "version": "appeals-over-http",
+        "honest": {"lift_restriction_prob": 0.0, "appeal_prob": 1.0, "appeal_after_minutes": [5, 10]},
+        "adversaries": {"restricted_fraudster_appeal_prob": 0.0},
+        "reviewers": {"count": 5, "working_hours": [0, 24], "weekends": true, "error_rate_pct": 0},
+        "credit": {"applications": false, "compare_without": false}
+    });
+    let mix_path = write(&dir, "mix.json", &mix.to_string());
+    let report_path = dir.path().join("report.json");
+    let out = xiezhi(&[
+        "simulate",
+        "--users",
+        "150",
+        "--merchants",
+        "40",
+        "--days",
+        "1",
+        "--warmup-days",
+        "0",
+        "--seed",
+        "5",
+        "--mix",
+        &mix_path,
+        "--target",
+        &base,
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let overall = &report["overall"];
+    let overturned = overall["appeals_overturned"].as_u64().unwrap();
+    assert!(overturned > 0, "{overall}");
+    assert_eq!(overall["appeals_upheld"], 0, "{overall}");
+    assert_eq!(overall["honest_restricted_users_not_recovered"], 0, "{overall}");
+
+    // The server holds them, decided as the simulation decided them.
+    let admin = |path: &str| -> Value {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let r = common::client().get(format!("{base}{path}")).send().await.unwrap();
+            r.json::<Value>().await.unwrap()
+        })
+    };
+    let page = admin("/v1/appeals?status=decided&limit=500");
+    let decided = page["appeals"].as_array().unwrap();
+    assert!(decided.len() as u64 >= overturned, "{page}");
+    assert!(decided.iter().all(|a| a["outcome"] == "overturn" && a["compensation_due"] == true), "{page}");
+    assert!(decided.iter().any(|a| a["lifted_restriction"] == true), "{page}");
+    drop(server);
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use xiezhi_ledger::{Ledger, Operation, Transaction};
 use xiezhi_money::Currency;
-use xiezhi_risk::{ActiveRestriction, Engine, Outcome, PaymentFacts, Policy, RuleSet, UserProfile};
+use xiezhi_risk::{ActiveRestriction, Engine, Outcome, PaymentFacts, Policy, PolicyDocument, RuleSet, UserProfile};
 
 /// A payment as the simulator hands it over. Ids are the world's indexes; drivers turn
 /// them into their own identifiers.
@@ -133,7 +133,7 @@ pub struct AppealTerms {
 }
 
 impl AppealTerms {
-    pub fn from_policy(document: &xiezhi_risk::PolicyDocument, currency: Currency) -> Result<AppealTerms, SimError> {
+    pub fn from_policy(document: &PolicyDocument, currency: Currency) -> Result<AppealTerms, SimError> {
         let (paid_in, amount_minor) =
             document.compensation.amount_minor().map_err(|e| SimError::Config(e.to_string()))?;
         let r = &document.restriction;
@@ -781,7 +781,7 @@ impl Driver for NullDriver {
     /// The shipped policy's terms: nothing is restricted here, so nothing is appealed, but a
     /// caller asking gets what the service would say.
     fn appeal_terms(&mut self) -> Result<AppealTerms, SimError> {
-        let document: xiezhi_risk::PolicyDocument = serde_json::from_str(Policy::default_document())
+        let document: PolicyDocument = serde_json::from_str(Policy::default_document())
             .map_err(|e| SimError::Config(format!("the shipped policy: {e}")))?;
         let currency = Currency::from_alpha(&document.compensation.currency)
             .ok_or_else(|| SimError::Config("the shipped policy's compensation currency".into()))?;
@@ -804,6 +804,37 @@ impl Driver for NullDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The appeal terms are the loaded policy's, never constants of the simulator: the
+    /// shipped ones, and a policy that changes them changes what the simulation uses.
+    #[test]
+    fn appeal_terms_come_from_the_policy_the_engine_loaded() {
+        let shipped: PolicyDocument = serde_json::from_str(Policy::default_document()).unwrap();
+        let (_, compensation_minor) = shipped.compensation.amount_minor().unwrap();
+        let expected = AppealTerms {
+            deadline_ms: shipped.restriction.appeal_deadline_hours * 3_600_000,
+            auto_lift_on_escalation: shipped.restriction.appeal_auto_lift_on_escalation,
+            compensation_minor,
+            max_restriction_ms: shipped.restriction.max_duration_hours() * 3_600_000,
+        };
+        let cny = Currency::from_alpha("CNY").unwrap();
+        assert_eq!(Bank::new(&EngineConfig::strict(), cny).unwrap().appeal_terms().unwrap(), expected);
+        assert_eq!(NullDriver.appeal_terms().unwrap(), expected);
+
+        let mut document: serde_json::Value = serde_json::from_str(Policy::default_document()).unwrap();
+        document["restriction"]["appeal_deadline_hours"] = 48.into();
+        document["restriction"]["appeal_auto_lift_on_escalation"] = false.into();
+        document["compensation"]["per_wrongful_restriction"] = "80.00".into();
+        let engine = EngineConfig { policy_json: Some(document.to_string()), ..EngineConfig::strict() };
+        let terms = Bank::new(&engine, cny).unwrap().appeal_terms().unwrap();
+        assert_eq!(
+            (terms.deadline_ms, terms.auto_lift_on_escalation, terms.compensation_minor),
+            (48 * 3_600_000, false, 8_000)
+        );
+        // Paid in another currency than the lines': nothing automatic, as in the service.
+        let usd = Currency::from_alpha("USD").unwrap();
+        assert_eq!(Bank::new(&engine, usd).unwrap().appeal_terms().unwrap().compensation_minor, 0);
+    }
 
     #[test]
     fn ids_are_hex() {
