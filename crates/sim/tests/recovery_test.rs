@@ -205,3 +205,22 @@ fn without_appeals_the_traffic_does_not_depend_on_the_reviewers() {
         assert_eq!(a[key], b[key], "{key}");
     }
 }
+
+/// A team working around the clock never idles while appeals wait, even when a review
+/// would run past midnight (the next shift follows without a break).
+#[test]
+fn a_round_the_clock_reviewer_never_idles_while_appeals_wait() {
+    // Few appeals (one restricted shopper in twenty), so that one slow reviewer keeps up.
+    let team = r#"{"honest": {"appeal_prob": 0.05}, "adversaries": {"restricted_fraudster_appeal_prob": 0},
+        "reviewers": {"count": 1, "working_hours": [0, 24], "weekends": true, "minutes_per_appeal": [300, 600]}}"#;
+    let run = strict_run(&config(300, 6, team));
+    let mut claimed: Vec<_> = run.tally.appeals().iter().filter(|a| a.claimed_at_ms.is_some()).collect();
+    claimed.sort_by_key(|a| a.claimed_at_ms);
+    assert!(claimed.len() > 5, "{} claimed: {}", claimed.len(), run.tally.overall_json());
+    for pair in claimed.windows(2) {
+        let (before, next) = (pair[0], pair[1]);
+        let free_at = before.decided_at_ms.expect("claimed appeals are decided by the end");
+        // Waiting when the reviewer got free: claimed then; else claimed as it was filed.
+        assert_eq!(next.claimed_at_ms, Some(free_at.max(next.filed_at_ms)), "{before:?} then {next:?}");
+    }
+}

@@ -123,6 +123,19 @@ impl<'a> Simulation<'a> {
         Err(i64::MAX)
     }
 
+    /// The end of the working time that runs on from a shift ending at `end_ms`: a shift
+    /// that starts as the last one ends (a team working around the clock) continues it, so a
+    /// review may run past midnight. At most a week ahead.
+    fn working_until(&self, mut end_ms: i64) -> i64 {
+        for _ in 0..7 {
+            match self.shift_at(end_ms) {
+                Ok(next_end) => end_ms = next_end,
+                Err(_) => break,
+            }
+        }
+        end_ms
+    }
+
     /// Queues a dispatch at `at_ms` (the next shift's start), once.
     fn dispatch_later(&mut self, at_ms: i64) {
         if self.desk.dispatch_at_ms != Some(at_ms) && at_ms < i64::MAX {
@@ -144,7 +157,7 @@ impl<'a> Simulation<'a> {
         }
         while let Some(&case) = self.desk.waiting.front() {
             let shift_end = match self.shift_at(now_ms) {
-                Ok(end) => end,
+                Ok(end) => self.working_until(end),
                 Err(next) => {
                     self.dispatch_later(next);
                     return Ok(());
@@ -156,7 +169,7 @@ impl<'a> Simulation<'a> {
             let [lo, hi] = r.minutes_per_appeal;
             let done_ms = now_ms + i64::from(rng.u32(lo..=hi.max(lo))) * MINUTE_MS;
             if done_ms > shift_end {
-                let next = self.shift_at(shift_end).err().unwrap_or(i64::MAX);
+                let next = self.shift_at(shift_end).map_or_else(|start| start, |_| shift_end);
                 self.dispatch_later(next);
                 return Ok(());
             }
