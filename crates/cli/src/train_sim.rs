@@ -51,7 +51,12 @@ impl Recipe {
         let mut runs = Vec::new();
         for seed in &self.sweep_seeds {
             for index in 0..self.mixes_per_seed {
-                let (mix, _) = ranges.draw(&Mix::default_mix(), *seed, index).map_err(|e| e.to_string())?;
+                let (mut mix, _) = ranges.draw(&Mix::default_mix(), *seed, index).map_err(|e| e.to_string())?;
+                // Nobody appeals in the training traffic: the model learns from payments, an
+                // appeal only changes a restricted line's later ones, and the model's bytes
+                // should not depend on how fast or how well simulated reviewers work.
+                mix.honest.appeal_prob = 0.0;
+                mix.adversaries.restricted_fraudster_appeal_prob = 0.0;
                 let config = RunConfig {
                     users: self.users,
                     merchants: self.merchants,
