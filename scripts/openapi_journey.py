@@ -55,7 +55,9 @@ def code_for(challenge_id):
         got = requests.get(PHONE, headers={"Authorization": f"Bearer {PHONE_TOKEN}"},
                            params={"challenge_id": challenge_id}, timeout=10).json()
         for message in got["messages"]:
-            found = re.search(r"\b(\d{6})\b", message["text"]["en"])
+            # In the shopper's language: Chinese unless their contact says English.
+            text = message["text"].get("en") or message["text"].get("zh") or ""
+            found = re.search(r"(?<!\d)(\d{6})(?!\d)", text)
             if found:
                 return found.group(1)
         time.sleep(0.02)

@@ -1,6 +1,7 @@
 //! `serve`'s outbox dispatcher: its own task, which reads the rows that are due from the
 //! writer, claims them there by compare-and-set, hands the claimed ones to
-//! `xiezhi_notify::Dispatcher` (signed webhooks, SMTP email, SMS through the gateway) and
+//! `xiezhi_notify::Dispatcher` (signed webhooks, SMTP email, SMS through the gateway; a
+//! one-time code's row is opened with the outbox key just before its send) and
 //! writes each outcome back the same way. It keeps nothing of its own: the outbox in the
 //! store is the queue, so a crash anywhere loses no message (ARCHITECTURE.md, "The path of
 //! a notification").
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use xiezhi_core::{Clock, Command, OutboxConfig, OutboxTransition, Reply, Service, MAX_OUTBOX_ROWS_PER_COMMAND};
 use xiezhi_notify::{
-    Channels, Dispatcher, DispatcherConfig, EmailChannel, OutboxEntry, SmsChannel, SmsSender, SmtpConfig, SmtpSecurity,
-    WebhookChannel, WebhookConfig, WebhookEndpoint, WebhookSecret,
+    Channels, CodeKey, Dispatcher, DispatcherConfig, EmailChannel, OutboxEntry, SmsChannel, SmsSender, SmtpConfig,
+    SmtpSecurity, WebhookChannel, WebhookConfig, WebhookEndpoint, WebhookSecret,
 };
 
 /// How long the loop waits after a round that found nothing due.
@@ -48,6 +49,30 @@ pub struct DeliveryArgs {
     /// (each attempt is cut off at half of this, and at a minute).
     #[arg(long, default_value_t = DEFAULT_LEASE_SECS)]
     pub outbox_lease_secs: u64,
+    /// A file holding the key one-time codes are sealed under in the outbox (64 hex
+    /// digits, 32 bytes). `XIEZHI_OUTBOX_KEY` takes precedence; with neither, a fresh key
+    /// is made at start and kept in memory only, so codes pending at a restart go dead.
+    #[arg(long)]
+    pub outbox_key_file: Option<PathBuf>,
+}
+
+/// The key codes are sealed under: `XIEZHI_OUTBOX_KEY`, else `--outbox-key-file`, else a
+/// fresh one from the OS generator, with a warning. Never logged.
+pub fn outbox_key(args: &DeliveryArgs) -> Result<CodeKey, String> {
+    let bad = |from: &str| format!("{from}: an outbox key is 64 hexadecimal digits (32 bytes)");
+    if let Some(text) = std::env::var("XIEZHI_OUTBOX_KEY").ok().filter(|k| !k.trim().is_empty()) {
+        return CodeKey::from_hex(&text).map_err(|_| bad("XIEZHI_OUTBOX_KEY"));
+    }
+    if let Some(path) = &args.outbox_key_file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return CodeKey::from_hex(&text).map_err(|_| bad(&path.display().to_string()));
+    }
+    tracing::warn!(
+        "no outbox key (XIEZHI_OUTBOX_KEY or --outbox-key-file): one-time codes are sealed under a key made now and \
+         kept in memory only; codes still unsent when this process stops cannot be read after a restart and are \
+         marked dead, never sent (a code expires in minutes; the shopper asks for a new one)"
+    );
+    CodeKey::generate().map_err(|e| e.to_string())
 }
 
 /// The webhook signing secret: `XIEZHI_WEBHOOK_SECRET`, else the file. Never logged.
@@ -147,8 +172,15 @@ pub fn dispatcher(args: &DeliveryArgs, channels: Channels, clock: Arc<dyn Clock>
     Dispatcher::with_clock(channels, config, Arc::new(move || clock.now_ms())).map_err(|e| e.to_string())
 }
 
-/// Runs rounds until `stop` turns true; a round in flight finishes first.
-pub async fn run(service: Service, dispatcher: Dispatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Runs rounds until `stop` turns true; a round in flight finishes first. `wake` cuts an
+/// idle wait short: the writer wakes it when it writes a one-time code's row, which the
+/// shopper is waiting for.
+pub async fn run(
+    service: Service,
+    dispatcher: Dispatcher,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    wake: Arc<tokio::sync::Notify>,
+) {
     loop {
         if *stop.borrow() {
             return;
@@ -170,6 +202,7 @@ pub async fn run(service: Service, dispatcher: Dispatcher, mut stop: tokio::sync
                     }
                 }
                 () = tokio::time::sleep(pause) => {}
+                () = wake.notified(), if pause == IDLE_POLL => {}
             }
         }
     }

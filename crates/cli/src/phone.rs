@@ -1,11 +1,13 @@
-//! Where one-time codes go: an SMS gateway over HTTP ([`SmsGateway`], the `Notifier` the
-//! service is given), and, for demos and tests, a loopback **phone gateway** that plays the
-//! SMS provider and the shoppers' phones ([`PhoneGateway`]). The simulator's HTTP driver
-//! reads codes only from there: the payment API has no way to show them.
+//! Where texts go: an SMS gateway over HTTP ([`GatewaySmsSender`], the outbox's SMS
+//! channel: one-time codes and every other text), and, for demos and tests, a loopback
+//! **phone gateway** that plays the SMS provider and the shoppers' phones
+//! ([`PhoneGateway`]). The simulator's HTTP driver reads codes only from there: the payment
+//! API has no way to show them.
 //!
 //! What a gateway is sent, one JSON object per message:
-//! `{"id", "to", "credit_line_id", "kind", "challenge_id"?, "text": {"zh", "en"}}`, with
-//! `Authorization: Bearer <token>` when a token is configured.
+//! `{"id", "to", "kind", "language", "text": {"zh"|"en": …}}`, with `"challenge_id"` and
+//! `"credit_line_id"` on a one-time code, and `Authorization: Bearer <token>` when a token
+//! is configured. `id` is the outbox message id: stable across resends.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,81 +17,9 @@ use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use xiezhi_core::{Notifier, NotifierHandle, OutboundMessage};
 
-/// Messages waiting to be posted; beyond this new ones are dropped (and counted).
-pub const MAX_QUEUED_MESSAGES: usize = 10_000;
-/// Posts per message before it is given up (and logged by id, never by text).
-const DELIVERY_ATTEMPTS: u32 = 3;
 /// Messages the phone gateway keeps (the oldest go first).
 pub const MAX_PHONE_MESSAGES: usize = 100_000;
-
-fn wire(message: &OutboundMessage) -> Value {
-    json!({
-        "id": message.id,
-        "to": message.to_user_id,
-        "credit_line_id": message.credit_line_id,
-        "kind": message.kind,
-        "challenge_id": message.challenge_id,
-        "text": {"zh": message.message.zh, "en": message.message.en},
-    })
-}
-
-/// Posts each message to an SMS gateway, off the writer's thread.
-pub struct SmsGateway {
-    queue: tokio::sync::mpsc::Sender<OutboundMessage>,
-}
-
-impl Notifier for SmsGateway {
-    fn deliver(&self, messages: Vec<OutboundMessage>) {
-        for message in messages {
-            if self.queue.try_send(message).is_err() {
-                metrics::counter!("xiezhi_messages_dropped_total").increment(1);
-                tracing::error!("the SMS queue is full; a message was dropped");
-            }
-        }
-    }
-}
-
-impl SmsGateway {
-    /// A notifier posting to `url` (with `token` as a bearer credential) from a task on
-    /// `runtime`.
-    pub fn start(
-        url: String,
-        token: Option<String>,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<NotifierHandle, String> {
-        let client = gateway_client(token)?;
-        let (queue, mut receiver) = tokio::sync::mpsc::channel::<OutboundMessage>(MAX_QUEUED_MESSAGES);
-        runtime.spawn(async move {
-            while let Some(message) = receiver.recv().await {
-                post_with_retries(&client, &url, &message).await;
-            }
-        });
-        Ok(NotifierHandle(Arc::new(SmsGateway { queue })))
-    }
-}
-
-async fn post_with_retries(client: &reqwest::Client, url: &str, message: &OutboundMessage) {
-    let body = wire(message);
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1..=DELIVERY_ATTEMPTS {
-        match client.post(url).json(&body).send().await {
-            Ok(response) if response.status().is_success() => {
-                metrics::counter!("xiezhi_messages_delivered_total").increment(1);
-                return;
-            }
-            Ok(response) => {
-                tracing::warn!(message_id = %message.id, status = %response.status(), attempt, "the SMS gateway refused a message")
-            }
-            Err(error) => tracing::warn!(message_id = %message.id, %error, attempt, "the SMS gateway is unreachable"),
-        }
-        tokio::time::sleep(delay).await;
-        delay *= 5;
-    }
-    metrics::counter!("xiezhi_messages_failed_total").increment(1);
-    tracing::error!(message_id = %message.id, "a message could not be delivered");
-}
 
 /// The loopback stand-in for an SMS provider and the shoppers' phones.
 #[derive(Clone)]
@@ -177,8 +107,8 @@ impl Phone {
             let response =
                 client.get(&url).bearer_auth(&self.token).query(&[("challenge_id", challenge_id)]).send().await.ok()?;
             let body: Value = response.json().await.ok()?;
-            let text = body["messages"].as_array().and_then(|m| m.first()).and_then(|m| m["text"]["en"].as_str());
-            if let Some(code) = text.and_then(xiezhi_core::code_in) {
+            let first = body["messages"].as_array().and_then(|m| m.first()).cloned().unwrap_or_default();
+            if let Some(code) = code_in_message(&first) {
                 return Some(code);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -187,9 +117,13 @@ impl Phone {
     }
 }
 
+/// The code in a message the phone gateway kept, in whichever language it was sent.
+pub fn code_in_message(message: &Value) -> Option<String> {
+    ["en", "zh"].iter().find_map(|language| message["text"][language].as_str().and_then(xiezhi_core::code_in))
+}
+
 /// A client for the SMS gateway: its bearer token (if any) on every request, marked
-/// sensitive so no debug print shows it, and a 10 s timeout. Shared by the one-time-code
-/// notifier and the outbox's SMS channel.
+/// sensitive so no debug print shows it, and a 10 s timeout.
 fn gateway_client(token: Option<String>) -> Result<reqwest::Client, String> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = token {
@@ -235,8 +169,16 @@ impl xiezhi_notify::SmsSender for GatewaySmsSender {
             };
             let mut text = serde_json::Map::new();
             text.insert(language.to_owned(), Value::String(sms.text));
-            let body =
+            let mut body =
                 json!({"id": sms.id, "to": sms.to, "kind": sms.kind.as_str(), "language": language, "text": text});
+            // A code is filed under its challenge and line, where the phone gateway (and a
+            // shopper's app) look for it.
+            if let Some(challenge_id) = sms.challenge_id {
+                body["challenge_id"] = Value::String(challenge_id);
+            }
+            if let Some(credit_line_id) = sms.credit_line_id {
+                body["credit_line_id"] = Value::String(credit_line_id);
+            }
             // Errors carry neither the URL (it may hold a token) nor the text (it may hold
             // a code).
             let response = self

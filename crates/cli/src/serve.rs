@@ -230,9 +230,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 /// Where codes and other texts go: an SMS gateway, the loopback phone gateway, or (with a
 /// warning) nowhere.
 struct Phones {
-    /// One-time codes, handed over once their batch is durable.
-    notifier: Option<xiezhi_core::NotifierHandle>,
-    /// Outbox texts (restrictions, appeals, compensation), one attempt per call.
+    /// Every text, one-time codes included, through the outbox: one attempt per call.
     sms: Option<Arc<dyn xiezhi_notify::SmsSender>>,
     /// The demo shoppers' phone.
     phone: Option<crate::phone::Phone>,
@@ -240,56 +238,41 @@ struct Phones {
 }
 
 async fn phones(args: &ServeArgs) -> Result<Phones, String> {
-    let (notifier, phone, said) = notifier(args).await?;
-    let gateway = match (&args.sms_gateway_url, &phone) {
-        (Some(url), _) => Some((url.clone(), std::env::var("XIEZHI_SMS_GATEWAY_TOKEN").ok().filter(|t| !t.is_empty()))),
-        (None, Some(phone)) => Some((format!("{}/messages", phone.base), Some(phone.token.clone()))),
-        (None, None) => None,
-    };
-    let sms = match gateway {
-        Some((url, token)) => {
-            Some(Arc::new(crate::phone::GatewaySmsSender::new(url, token)?) as Arc<dyn xiezhi_notify::SmsSender>)
-        }
-        None => None,
-    };
-    Ok(Phones { notifier, sms, phone, said })
-}
-
-/// Returns the notifier, the phone for the demo's shoppers, and what to tell the operator.
-async fn notifier(
-    args: &ServeArgs,
-) -> Result<(Option<xiezhi_core::NotifierHandle>, Option<crate::phone::Phone>, String), String> {
-    let runtime = tokio::runtime::Handle::current();
     let phone_address = args
         .phone_gateway
         .or_else(|| (args.demo && args.sms_gateway_url.is_none()).then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
-    match (&args.sms_gateway_url, phone_address) {
-        (Some(_), Some(_)) => Err("--sms-gateway-url and --phone-gateway: choose one".into()),
+    let (url, token, phone, said) = match (&args.sms_gateway_url, phone_address) {
+        (Some(_), Some(_)) => return Err("--sms-gateway-url and --phone-gateway: choose one".into()),
         (Some(url), None) => {
             let token = std::env::var("XIEZHI_SMS_GATEWAY_TOKEN").ok().filter(|t| !t.is_empty());
-            let notifier = crate::phone::SmsGateway::start(url.clone(), token, &runtime)?;
-            Ok((Some(notifier), None, format!("one-time codes go to the SMS gateway at {url}")))
+            (url.clone(), token, None, format!("one-time codes go to the SMS gateway at {url}"))
         }
         (None, Some(address)) => {
             let (base, token) = crate::phone::PhoneGateway::start(address).await?;
             let token_file = args.data_dir.join("phone-gateway.token");
             write_private(&token_file, format!("{token}\n").as_bytes(), true)?;
             let url = format!("{base}/messages");
-            let notifier = crate::phone::SmsGateway::start(url.clone(), Some(token.clone()), &runtime)?;
             let said = format!(
                 "phone gateway (the demo's SMS provider and phones) on {url}; its token is in {}",
                 token_file.display()
             );
-            Ok((Some(notifier), Some(crate::phone::Phone { base, token }), said))
+            (url, Some(token.clone()), Some(crate::phone::Phone { base, token }), said)
         }
-        (None, None) => Ok((None, None, "no SMS gateway (--sms-gateway-url): one-time codes reach nobody".into())),
-    }
+        (None, None) => {
+            let said = "no SMS gateway (--sms-gateway-url): one-time codes reach nobody".to_owned();
+            return Ok(Phones { sms: None, phone: None, said });
+        }
+    };
+    let sender = crate::phone::GatewaySmsSender::new(url, token)?;
+    Ok(Phones { sms: Some(Arc::new(sender) as Arc<dyn xiezhi_notify::SmsSender>), phone, said })
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = SqliteStore::open_dir(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let Phones { notifier, sms, phone, said: delivery } = phones(&args).await?;
+    let Phones { sms, phone, said: delivery } = phones(&args).await?;
     let (outbox, channels, notifications) = crate::outbox_loop::channels(&args.delivery, sms)?;
+    let outbox_key = crate::outbox_loop::outbox_key(&args.delivery)?;
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let config = ServiceConfig {
         acceptance: AcceptanceConfig { partner_schemes: args.partner_scheme.clone(), ..Default::default() },
         hold_ttl_ms: args.hold_ttl_secs.clamp(1, 30 * 24 * 3600) * 1000,
@@ -303,8 +286,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         read_only: args.read_only,
         code_secret: Some(code_secret(&args.data_dir)?),
-        notifier,
+        // Codes go through the outbox (sealed, erased once sent), never a notifier.
+        notifier: None,
         outbox,
+        outbox_key: Some(outbox_key.clone()),
+        outbox_wake: Arc::clone(&outbox_wake),
         ..Default::default()
     };
     let speed = match (args.clock_speed, args.demo) {
@@ -377,8 +363,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let dispatcher = match service.stats().read_only.get() {
         Some(_) => None,
         None => {
-            let dispatcher = crate::outbox_loop::dispatcher(&args.delivery, channels, Arc::clone(&clock))?;
-            Some(tokio::spawn(crate::outbox_loop::run(service.clone(), dispatcher, stopped)))
+            let dispatcher =
+                crate::outbox_loop::dispatcher(&args.delivery, channels, Arc::clone(&clock))?.with_code_key(outbox_key);
+            Some(tokio::spawn(crate::outbox_loop::run(service.clone(), dispatcher, stopped, outbox_wake)))
         }
     };
     if args.demo && !args.read_only {

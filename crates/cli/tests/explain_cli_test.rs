@@ -87,7 +87,9 @@ async fn explain_prints_what_happened_after_the_decision() {
             .json()
             .await
             .unwrap();
-        if let Some(code) = got["messages"][0]["text"]["en"].as_str().and_then(xiezhi_core::code_in) {
+        // In the shopper's language (Chinese unless their contact says English).
+        let text = &got["messages"][0]["text"];
+        if let Some(code) = [&text["en"], &text["zh"]].iter().find_map(|t| t.as_str().and_then(xiezhi_core::code_in)) {
             break code;
         }
         assert!(std::time::Instant::now() < deadline, "no code reached the phone");

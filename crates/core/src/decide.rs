@@ -387,19 +387,41 @@ impl State {
         self.put(out, RecordKind::Challenge, &id, &challenge, now_ms);
         self.challenges.insert(id.clone(), challenge);
         let minutes = (ttl_ms / 60_000).max(1).to_string();
-        let sms = self.engine.catalogue().both("notify-one-time-code", &[("code", code), ("minutes", minutes.clone())]);
+        if self.outbox_config.sms {
+            // Through the outbox, in this batch: a crash after the commit loses no code.
+            if let Some(challenge) = self.challenges.get(&id).cloned() {
+                self.code_event(&challenge, &code, &minutes, now_ms, out);
+            }
+        } else {
+            self.hand_code_to_notifier(&id, code, &minutes, user_id, credit_line_id, now_ms);
+        }
+        // The inbox says a code was sent, never which.
+        let message = self.engine.catalogue().both("notify-code-sent", &[("minutes", minutes)]);
+        self.notify(credit_line_id, "one_time_code", message, Some(id.clone()), now_ms, out)?;
+        Ok(id)
+    }
+
+    /// Without an SMS channel in the outbox (an embedder's or a test's in-process
+    /// notifier), the code is handed over once its batch is durable, and never stored.
+    fn hand_code_to_notifier(
+        &mut self,
+        id: &str,
+        code: String,
+        minutes: &str,
+        user_id: &str,
+        credit_line_id: &str,
+        now_ms: i64,
+    ) {
+        let sms =
+            self.engine.catalogue().both("notify-one-time-code", &[("code", code), ("minutes", minutes.to_owned())]);
         self.outbox.push(crate::notify::OutboundMessage {
             id: new_id("msg", now_ms),
             to_user_id: user_id.to_owned(),
             credit_line_id: credit_line_id.to_owned(),
             kind: "one_time_code".into(),
-            challenge_id: Some(id.clone()),
+            challenge_id: Some(id.to_owned()),
             message: sms,
         });
-        // The inbox says a code was sent, never which.
-        let message = self.engine.catalogue().both("notify-code-sent", &[("minutes", minutes)]);
-        self.notify(credit_line_id, "one_time_code", message, Some(id.clone()), now_ms, out)?;
-        Ok(id)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -545,6 +567,8 @@ impl State {
         // Only pending challenges stay in memory; reads find the resolution in the overlay.
         self.challenges.remove(&c.id);
         self.put(out, RecordKind::Challenge, &c.id, &*c, now_ms);
+        // An answered, failed or expired challenge's code is worthless: never sent after.
+        self.retire_code(&c.id, status, now_ms, out);
         metrics::counter!("xiezhi_challenges_resolved_total", "status" => format!("{status:?}").to_lowercase())
             .increment(1);
         let passed = status == ChallengeStatus::Passed;

@@ -115,6 +115,10 @@ pub enum CoreError {
     /// Only a dead letter is replayed: a message still being delivered, or delivered, is not.
     #[error("outbox message `{id}` is {state}, not dead: only dead letters are replayed")]
     OutboxNotDead { id: String, state: String },
+    /// A one-time code's row is never sent again once dead: its code was erased, and a
+    /// late code is worthless. The shopper asks for a new one.
+    #[error("outbox message `{id}` carried a one-time code: its code was erased when it died and it is never replayed; ask for a new code")]
+    OutboxCodeNotReplayable { id: String },
 }
 
 impl CoreError {
@@ -167,6 +171,7 @@ impl CoreError {
             CoreError::InvalidDeposit { .. } => "invalid_deposit",
             CoreError::OutboxMessageNotFound { .. } => "outbox_message_not_found",
             CoreError::OutboxNotDead { .. } => "outbox_not_dead",
+            CoreError::OutboxCodeNotReplayable { .. } => "outbox_code_not_replayable",
         }
     }
 

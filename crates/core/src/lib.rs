@@ -12,6 +12,8 @@
 mod access;
 mod appeals;
 pub mod books;
+#[cfg(test)]
+mod code_outbox_tests;
 pub mod conduct;
 mod decide;
 mod error;
@@ -124,12 +126,22 @@ pub struct ServiceConfig {
     /// Where the writer publishes the valid API keys; [`Service::key_ring`] hands it to the
     /// HTTP layer. A fresh ring by default.
     pub key_ring: Arc<KeyRing>,
-    /// Where one-time codes and other messages for shoppers go once their batch is durable
-    /// (an SMS gateway). `None`: nowhere, and codes reach nobody.
+    /// Where one-time codes go once their batch is durable when the outbox has no SMS
+    /// channel (an embedder's or a test's in-process receiver; never stored). With SMS in
+    /// the outbox, codes are sealed outbox rows and this is not used. `None`: nowhere.
     pub notifier: Option<NotifierHandle>,
     /// Which channels events write outbox rows for (none by default: a service that sends
-    /// nothing stores nothing to send).
+    /// nothing stores nothing to send). With SMS on, one-time codes are outbox rows too
+    /// (sealed under `outbox_key`) and no longer go to the `notifier`.
     pub outbox: OutboxConfig,
+    /// The key one-time codes are sealed under in their outbox rows (`xiezhi serve` takes
+    /// it from `XIEZHI_OUTBOX_KEY` or `--outbox-key-file`). `None`: a fresh key per process
+    /// from the OS generator, so codes still pending at a restart go dead unsent.
+    pub outbox_key: Option<xiezhi_notify::CodeKey>,
+    /// Woken when a code's outbox row is written, so the dispatcher sends it at once rather
+    /// than at its next poll (it claims the row in a later batch, so never before the
+    /// row's own batch is durable).
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Default for ServiceConfig {
@@ -147,6 +159,8 @@ impl Default for ServiceConfig {
             key_ring: Arc::default(),
             notifier: None,
             outbox: OutboxConfig::default(),
+            outbox_key: None,
+            outbox_wake: Arc::default(),
         }
     }
 }

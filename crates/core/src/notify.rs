@@ -1,5 +1,6 @@
-//! Messages that leave the service through a delivery channel (an SMS gateway), never
-//! through the API: one-time codes above all.
+//! One-time codes handed to an in-process [`Notifier`], for a service whose outbox has no
+//! SMS channel (embedders, tests). With SMS in the outbox (`xiezhi serve`) a code is a
+//! sealed outbox row instead (`crate::outbox`), which survives a crash; this path does not.
 //!
 //! The writer collects a batch's messages and hands them to the [`Notifier`] only once the
 //! batch is durable: a code for a challenge that was never stored would be a code for

@@ -3,8 +3,11 @@
 //! messages and a refused batch has none. Delivery is `xiezhi_notify`'s; what happens here
 //! is writing rows, handing out due ones, and applying delivery outcomes by compare-and-set.
 //!
-//! One-time codes are not outbox messages (ARCHITECTURE.md, "The path of a notification"):
-//! they leave only through the `Notifier` once their batch is durable and are never stored.
+//! A one-time code is an outbox row too (`challenge_code`, SMS only), written in its
+//! challenge's batch with the code sealed under the outbox key, bound to the row id
+//! (`xiezhi_notify::sealed`); the code is never a stored argument. The ciphertext is erased
+//! once the row is delivered or dead, or its challenge is over, and such a row is never
+//! replayed (ARCHITECTURE.md, "The path of a notification").
 
 use crate::appeals::Appeal;
 use crate::error::CoreError;
@@ -13,7 +16,9 @@ use crate::restrictions::ordered_id;
 use crate::state::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use xiezhi_notify::{DeliveryState, EventKind, Language as NotifyLanguage, OutboxEntry, OutboxMessage, Recipient};
+use xiezhi_notify::{
+    DeliveryState, EventKind, Language as NotifyLanguage, OutboxEntry, OutboxMessage, Recipient, SealedCode,
+};
 use xiezhi_store::{Batch, RecordKind, StoreError};
 
 /// Most operator webhook endpoints every event is sent to.
@@ -209,6 +214,7 @@ impl State {
         self.outbox_rows.clear();
         self.open_outbox.clear();
         self.dead_outbox.clear();
+        self.code_rows.clear();
         for r in self.store.records(RecordKind::Outbox)? {
             let entry: OutboxEntry = serde_json::from_str(&r.body)
                 .map_err(|e| StoreError::Corrupt(format!("outbox record {}: {e}", r.id)))?;
@@ -219,6 +225,15 @@ impl State {
 
     fn remember_outbox(&mut self, entry: OutboxEntry) {
         let id = entry.message.id.clone();
+        match &entry.code {
+            Some(SealedCode { challenge_id, ciphertext: Some(_), .. }) => {
+                self.code_rows.insert(challenge_id.clone(), id.clone());
+            }
+            Some(SealedCode { challenge_id, .. }) => {
+                self.code_rows.remove(challenge_id);
+            }
+            None => {}
+        }
         self.open_outbox.remove(&id);
         self.dead_outbox.remove(&id);
         match entry.state {
@@ -233,9 +248,13 @@ impl State {
         self.outbox_rows.insert(id, entry);
     }
 
-    fn save_outbox(&mut self, entry: OutboxEntry, now_ms: i64, out: &mut Batch) {
-        assert!(entry.message.validate().is_ok(), "outbox message {} is not sendable", entry.message.id);
-        assert!(!entry.message.arguments.contains_key("code"), "a one-time code reached the outbox");
+    fn save_outbox(&mut self, mut entry: OutboxEntry, now_ms: i64, out: &mut Batch) {
+        if matches!(entry.state, DeliveryState::Delivered { .. } | DeliveryState::Dead { .. }) {
+            // Sent or given up: a code is erased from the row whoever recorded it.
+            entry.erase_code();
+        }
+        assert!(!entry.message.arguments.contains_key("code"), "a plaintext one-time code reached the outbox");
+        assert!(entry.validate_at_rest().is_ok(), "outbox message {} is not sendable", entry.message.id);
         self.put(out, RecordKind::Outbox, &entry.message.id.clone(), &entry, now_ms);
         self.remember_outbox(entry);
     }
@@ -280,6 +299,66 @@ impl State {
             self.save_outbox(OutboxEntry::new(message), now_ms, out);
         }
         assert!(out.items() - before <= MAX_MESSAGES_PER_EVENT, "one event wrote too many outbox rows");
+    }
+
+    /// A challenge's code as an outbox row in the challenge's own batch: an SMS to its user,
+    /// the code sealed under the outbox key and bound to the row id. A code that cannot be
+    /// sealed or sent (a user id that is no phone) writes no row, and is counted.
+    pub(crate) fn code_event(
+        &mut self,
+        challenge: &crate::model::Challenge,
+        code: &str,
+        minutes: &str,
+        now_ms: i64,
+        out: &mut Batch,
+    ) {
+        let (_, language) = self.recipients(&challenge.credit_line_id, &challenge.user_id);
+        let id = ordered_id("msg", now_ms, self.outbox_rows.keys().next_back());
+        let arguments: BTreeMap<String, String> = [
+            ("minutes", minutes),
+            ("challenge_id", challenge.id.as_str()),
+            ("credit_line_id", challenge.credit_line_id.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let recipient = Recipient::Sms { phone: challenge.user_id.clone() };
+        let message = OutboxMessage { id: id.clone(), kind: EventKind::ChallengeCode, recipient, language, arguments };
+        let mut entry = OutboxEntry::new(message);
+        let sealed = self.code_key.seal(&id, code);
+        let expires_at_ms = challenge.expires_at_ms;
+        let written = sealed.map_err(|e| e.to_string()).and_then(|ciphertext| {
+            let challenge_id = challenge.id.clone();
+            entry.code = Some(SealedCode { challenge_id, expires_at_ms, ciphertext: Some(ciphertext) });
+            entry.validate_at_rest().map_err(|e| e.to_string())
+        });
+        if let Err(error) = written {
+            metrics::counter!("xiezhi_outbox_unsendable_total").increment(1);
+            tracing::warn!(kind = "challenge_code", challenge_id = %challenge.id, %error, "a code's outbox row was not written");
+            return;
+        }
+        self.save_outbox(entry, now_ms, out);
+        self.outbox_wake.notify_one();
+    }
+
+    /// A challenge is over (answered, failed or expired): its code, if still at rest, is
+    /// erased, and a row not yet delivered goes dead, so the code is never sent late.
+    pub(crate) fn retire_code(
+        &mut self,
+        challenge_id: &str,
+        status: crate::model::ChallengeStatus,
+        now_ms: i64,
+        out: &mut Batch,
+    ) {
+        let Some(id) = self.code_rows.remove(challenge_id) else { return };
+        let Some(mut entry) = self.outbox_rows.get(&id).cloned() else { return };
+        if !matches!(entry.state, DeliveryState::Delivered { .. } | DeliveryState::Dead { .. }) {
+            let why = if status == crate::model::ChallengeStatus::Expired { "expired" } else { "answered" };
+            entry.state = DeliveryState::Dead { at_ms: now_ms };
+            entry.last_error = Some(format!("{why}: the challenge ended before its code was sent; never sent now"));
+            metrics::counter!("xiezhi_outbox_codes_retired_total").increment(1);
+        }
+        self.save_outbox(entry, now_ms, out);
     }
 
     /// The messages a restriction's change owes: imposed (new) or lifted (not superseded:
@@ -433,6 +512,9 @@ impl State {
                 if !matches!(entry.state, DeliveryState::Dead { .. }) {
                     return Err(CoreError::OutboxNotDead { id: id.clone(), state: entry.state.name().to_owned() });
                 }
+                if entry.code.is_some() {
+                    return Err(CoreError::OutboxCodeNotReplayable { id: id.clone() });
+                }
                 vec![id.clone()]
             }
             (None, true) => self.dead_letters(MAX_OUTBOX_ROWS_PER_COMMAND + 1),
@@ -460,7 +542,12 @@ impl State {
     fn dead_letters(&self, max: usize) -> Vec<String> {
         self.dead_outbox
             .iter()
-            .filter(|id| self.outbox_rows.get(*id).is_some_and(|e| e.replays < xiezhi_notify::outbox::MAX_REPLAYS))
+            // A code's dead row was erased: it is skipped, never sent again.
+            .filter(|id| {
+                self.outbox_rows
+                    .get(*id)
+                    .is_some_and(|e| e.code.is_none() && e.replays < xiezhi_notify::outbox::MAX_REPLAYS)
+            })
             .take(max)
             .cloned()
             .collect()

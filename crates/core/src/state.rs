@@ -157,6 +157,12 @@ pub(crate) struct State {
     pub(crate) open_outbox: BTreeSet<String>,
     /// Ids of dead letters.
     pub(crate) dead_outbox: BTreeSet<String>,
+    /// The key codes are sealed under in their outbox rows (never stored).
+    pub(crate) code_key: xiezhi_notify::CodeKey,
+    /// Challenge id → the outbox row still holding its sealed code.
+    pub(crate) code_rows: HashMap<String, String>,
+    /// Woken when a code's row is written.
+    pub(crate) outbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub(crate) fn storage(error: StoreError) -> CoreError {
@@ -280,6 +286,12 @@ impl State {
             outbox_rows: BTreeMap::new(),
             open_outbox: BTreeSet::new(),
             dead_outbox: BTreeSet::new(),
+            code_key: config
+                .outbox_key
+                .clone()
+                .unwrap_or_else(|| xiezhi_notify::CodeKey::from_bytes(&crate::random::os_bytes())),
+            code_rows: HashMap::new(),
+            outbox_wake: std::sync::Arc::clone(&config.outbox_wake),
             line_profiles: HashMap::new(),
             user_wallets: HashMap::new(),
             restrictions: BTreeMap::new(),

@@ -118,6 +118,8 @@ struct Inner {
     renderer: Renderer,
     config: DispatcherConfig,
     clock: MillisClock,
+    /// Opens challenge codes' sealed codes; without it such rows go dead unsent.
+    code_key: Option<crate::sealed::CodeKey>,
 }
 
 /// Routes outbox rows to their channels. Cheap to clone.
@@ -155,8 +157,17 @@ impl Dispatcher {
         if config.attempt_timeout.is_zero() || config.lease_ms <= timeout_ms {
             return Err(DispatchError::Lease);
         }
-        let inner = Inner { channels, renderer: Renderer::new(), config, clock };
+        let inner = Inner { channels, renderer: Renderer::new(), config, clock, code_key: None };
         Ok(Dispatcher { inner: Arc::new(inner) })
+    }
+
+    /// The key challenge codes are sealed under (`crate::sealed`). Call it on a dispatcher
+    /// just made: one already cloned keeps no key, and its code rows go dead unsent.
+    pub fn with_code_key(mut self, key: crate::sealed::CodeKey) -> Dispatcher {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.code_key = Some(key);
+        }
+        self
     }
 
     pub fn config(&self) -> &DispatcherConfig {
@@ -251,9 +262,33 @@ impl Inner {
         sent.unwrap_or_else(|_| Err(DeliveryError::Transient("the attempt timed out".into())))
     }
 
+    /// The message as sent. A challenge code's row gets its code back, opened just now,
+    /// unless its challenge expired (a late code is worthless) or this key cannot open it
+    /// (another key since a restart): both are final, so the row goes dead, never garbled.
+    fn sendable(&self, entry: &OutboxEntry) -> Result<OutboxMessage, DeliveryError> {
+        let Some(code) = &entry.code else { return Ok(entry.message.clone()) };
+        if (self.clock)() >= code.expires_at_ms {
+            return Err(DeliveryError::Permanent("expired: the challenge expired before its code was sent".into()));
+        }
+        let sealed = code
+            .ciphertext
+            .as_deref()
+            .ok_or_else(|| DeliveryError::Permanent("the code was erased and is never sent again".into()))?;
+        let key =
+            self.code_key.as_ref().ok_or_else(|| DeliveryError::Permanent("no outbox key to open the code".into()))?;
+        let plain =
+            key.open(&entry.message.id, sealed).map_err(|e| DeliveryError::Permanent(format!("undeliverable: {e}")))?;
+        let mut message = entry.message.clone();
+        message.arguments.insert("code".into(), plain);
+        Ok(message)
+    }
+
     /// One attempt on a claimed row, and the decision it leads to.
     async fn attempt(&self, before: OutboxEntry) -> Option<Transition> {
-        let outcome = self.send(&before.message).await;
+        let outcome = match self.sendable(&before) {
+            Ok(message) => self.send(&message).await,
+            Err(error) => Err(error),
+        };
         let now_ms = (self.clock)();
         let mut entry = before.clone();
         let channel = channel_label(before.message.recipient.channel());
@@ -265,6 +300,10 @@ impl Inner {
             // `deliver` lets only claimed (`delivering`) rows through, so this cannot happen.
             tracing::error!(message_id = %before.message.id, %refused, "an attempt's outcome could not be applied");
             return None;
+        }
+        if matches!(entry.state, DeliveryState::Delivered { .. } | DeliveryState::Dead { .. }) {
+            // Sent or given up: the code has no further use at rest.
+            entry.erase_code();
         }
         let state = entry.state.name();
         metrics::counter!("xiezhi_notifications_total", "channel" => channel, "state" => state).increment(1);

@@ -16,6 +16,7 @@ pub mod email;
 pub mod message;
 pub mod outbox;
 pub mod render;
+pub mod sealed;
 pub mod signature;
 pub mod sms;
 pub mod webhook;
@@ -26,6 +27,7 @@ pub use email::{EmailChannel, SmtpConfig, SmtpConfigError, SmtpSecurity};
 pub use message::{new_message_id, ChannelKind, EventKind, Language, MessageError, OutboxMessage, Recipient};
 pub use outbox::{DeliveryError, DeliveryState, OutboxEntry, TransitionError};
 pub use render::{RenderError, Rendered, Renderer, MAX_SMS_CHARS};
+pub use sealed::{CodeKey, SealError, SealedCode};
 pub use signature::{
     parse_signature_header, sign, signature_header, verify_signature, SignatureError, WebhookSecret, SIGNATURE_HEADER,
 };

@@ -67,7 +67,7 @@ impl EventKind {
         match self {
             EventKind::RestrictionImposed => &["restriction_id", "scope", "expires_at", "appeal_deadline"],
             EventKind::RestrictionLifted => &["restriction_id", "scope", "lifted_by"],
-            EventKind::ChallengeCode => &["code", "minutes"],
+            EventKind::ChallengeCode => &["code", "minutes", "challenge_id", "credit_line_id"],
             EventKind::AppealReceived => &["appeal_id", "deadline"],
             EventKind::AppealDecided => &["appeal_id", "outcome"],
             EventKind::CompensationPaid => &["appeal_id", "amount", "currency"],

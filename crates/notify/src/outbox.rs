@@ -58,6 +58,9 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     #[serde(default)]
     pub replays: u32,
+    /// A challenge-code row's sealed code (`crate::sealed`); `None` on every other row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::sealed::SealedCode>,
 }
 
 /// How one attempt ended badly.
@@ -92,7 +95,29 @@ fn clip(text: &str) -> String {
 impl OutboxEntry {
     /// A new row, as the writer stores it beside its event.
     pub fn new(message: OutboxMessage) -> OutboxEntry {
-        OutboxEntry { message, state: DeliveryState::Pending, attempts: 0, last_error: None, replays: 0 }
+        OutboxEntry { message, state: DeliveryState::Pending, attempts: 0, last_error: None, replays: 0, code: None }
+    }
+
+    /// Checks a row as stored: a challenge code's row carries its code sealed beside the
+    /// message, never as an argument; every other row is a complete, sendable message.
+    pub fn validate_at_rest(&self) -> Result<(), crate::message::MessageError> {
+        let is_code = self.message.kind == crate::message::EventKind::ChallengeCode;
+        if self.message.arguments.contains_key("code") || is_code != self.code.is_some() {
+            return Err(crate::message::MessageError::BadArgument("code".into()));
+        }
+        if !is_code {
+            return self.message.validate();
+        }
+        // What the dispatcher will send: the same message with a code put in.
+        let mut sendable = self.message.clone();
+        sendable.arguments.insert("code".into(), "000000".into());
+        sendable.validate()
+    }
+
+    /// Erases the sealed code (delivered, dead, or its challenge over): the row keeps
+    /// everything else. Returns whether there was one.
+    pub fn erase_code(&mut self) -> bool {
+        self.code.as_mut().and_then(|c| c.ciphertext.take()).is_some()
     }
 
     fn wrong(&self, event: &'static str) -> TransitionError {

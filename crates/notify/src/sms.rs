@@ -21,6 +21,10 @@ pub struct SmsMessage {
     pub language: Language,
     /// At most [`crate::MAX_SMS_CHARS`] characters; may hold a one-time code.
     pub text: String,
+    /// A challenge code's challenge and credit line, so a gateway (the loopback phone
+    /// gateway) can file the text under them; `None` for other kinds.
+    pub challenge_id: Option<String>,
+    pub credit_line_id: Option<String>,
 }
 
 // The text may hold a code and the number is personal data.
@@ -75,6 +79,8 @@ impl Channel for SmsChannel {
                 kind: message.kind,
                 language: message.language,
                 text: text.clone(),
+                challenge_id: message.arguments.get("challenge_id").cloned(),
+                credit_line_id: message.arguments.get("credit_line_id").cloned(),
             };
             self.sender.send_sms(sms).await
         })

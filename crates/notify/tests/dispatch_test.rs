@@ -30,7 +30,10 @@ impl SmsSender for Phone {
 
 fn challenge(id: &str, phone: &str, language: Language) -> OutboxMessage {
     let arguments: BTreeMap<String, String> =
-        [("code", "042917"), ("minutes", "5")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        [("code", "042917"), ("minutes", "5"), ("challenge_id", "ch_1"), ("credit_line_id", "cl_1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
     OutboxMessage {
         id: id.into(),
         kind: EventKind::ChallengeCode,
@@ -132,5 +135,57 @@ async fn deliver_sends_only_claimed_rows() {
     delivered.succeed(1).expect("delivered");
     let pending = OutboxEntry::new(challenge("m_pending", "+86138", Language::En));
     assert!(dispatcher.deliver(vec![delivered, pending]).await.is_empty());
+    assert!(phone.texts.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+/// A challenge code's row as the writer stores it: the code sealed beside the message.
+fn sealed(key: &CodeKey, id: &str, expires_at_ms: i64) -> OutboxEntry {
+    let mut message = challenge(id, "+8613800000009", Language::En);
+    let code = message.arguments.remove("code").unwrap();
+    let mut entry = OutboxEntry::new(message);
+    let ciphertext = Some(key.seal(id, &code).unwrap());
+    entry.code = Some(SealedCode { challenge_id: "ch_1".into(), expires_at_ms, ciphertext });
+    entry.validate_at_rest().expect("a valid row at rest");
+    entry
+}
+
+#[tokio::test]
+async fn a_sealed_code_is_opened_to_send_and_erased_after() {
+    let key = CodeKey::generate().unwrap();
+    let phone = Arc::new(Phone::default());
+    let dispatcher = with_phone(phone.clone(), DispatcherConfig::default()).with_code_key(key.clone());
+    let transitions = dispatcher.dispatch(vec![sealed(&key, "m_code", i64::MAX)], 0).await.unwrap();
+    assert!(matches!(transitions[0].entry.state, DeliveryState::Delivered { .. }));
+    assert_eq!(transitions[0].entry.code.as_ref().unwrap().ciphertext, None, "erased once delivered");
+    assert!(!transitions[0].entry.message.arguments.contains_key("code"), "the row never holds the code");
+    let texts = phone.texts.lock().unwrap().clone();
+    assert!(texts[0].text.contains("042917"), "{}", texts[0].text);
+    assert_eq!(texts[0].challenge_id.as_deref(), Some("ch_1"));
+}
+
+#[tokio::test]
+async fn an_expired_or_unopenable_code_is_never_sent() {
+    let key = CodeKey::generate().unwrap();
+    let phone = Arc::new(Phone::default());
+    let other = with_phone(phone.clone(), DispatcherConfig::default()).with_code_key(CodeKey::generate().unwrap());
+    let transitions = other.dispatch(vec![sealed(&key, "m_other_key", i64::MAX)], 0).await.unwrap();
+    assert!(matches!(transitions[0].entry.state, DeliveryState::Dead { .. }), "another key: dead at once");
+    assert!(transitions[0].entry.last_error.as_deref().unwrap().contains("undeliverable"));
+    assert_eq!(transitions[0].entry.code.as_ref().unwrap().ciphertext, None);
+    let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(|| 20_000);
+    let channels = Channels { sms: Some(Arc::new(SmsChannel::new(phone.clone()))), ..Channels::default() };
+    let late = Dispatcher::with_clock(channels, DispatcherConfig::default(), clock).unwrap().with_code_key(key.clone());
+    let transitions = late.dispatch(vec![sealed(&key, "m_late", 10_000)], 20_000).await.unwrap();
+    assert!(matches!(transitions[0].entry.state, DeliveryState::Dead { .. }), "expired: dead at once");
+    assert!(transitions[0].entry.last_error.as_deref().unwrap().contains("expired"));
+    let moved = sealed(&key, "m_late", i64::MAX).code;
+    let mut elsewhere = sealed(&key, "m_elsewhere", i64::MAX);
+    elsewhere.code = moved;
+    let transitions = with_phone(phone.clone(), DispatcherConfig::default())
+        .with_code_key(key)
+        .dispatch(vec![elsewhere], 0)
+        .await
+        .unwrap();
+    assert!(matches!(transitions[0].entry.state, DeliveryState::Dead { .. }), "a ciphertext moved to another row");
     assert!(phone.texts.lock().unwrap().is_empty(), "nothing was sent");
 }

@@ -97,7 +97,8 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         | CoreError::AppealDecided { .. }
         | CoreError::AppealNotClaimed { .. }
         | CoreError::AppealClaimed { .. }
-        | CoreError::OutboxNotDead { .. } => StatusCode::CONFLICT,
+        | CoreError::OutboxNotDead { .. }
+        | CoreError::OutboxCodeNotReplayable { .. } => StatusCode::CONFLICT,
         CoreError::NotAppealable { .. } | CoreError::InvalidText { .. } | CoreError::InvalidDeposit { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
