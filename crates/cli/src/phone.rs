@@ -190,7 +190,13 @@ impl xiezhi_notify::SmsSender for GatewaySmsSender {
                 .map_err(|e| DeliveryError::Transient(e.without_url().to_string()))?;
             let status = response.status();
             match status {
-                s if s.is_success() => Ok(()),
+                s if s.is_success() => {
+                    // The count the code notifier kept before codes moved to the outbox.
+                    if sms.kind == xiezhi_notify::EventKind::ChallengeCode {
+                        metrics::counter!("xiezhi_messages_delivered_total").increment(1);
+                    }
+                    Ok(())
+                }
                 // A gateway that says the number is invalid will say it again.
                 reqwest::StatusCode::BAD_REQUEST | reqwest::StatusCode::UNPROCESSABLE_ENTITY => {
                     Err(DeliveryError::Permanent(format!("the SMS gateway answered {status}")))

@@ -4,7 +4,9 @@
 //! with the same `--outbox-key-file`, the gateway receives the code exactly once and it
 //! passes the challenge; restarted with another key, the row is dead with a clear reason
 //! and nothing is sent. The store file never holds the code in plaintext, and neither
-//! `GET /v1/outbox` nor `xiezhi outbox list` shows it.
+//! `GET /v1/outbox` nor `xiezhi outbox list` shows it. A code whose challenge expired
+//! before the gateway took it is never sent; without a configured key `serve` says at start
+//! that pending codes die with the process.
 
 mod common;
 
@@ -229,4 +231,61 @@ async fn a_code_sealed_under_another_key_is_never_sent_and_says_why() {
     assert_eq!(response.status(), reqwest::StatusCode::CONFLICT);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "outbox_code_not_replayable", "{problem}");
+}
+
+#[test]
+fn without_an_outbox_key_serve_warns_that_pending_codes_die_with_the_process() {
+    use std::io::{BufRead, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xiezhi"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--phone-gateway", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("XIEZHI_OUTBOX_KEY")
+        .env("XIEZHI_BOOTSTRAP_ADMIN_KEY", common::ADMIN_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut server = common::Server(child);
+    let mut listening = String::new();
+    stdout.read_line(&mut listening).unwrap();
+    assert!(listening.contains("listening"), "{listening}");
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let mut logged = String::new();
+    stderr.read_to_string(&mut logged).unwrap();
+    assert!(logged.contains("no outbox key"), "a clear warning at start: {logged}");
+    assert!(logged.contains("cannot be read after a restart"), "{logged}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_whose_challenge_expired_is_never_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("outbox.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let (url, gateway) = start_gateway().await;
+    // A clock 1,000x the wall: the challenge's five minutes pass in a third of a second, while
+    // the gateway still refuses.
+    let key = key_file.to_str().unwrap();
+    let args =
+        ["--sms-gateway-url", &url, "--outbox-key-file", key, "--fraud-model", "heuristic", "--clock-speed", "1000"];
+    let (_server, base, _stdout) = common::serve(&dir.path().join("data"), &args);
+    let challenge_id = step_up(&base, "u3").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    gateway.open.store(true, Ordering::SeqCst);
+    let mut dead = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dead.contains("challenge_code") {
+        assert!(Instant::now() < deadline, "the expired code's row never went dead: {dead}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dead = get_text(&base, "/v1/outbox?status=dead").await;
+    }
+    let page: Value = serde_json::from_str(&dead).unwrap();
+    assert!(page["messages"][0]["last_error"].as_str().unwrap().starts_with("expired"), "{page}");
+    // Time for a wrongful send to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(for_challenge(&gateway.accepted, &challenge_id).is_empty(), "an expired code was sent");
 }
