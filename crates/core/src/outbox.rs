@@ -100,7 +100,7 @@ pub struct OutboxReplay {
 pub struct OutboxRowView {
     pub id: String,
     /// `restriction_imposed`, `restriction_lifted`, `appeal_received`, `appeal_decided`,
-    /// `compensation_paid`.
+    /// `compensation_paid`, `challenge_code` (never the code or its ciphertext).
     pub kind: String,
     /// `sms`, `email` or `webhook`.
     pub channel: String,

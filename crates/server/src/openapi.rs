@@ -274,7 +274,8 @@ fn notes(op: &Operation) -> Option<&'static str> {
              or a text.",
         ),
         ("POST", "/v1/outbox/replay") => Some(
-            "Give `id` or `all_dead: true`, not both (400). A message that is not dead is 409 `outbox_not_dead`; an \
+            "Give `id` or `all_dead: true`, not both (400). A message that is not dead is 409 `outbox_not_dead`; a \
+             one-time code's row is never sent again, 409 `outbox_code_not_replayable` (`all_dead` skips it); an \
              unknown id 404. A replayed message keeps its id, so a receiver that remembers ids drops a copy it has.",
         ),
         ("GET", "/v1/reports/conduct") => Some(
