@@ -68,7 +68,8 @@ fn a_small_population_stays_within_the_recorded_bounds() {
     // stopped. With default-4 (the payee check live) and the model regenerated on its
     // traffic: 1, 0.015 %, 0.063 %, 96.1 % and 96.5 %. Since shops and lines are aged from
     // the first simulated day, warm-up included (no shop "two days old" with a week of
-    // takings): 0, 0.013 %, 0.050 %, 94.8 % and 95.5 %.
+    // takings) and simulated appeals (a restricted owner who does not lift with the code
+    // appeals): 1, 0.013 %, 0.050 %, 95.8 % and 96.2 %.
     assert!(num(d, "honest_users_restricted") <= 2.0, "{d}");
     assert!(num(d, "honest_payments_declined_pct") <= 0.015, "{d}");
     assert!(num(d, "honest_payments_stepped_up_pct") <= 0.15, "{d}");
