@@ -14,39 +14,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use xiezhi_core::{Service, ServiceConfig};
 use xiezhi_store_sqlite::SqliteStore;
 
 const START_MS: i64 = 1_795_000_000_000;
 
 /// A server on the store in `dir`, stopped by sending on the returned channel.
-struct Running {
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+use common::Running;
 
 async fn start(dir: &Path, clock: Arc<ManualClock>) -> Running {
-    let store = SqliteStore::open_dir(dir).unwrap();
-    let service = Service::start(Box::new(store), common::with_phone(ServiceConfig::default()), clock).unwrap();
-    common::bootstrap(&service).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = xiezhi_server::router_with(service, xiezhi_server::RouterConfig::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(xiezhi_server::serve(listener, router, async move {
-        let _ = stopped.await;
-    }));
-    Running { base, stop, served }
-}
-
-impl Running {
-    /// Stops serving; the service's writer ends once the last handle to it is gone.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.served).await.unwrap().unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::start_on(dir, clock).await
 }
 
 struct World {

@@ -8,39 +8,23 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use xiezhi_core::{Service, ServiceConfig, SystemClock};
-use xiezhi_store_sqlite::SqliteStore;
+use xiezhi_core::SystemClock;
 
-/// A server on the store in `dir`, stopped by sending on `stop`.
+/// A server on the store in `dir`, with the admin's client.
 struct Running {
     base: String,
     client: Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: common::Running,
 }
 
 async fn start(dir: &Path) -> Running {
-    let store = SqliteStore::open_dir(dir).unwrap();
-    let config = common::with_phone(ServiceConfig::default());
-    let service = Service::start(Box::new(store), config, Arc::new(SystemClock)).unwrap();
-    common::bootstrap(&service).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = xiezhi_server::router_with(service, xiezhi_server::RouterConfig::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(xiezhi_server::serve(listener, router, async move {
-        let _ = stopped.await;
-    }));
-    Running { base, client: common::client_with(common::ADMIN_KEY), stop, served }
+    let server = common::start_on(dir, Arc::new(SystemClock)).await;
+    Running { base: server.base.clone(), client: common::client_with(common::ADMIN_KEY), server }
 }
 
 impl Running {
-    /// Stops serving; the service's writer ends once the last handle to it is gone.
     async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.served).await.unwrap().unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.server.stop().await;
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {

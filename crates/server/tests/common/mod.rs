@@ -84,3 +84,34 @@ pub async fn send(
     let status = response.status();
     (status, response.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// A server on the store in `dir` (reopened as it is: a restart test stops one and starts
+/// another on the same directory), stopped by [`Running::stop`].
+pub struct Running {
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start_on(dir: &std::path::Path, clock: Arc<dyn xiezhi_core::Clock>) -> Running {
+    let store = SqliteStore::open_dir(dir).unwrap();
+    let service = Service::start(Box::new(store), with_phone(ServiceConfig::default()), clock).unwrap();
+    bootstrap(&service).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = xiezhi_server::router_with(service, xiezhi_server::RouterConfig::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(xiezhi_server::serve(listener, router, async move {
+        let _ = stopped.await;
+    }));
+    Running { base, stop, served }
+}
+
+impl Running {
+    /// Stops serving; the service's writer ends once the last handle to it is gone.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.served).await.unwrap().unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
