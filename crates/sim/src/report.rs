@@ -368,6 +368,24 @@ pub struct AppealRecord {
     pub compensation_minor: i64,
 }
 
+impl AppealRecord {
+    /// An appeal just filed: nobody has claimed, decided or escalated it yet.
+    pub fn filed(user: u32, honest: bool, filed_at_ms: i64, deadline_ms: i64) -> AppealRecord {
+        AppealRecord {
+            user,
+            honest,
+            filed_at_ms,
+            deadline_ms,
+            claimed_at_ms: None,
+            decided_at_ms: None,
+            overturned: None,
+            escalated_at_ms: None,
+            escalation_lifted: false,
+            compensation_minor: 0,
+        }
+    }
+}
+
 /// Everything counted during one configuration's run.
 pub struct Tally {
     groups: Vec<Group>,
@@ -1037,18 +1055,7 @@ mod tests {
     #[test]
     fn appeals_are_counted_by_outcome_and_filer_with_their_compensation() {
         let mut t = Tally::new(4);
-        let appeal = |user: u32, honest: bool| AppealRecord {
-            user,
-            honest,
-            filed_at_ms: 0,
-            deadline_ms: 100,
-            claimed_at_ms: None,
-            decided_at_ms: None,
-            overturned: None,
-            escalated_at_ms: None,
-            escalation_lifted: false,
-            compensation_minor: 0,
-        };
+        let appeal = |user: u32, honest: bool| AppealRecord::filed(user, honest, 0, 100);
         for (user, honest, decided_at_ms, overturned) in [
             (0, true, Some(50), Some(true)),
             (1, true, Some(150), Some(false)),

@@ -78,20 +78,8 @@ impl<'a> Simulation<'a> {
         };
         let honest = self.world.users[user as usize].class == UserClass::Honest;
         let deadline_ms = now_ms.saturating_add(terms.deadline_ms);
-        let record = (now_ms >= self.measure_from_ms).then(|| {
-            self.tally.appeal_filed(AppealRecord {
-                user,
-                honest,
-                filed_at_ms: now_ms,
-                deadline_ms,
-                claimed_at_ms: None,
-                decided_at_ms: None,
-                overturned: None,
-                escalated_at_ms: None,
-                escalation_lifted: false,
-                compensation_minor: 0,
-            })
-        });
+        let record = (now_ms >= self.measure_from_ms)
+            .then(|| self.tally.appeal_filed(AppealRecord::filed(user, honest, now_ms, deadline_ms)));
         let case = self.desk.cases.len() as u32;
         self.desk.cases.push(Case { user, honest, service_id, record, decided: false, wrong: false });
         self.desk.waiting.push_back(case);
