@@ -727,6 +727,7 @@ impl State {
             }),
             Command::GetCreditLine { id: line }
             | Command::Repay { credit_line_id: line, .. }
+            | Command::CompleteProfile { credit_line_id: line, .. }
             | Command::GetNotifications { credit_line_id: line } => self.line_of_wallet(line, wallet_id),
             Command::CreatePayment(p) => self.line_of_wallet(&p.request.credit_line_id, wallet_id),
             Command::GetPayment { id } => self.payment_of_wallet(id, wallet_id),

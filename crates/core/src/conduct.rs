@@ -347,6 +347,7 @@ impl ConductReport {
                         Some(LiftCause::AppealEscalated) => "escalation",
                         Some(LiftCause::Operator) => "operator",
                         Some(LiftCause::Superseded) => "superseded",
+                        Some(LiftCause::ProfileCompleted) => "profile",
                         None => "unrecorded",
                     };
                     let took = (at_ms - r.created_at_ms).max(0);

@@ -332,6 +332,9 @@ impl State {
                         }
                         _ => None,
                     },
+                    kyc_level: r.kyc_level,
+                    fields: r.fields.clone(),
+                    endpoint: r.endpoint.clone(),
                 })
                 .collect(),
             expires_at: d.expires_at_ms.map(timestamp),
@@ -599,13 +602,10 @@ impl State {
                     let explanation =
                         self.engine.catalogue().explain(Outcome::Decline, &[("challenge_failed", vec![])]);
                     let recovery = vec![RecoveryView {
-                        action: RecoveryKind::Appeal,
-                        max_amount: None,
-                        until: None,
                         deadline: Some(timestamp(
                             now_ms + self.engine.policy().document.restriction.appeal_days * 86_400_000,
                         )),
-                        challenge_id: None,
+                        ..RecoveryView::new(RecoveryKind::Appeal)
                     }];
                     self.save_payment(payment, now_ms, out, |p| {
                         p.status = PaymentStatus::Declined;
@@ -725,7 +725,7 @@ impl State {
     fn ways_after_challenge(&self, codes: &[&str], credit_line_id: &str, now_ms: i64) -> Vec<RecoveryView> {
         let deadline = timestamp(now_ms + self.engine.policy().document.restriction.appeal_days * 86_400_000);
         let lift = self.active_restriction(credit_line_id, now_ms).and_then(|r| r.challenge_id.clone());
-        let way = |action| RecoveryView { action, max_amount: None, until: None, deadline: None, challenge_id: None };
+        let way = RecoveryView::new;
         let line_restricted = codes.contains(&"line_restricted");
         self.engine
             .catalogue()

@@ -29,6 +29,9 @@ pub enum CoreError {
     CurrencyMismatch { expected: String, got: String },
     #[error("{message}")]
     InvalidRequest { field: String, message: String },
+    /// A profile step refused: the level or the fields named are missing or not acceptable.
+    #[error("{message}")]
+    ProfileRejected { fields: Vec<String>, message: String },
     #[error("payment is {status}: {message}")]
     InvalidPaymentState { status: String, message: String },
     #[error("capture of {requested} exceeds the authorized {authorized}")]
@@ -136,6 +139,7 @@ impl CoreError {
             CoreError::AmountMismatch { .. } => "amount_mismatch",
             CoreError::CurrencyMismatch { .. } => "currency_mismatch",
             CoreError::InvalidRequest { .. } => "invalid_request",
+            CoreError::ProfileRejected { .. } => "profile_rejected",
             CoreError::InvalidPaymentState { .. } => "invalid_payment_state",
             CoreError::CaptureExceedsAuthorized { .. } => "capture_exceeds_authorized",
             CoreError::RefundExceedsCaptured { .. } => "refund_exceeds_captured",

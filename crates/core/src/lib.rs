@@ -25,6 +25,7 @@ mod model;
 mod notify;
 mod outbox;
 mod overlay;
+mod profile;
 mod random;
 mod restrictions;
 mod state;
@@ -52,6 +53,7 @@ pub use outbox::{
     OutboxConfig, OutboxPage, OutboxQuery, OutboxReplay, OutboxReplayView, OutboxRowView, OutboxStatus,
     OutboxTransition, MAX_MESSAGES_PER_EVENT, MAX_OPERATOR_WEBHOOKS, MAX_OUTBOX_PAGE, MAX_OUTBOX_ROWS_PER_COMMAND,
 };
+pub use profile::{ProfileStep, ProfileStepView, ProfileSubmission, MAX_PROFILE_FIELD_VALUE_CHARS, MAX_PROFILE_STEPS};
 pub use restrictions::{
     LiftRequest, RestrictionEventView, RestrictionPage, RestrictionQuery, RestrictionRecordView, RestrictionStatus,
     DEFAULT_PAGE, MAX_PAGE, MAX_REASON_CHARS, MAX_SCANNED_PER_PAGE,
@@ -194,6 +196,11 @@ pub enum Command {
     Repay {
         credit_line_id: String,
         amount: String,
+    },
+    /// A profile step: the fields a KYC level requires (`POST /v1/credit-lines/{id}/profile`).
+    CompleteProfile {
+        credit_line_id: String,
+        submission: ProfileSubmission,
     },
     IssueDynamicQr {
         merchant_id: String,

@@ -251,6 +251,31 @@ pub struct RecoveryView {
     pub deadline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_id: Option<String>,
+    /// `complete_profile` of a `policy_kyc_level` decline: the KYC level the payment needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kyc_level: Option<i64>,
+    /// The profile fields the policy requires for `kyc_level`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+    /// Where to submit them: `POST /v1/credit-lines/{id}/profile` of the payment's line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+impl RecoveryView {
+    /// A way out with no details yet.
+    pub fn new(action: RecoveryKind) -> RecoveryView {
+        RecoveryView {
+            action,
+            max_amount: None,
+            until: None,
+            deadline: None,
+            challenge_id: None,
+            kyc_level: None,
+            fields: None,
+            endpoint: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -828,6 +853,9 @@ pub enum LiftCause {
     Operator,
     /// A newer restriction on the same line replaced it.
     Superseded,
+    /// It was imposed for the KYC level alone, and the line's profile step reached it
+    /// (`POST /v1/credit-lines/{id}/profile`).
+    ProfileCompleted,
 }
 
 /// One event in a restriction's history.
@@ -906,6 +934,9 @@ pub struct LineProfile {
     /// How the owner is told of what happens to them (outbox notifications).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<Contact>,
+    /// The profile steps completed on the line: field names and times, never the values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile_steps: Vec<crate::profile::ProfileStep>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -200,6 +200,7 @@ fn lifted_by(cause: Option<LiftCause>) -> &'static str {
         Some(LiftCause::Expired) => "expired",
         Some(LiftCause::ChallengePassed) => "challenge",
         Some(LiftCause::AppealOverturned) => "appeal",
+        Some(LiftCause::ProfileCompleted) => "profile",
         _ => "operator",
     }
 }

@@ -598,6 +598,9 @@ impl State {
             Command::Void { payment_id } => self.void(&payment_id, now_ms, out),
             Command::Refund { payment_id, amount } => self.refund(&payment_id, &amount, now_ms, out),
             Command::Repay { credit_line_id, amount } => self.repay(&credit_line_id, &amount, now_ms, out),
+            Command::CompleteProfile { credit_line_id, submission } => {
+                self.complete_profile(caller, &credit_line_id, submission, now_ms, out)
+            }
             Command::IssueDynamicQr { merchant_id, amount, bill_number } => {
                 self.dynamic_qr(&merchant_id, &amount, bill_number).map(Reply::DynamicQr)
             }
@@ -852,6 +855,7 @@ impl State {
             opened_by: caller.key_id().map(str::to_owned),
             credit,
             contact: request.contact,
+            profile_steps: Vec::new(),
         };
         self.save_line_profile(profile, now_ms, out);
         self.credit_line_view(&id).map(Reply::CreditLine)

@@ -181,13 +181,7 @@ impl State {
     }
 
     fn restriction_status(&self, r: &Restriction, language: Language, now_ms: i64) -> RestrictionStatusView {
-        let way = |action: RecoveryKind| RecoveryView {
-            action,
-            max_amount: None,
-            until: None,
-            deadline: None,
-            challenge_id: None,
-        };
+        let way = RecoveryView::new;
         let mut ways_out = Vec::new();
         let challenge = r.challenge_id.as_ref().and_then(|id| self.challenges.get(id));
         if let Some(c) = challenge.filter(|c| c.status == ChallengeStatus::Pending && c.expires_at_ms > now_ms) {

@@ -4,7 +4,7 @@
 use crate::catalogue::{Catalogue, Explanation, Language, RecoveryKind};
 use crate::features::{Feature, FeatureClass, FeatureVector};
 use crate::lists::{ListKind, Lists, Subjects};
-use crate::policy::{CompiledRule, Policy};
+use crate::policy::{CompiledRule, Policy, PolicyDocument};
 use crate::rules::{Effect, Layer, RuleMode, RuleSet};
 use crate::scorer::{HeuristicScorer, Score, Scorer};
 use crate::velocity::{Attempt, RiskState, VelocityPolicy};
@@ -118,11 +118,41 @@ pub struct Recovery {
     /// The explanation says it in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basis: Option<String>,
+    /// `complete_profile` of a `policy_kyc_level` decline: the KYC level the payment needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kyc_level: Option<i64>,
+    /// With `kyc_level`: the profile fields the policy requires for it (`kyc_levels`), when
+    /// the policy names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+    /// With `fields`: where to submit them, `POST /v1/credit-lines/{id}/profile` for the line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl Recovery {
     fn new(action: RecoveryKind) -> Recovery {
-        Recovery { action, max_amount_minor: None, until_ms: None, deadline_ms: None, challenge_id: None, basis: None }
+        Recovery {
+            action,
+            max_amount_minor: None,
+            until_ms: None,
+            deadline_ms: None,
+            challenge_id: None,
+            basis: None,
+            kyc_level: None,
+            fields: None,
+            endpoint: None,
+        }
+    }
+
+    /// Fills in the profile step for a payment of line `credit_line_id` that needs KYC
+    /// level `level`: the fields the policy requires for it, and the route taking them.
+    fn profile_step(&mut self, level: i64, policy: &PolicyDocument, credit_line_id: &str) {
+        self.kyc_level = Some(level);
+        if let Some(fields) = policy.kyc_fields(level) {
+            self.fields = Some(fields.to_vec());
+            self.endpoint = Some(format!("/v1/credit-lines/{credit_line_id}/profile"));
+        }
     }
 }
 
@@ -802,7 +832,8 @@ impl Engine {
             counted.iter().filter(|s| s.outcome == outcome).map(|s| s.reason_code.as_str()).collect();
         let line_restricted = reason_codes.iter().any(|c| c == "line_restricted");
         let ways = self.catalogue.ways_out(outcome, &deciding, line_restricted);
-        let recovery = self.recovery(f, &features, outcome, &ways, &limit_candidates, wait_until, expires_at_ms);
+        let mut recovery = self.recovery(f, &features, outcome, &ways, &limit_candidates, wait_until, expires_at_ms);
+        self.name_profile_step(f, &counted, &mut recovery);
         let explanation = if outcome == Outcome::Approve && reasons.is_empty() {
             self.approve_explanation.clone()
         } else {
@@ -890,6 +921,21 @@ impl Engine {
             recovery.push(Recovery { deadline_ms: Some(f.now_ms + appeal_ms), ..Recovery::new(RecoveryKind::Appeal) });
         }
         recovery
+    }
+
+    /// The `complete_profile` way out of a `policy_kyc_level` refusal names the highest
+    /// level any such clause asks for (`min_level`), the fields and the route. Only the
+    /// details of the way out change, never which ways or the outcome.
+    fn name_profile_step(&self, f: &PaymentFacts, counted: &[&Signal], recovery: &mut [Recovery]) {
+        let needed = counted
+            .iter()
+            .filter(|s| s.reason_code == "policy_kyc_level")
+            .filter_map(|s| s.args.iter().find(|(k, _)| k == "min_level")?.1.parse::<i64>().ok())
+            .max();
+        let Some(level) = needed else { return };
+        for r in recovery.iter_mut().filter(|r| r.action == RecoveryKind::CompleteProfile) {
+            r.profile_step(level, &self.policy.document, &f.credit_line_id);
+        }
     }
 
     /// What still refuses a stepped-up payment once its challenge is passed: the signals of

@@ -165,6 +165,59 @@ pub struct PolicyDocument {
     /// service when an appeal is overturned, never by the engine: it changes no decision.
     #[serde(default)]
     pub compensation: CompensationPolicy,
+    /// The profile fields each KYC level asks for, by level (`"2"`): what the
+    /// `complete_profile` way out of `policy_kyc_level` names, and what
+    /// `POST /v1/credit-lines/{id}/profile` requires. A policy without it offers no
+    /// profile step: the way out names the level only, and the route refuses every level.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kyc_levels: BTreeMap<String, KycLevelFields>,
+}
+
+/// The fields a KYC level requires (names only; the values never reach the policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KycLevelFields {
+    pub fields: Vec<String>,
+}
+
+/// The most fields one level may require, and the longest field name.
+pub const MAX_KYC_FIELDS: usize = 16;
+pub const MAX_KYC_FIELD_NAME_CHARS: usize = 32;
+
+/// Levels are 1 to 3 (0 is none), each with 1 to [`MAX_KYC_FIELDS`] distinct snake_case
+/// names: the names are a contract with the wallets that send them.
+fn check_kyc_levels(document: &PolicyDocument) -> Result<(), PolicyError> {
+    for (level, spec) in &document.kyc_levels {
+        if !matches!(level.as_str(), "1" | "2" | "3") {
+            return Err(policy_error(format!("kyc_levels: `{level}` is not a level (1, 2 or 3)")));
+        }
+        if spec.fields.is_empty() || spec.fields.len() > MAX_KYC_FIELDS {
+            return Err(policy_error(format!("kyc_levels `{level}`: 1 to {MAX_KYC_FIELDS} fields")));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in &spec.fields {
+            let well_formed = !name.is_empty()
+                && name.len() <= MAX_KYC_FIELD_NAME_CHARS
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !well_formed {
+                return Err(policy_error(format!(
+                    "kyc_levels `{level}`: field `{name}` is not a snake_case name of at most {MAX_KYC_FIELD_NAME_CHARS} characters"
+                )));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(policy_error(format!("kyc_levels `{level}`: field `{name}` is listed twice")));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl PolicyDocument {
+    /// The fields KYC level `level` requires, if the policy says.
+    pub fn kyc_fields(&self, level: i64) -> Option<&[String]> {
+        self.kyc_levels.get(&level.to_string()).map(|l| l.fields.as_slice())
+    }
 }
 
 /// Compensation for a wrongful restriction or decision (an overturned appeal).
@@ -289,6 +342,7 @@ impl Policy {
             crate::limits::CreditLimits::compile(limits).map_err(policy_error)?;
         }
         check_band_caps(&document)?;
+        check_kyc_levels(&document)?;
         document.compensation.amount_minor()?;
         let t = &document.thresholds;
         if !(0 < t.step_up_score && t.step_up_score <= t.decline_score && t.decline_score <= 10_000) {
@@ -468,6 +522,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn shipped() -> serde_json::Value {
         serde_json::from_str(Policy::default_document()).expect("the shipped policy is JSON")
@@ -475,6 +530,31 @@ mod tests {
 
     fn compile(document: &serde_json::Value) -> Result<Policy, PolicyError> {
         Policy::from_json(&document.to_string(), &Catalogue::new())
+    }
+
+    #[test]
+    fn kyc_levels_name_their_fields_and_a_document_without_them_offers_no_profile_step() {
+        let mut document = shipped();
+        let policy = compile(&document).unwrap();
+        let fields = policy.document.kyc_fields(2).expect("the shipped policy names level 2's fields");
+        assert_eq!(fields, ["full_name", "id_number", "address"]);
+        assert_eq!(policy.document.kyc_fields(1), None);
+        document.as_object_mut().unwrap().remove("kyc_levels");
+        let older = compile(&document).expect("a document without kyc_levels still loads");
+        assert_eq!(older.document.kyc_fields(2), None);
+        let refused = [
+            (json!({"4": {"fields": ["full_name"]}}), "is not a level"),
+            (json!({"2": {"fields": []}}), "1 to 16 fields"),
+            (json!({"2": {"fields": ["Full Name"]}}), "not a snake_case name"),
+            (json!({"2": {"fields": ["address", "address"]}}), "listed twice"),
+            (json!({"2": {"fields": ["address"], "extra": 1}}), "unknown field"),
+        ];
+        for (levels, says) in refused {
+            let mut document = shipped();
+            document["kyc_levels"] = levels.clone();
+            let error = compile(&document).expect_err("refused").to_string();
+            assert!(error.contains(says), "{levels}: {error}");
+        }
     }
 
     #[test]

@@ -144,7 +144,17 @@ fn policy_age_and_identity_level() {
     unverified.profile.kyc_level = 1;
     let record = engine.evaluate(unverified.clone());
     assert!(record.reason_codes.contains(&"policy_kyc_level".to_string()), "{:?}", record.reason_codes);
-    assert!(record.recovery.iter().any(|r| r.action == RecoveryKind::CompleteProfile));
+    // The way out names the level, the policy's fields for it and where to send them.
+    let step = record.recovery.iter().find(|r| r.action == RecoveryKind::CompleteProfile).expect("a profile step");
+    assert_eq!(step.kyc_level, Some(2));
+    assert_eq!(step.fields.as_deref(), Some(&["full_name".to_owned(), "id_number".into(), "address".into()][..]));
+    assert_eq!(step.endpoint.as_deref(), Some("/v1/credit-lines/cl_u2/profile"));
+    // Other ways out carry none of it.
+    assert!(record
+        .recovery
+        .iter()
+        .filter(|r| r.action != RecoveryKind::CompleteProfile)
+        .all(|r| r.kyc_level.is_none()));
     unverified.amount_minor = 80_000;
     assert!(!engine.evaluate(unverified).reason_codes.contains(&"policy_kyc_level".to_string()));
 }

@@ -45,6 +45,7 @@ pub const ROUTES: &[(&str, &str, Access)] = {
         ("POST", "/v1/credit-lines", Key(LinesWrite)),
         ("GET", "/v1/credit-lines/{id}", KeyOrShopper(LinesRead)),
         ("POST", "/v1/credit-lines/{id}/repayments", Key(LinesWrite)),
+        ("POST", "/v1/credit-lines/{id}/profile", Key(LinesWrite)),
         ("GET", "/v1/credit-lines/{id}/notifications", KeyOrShopper(LinesRead)),
         ("POST", "/v1/payments", Key(PaymentsWrite)),
         ("GET", "/v1/payments/{id}", Key(PaymentsRead)),

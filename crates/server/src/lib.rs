@@ -127,6 +127,7 @@ pub fn router_with(service: Service, config: RouterConfig) -> Router {
         .route("/v1/credit-lines", post(create_credit_line))
         .route("/v1/credit-lines/{id}", get(get_credit_line))
         .route("/v1/credit-lines/{id}/repayments", post(repay))
+        .route("/v1/credit-lines/{id}/profile", post(complete_profile))
         .route("/v1/payments", post(create_payment))
         .route("/v1/payments/{id}", get(get_payment))
         .route("/v1/payments/{id}/capture", post(capture))
@@ -253,6 +254,7 @@ async fn index() -> impl IntoResponse {
          POST /v1/credit-lines              open a credit line {user_id, currency, limit | application + monthly_income}\n\
          GET  /v1/credit-lines/{id}         limit, available, held, receivable\n\
          POST /v1/credit-lines/{id}/repayments {amount}\n\
+         POST /v1/credit-lines/{id}/profile {kyc_level, fields}  complete your profile (values never kept)\n\
          POST /v1/payments                  pay {credit_line_id, qr_payload, amount?, context}\n\
          GET  /v1/payments/{id}\n\
          POST /v1/payments/{id}/capture     {amount?}\n\
@@ -525,6 +527,14 @@ pub(crate) struct EmptyRequest {}
 async fn repay(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
     run_post(&state, posted, StatusCode::CREATED, |r: AmountRequest| {
         Ok(Command::Repay { credit_line_id: id, amount: r.amount })
+    })
+    .await
+}
+
+/// The "complete your profile" way out: the values are checked by the writer and dropped.
+async fn complete_profile(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Response {
+    run_post(&state, posted, StatusCode::OK, |submission: xiezhi_core::ProfileSubmission| {
+        Ok(Command::CompleteProfile { credit_line_id: id, submission })
     })
     .await
 }

@@ -85,6 +85,15 @@ pub const OPERATIONS: &[Operation] = ops![
         201,
         "RepaymentView"
     ),
+    (
+        "POST",
+        "/v1/credit-lines/{id}/profile",
+        "complete your profile: the fields the policy's `kyc_levels` requires raise the line's KYC level \
+         (values checked, never stored nor echoed)",
+        Some("ProfileSubmission"),
+        200,
+        "ProfileStepView"
+    ),
     ("GET", "/v1/credit-lines/{id}/notifications", "the shopper's inbox (never a code)", None, 200, "object"),
     ("POST", "/v1/payments", "decide and authorize a scan-to-pay payment", Some("NewPayment"), 201, "PaymentView"),
     ("GET", "/v1/payments/{id}", "a payment", None, 200, "PaymentView"),
@@ -254,6 +263,12 @@ fn notes(op: &Operation) -> Option<&'static str> {
              `Content-Language` says which. `compensation` lists what the fund owes or paid the user (newest first, \
              at most 20).",
         ),
+        ("POST", "/v1/credit-lines/{id}/profile") => Some(
+            "A wallet key for its own lines, or an operator key; another's line is 404. `fields` holds exactly the \
+             fields the policy's `kyc_levels` requires for `kyc_level`, each non-empty and at most 256 characters; \
+             otherwise 422 `profile_rejected` naming each wrong one in `fields`. The line's KYC level is raised, \
+             never lowered; the values are never stored, logged or echoed.",
+        ),
         ("POST", "/v1/appeals") => Some(
             "A shopper token (or a wallet key) appeals only its own user's decision or restriction: another's is \
              404. One appeal waits at a time per decision and restriction: a second is 409 `appeal_exists` naming \
@@ -312,6 +327,8 @@ fn notes(op: &Operation) -> Option<&'static str> {
     xiezhi_core::NoticeView,
     xiezhi_core::RefundView,
     xiezhi_core::RepaymentView,
+    xiezhi_core::ProfileSubmission,
+    xiezhi_core::ProfileStepView,
     xiezhi_core::DynamicQrView,
     xiezhi_core::ChallengeView,
     xiezhi_core::ChallengePurpose,

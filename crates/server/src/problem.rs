@@ -15,6 +15,10 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Every field a refused profile step names (`profile_rejected`): missing, empty, too
+    /// long or unknown; `field` is the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qr_error: Option<QrErrorDetail>,
     /// The rule a rejected rule set failed on.
@@ -50,6 +54,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             field: None,
+            fields: None,
             qr_error: None,
             rule_id: None,
             scope: None,
@@ -104,6 +109,7 @@ pub fn status_of(error: &CoreError) -> StatusCode {
         }
         CoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
         CoreError::RuleRejected { .. } | CoreError::PolicyRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        CoreError::ProfileRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::InvalidAmount { .. }
         | CoreError::UnknownCurrency { .. }
         | CoreError::AmountRequired
@@ -141,6 +147,10 @@ impl From<CoreError> for Problem {
             | CoreError::InvalidType { field, .. }
             | CoreError::InvalidText { field, .. }
             | CoreError::InvalidDeposit { field, .. } => problem.field = Some(field.clone()),
+            CoreError::ProfileRejected { fields, .. } => {
+                problem.field = fields.first().cloned();
+                problem.fields = Some(fields.clone());
+            }
             CoreError::AppealExists { appeal_id } => problem.appeal_id = Some(appeal_id.clone()),
             CoreError::CreditDeclined { credit } => problem.credit = Some(credit.clone()),
             CoreError::AmountRequired => problem.field = Some("amount".into()),
