@@ -188,3 +188,34 @@ impl State {
         Ok(Some(id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submission(level: i64, fields: &[(&str, &str)]) -> ProfileSubmission {
+        ProfileSubmission {
+            kyc_level: level,
+            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn policy() -> PolicyDocument {
+        serde_json::from_str(xiezhi_risk::Policy::default_document()).expect("the shipped policy")
+    }
+
+    #[test]
+    fn a_submission_is_checked_against_the_policy_and_its_debug_shows_names_only() {
+        let full = [("full_name", "Li Lei"), ("id_number", "110101199003074578"), ("address", "Beijing")];
+        assert_eq!(check_submission(&policy(), &submission(2, &full)).unwrap(), ["full_name", "id_number", "address"]);
+        let fields_of = |s: ProfileSubmission| match check_submission(&policy(), &s) {
+            Err(CoreError::ProfileRejected { fields, .. }) => fields,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fields_of(submission(2, &full[..2])), ["fields.address"]);
+        assert_eq!(fields_of(submission(1, &full)), ["kyc_level"]);
+        assert_eq!(fields_of(submission(2, &[full[0], full[1], ("address", "")])), ["fields.address"]);
+        let debug = format!("{:?}", submission(2, &full));
+        assert!(debug.contains("id_number") && !debug.contains("110101199003074578"), "{debug}");
+    }
+}
