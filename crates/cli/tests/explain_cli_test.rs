@@ -74,27 +74,9 @@ async fn explain_prints_what_happened_after_the_decision() {
     assert!(!text.contains("- appeal") && !text.contains("- verify_identity"), "a step-up waits for its code:\n{text}");
     // The shopper answers with the code their phone received; the payment is captured.
     let challenge_id = waiting["decision"]["challenge_id"].as_str().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let code = loop {
-        let url = format!("{}/messages", phone.trim_end_matches("/messages"));
-        let got: Value = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(&phone_token)
-            .query(&[("challenge_id", challenge_id)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        // In the shopper's language (Chinese unless their contact says English).
-        let text = &got["messages"][0]["text"];
-        if let Some(code) = [&text["en"], &text["zh"]].iter().find_map(|t| t.as_str().and_then(xiezhi_core::code_in)) {
-            break code;
-        }
-        assert!(std::time::Instant::now() < deadline, "no code reached the phone");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    // In the shopper's language (Chinese unless their contact says English).
+    let messages = format!("{}/messages", phone.trim_end_matches("/messages"));
+    let code = common::code_from_phone(&messages, &phone_token, challenge_id).await;
     post(&base, &format!("/v1/challenges/{challenge_id}"), json!({"code": code})).await;
     post(&base, &format!("/v1/payments/{stepped}/capture"), json!({})).await;
     let text = explain(stepped, &base, false);

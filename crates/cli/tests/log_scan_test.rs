@@ -9,7 +9,7 @@ mod common;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Whether `text` holds `code` as a word of its own (a code is six digits; the same digits
 /// inside a longer number or an id are not the code).
@@ -102,24 +102,7 @@ async fn no_key_token_or_code_reaches_a_log() {
     let plain = reqwest::Client::new();
     let mut codes = Vec::new();
     if let Some(challenge_id) = paid["decision"]["challenge_id"].as_str() {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            let got: Value = plain
-                .get(&phone_base)
-                .bearer_auth(&phone_token)
-                .query(&[("challenge_id", challenge_id)])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if let Some(code) = code_in_message(&got["messages"][0]) {
-                break code;
-            }
-            assert!(Instant::now() < deadline, "no code reached the phone");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let code = common::code_from_phone(&phone_base, &phone_token, challenge_id).await;
         let answered: Value = shopper
             .post(format!("{base}/v1/challenges/{challenge_id}"))
             .json(&serde_json::json!({"code": code}))

@@ -89,3 +89,27 @@ pub fn assert_regenerates_shipped(regenerated: &Path, shipped: &Path, files: &[&
         );
     }
 }
+
+/// Waits (up to 10 s) for the one-time code of `challenge_id` to reach the loopback phone
+/// gateway at `messages_url` (`…/messages`), in whichever language the shopper reads.
+pub async fn code_from_phone(messages_url: &str, phone_token: &str, challenge_id: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got: serde_json::Value = reqwest::Client::new()
+            .get(messages_url)
+            .bearer_auth(phone_token)
+            .query(&[("challenge_id", challenge_id)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let text = &got["messages"][0]["text"];
+        if let Some(code) = [&text["en"], &text["zh"]].iter().find_map(|t| t.as_str().and_then(xiezhi_core::code_in)) {
+            return code;
+        }
+        assert!(std::time::Instant::now() < deadline, "no code reached the phone");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
