@@ -21,35 +21,26 @@ use xiezhi_store_sqlite::SqliteStore;
 const START_MS: i64 = 1_795_000_000_000;
 
 struct World {
-    base: String,
+    api: common::Api,
     clock: Arc<ManualClock>,
-    admin: Client,
-    wallet: Client,
     qr: String,
     dir: tempfile::TempDir,
 }
 
+impl std::ops::Deref for World {
+    type Target = common::Api;
+    fn deref(&self) -> &common::Api {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut common::Api {
+        &mut self.api
+    }
+}
+
 impl World {
-    async fn get(&self, client: &Client, path: &str) -> (StatusCode, Value) {
-        send(client, Method::GET, &format!("{}{path}", self.base), None).await
-    }
-
-    async fn post(&self, client: &Client, path: &str, body: Value) -> (StatusCode, Value) {
-        send(client, Method::POST, &format!("{}{path}", self.base), Some(body)).await
-    }
-
-    async fn created(&self, client: &Client, path: &str, body: Value) -> Value {
-        let (status, body) = self.post(client, path, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
-        body
-    }
-
-    async fn ok(&self, client: &Client, path: &str, body: Value) -> Value {
-        let (status, body) = self.post(client, path, body).await;
-        assert_eq!(status, StatusCode::OK, "{path}: {body}");
-        body
-    }
-
     fn advance_to(&self, offset_ms: i64) {
         self.clock.0.store(START_MS + offset_ms, Ordering::SeqCst);
     }
@@ -115,10 +106,8 @@ async fn world() -> World {
     let merchant = json!({"name": "Lotus", "city": "Hangzhou", "country": "CN", "mcc": "5411", "currency": "CNY"});
     let (_, merchant) = send(&admin, Method::POST, &format!("{base}/v1/merchants"), Some(merchant)).await;
     let mut w = World {
-        base,
+        api: common::Api { base, admin: admin.clone(), wallet: admin },
         clock,
-        admin: admin.clone(),
-        wallet: admin,
         qr: merchant["qr_payload"].as_str().unwrap().to_owned(),
         dir,
     };

@@ -8,7 +8,7 @@ mod common;
 
 use common::{send, ManualClock};
 
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,7 +18,6 @@ use xiezhi_store_sqlite::SqliteStore;
 
 const START_MS: i64 = 1_795_000_000_000;
 
-/// A server on the store in `dir`, stopped by sending on the returned channel.
 use common::Running;
 
 async fn start(dir: &Path, clock: Arc<ManualClock>) -> Running {
@@ -26,41 +25,27 @@ async fn start(dir: &Path, clock: Arc<ManualClock>) -> Running {
 }
 
 struct World {
-    base: String,
-    admin: Client,
-    wallet: Client,
+    api: common::Api,
     qr: String,
 }
 
+impl std::ops::Deref for World {
+    type Target = common::Api;
+    fn deref(&self) -> &common::Api {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut common::Api {
+        &mut self.api
+    }
+}
+
 impl World {
-    async fn get(&self, client: &Client, path: &str) -> (StatusCode, Value) {
-        send(client, Method::GET, &format!("{}{path}", self.base), None).await
-    }
-
-    async fn post(&self, client: &Client, path: &str, body: Value) -> (StatusCode, Value) {
-        send(client, Method::POST, &format!("{}{path}", self.base), Some(body)).await
-    }
-
-    async fn created(&self, client: &Client, path: &str, body: Value) -> Value {
-        let (status, body) = self.post(client, path, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
-        body
-    }
-
-    async fn key(&self, body: Value) -> Client {
-        let made = self.created(&self.admin, "/v1/api-keys", body).await;
-        common::client_with(made["key"].as_str().unwrap())
-    }
-
     async fn line(&self, user: &str) -> String {
         let body = json!({"user_id": user, "currency": "CNY", "limit": "2000.00"});
         self.created(&self.wallet, "/v1/credit-lines", body).await["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn token(&self, line: &str) -> Client {
-        let body = json!({"credit_line_id": line, "device_id": "phone-1", "ttl_s": 3600});
-        let minted = self.created(&self.wallet, "/v1/shopper-tokens", body).await;
-        common::client_with(minted["token"].as_str().unwrap())
     }
 
     /// Restricts `user`'s line (a deny-list hit), has the user appeal, and an operator
@@ -114,7 +99,7 @@ impl World {
 
 async fn world(base: String) -> World {
     let admin = common::client_with(common::ADMIN_KEY);
-    let mut w = World { base, admin: admin.clone(), wallet: admin, qr: String::new() };
+    let mut w = World { api: common::Api { base, admin: admin.clone(), wallet: admin }, qr: String::new() };
     let merchant = json!({"name": "Lotus", "city": "Hangzhou", "country": "CN", "mcc": "5411", "currency": "CNY"});
     w.qr = w.created(&w.admin, "/v1/merchants", merchant).await["qr_payload"].as_str().unwrap().to_owned();
     w.wallet = w.key(json!({"name": "wallet", "kind": "wallet", "wallet_id": "w1"})).await;
@@ -252,7 +237,7 @@ async fn an_exhausted_fund_makes_compensation_wait_and_deposits_pay_it_oldest_fi
     assert_eq!((check.compensations_checked, check.compensation_funds["CNY"].as_str()), (3, "10.00"));
     assert!(check.compensation_disagreements.is_empty(), "{check:?}");
     let running = start(dir.path(), Arc::clone(&clock)).await;
-    let w = World { base: running.base.clone(), ..w };
+    let w = World { api: common::Api { base: running.base.clone(), ..w.api }, ..w };
     let fund = w.fund().await;
     assert_eq!((fund["balance"].as_str(), fund["waiting_count"].as_u64()), (Some("10.00"), Some(1)), "{fund}");
     assert_eq!(w.compensation_of("alice").await["status"], "paid");

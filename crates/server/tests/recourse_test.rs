@@ -19,10 +19,8 @@ use xiezhi_store_sqlite::SqliteStore;
 const START_MS: i64 = 1_795_000_000_000;
 
 struct World {
-    base: String,
+    api: common::Api,
     clock: Arc<ManualClock>,
-    admin: Client,
-    wallet: Client,
     qr: String,
     alice_line: String,
     bob_line: String,
@@ -31,32 +29,20 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
+impl std::ops::Deref for World {
+    type Target = common::Api;
+    fn deref(&self) -> &common::Api {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut common::Api {
+        &mut self.api
+    }
+}
+
 impl World {
-    async fn get(&self, client: &Client, path: &str) -> (StatusCode, Value) {
-        send(client, Method::GET, &format!("{}{path}", self.base), None).await
-    }
-
-    async fn post(&self, client: &Client, path: &str, body: Value) -> (StatusCode, Value) {
-        send(client, Method::POST, &format!("{}{path}", self.base), Some(body)).await
-    }
-
-    async fn created(&self, client: &Client, path: &str, body: Value) -> Value {
-        let (status, body) = self.post(client, path, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
-        body
-    }
-
-    async fn key(&self, body: Value) -> Client {
-        let made = self.created(&self.admin, "/v1/api-keys", body).await;
-        common::client_with(made["key"].as_str().unwrap())
-    }
-
-    async fn token(&self, line: &str) -> Client {
-        let body = json!({"credit_line_id": line, "device_id": "phone-1", "ttl_s": 3600});
-        let minted = self.created(&self.wallet, "/v1/shopper-tokens", body).await;
-        common::client_with(minted["token"].as_str().unwrap())
-    }
-
     /// A payment on `line` the deny list restricts; the entry is then removed.
     async fn restrict(&self, line: &str, user: &str) -> Value {
         let entry = json!({"list": "deny", "subject_kind": "user", "subject": user, "reason": "test", "author": "t"});
@@ -90,10 +76,8 @@ async fn world() -> World {
     let merchant = json!({"name": "Lotus", "city": "Hangzhou", "country": "CN", "mcc": "5411", "currency": "CNY"});
     let (_, merchant) = send(&admin, Method::POST, &format!("{base}/v1/merchants"), Some(merchant)).await;
     let mut w = World {
-        base,
+        api: common::Api { base, admin: admin.clone(), wallet: admin.clone() },
         clock,
-        admin: admin.clone(),
-        wallet: admin.clone(),
         qr: merchant["qr_payload"].as_str().unwrap().to_owned(),
         alice_line: String::new(),
         bob_line: String::new(),

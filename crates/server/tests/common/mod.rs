@@ -115,3 +115,53 @@ impl Running {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// The HTTP side of a test world: the server's address, the admin's client and a wallet's
+/// (the admin's until a test makes a wallet key), with the requests every test sends.
+pub struct Api {
+    pub base: String,
+    pub admin: reqwest::Client,
+    pub wallet: reqwest::Client,
+}
+
+impl Api {
+    pub async fn get(&self, client: &reqwest::Client, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        send(client, reqwest::Method::GET, &format!("{}{path}", self.base), None).await
+    }
+
+    pub async fn post(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        send(client, reqwest::Method::POST, &format!("{}{path}", self.base), Some(body)).await
+    }
+
+    /// A POST that must answer 201; its body.
+    pub async fn created(&self, client: &reqwest::Client, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, body) = self.post(client, path, body).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{path}: {body}");
+        body
+    }
+
+    /// A POST that must answer 200; its body.
+    pub async fn ok(&self, client: &reqwest::Client, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, body) = self.post(client, path, body).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {body}");
+        body
+    }
+
+    /// A client with a new API key the admin makes from `body`.
+    pub async fn key(&self, body: serde_json::Value) -> reqwest::Client {
+        let made = self.created(&self.admin, "/v1/api-keys", body).await;
+        client_with(made["key"].as_str().unwrap())
+    }
+
+    /// A client with a shopper token the wallet mints for `line` (device `phone-1`, an hour).
+    pub async fn token(&self, line: &str) -> reqwest::Client {
+        let body = serde_json::json!({"credit_line_id": line, "device_id": "phone-1", "ttl_s": 3600});
+        let minted = self.created(&self.wallet, "/v1/shopper-tokens", body).await;
+        client_with(minted["token"].as_str().unwrap())
+    }
+}
