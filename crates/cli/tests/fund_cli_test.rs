@@ -17,11 +17,7 @@ fn xiezhi(args: &[&str], base: &str, env: &[(&str, &str)]) -> Output {
     command.output().expect("run xiezhi")
 }
 
-fn ok(output: &Output) -> String {
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{stdout}{stderr}");
-    stdout.into_owned()
-}
+use common::ok;
 
 fn refused(output: &Output) -> String {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

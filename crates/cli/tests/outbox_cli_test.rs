@@ -7,7 +7,7 @@ mod common;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,15 +30,7 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap) -> Status
     StatusCode::NO_CONTENT
 }
 
-fn xiezhi(args: &[&str], base: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xiezhi"))
-        .args(args)
-        .args(["--server", base])
-        .env("XIEZHI_KEY", common::ADMIN_KEY)
-        .env_remove("XIEZHI_API_KEY")
-        .output()
-        .expect("run xiezhi")
-}
+use common::xiezhi_as_admin as xiezhi;
 
 fn json_of(output: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -5,23 +5,11 @@
 mod common;
 
 use serde_json::{json, Value};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn xiezhi(args: &[&str], base: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xiezhi"))
-        .args(args)
-        .args(["--server", base])
-        .env("XIEZHI_KEY", common::ADMIN_KEY)
-        .env_remove("XIEZHI_API_KEY")
-        .output()
-        .expect("run xiezhi")
-}
+use common::xiezhi_as_admin as xiezhi;
 
-fn ok(output: &Output) -> String {
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{stdout}{stderr}");
-    stdout.into_owned()
-}
+use common::ok;
 
 fn refused(output: &Output) -> String {
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));

@@ -17,11 +17,7 @@ fn xiezhi(args: &[&str], key: &str) -> Output {
         .expect("run xiezhi")
 }
 
-fn ok(output: &Output) -> String {
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{stdout}{stderr}");
-    stdout.into_owned()
-}
+use common::ok;
 
 fn failed(output: &Output, code: i32) -> String {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

@@ -113,3 +113,22 @@ pub async fn code_from_phone(messages_url: &str, phone_token: &str, challenge_id
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `xiezhi ARGS --server BASE` with the admin key in `XIEZHI_KEY` (and no `XIEZHI_API_KEY`
+/// inherited from the environment).
+pub fn xiezhi_as_admin(args: &[&str], base: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_xiezhi"))
+        .args(args)
+        .args(["--server", base])
+        .env("XIEZHI_KEY", ADMIN_KEY)
+        .env_remove("XIEZHI_API_KEY")
+        .output()
+        .expect("run xiezhi")
+}
+
+/// The standard output of a command that must have succeeded (both streams shown if not).
+pub fn ok(output: &std::process::Output) -> String {
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    stdout.into_owned()
+}
