@@ -28,15 +28,7 @@ fn apply(state: &mut State, batch: &mut Batch, command: Command) -> Reply {
 /// of the payment alone.
 fn restricted_payment(state: &mut State) -> Batch {
     let mut setup = Batch::default();
-    let merchant = NewMerchant {
-        name: "Lotus Market".into(),
-        city: "Hangzhou".into(),
-        country: "CN".into(),
-        mcc: "5411".into(),
-        currency: "CNY".into(),
-        partner_accounts: vec![],
-        onboarded_at: None,
-    };
+    let merchant = NewMerchant::lotus_market();
     let Reply::Merchant(m) = apply(state, &mut setup, Command::CreateMerchant(merchant)) else { panic!() };
     let line = NewCreditLine {
         user_id: "u1".into(),

@@ -49,15 +49,7 @@ impl Pipeline {
     /// A merchant and a line, committed.
     fn setup(&mut self) -> (String, String) {
         let mut batch = Batch::default();
-        let merchant = NewMerchant {
-            name: "Lotus Market".into(),
-            city: "Hangzhou".into(),
-            country: "CN".into(),
-            mcc: "5411".into(),
-            currency: "CNY".into(),
-            partner_accounts: vec![],
-            onboarded_at: None,
-        };
+        let merchant = NewMerchant::lotus_market();
         let Ok(Reply::Merchant(m)) = self.apply(&mut batch, Command::CreateMerchant(merchant), None) else { panic!() };
         let line = NewCreditLine {
             user_id: "u1".into(),

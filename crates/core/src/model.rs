@@ -58,6 +58,22 @@ pub struct NewMerchant {
     pub onboarded_at: Option<String>,
 }
 
+#[cfg(test)]
+impl NewMerchant {
+    /// The grocer the crate's unit tests pay: a Hangzhou supermarket (MCC 5411) in CNY.
+    pub(crate) fn lotus_market() -> NewMerchant {
+        NewMerchant {
+            name: "Lotus Market".into(),
+            city: "Hangzhou".into(),
+            country: "CN".into(),
+            mcc: "5411".into(),
+            currency: "CNY".into(),
+            partner_accounts: vec![],
+            onboarded_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
